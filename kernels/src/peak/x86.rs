@@ -1,0 +1,210 @@
+//! x86-64 FMA-throughput kernels: AVX2+FMA, AVX-512F, AVX-512 BF16, and AMX detection.
+//!
+//! Each kernel is a `#[target_feature]` function reached only through a safe wrapper
+//! that checks the feature at run time (`is_x86_feature_detected!` caches the CPUID
+//! result, so the check costs a load per call of [`super::CHUNK`] iterations).
+
+use std::arch::x86_64::*;
+
+use super::{Isa, ACCUMULATORS};
+
+/// Why `isa` cannot run on this CPU/OS, or `Ok`.
+pub(super) fn availability(isa: Isa) -> Result<(), String> {
+    let need = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("CPU lacks {what}"))
+        }
+    };
+    match isa {
+        Isa::Avx2 => need(
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            "AVX2 and FMA3",
+        ),
+        Isa::Avx512 => need(is_x86_feature_detected!("avx512f"), "AVX-512F"),
+        Isa::Avx512Bf16 => need(
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"),
+            "AVX-512 BF16 (vdpbf16ps)",
+        ),
+        Isa::Amx => amx_availability(),
+        Isa::Scalar | Isa::Neon => Err(format!("{isa} is not an x86 path")),
+    }
+}
+
+/// Relevant features this CPU reports.
+pub(super) fn features() -> Vec<&'static str> {
+    let mut f = Vec::new();
+    if is_x86_feature_detected!("fma") {
+        f.push("fma");
+    }
+    if is_x86_feature_detected!("avx2") {
+        f.push("avx2");
+    }
+    if is_x86_feature_detected!("avx512f") {
+        f.push("avx512f");
+    }
+    if is_x86_feature_detected!("avx512bf16") {
+        f.push("avx512bf16");
+    }
+    let (tile, bf16) = amx_cpuid();
+    if tile {
+        f.push("amx-tile");
+    }
+    if bf16 {
+        f.push("amx-bf16");
+    }
+    f
+}
+
+/// CPUID.(EAX=7,ECX=0):EDX bit 24 (AMX-TILE) and bit 22 (AMX-BF16).
+fn amx_cpuid() -> (bool, bool) {
+    // CPUID leaf 7 exists on every x86-64 CPU that could have AMX; check the max leaf.
+    if __get_cpuid_max(0).0 < 7 {
+        return (false, false);
+    }
+    let r = __cpuid_count(7, 0);
+    (r.edx & (1 << 24) != 0, r.edx & (1 << 22) != 0)
+}
+
+fn amx_availability() -> Result<(), String> {
+    let (tile, bf16) = amx_cpuid();
+    if !(tile && bf16) {
+        return Err("CPU lacks AMX (no AMX-TILE/AMX-BF16 in CPUID leaf 7)".into());
+    }
+    // The CPU has AMX. Using it needs the OS to enable XTILEDATA state (XCR0 bits 17,
+    // 18) and, on Linux, a per-process permission request (arch_prctl
+    // ARCH_REQ_XCOMP_PERM). flopcal has no AMX tile kernel yet, so it stops here
+    // rather than run untested tile code.
+    Err("CPU has AMX, but flopcal's AMX tile kernel is not implemented yet".into())
+}
+
+macro_rules! fma_kernel {
+    (
+        $name:ident, $imp:ident, $feat:literal, $check:expr, $t:ty, $lanes:expr,
+        $zero:ident, $set1:ident, $load:ident, $store:ident, $fmadd:ident
+    ) => {
+        #[target_feature(enable = $feat)]
+        #[inline(never)]
+        fn $imp(n: u64, a: $t, d: $t, acc: &mut [$t; ACCUMULATORS * $lanes]) {
+            let va = $set1(a);
+            let vd = $set1(d);
+            let mut r = [$zero(); ACCUMULATORS];
+            for (i, v) in r.iter_mut().enumerate() {
+                // SAFETY: `acc` has ACCUMULATORS * lanes elements, so lanes i*L..(i+1)*L
+                // are in bounds; unaligned loads are allowed.
+                *v = unsafe { $load(acc.as_ptr().add(i * $lanes)) };
+            }
+            for _ in 0..n {
+                for v in r.iter_mut() {
+                    *v = $fmadd(*v, va, vd);
+                }
+            }
+            for (i, v) in r.iter().enumerate() {
+                // SAFETY: as for the loads above.
+                unsafe { $store(acc.as_mut_ptr().add(i * $lanes), *v) };
+            }
+        }
+
+        /// Safe entry: `false` (and nothing executed) if the CPU lacks the feature.
+        pub(super) fn $name(n: u64, a: $t, d: $t, acc: &mut [$t]) -> bool {
+            let Ok(acc) = <&mut [$t; ACCUMULATORS * $lanes]>::try_from(acc) else {
+                return false;
+            };
+            if !$check {
+                return false;
+            }
+            // SAFETY: the required CPU features were detected at run time just above.
+            unsafe { $imp(n, a, d, acc) };
+            true
+        }
+    };
+}
+
+fma_kernel!(
+    avx2_f32,
+    avx2_f32_imp,
+    "avx2,fma",
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+    f32,
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_storeu_ps,
+    _mm256_fmadd_ps
+);
+fma_kernel!(
+    avx2_f64,
+    avx2_f64_imp,
+    "avx2,fma",
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+    f64,
+    4,
+    _mm256_setzero_pd,
+    _mm256_set1_pd,
+    _mm256_loadu_pd,
+    _mm256_storeu_pd,
+    _mm256_fmadd_pd
+);
+fma_kernel!(
+    avx512_f32,
+    avx512_f32_imp,
+    "avx512f",
+    is_x86_feature_detected!("avx512f"),
+    f32,
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_storeu_ps,
+    _mm512_fmadd_ps
+);
+fma_kernel!(
+    avx512_f64,
+    avx512_f64_imp,
+    "avx512f",
+    is_x86_feature_detected!("avx512f"),
+    f64,
+    8,
+    _mm512_setzero_pd,
+    _mm512_set1_pd,
+    _mm512_loadu_pd,
+    _mm512_storeu_pd,
+    _mm512_fmadd_pd
+);
+
+/// `acc += a·d + a·d` per f32 lane via `vdpbf16ps` (a, d exactly representable in bf16).
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[inline(never)]
+fn avx512_bf16_imp(n: u64, a: f32, d: f32, acc: &mut [f32; ACCUMULATORS * 16]) {
+    let va = _mm512_cvtne2ps_pbh(_mm512_set1_ps(a), _mm512_set1_ps(a));
+    let vd = _mm512_cvtne2ps_pbh(_mm512_set1_ps(d), _mm512_set1_ps(d));
+    let mut r = [_mm512_setzero_ps(); ACCUMULATORS];
+    for (i, v) in r.iter_mut().enumerate() {
+        // SAFETY: `acc` has ACCUMULATORS * 16 elements; unaligned loads are allowed.
+        *v = unsafe { _mm512_loadu_ps(acc.as_ptr().add(i * 16)) };
+    }
+    for _ in 0..n {
+        for v in r.iter_mut() {
+            *v = _mm512_dpbf16_ps(*v, va, vd);
+        }
+    }
+    for (i, v) in r.iter().enumerate() {
+        // SAFETY: as for the loads above.
+        unsafe { _mm512_storeu_ps(acc.as_mut_ptr().add(i * 16), *v) };
+    }
+}
+
+/// Safe entry of the AVX-512 BF16 kernel: `false` if the CPU lacks the feature.
+pub(super) fn avx512_bf16(n: u64, a: f32, d: f32, acc: &mut [f32]) -> bool {
+    let Ok(acc) = <&mut [f32; ACCUMULATORS * 16]>::try_from(acc) else {
+        return false;
+    };
+    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")) {
+        return false;
+    }
+    // SAFETY: avx512f and avx512bf16 were detected at run time just above.
+    unsafe { avx512_bf16_imp(n, a, d, acc) };
+    true
+}
