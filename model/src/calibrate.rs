@@ -1,0 +1,435 @@
+//! Calibration against published runs (DESIGN.md, "Cost model").
+//!
+//! For every published run: the implied MFU, `train FLOPs / (chips × peak × seconds)`;
+//! the published cost reproduced from the source's own arithmetic (chips × hours ×
+//! catalog price). Then the fit of `MFU = kernel efficiency × system efficiency`: each
+//! run gives a system efficiency, implied MFU / the hardware's kernel efficiency, and a
+//! hardware class gets the geometric mean of its runs (mid) and their min–max (band).
+//! A class with a single run keeps its value and borrows the pooled relative spread; a
+//! class with none uses the pooled fit. Leave-one-out: each fitted run's device-hours are
+//! predicted from a fit without it and compared with the published ones.
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Hardware, PriceBasis, Run};
+use crate::cost::{Band, MfuSource, SystemEfficiency};
+use crate::error::ModelError;
+use crate::flops::{self, check_fraction, FlopOptions};
+
+/// One run's system efficiency, the unit of the fit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FitPoint {
+    /// Run id.
+    pub run: String,
+    /// Hardware class.
+    pub class: String,
+    /// Implied MFU / kernel efficiency.
+    pub system_efficiency: f64,
+}
+
+/// The fitted system efficiencies.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fit {
+    /// The points it rests on.
+    pub points: Vec<FitPoint>,
+}
+
+fn geomean(xs: &[f64]) -> f64 {
+    (xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64).exp()
+}
+
+fn spread(xs: &[f64]) -> Band {
+    let mid = geomean(xs);
+    let low = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Band { mid, low, high }
+}
+
+impl Fit {
+    /// Fit from the catalog's published runs.
+    pub fn from_catalog(cat: &Catalog) -> Result<Fit, ModelError> {
+        let mut points = vec![];
+        for run in &cat.runs {
+            if let Some(p) = run_point(cat, run)? {
+                points.push(p);
+            }
+        }
+        Ok(Fit { points })
+    }
+
+    /// The same fit without one run (leave-one-out).
+    pub fn without(&self, run: &str) -> Fit {
+        Fit {
+            points: self
+                .points
+                .iter()
+                .filter(|p| p.run != run)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// System efficiency for a hardware class (see the module docs for the fallbacks).
+    pub fn system_efficiency(&self, class: &str) -> Result<SystemEfficiency, ModelError> {
+        if self.points.is_empty() {
+            return Err(ModelError::InvalidInput(
+                "no published run with a known duration and schedule to calibrate from: pass --mfu"
+                    .into(),
+            ));
+        }
+        let all: Vec<f64> = self.points.iter().map(|p| p.system_efficiency).collect();
+        let pooled = spread(&all);
+        let own: Vec<&FitPoint> = self.points.iter().filter(|p| p.class == class).collect();
+        let ids = |ps: &[&FitPoint]| ps.iter().map(|p| p.run.clone()).collect::<Vec<_>>();
+        Ok(match own.len() {
+            0 => SystemEfficiency {
+                class: class.to_string(),
+                band: pooled,
+                runs: ids(&self.points.iter().collect::<Vec<_>>()),
+                pooled: true,
+            },
+            1 => {
+                let v = own[0].system_efficiency;
+                SystemEfficiency {
+                    class: class.to_string(),
+                    band: Band {
+                        mid: v,
+                        low: v * (pooled.low / pooled.mid).min(1.0),
+                        high: v * (pooled.high / pooled.mid).max(1.0),
+                    },
+                    runs: ids(&own),
+                    pooled: false,
+                }
+            }
+            _ => {
+                let xs: Vec<f64> = own.iter().map(|p| p.system_efficiency).collect();
+                SystemEfficiency {
+                    class: class.to_string(),
+                    band: spread(&xs),
+                    runs: ids(&own),
+                    pooled: false,
+                }
+            }
+        })
+    }
+
+    /// MFU source for catalog hardware: its reference kernel efficiency × the fit.
+    pub fn calibrated_mfu(&self, hw: &Hardware) -> Result<MfuSource, ModelError> {
+        Ok(MfuSource::Calibrated {
+            kernel_efficiency: hw.kernel_efficiency.value,
+            system: self.system_efficiency(&hw.class)?,
+        })
+    }
+
+    /// MFU source from a *measured* kernel efficiency (e.g. `flopcal profile` on this
+    /// machine) × the system efficiency fitted for `hw`'s class.
+    pub fn measured_mfu(
+        &self,
+        hw: &Hardware,
+        kernel_efficiency: f64,
+    ) -> Result<MfuSource, ModelError> {
+        check_fraction("measured kernel efficiency", kernel_efficiency)?;
+        Ok(MfuSource::Measured {
+            kernel_efficiency,
+            system: self.system_efficiency(&hw.class)?,
+        })
+    }
+}
+
+/// Training FLOPs of a run, when its schedule is known.
+fn run_flops(cat: &Catalog, run: &Run) -> Result<Option<f64>, ModelError> {
+    if !run.tokens_known {
+        return Ok(None);
+    }
+    let model = cat.model(&run.model)?;
+    let phases = cat.run_schedule(run)?;
+    Ok(Some(
+        flops::train_flops(&model.config(), &phases, &FlopOptions::default())?.train_flops,
+    ))
+}
+
+fn implied_mfu(cat: &Catalog, run: &Run) -> Result<Option<(f64, f64)>, ModelError> {
+    let hw = cat.hardware(&run.hardware)?;
+    let (Some(hours), Some(f)) = (run.hours, run_flops(cat, run)?) else {
+        return Ok(None);
+    };
+    let chips = hw.chips(run.count, run.unit);
+    let peak = hw.peak_flops(Some(&run.dtype))?;
+    Ok(Some((f / (chips * peak * hours * 3600.0), f)))
+}
+
+fn run_point(cat: &Catalog, run: &Run) -> Result<Option<FitPoint>, ModelError> {
+    let hw = cat.hardware(&run.hardware)?;
+    Ok(implied_mfu(cat, run)?.map(|(mfu, _)| FitPoint {
+        run: run.id.clone(),
+        class: hw.class.clone(),
+        system_efficiency: mfu / hw.kernel_efficiency.value,
+    }))
+}
+
+/// Calibration result for one published run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunCalibration {
+    /// Run id.
+    pub id: String,
+    /// Model.
+    pub model: String,
+    /// Hardware.
+    pub hardware: String,
+    /// Hardware class.
+    pub class: String,
+    /// As published: count and unit.
+    pub published_count: f64,
+    /// Unit of `published_count`.
+    pub published_unit: String,
+    /// Chips under flopcal's reading.
+    pub chips: f64,
+    /// Wall-clock hours (if published).
+    pub hours: Option<f64>,
+    /// Tokens (if the schedule is known).
+    pub tokens: Option<f64>,
+    /// Training FLOPs (if the schedule is known).
+    pub train_flops: Option<f64>,
+    /// Published cost (on `price_basis`).
+    pub published_cost_usd: Option<f64>,
+    /// Cost reproduced from chips × hours × catalog price on `price_basis`.
+    pub reproduced_cost_usd: Option<f64>,
+    /// `on-demand` or `preemptible`.
+    pub price_basis: String,
+    /// Published preemptible cost.
+    pub published_cost_preemptible_usd: Option<f64>,
+    /// Reproduced preemptible cost.
+    pub reproduced_cost_preemptible_usd: Option<f64>,
+    /// Published cost per hour.
+    pub published_cost_per_hour_usd: Option<f64>,
+    /// Reproduced cost per hour.
+    pub reproduced_cost_per_hour_usd: Option<f64>,
+    /// Second reading (unit).
+    pub alt_unit: Option<String>,
+    /// Published cost under the second reading.
+    pub alt_published_cost_usd: Option<f64>,
+    /// Reproduced cost under the second reading.
+    pub alt_reproduced_cost_usd: Option<f64>,
+    /// Published lower bound of the cost.
+    pub published_cost_min_usd: Option<f64>,
+    /// Cost predicted by the full fit (for runs without a published duration).
+    pub predicted_cost_usd: Option<f64>,
+    /// Whether every published cost is reproduced (to the dollar, or within the
+    /// published tolerance; a lower bound must be exceeded by the prediction).
+    pub cost_reproduced: bool,
+    /// Implied MFU.
+    pub implied_mfu: Option<f64>,
+    /// Hardware kernel efficiency (catalog).
+    pub kernel_efficiency: f64,
+    /// Implied MFU / kernel efficiency.
+    pub implied_system_efficiency: Option<f64>,
+    /// Whether the run is in the fit.
+    pub used_in_fit: bool,
+    /// Published chip-hours (chips × hours).
+    pub published_device_hours: Option<f64>,
+    /// MFU predicted from the other runs.
+    pub loo_predicted_mfu: Option<f64>,
+    /// Chip-hours predicted from the other runs.
+    pub loo_predicted_device_hours: Option<f64>,
+    /// Predicted / published chip-hours.
+    pub loo_ratio: Option<f64>,
+    /// `|ln(loo_ratio)|`.
+    pub loo_abs_log_error: Option<f64>,
+    /// What the prediction rested on.
+    pub loo_basis: Option<String>,
+    /// Source of the figures.
+    pub source: String,
+    /// Interpretation flopcal used.
+    pub interpretation: String,
+}
+
+/// Summary of the leave-one-out check and of the cost reproductions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationSummary {
+    /// Runs in the fit.
+    pub runs_fitted: usize,
+    /// Median `|ln(predicted / published)|` over the fitted runs.
+    pub median_abs_log_error: Option<f64>,
+    /// Worst `|ln(predicted / published)|`.
+    pub worst_abs_log_error: Option<f64>,
+    /// The run with the worst error.
+    pub worst_run: Option<String>,
+    /// `exp(median_abs_log_error)`: the typical factor off.
+    pub median_factor: Option<f64>,
+    /// Whether every published cost was reproduced.
+    pub all_costs_reproduced: bool,
+    /// Fitted system efficiency per class.
+    pub classes: Vec<SystemEfficiency>,
+}
+
+/// Everything `flopcal calibrate` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    /// One row per published run.
+    pub runs: Vec<RunCalibration>,
+    /// Summary.
+    pub summary: CalibrationSummary,
+    /// The fit, for estimates.
+    pub fit: Fit,
+}
+
+fn matches(published: Option<f64>, reproduced: Option<f64>, tol: Option<f64>) -> bool {
+    match (published, reproduced) {
+        (Some(p), Some(r)) => match tol {
+            Some(t) => ((r - p) / p).abs() <= t,
+            None => (r - p).abs() <= 0.5 + 1e-9,
+        },
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+/// Calibrate against every published run of the catalog.
+pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
+    let fit = Fit::from_catalog(cat)?;
+    let mut rows = vec![];
+    for run in &cat.runs {
+        let hw = cat.hardware(&run.hardware)?;
+        let chips = hw.chips(run.count, run.unit);
+        let price = |pre: bool| hw.price_per_chip_hour(pre);
+        let basis_pre = run.price_basis == PriceBasis::Preemptible;
+        let repro = |pre: bool, ch: f64| run.hours.zip(price(pre)).map(|(h, p)| ch * h * p);
+        let reproduced = repro(basis_pre, chips);
+        let reproduced_pe = repro(true, chips);
+        let per_hour = price(basis_pre).map(|p| p * chips);
+        let alt_reproduced = run
+            .alt_unit
+            .and_then(|u| repro(basis_pre, hw.chips(run.count, u)));
+        let flops = run_flops(cat, run)?;
+        let implied = implied_mfu(cat, run)?.map(|(m, _)| m);
+        let k = hw.kernel_efficiency.value;
+        let used = implied.is_some();
+        let peak = hw.peak_flops(Some(&run.dtype))?;
+
+        let (loo_mfu, loo_hours, loo_basis) = if used && fit.points.len() > 1 {
+            let sys = fit.without(&run.id).system_efficiency(&hw.class)?;
+            let mfu = (k * sys.band.mid).min(1.0);
+            let hrs = flops.map(|f| f / (peak * mfu) / 3600.0);
+            let basis = format!(
+                "{} from {}",
+                if sys.pooled {
+                    "pooled (no other run in class)".to_string()
+                } else {
+                    format!("class {}", sys.class)
+                },
+                sys.runs.join(", ")
+            );
+            (Some(mfu), hrs, Some(basis))
+        } else {
+            (None, None, None)
+        };
+        let published_hours = run.hours.map(|h| h * chips);
+        let loo_ratio = loo_hours.zip(published_hours).map(|(p, q)| p / q);
+
+        // Runs without a duration: predict their cost from the full fit.
+        let predicted_cost = if run.hours.is_none() {
+            match (flops, price(basis_pre)) {
+                (Some(f), Some(p)) => {
+                    let sys = fit.system_efficiency(&hw.class)?;
+                    let mfu = (k * sys.band.mid).min(1.0);
+                    Some(f / (peak * mfu) / 3600.0 * p)
+                }
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let min_ok = match run.published_cost_min_usd {
+            Some(m) => predicted_cost.or(reproduced).is_some_and(|c| c > m),
+            None => true,
+        };
+        let ok = matches(
+            run.published_cost_usd,
+            reproduced,
+            run.published_cost_tolerance,
+        ) && matches(run.published_cost_preemptible_usd, reproduced_pe, None)
+            && matches(run.published_cost_per_hour_usd, per_hour, None)
+            && matches(run.alt_published_cost_usd, alt_reproduced, None)
+            && min_ok;
+
+        rows.push(RunCalibration {
+            id: run.id.clone(),
+            model: run.model.clone(),
+            hardware: hw.name.clone(),
+            class: hw.class.clone(),
+            published_count: run.count,
+            published_unit: run.unit.as_str().into(),
+            chips,
+            hours: run.hours,
+            tokens: if run.tokens_known {
+                Some(cat.run_schedule(run)?.iter().map(|p| p.tokens()).sum())
+            } else {
+                None
+            },
+            train_flops: flops,
+            published_cost_usd: run.published_cost_usd,
+            reproduced_cost_usd: reproduced,
+            price_basis: match run.price_basis {
+                PriceBasis::OnDemand => "on-demand".into(),
+                PriceBasis::Preemptible => "preemptible".into(),
+            },
+            published_cost_preemptible_usd: run.published_cost_preemptible_usd,
+            reproduced_cost_preemptible_usd: reproduced_pe,
+            published_cost_per_hour_usd: run.published_cost_per_hour_usd,
+            reproduced_cost_per_hour_usd: per_hour,
+            alt_unit: run.alt_unit.map(|u| u.as_str().to_string()),
+            alt_published_cost_usd: run.alt_published_cost_usd,
+            alt_reproduced_cost_usd: alt_reproduced,
+            published_cost_min_usd: run.published_cost_min_usd,
+            predicted_cost_usd: predicted_cost,
+            cost_reproduced: ok,
+            implied_mfu: implied,
+            kernel_efficiency: k,
+            implied_system_efficiency: implied.map(|m| m / k),
+            used_in_fit: used,
+            published_device_hours: published_hours,
+            loo_predicted_mfu: loo_mfu,
+            loo_predicted_device_hours: loo_hours,
+            loo_ratio,
+            loo_abs_log_error: loo_ratio.map(|r| r.ln().abs()),
+            loo_basis,
+            source: run.source.clone(),
+            interpretation: run.interpretation.clone(),
+        });
+    }
+
+    let mut errs: Vec<(f64, &str)> = rows
+        .iter()
+        .filter_map(|r| r.loo_abs_log_error.map(|e| (e, r.id.as_str())))
+        .collect();
+    errs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let median = if errs.is_empty() {
+        None
+    } else if errs.len() % 2 == 1 {
+        Some(errs[errs.len() / 2].0)
+    } else {
+        Some((errs[errs.len() / 2 - 1].0 + errs[errs.len() / 2].0) / 2.0)
+    };
+    let worst = errs.last().copied();
+    let mut classes: Vec<String> = fit.points.iter().map(|p| p.class.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    let classes = classes
+        .iter()
+        .map(|c| fit.system_efficiency(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let summary = CalibrationSummary {
+        runs_fitted: fit.points.len(),
+        median_abs_log_error: median,
+        worst_abs_log_error: worst.map(|w| w.0),
+        worst_run: worst.map(|w| w.1.to_string()),
+        median_factor: median.map(f64::exp),
+        all_costs_reproduced: rows.iter().all(|r| r.cost_reproduced),
+        classes,
+    };
+    Ok(Calibration {
+        runs: rows,
+        summary,
+        fit,
+    })
+}

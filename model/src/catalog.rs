@@ -1,0 +1,794 @@
+//! The catalog: hardware (peaks, memory, power, prices), models (configs and training
+//! schedules), published training runs and AI21's published cost ranges.
+//!
+//! Three TOML files are embedded at build time (`src/catalog/{hardware,models,runs}.toml`).
+//! A user file with the same sections (`[[hardware]]`, `[[models]]`, `[[runs]]`,
+//! `[[ranges]]`) overrides entries by name (or id) and adds new ones; see
+//! [`Catalog::load`]. Every figure carries a source and a date.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::flops::{Family, Phase};
+use crate::suggest;
+
+/// Environment variable naming a catalog override file (the `--catalog` flag wins).
+pub const CATALOG_ENV: &str = "FLOPCAL_CATALOG";
+
+const HARDWARE_TOML: &str = include_str!("catalog/hardware.toml");
+const MODELS_TOML: &str = include_str!("catalog/models.toml");
+const RUNS_TOML: &str = include_str!("catalog/runs.toml");
+
+/// A number with its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Figure {
+    /// The value, in the unit the field name states.
+    pub value: f64,
+    /// Where it comes from (document, table, page; or "flopcal assumption: ...").
+    pub source: String,
+    /// When the source published it (YYYY-MM).
+    pub date: String,
+}
+
+/// Dense peak throughput for one data type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeakFigure {
+    /// Data type, e.g. `bf16`, `fp16`, `fp32`, `tf32`.
+    pub dtype: String,
+    /// TFLOP/s per chip.
+    pub value: f64,
+    /// Where it comes from.
+    pub source: String,
+    /// When (YYYY-MM).
+    pub date: String,
+}
+
+/// One accelerator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hardware {
+    /// Canonical name, e.g. `tpu-v3`.
+    pub name: String,
+    /// Other accepted names.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// One-line description.
+    #[serde(default)]
+    pub description: String,
+    /// Hardware class / era for the system-efficiency fit, e.g. `tpu-2018`.
+    pub class: String,
+    /// Chips per priced device (a 2019 Cloud TPU device = 4 chips; a GPU = 1).
+    pub chips_per_device: u32,
+    /// Cores per chip (TPU v2/v3: 2).
+    pub cores_per_chip: u32,
+    /// Data type used when none is given.
+    pub default_dtype: String,
+    /// Dense peak per chip, per data type.
+    pub peak_tflops: Vec<PeakFigure>,
+    /// Memory per chip, GiB.
+    #[serde(default)]
+    pub memory_gib: Option<Figure>,
+    /// Thermal design power per chip, W.
+    #[serde(default)]
+    pub tdp_w: Option<Figure>,
+    /// On-demand (list) price, USD per device-hour.
+    #[serde(default)]
+    pub price_on_demand: Option<Figure>,
+    /// Preemptible / spot price, USD per device-hour.
+    #[serde(default)]
+    pub price_preemptible: Option<Figure>,
+    /// Reference kernel efficiency (achieved / peak on the kernel suite), in (0, 1].
+    pub kernel_efficiency: Figure,
+}
+
+/// How a published run counted its hardware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// Chips (a GPU is one chip).
+    Chip,
+    /// Cores (TPU v2/v3 have 2 per chip).
+    Core,
+    /// Priced devices (a 2019 Cloud TPU device = 4 chips).
+    Device,
+}
+
+impl Unit {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Chip => "chip",
+            Unit::Core => "core",
+            Unit::Device => "device",
+        }
+    }
+}
+
+impl Hardware {
+    /// Peak FLOP/s per chip for `dtype` (or the default dtype).
+    pub fn peak_flops(&self, dtype: Option<&str>) -> Result<f64, ModelError> {
+        let want = dtype.unwrap_or(&self.default_dtype).to_ascii_lowercase();
+        self.peak_tflops
+            .iter()
+            .find(|p| p.dtype.eq_ignore_ascii_case(&want))
+            .map(|p| p.value * 1e12)
+            .ok_or_else(|| {
+                let have: Vec<&str> = self.peak_tflops.iter().map(|p| p.dtype.as_str()).collect();
+                ModelError::InvalidInput(format!(
+                    "hardware `{}` has no peak for dtype `{want}` (known: {})",
+                    self.name,
+                    have.join(", ")
+                ))
+            })
+    }
+
+    /// The dtype that `dtype` resolves to.
+    pub fn dtype_or_default(&self, dtype: Option<&str>) -> String {
+        dtype.unwrap_or(&self.default_dtype).to_ascii_lowercase()
+    }
+
+    /// Price per chip-hour (on demand, or preemptible), if the catalog has one.
+    pub fn price_per_chip_hour(&self, preemptible: bool) -> Option<f64> {
+        let fig = if preemptible {
+            self.price_preemptible.as_ref()
+        } else {
+            self.price_on_demand.as_ref()
+        };
+        fig.map(|f| f.value / f64::from(self.chips_per_device))
+    }
+
+    /// Chips in `count` units.
+    pub fn chips(&self, count: f64, unit: Unit) -> f64 {
+        match unit {
+            Unit::Chip => count,
+            Unit::Core => count / f64::from(self.cores_per_chip),
+            Unit::Device => count * f64::from(self.chips_per_device),
+        }
+    }
+
+    fn matches(&self, wanted: &str) -> bool {
+        norm(&self.name) == wanted || self.aliases.iter().any(|a| norm(a) == wanted)
+    }
+}
+
+/// One model of the catalog: its architecture and, when published, its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Canonical name, e.g. `bert-large`.
+    pub name: String,
+    /// Other accepted names.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Family, for the parameter count.
+    #[serde(default)]
+    pub family: Family,
+    /// Transformer blocks.
+    pub layers: u64,
+    /// Model width.
+    pub hidden: u64,
+    /// Attention heads.
+    pub heads: u64,
+    /// Width of one head.
+    pub head_dim: u64,
+    /// FFN width.
+    pub ffn: u64,
+    /// Vocabulary.
+    pub vocab: u64,
+    /// Maximum sequence length.
+    pub seq: u64,
+    /// Causal attention.
+    pub causal: bool,
+    /// Where the architecture comes from.
+    pub source: String,
+    /// When (YYYY-MM).
+    pub date: String,
+    /// Where the training schedule comes from.
+    #[serde(default)]
+    pub training_source: Option<String>,
+    /// Pre-training schedule, when published.
+    #[serde(default)]
+    pub training: Vec<Phase>,
+}
+
+impl ModelEntry {
+    /// The architecture as a [`ModelConfig`].
+    pub fn config(&self) -> ModelConfig {
+        ModelConfig {
+            name: self.name.clone(),
+            layers: self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            ffn: self.ffn,
+            vocab: self.vocab,
+            seq: self.seq,
+            causal: self.causal,
+        }
+    }
+
+    fn matches(&self, wanted: &str) -> bool {
+        norm(&self.name) == wanted || self.aliases.iter().any(|a| norm(a) == wanted)
+    }
+}
+
+/// Which catalog price a published cost was computed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriceBasis {
+    /// List (on-demand) price.
+    OnDemand,
+    /// Preemptible price.
+    Preemptible,
+}
+
+/// A published training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    /// Identifier, e.g. `bert-large`.
+    pub id: String,
+    /// Catalog model.
+    pub model: String,
+    /// Catalog hardware.
+    pub hardware: String,
+    /// How many `unit`s.
+    pub count: f64,
+    /// Unit of `count`.
+    pub unit: Unit,
+    /// Data type of the run (selects the peak).
+    pub dtype: String,
+    /// Wall-clock duration, hours (absent when not published).
+    #[serde(default)]
+    pub hours: Option<f64>,
+    /// Whether the schedule (tokens) is known; runs without it are not fitted.
+    #[serde(default = "yes")]
+    pub tokens_known: bool,
+    /// Schedule override (default: the model's catalog schedule).
+    #[serde(default)]
+    pub training: Vec<Phase>,
+    /// Price the published arithmetic used.
+    pub price_basis: PriceBasis,
+    /// Published cost, USD (on `price_basis`).
+    #[serde(default)]
+    pub published_cost_usd: Option<f64>,
+    /// Relative tolerance of an approximate published cost ("~$25k": 0.05).
+    #[serde(default)]
+    pub published_cost_tolerance: Option<f64>,
+    /// Published preemptible cost, USD.
+    #[serde(default)]
+    pub published_cost_preemptible_usd: Option<f64>,
+    /// Published cost per hour, USD.
+    #[serde(default)]
+    pub published_cost_per_hour_usd: Option<f64>,
+    /// Published lower bound of the cost, USD ("well above $1.3M").
+    #[serde(default)]
+    pub published_cost_min_usd: Option<f64>,
+    /// A second reading of the hardware count (e.g. cores instead of chips).
+    #[serde(default)]
+    pub alt_unit: Option<Unit>,
+    /// The published cost under the second reading.
+    #[serde(default)]
+    pub alt_published_cost_usd: Option<f64>,
+    /// Where the figures come from.
+    pub source: String,
+    /// When (YYYY-MM).
+    pub date: String,
+    /// Which interpretation flopcal uses, and why.
+    #[serde(default)]
+    pub interpretation: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A published cost range for a model size (AI21).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostRange {
+    /// Identifier.
+    pub id: String,
+    /// The catalog model used for this size.
+    pub model: String,
+    /// Parameter count the source quoted.
+    pub params: f64,
+    /// Cost of one run, USD (low end).
+    pub single_run_usd: f64,
+    /// Fully-loaded cost, USD (high end).
+    pub fully_loaded_usd: f64,
+    /// Configurations tried.
+    pub configs: u32,
+    /// Runs per configuration.
+    pub runs: u32,
+    /// Where from.
+    pub source: String,
+    /// When (YYYY-MM).
+    pub date: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    #[serde(default)]
+    hardware: Vec<Hardware>,
+    #[serde(default)]
+    models: Vec<ModelEntry>,
+    #[serde(default)]
+    runs: Vec<Run>,
+    #[serde(default)]
+    ranges: Vec<CostRange>,
+}
+
+/// The merged catalog.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Catalog {
+    /// Hardware entries.
+    pub hardware: Vec<Hardware>,
+    /// Model entries.
+    pub models: Vec<ModelEntry>,
+    /// Published runs.
+    pub runs: Vec<Run>,
+    /// Published cost ranges.
+    pub ranges: Vec<CostRange>,
+}
+
+fn norm(s: &str) -> String {
+    s.trim().to_ascii_lowercase().replace('_', "-")
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset.min(text.len()))
+        .map(|t| t.matches('\n').count() + 1)
+        .unwrap_or(1)
+}
+
+/// The `key` of a `key = value` line, if the line is one.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (k, _) = l.split_once('=')?;
+    let k = k.trim().trim_start_matches('{').trim();
+    (!k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+    .then(|| k.to_string())
+}
+
+fn parse_file(path: &str, text: &str) -> Result<CatalogFile, ModelError> {
+    toml::from_str::<CatalogFile>(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        let msg = e.message().trim().to_string();
+        let field = extract_backticked(&msg)
+            .or_else(|| line.and_then(|l| key_on_line(text, l)))
+            .unwrap_or_else(|| "-".to_string());
+        ModelError::BadCatalog {
+            path: path.to_string(),
+            line,
+            field,
+            reason: msg,
+        }
+    })
+}
+
+fn extract_backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_string())
+}
+
+/// Where an entry's field is, for semantic errors: the line of `field` after the line
+/// that names the entry (`name = "x"` or `id = "x"`).
+fn locate(text: &str, entry: &str, field: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let name_pat = |l: &str| {
+        let t = l.trim();
+        (t.starts_with("name") || t.starts_with("id")) && t.contains(&format!("\"{entry}\""))
+    };
+    let start = lines.iter().position(|l| name_pat(l))?;
+    for (i, l) in lines.iter().enumerate().skip(start) {
+        if i > start && l.trim().starts_with("[[") {
+            break;
+        }
+        let t = l.trim_start();
+        if t.starts_with(field)
+            || t.contains(&format!(" {field} "))
+            || t.contains(&format!("{{ {field}"))
+        {
+            return Some(i + 1);
+        }
+    }
+    Some(start + 1)
+}
+
+impl Catalog {
+    /// The embedded catalog (parsed once).
+    pub fn embedded() -> &'static Catalog {
+        static CATALOG: OnceLock<Catalog> = OnceLock::new();
+        CATALOG.get_or_init(|| {
+            // The embedded files are checked by the unit tests; failing here is a bug.
+            Self::parse_embedded().expect("embedded catalog is valid")
+        })
+    }
+
+    fn parse_embedded() -> Result<Catalog, ModelError> {
+        let mut cat = Catalog {
+            hardware: vec![],
+            models: vec![],
+            runs: vec![],
+            ranges: vec![],
+        };
+        for (name, text) in [
+            ("<embedded>/hardware.toml", HARDWARE_TOML),
+            ("<embedded>/models.toml", MODELS_TOML),
+            ("<embedded>/runs.toml", RUNS_TOML),
+        ] {
+            let f = parse_file(name, text)?;
+            cat.merge(f);
+            cat.validate(name, text)?;
+        }
+        Ok(cat)
+    }
+
+    /// The embedded catalog, overridden by the file at `path` if given.
+    pub fn load(path: Option<&Path>) -> Result<Catalog, ModelError> {
+        let mut cat = Self::embedded().clone();
+        if let Some(p) = path {
+            let shown = p.display().to_string();
+            let text = std::fs::read_to_string(p).map_err(|e| ModelError::BadCatalog {
+                path: shown.clone(),
+                line: None,
+                field: "-".into(),
+                reason: format!("cannot read: {e}"),
+            })?;
+            cat.apply_override(&shown, &text)?;
+        }
+        Ok(cat)
+    }
+
+    /// Merge override text (named `path` in errors) into this catalog, then validate.
+    pub fn apply_override(&mut self, path: &str, text: &str) -> Result<(), ModelError> {
+        let f = parse_file(path, text)?;
+        self.merge(f);
+        self.validate(path, text)
+    }
+
+    fn merge(&mut self, f: CatalogFile) {
+        for h in f.hardware {
+            let key = norm(&h.name);
+            match self.hardware.iter_mut().find(|x| norm(&x.name) == key) {
+                Some(x) => *x = h,
+                None => self.hardware.push(h),
+            }
+        }
+        for m in f.models {
+            let key = norm(&m.name);
+            match self.models.iter_mut().find(|x| norm(&x.name) == key) {
+                Some(x) => *x = m,
+                None => self.models.push(m),
+            }
+        }
+        for r in f.runs {
+            match self.runs.iter_mut().find(|x| x.id == r.id) {
+                Some(x) => *x = r,
+                None => self.runs.push(r),
+            }
+        }
+        for r in f.ranges {
+            match self.ranges.iter_mut().find(|x| x.id == r.id) {
+                Some(x) => *x = r,
+                None => self.ranges.push(r),
+            }
+        }
+    }
+
+    /// Check values and cross-references; errors point into `text` (the file `path`).
+    fn validate(&self, path: &str, text: &str) -> Result<(), ModelError> {
+        let bad = |entry: &str, field: &str, reason: String| ModelError::BadCatalog {
+            path: path.to_string(),
+            line: locate(text, entry, field),
+            field: format!("{entry}.{field}"),
+            reason,
+        };
+        let pos = |entry: &str, field: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(bad(
+                    entry,
+                    field,
+                    format!("must be a positive number (got {v})"),
+                ))
+            }
+        };
+        for h in &self.hardware {
+            let n = h.name.as_str();
+            if h.chips_per_device == 0 {
+                return Err(bad(n, "chips_per_device", "must be at least 1".into()));
+            }
+            if h.cores_per_chip == 0 {
+                return Err(bad(n, "cores_per_chip", "must be at least 1".into()));
+            }
+            if h.peak_tflops.is_empty() {
+                return Err(bad(n, "peak_tflops", "needs at least one dtype".into()));
+            }
+            for p in &h.peak_tflops {
+                pos(n, "peak_tflops", p.value)?;
+            }
+            h.peak_flops(None)
+                .map_err(|e| bad(n, "default_dtype", e.to_string()))?;
+            for (field, fig) in [
+                ("memory_gib", &h.memory_gib),
+                ("tdp_w", &h.tdp_w),
+                ("price_on_demand", &h.price_on_demand),
+                ("price_preemptible", &h.price_preemptible),
+            ] {
+                if let Some(f) = fig {
+                    pos(n, field, f.value)?;
+                }
+            }
+            let k = h.kernel_efficiency.value;
+            if !(k.is_finite() && k > 0.0 && k <= 1.0) {
+                return Err(bad(
+                    n,
+                    "kernel_efficiency",
+                    format!("must be in (0, 1] (got {k})"),
+                ));
+            }
+        }
+        for m in &self.models {
+            m.config()
+                .validate()
+                .map_err(|e| bad(&m.name, "layers", e.to_string()))?;
+            for p in &m.training {
+                if p.steps == 0 || p.batch == 0 || p.seq == 0 {
+                    return Err(bad(
+                        &m.name,
+                        "training",
+                        "steps, batch and seq must be positive".into(),
+                    ));
+                }
+            }
+        }
+        for r in &self.runs {
+            let id = r.id.as_str();
+            pos(id, "count", r.count)?;
+            if let Some(hrs) = r.hours {
+                pos(id, "hours", hrs)?;
+            }
+            let hw = self
+                .hardware(&r.hardware)
+                .map_err(|e| bad(id, "hardware", e.to_string()))?;
+            hw.peak_flops(Some(&r.dtype))
+                .map_err(|e| bad(id, "dtype", e.to_string()))?;
+            let model = self
+                .model(&r.model)
+                .map_err(|e| bad(id, "model", e.to_string()))?;
+            if r.tokens_known && r.training.is_empty() && model.training.is_empty() {
+                return Err(bad(
+                    id,
+                    "tokens_known",
+                    format!("model `{}` has no training schedule; add `training` or set tokens_known = false", model.name),
+                ));
+            }
+            for (field, v) in [
+                ("published_cost_usd", r.published_cost_usd),
+                (
+                    "published_cost_preemptible_usd",
+                    r.published_cost_preemptible_usd,
+                ),
+                ("published_cost_per_hour_usd", r.published_cost_per_hour_usd),
+                ("published_cost_min_usd", r.published_cost_min_usd),
+                ("alt_published_cost_usd", r.alt_published_cost_usd),
+                ("published_cost_tolerance", r.published_cost_tolerance),
+            ] {
+                if let Some(v) = v {
+                    pos(id, field, v)?;
+                }
+            }
+        }
+        for g in &self.ranges {
+            self.model(&g.model)
+                .map_err(|e| bad(&g.id, "model", e.to_string()))?;
+            pos(&g.id, "single_run_usd", g.single_run_usd)?;
+            pos(&g.id, "fully_loaded_usd", g.fully_loaded_usd)?;
+            if g.configs == 0 || g.runs == 0 {
+                return Err(bad(
+                    &g.id,
+                    "configs",
+                    "configs and runs must be at least 1".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hardware by name or alias (case-insensitive); unknown names get a suggestion.
+    pub fn hardware(&self, name: &str) -> Result<&Hardware, ModelError> {
+        let wanted = norm(name);
+        self.hardware
+            .iter()
+            .find(|h| h.matches(&wanted))
+            .ok_or_else(|| ModelError::UnknownHardware {
+                name: name.to_string(),
+                suggestion: suggest::closest(name, &self.hardware_names()),
+                known: self
+                    .hardware
+                    .iter()
+                    .map(|h| h.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Model by name or alias (case-insensitive); unknown names get a suggestion.
+    pub fn model(&self, name: &str) -> Result<&ModelEntry, ModelError> {
+        let wanted = norm(name);
+        self.models
+            .iter()
+            .find(|m| m.matches(&wanted))
+            .ok_or_else(|| ModelError::UnknownModel {
+                name: name.to_string(),
+                suggestion: suggest::closest(name, &self.model_names()),
+            })
+    }
+
+    /// A published run by id.
+    pub fn run(&self, id: &str) -> Option<&Run> {
+        self.runs.iter().find(|r| r.id.eq_ignore_ascii_case(id))
+    }
+
+    /// All hardware names and aliases.
+    pub fn hardware_names(&self) -> Vec<String> {
+        self.hardware
+            .iter()
+            .flat_map(|h| std::iter::once(h.name.clone()).chain(h.aliases.iter().cloned()))
+            .collect()
+    }
+
+    /// All model names and aliases.
+    pub fn model_names(&self) -> Vec<String> {
+        self.models
+            .iter()
+            .flat_map(|m| std::iter::once(m.name.clone()).chain(m.aliases.iter().cloned()))
+            .collect()
+    }
+
+    /// The training schedule of a run: its own, or its model's.
+    pub fn run_schedule(&self, run: &Run) -> Result<Vec<Phase>, ModelError> {
+        if !run.training.is_empty() {
+            return Ok(run.training.clone());
+        }
+        Ok(self.model(&run.model)?.training.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn embedded_catalog_parses_and_resolves() {
+        let c = Catalog::embedded();
+        assert!(c.hardware.len() >= 8);
+        assert!(c.run("bert-large").is_some());
+        assert_eq!(c.hardware("TPU_V3").unwrap().name, "tpu-v3");
+        assert_eq!(c.hardware("v100").unwrap().name, "v100-sxm2");
+        assert_eq!(c.ranges.len(), 3);
+    }
+
+    #[test]
+    fn every_figure_has_source_and_date() {
+        let c = Catalog::embedded();
+        for h in &c.hardware {
+            let figs = [
+                &h.memory_gib,
+                &h.tdp_w,
+                &h.price_on_demand,
+                &h.price_preemptible,
+            ];
+            for f in figs
+                .into_iter()
+                .flatten()
+                .chain(std::iter::once(&h.kernel_efficiency))
+            {
+                assert!(!f.source.is_empty() && f.date.len() == 7, "{}", h.name);
+            }
+            for p in &h.peak_tflops {
+                assert!(!p.source.is_empty() && p.date.len() == 7, "{}", h.name);
+            }
+        }
+        for r in &c.runs {
+            assert!(!r.source.is_empty() && r.date.len() == 7, "{}", r.id);
+        }
+    }
+
+    #[test]
+    fn unknown_hardware_suggests() {
+        let e = Catalog::embedded()
+            .hardware("tpu-v33")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tpu-v3"), "{e}");
+    }
+
+    #[test]
+    fn override_replaces_and_adds() {
+        let mut c = Catalog::embedded().clone();
+        let text = r#"
+[[hardware]]
+name = "my-gpu"
+class = "gpu-2022"
+chips_per_device = 1
+cores_per_chip = 1
+default_dtype = "bf16"
+peak_tflops = [ { dtype = "bf16", value = 100.0, source = "me", date = "2025-01" } ]
+price_on_demand = { value = 1.0, source = "me", date = "2025-01" }
+kernel_efficiency = { value = 0.5, source = "me", date = "2025-01" }
+"#;
+        c.apply_override("x.toml", text).unwrap();
+        assert_eq!(
+            c.hardware("my-gpu").unwrap().price_per_chip_hour(false),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn malformed_override_names_file_line_and_field() {
+        let mut c = Catalog::embedded().clone();
+        let text = "[[hardware]]\nname = \"x\"\nclass = \"c\"\nchips_per_device = \"four\"\n";
+        let e = c.apply_override("over.toml", text).unwrap_err().to_string();
+        assert!(e.starts_with("over.toml:4:"), "{e}");
+        assert!(e.contains("chips_per_device"), "{e}");
+
+        let mut c = Catalog::embedded().clone();
+        let text = r#"[[hardware]]
+name = "neg"
+class = "c"
+chips_per_device = 1
+cores_per_chip = 1
+default_dtype = "bf16"
+peak_tflops = [ { dtype = "bf16", value = -3.0, source = "s", date = "2025-01" } ]
+kernel_efficiency = { value = 0.5, source = "me", date = "2025-01" }
+"#;
+        let e = c.apply_override("neg.toml", text).unwrap_err().to_string();
+        assert!(e.starts_with("neg.toml:7:"), "{e}");
+        assert!(e.contains("peak_tflops"), "{e}");
+
+        let mut c = Catalog::embedded().clone();
+        let e = c
+            .apply_override("m.toml", "[[models]]\nname = \"x\"\nlayers = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("m.toml:"), "{e}");
+        assert!(e.contains("hidden") || e.contains("missing"), "{e}");
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics_on_garbage(s in "\\PC{0,400}") {
+            let mut c = Catalog::embedded().clone();
+            let _ = c.apply_override("g.toml", &s);
+        }
+
+        #[test]
+        fn parser_never_panics_on_mutated_catalog(pos in 0usize..20_000, byte in any::<u8>(), del in 0usize..40) {
+            let mut text = HARDWARE_TOML.as_bytes().to_vec();
+            let p = pos % text.len();
+            let end = (p + del).min(text.len());
+            text.splice(p..end, std::iter::once(byte));
+            let s = String::from_utf8_lossy(&text).into_owned();
+            let mut c = Catalog::embedded().clone();
+            if let Err(e) = c.apply_override("mut.toml", &s) {
+                prop_assert!(e.to_string().starts_with("mut.toml"));
+            }
+        }
+    }
+}

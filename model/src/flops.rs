@@ -1,0 +1,535 @@
+//! FLOP accounting for a dense transformer, per operation, and the `6·N·D` rule of thumb.
+//!
+//! Conventions (DESIGN.md, "FLOP accounting"): a multiply-add is 2 FLOPs. With `h` the
+//! model width, `a = heads · head_dim` the inner attention width (equal to `h` except for
+//! models such as T5-11B), `f` the FFN width, `s` the sequence length and `V` the
+//! vocabulary, the **forward** FLOPs per token and per layer are
+//!
+//! | op | FLOPs |
+//! |---|---|
+//! | QKV projection | `2·3·h·a = 6·h·a` |
+//! | attention output | `2·a·h` |
+//! | FFN (two matmuls) | `2·h·f + 2·f·h = 4·h·f` |
+//! | scores `Q·Kᵀ` | `2·s·a`, **halved** with a causal mask |
+//! | `P·V` | `2·s·a`, **halved** with a causal mask |
+//!
+//! plus the output (vocabulary) projection `2·h·V` per token, once per model, applied to
+//! a fraction of the positions (`vocab_fraction`, 1.0 by default: every position, which
+//! is what Megatron's closed form assumes; BERT's MLM head only scores the ~15% masked
+//! positions, pass 0.15 to model that). Causal halving credits only the lower triangle,
+//! which is what an efficient kernel computes; a dense-then-masked kernel does 2× that
+//! attention work, which is counted as lost efficiency, not as model FLOPs.
+//!
+//! Training is forward + backward = **3× forward** (the backward pass computes both the
+//! gradient with respect to the input and to the weights, 2× forward). Activation
+//! recomputation adds one more forward of the recomputed part: all transformer blocks
+//! ([`Recompute::Full`]) or only the attention core, scores and `P·V`
+//! ([`Recompute::Selective`]); the vocabulary projection is never recomputed.
+//!
+//! Elementwise work (softmax, layer norms, GELU, residuals, optimizer) is left out, as in
+//! Megatron and Kaplan et al.: it is `O(s·h)` per token against `O(h²)` for the matmuls.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+
+/// Activation recomputation (gradient checkpointing) policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recompute {
+    /// No recomputation: training = 3 × forward.
+    #[default]
+    None,
+    /// Recompute every transformer block in the backward pass: + 1 forward of the blocks.
+    Full,
+    /// Recompute only the attention core (scores, softmax, `P·V`), as in Korthikanti
+    /// et al. 2022: + 1 forward of scores and `P·V`.
+    Selective,
+}
+
+impl Recompute {
+    /// Short name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Recompute::None => "none",
+            Recompute::Full => "full",
+            Recompute::Selective => "selective",
+        }
+    }
+}
+
+/// One phase of a training schedule: `steps` optimizer steps of `batch` sequences of
+/// `seq` tokens. BERT uses two phases (90% of steps at 128 tokens, 10% at 512).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// Optimizer steps in this phase.
+    pub steps: u64,
+    /// Sequences per step (global batch).
+    pub batch: u64,
+    /// Tokens per sequence (also the attention context length).
+    pub seq: u64,
+}
+
+impl Phase {
+    /// Tokens processed in this phase, `steps · batch · seq`.
+    pub fn tokens(&self) -> f64 {
+        self.steps as f64 * self.batch as f64 * self.seq as f64
+    }
+}
+
+/// Forward FLOPs per token, by operation, summed over all layers.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct OpFlops {
+    /// QKV projections, `L · 6·h·a`.
+    pub qkv: f64,
+    /// Attention output projection, `L · 2·a·h`.
+    pub attn_out: f64,
+    /// FFN, `L · 4·h·f`.
+    pub ffn: f64,
+    /// Attention scores, `L · 2·s·a` (× ½ if causal).
+    pub scores: f64,
+    /// `P·V`, `L · 2·s·a` (× ½ if causal).
+    pub pv: f64,
+    /// Output projection onto the vocabulary, `2·h·V · vocab_fraction`.
+    pub vocab: f64,
+}
+
+impl OpFlops {
+    /// Sum of all operations.
+    pub fn total(&self) -> f64 {
+        self.qkv + self.attn_out + self.ffn + self.scores + self.pv + self.vocab
+    }
+
+    /// The transformer blocks only (everything but the vocabulary projection).
+    pub fn blocks(&self) -> f64 {
+        self.total() - self.vocab
+    }
+
+    fn scaled(&self, k: f64) -> OpFlops {
+        OpFlops {
+            qkv: self.qkv * k,
+            attn_out: self.attn_out * k,
+            ffn: self.ffn * k,
+            scores: self.scores * k,
+            pv: self.pv * k,
+            vocab: self.vocab * k,
+        }
+    }
+
+    fn add(&self, o: &OpFlops) -> OpFlops {
+        OpFlops {
+            qkv: self.qkv + o.qkv,
+            attn_out: self.attn_out + o.attn_out,
+            ffn: self.ffn + o.ffn,
+            scores: self.scores + o.scores,
+            pv: self.pv + o.pv,
+            vocab: self.vocab + o.vocab,
+        }
+    }
+}
+
+/// Options of the FLOP count that are not part of the architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FlopOptions {
+    /// Activation recomputation policy.
+    pub recompute: Recompute,
+    /// Fraction of positions that go through the vocabulary projection (0, 1].
+    pub vocab_fraction: f64,
+}
+
+impl Default for FlopOptions {
+    fn default() -> Self {
+        FlopOptions {
+            recompute: Recompute::None,
+            vocab_fraction: 1.0,
+        }
+    }
+}
+
+/// Forward FLOPs per token per layer at context length `seq` (no vocabulary term).
+pub fn forward_per_token_layer(cfg: &ModelConfig, seq: u64) -> OpFlops {
+    let h = cfg.hidden as f64;
+    let a = cfg.attn_dim() as f64;
+    let f = cfg.ffn as f64;
+    let s = seq as f64;
+    let causal = if cfg.causal { 0.5 } else { 1.0 };
+    OpFlops {
+        qkv: 6.0 * h * a,
+        attn_out: 2.0 * a * h,
+        ffn: 4.0 * h * f,
+        scores: 2.0 * s * a * causal,
+        pv: 2.0 * s * a * causal,
+        vocab: 0.0,
+    }
+}
+
+/// Forward FLOPs per token for the whole model at context length `seq`.
+pub fn forward_per_token(cfg: &ModelConfig, seq: u64, vocab_fraction: f64) -> OpFlops {
+    let mut ops = forward_per_token_layer(cfg, seq).scaled(cfg.layers as f64);
+    ops.vocab = 2.0 * cfg.hidden as f64 * cfg.vocab as f64 * vocab_fraction;
+    ops
+}
+
+/// Training FLOPs per token (forward + backward, plus recomputation) by operation.
+pub fn train_per_token(cfg: &ModelConfig, seq: u64, opts: &FlopOptions) -> OpFlops {
+    let fwd = forward_per_token(cfg, seq, opts.vocab_fraction);
+    let base = fwd.scaled(3.0);
+    let extra = match opts.recompute {
+        Recompute::None => OpFlops::default(),
+        Recompute::Full => OpFlops { vocab: 0.0, ..fwd },
+        Recompute::Selective => OpFlops {
+            scores: fwd.scores,
+            pv: fwd.pv,
+            ..OpFlops::default()
+        },
+    };
+    base.add(&extra)
+}
+
+/// Parameter counts of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ParamCount {
+    /// Weights of the transformer blocks' matmuls, `L · (4·h·a + 2·h·f)`: the `N` of
+    /// `6·N·D` (Kaplan et al. 2020, no biases, norms or embeddings).
+    pub non_embedding: f64,
+    /// Token (and, when learned, position/segment) embeddings.
+    pub embedding: f64,
+    /// Everything: matmul weights, biases, layer norms, embeddings and any heads.
+    pub total: f64,
+}
+
+/// Architecture family, for the parts of the parameter count that the dense
+/// config does not describe (embeddings, biases, heads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// BERT: learned positions, 2 segment embeddings, embedding LayerNorm, biases
+    /// everywhere, post-LN, pooler (`h² + h`). The MLM head's output layer is tied.
+    Bert,
+    /// GPT-2: learned positions, biases, pre-LN plus a final LayerNorm, tied output.
+    Gpt,
+    /// T5: relative position buckets (negligible), no biases, RMS norms, tied output.
+    T5,
+    /// Generic: learned positions, biases, two LayerNorms per block, tied output.
+    #[default]
+    Generic,
+}
+
+/// Parameter counts of `cfg` under the conventions of `family`.
+pub fn param_count(cfg: &ModelConfig, family: Family) -> ParamCount {
+    let (l, h, a, f, v, s) = (
+        cfg.layers as f64,
+        cfg.hidden as f64,
+        cfg.attn_dim() as f64,
+        cfg.ffn as f64,
+        cfg.vocab as f64,
+        cfg.seq as f64,
+    );
+    let matmul = 4.0 * h * a + 2.0 * h * f;
+    let non_embedding = l * matmul;
+    let biases = 3.0 * a + h + f + h;
+    let norms = 2.0 * 2.0 * h;
+    let (embedding, total) = match family {
+        Family::Bert => {
+            let emb = v * h + s * h + 2.0 * h;
+            let block = matmul + biases + norms;
+            (emb, emb + 2.0 * h + l * block + h * h + h)
+        }
+        Family::Gpt | Family::Generic => {
+            let emb = v * h + s * h;
+            let block = matmul + biases + norms;
+            (emb, emb + l * block + 2.0 * h)
+        }
+        Family::T5 => {
+            let emb = v * h;
+            let block = matmul + 2.0 * h;
+            (emb, emb + l * block + h)
+        }
+    };
+    ParamCount {
+        non_embedding,
+        embedding,
+        total,
+    }
+}
+
+/// A complete FLOP report for one training run: both ways, and their ratio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlopReport {
+    /// Tokens processed, `D`.
+    pub tokens: f64,
+    /// Exact per-op training FLOPs, summed over all phases.
+    pub train_flops: f64,
+    /// Training FLOPs by operation, summed over all phases.
+    pub by_op: OpFlops,
+    /// `N` of `6·N·D`: non-embedding parameters.
+    pub params_non_embedding: f64,
+    /// `6·N·D`.
+    pub flops_6nd: f64,
+    /// `train_flops / flops_6nd`: above 1 where attention and the vocabulary projection
+    /// matter (short, wide models; long sequences), below 1 with causal masking.
+    pub ratio_exact_to_6nd: f64,
+    /// Whether the scores and `P·V` terms were halved for a causal mask.
+    pub causal_halved: bool,
+    /// The options used.
+    pub options: FlopOptions,
+}
+
+/// Training FLOPs of `cfg` over a schedule of phases.
+pub fn train_flops(
+    cfg: &ModelConfig,
+    phases: &[Phase],
+    opts: &FlopOptions,
+) -> Result<FlopReport, ModelError> {
+    cfg.validate()?;
+    check_fraction("vocab fraction", opts.vocab_fraction)?;
+    if phases.is_empty() {
+        return Err(ModelError::InvalidInput(
+            "a training schedule needs at least one phase (steps × batch × seq)".into(),
+        ));
+    }
+    let mut by_op = OpFlops::default();
+    let mut tokens = 0.0;
+    for p in phases {
+        if p.steps == 0 || p.batch == 0 || p.seq == 0 {
+            return Err(ModelError::InvalidInput(format!(
+                "steps, batch and seq must be positive (got {} × {} × {})",
+                p.steps, p.batch, p.seq
+            )));
+        }
+        let t = p.tokens();
+        tokens += t;
+        by_op = by_op.add(&train_per_token(cfg, p.seq, opts).scaled(t));
+    }
+    let n = param_count(cfg, Family::Generic).non_embedding;
+    let train = by_op.total();
+    let nd6 = 6.0 * n * tokens;
+    Ok(FlopReport {
+        tokens,
+        train_flops: train,
+        by_op,
+        params_non_embedding: n,
+        flops_6nd: nd6,
+        ratio_exact_to_6nd: train / nd6,
+        causal_halved: cfg.causal,
+        options: *opts,
+    })
+}
+
+/// `6·N·D` only, for `--params N --tokens D` (no architecture known).
+pub fn flops_6nd(params: f64, tokens: f64) -> Result<FlopReport, ModelError> {
+    check_positive("params", params)?;
+    check_positive("tokens", tokens)?;
+    let f = 6.0 * params * tokens;
+    Ok(FlopReport {
+        tokens,
+        train_flops: f,
+        by_op: OpFlops::default(),
+        params_non_embedding: params,
+        flops_6nd: f,
+        ratio_exact_to_6nd: 1.0,
+        causal_halved: false,
+        options: FlopOptions::default(),
+    })
+}
+
+/// Megatron-LM's closed form for one training step without recomputation
+/// (Narayanan et al. 2021, eq. 3 with the recomputation forward removed):
+/// `72·B·s·L·h²·(1 + s/(6h) + V/(12·L·h))`. Valid for `f = 4h`, `a = h`, no causal halving.
+pub fn megatron_step_flops(batch: f64, seq: f64, layers: f64, hidden: f64, vocab: f64) -> f64 {
+    72.0 * batch
+        * seq
+        * layers
+        * hidden
+        * hidden
+        * (1.0 + seq / (6.0 * hidden) + vocab / (12.0 * layers * hidden))
+}
+
+/// Error unless `x` is finite and > 0.
+pub fn check_positive(what: &str, x: f64) -> Result<(), ModelError> {
+    if x.is_finite() && x > 0.0 {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidInput(format!(
+            "{what} must be a positive number (got {x})"
+        )))
+    }
+}
+
+/// Error unless `x` is in (0, 1].
+pub fn check_fraction(what: &str, x: f64) -> Result<(), ModelError> {
+    if x.is_finite() && x > 0.0 && x <= 1.0 {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidInput(format!(
+            "{what} must be in (0, 1] (got {x})"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::builtin;
+    use proptest::prelude::*;
+
+    fn megatron_cfg(l: u64, h: u64, v: u64, s: u64) -> ModelConfig {
+        ModelConfig {
+            name: "m".into(),
+            layers: l,
+            hidden: h,
+            heads: 1,
+            head_dim: h,
+            ffn: 4 * h,
+            vocab: v,
+            seq: s,
+            causal: false,
+        }
+    }
+
+    fn rel(a: f64, b: f64) -> f64 {
+        ((a - b) / b).abs()
+    }
+
+    #[test]
+    fn matches_megatron_closed_form() {
+        for (b, s, l, h, v) in [
+            (8u64, 512u64, 24u64, 1024u64, 30522u64),
+            (512, 1024, 48, 1600, 50257),
+            (1, 2048, 96, 12288, 51200),
+        ] {
+            let cfg = megatron_cfg(l, h, v, s);
+            let phase = Phase {
+                steps: 1,
+                batch: b,
+                seq: s,
+            };
+            let r = train_flops(&cfg, &[phase], &FlopOptions::default()).unwrap();
+            let m = megatron_step_flops(b as f64, s as f64, l as f64, h as f64, v as f64);
+            assert!(rel(r.train_flops, m) < 1e-12, "{} vs {m}", r.train_flops);
+        }
+    }
+
+    #[test]
+    fn full_recompute_matches_megatron_96_form() {
+        // Narayanan et al. 2021 eq. 3: 96·B·s·L·h²·(1 + s/(6h) + V/(16·L·h)).
+        let (b, s, l, h, v) = (4.0, 2048.0, 40.0, 5120.0, 51200.0);
+        let cfg = megatron_cfg(40, 5120, 51200, 2048);
+        let opts = FlopOptions {
+            recompute: Recompute::Full,
+            vocab_fraction: 1.0,
+        };
+        let r = train_flops(
+            &cfg,
+            &[Phase {
+                steps: 1,
+                batch: 4,
+                seq: 2048,
+            }],
+            &opts,
+        )
+        .unwrap();
+        let m = 96.0 * b * s * l * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * l * h));
+        assert!(rel(r.train_flops, m) < 1e-12);
+    }
+
+    #[test]
+    fn causal_halves_scores_and_pv_only() {
+        let mut cfg = builtin("gpt2").unwrap();
+        let c = forward_per_token_layer(&cfg, 1024);
+        cfg.causal = false;
+        let d = forward_per_token_layer(&cfg, 1024);
+        assert_eq!(c.scores * 2.0, d.scores);
+        assert_eq!(c.pv * 2.0, d.pv);
+        assert_eq!(c.qkv, d.qkv);
+        assert_eq!(c.ffn, d.ffn);
+    }
+
+    #[test]
+    fn t5_uses_attention_width_not_hidden() {
+        let cfg = builtin("t5-11b").unwrap();
+        assert_ne!(cfg.attn_dim(), cfg.hidden);
+        let ops = forward_per_token_layer(&cfg, 512);
+        assert_eq!(ops.qkv, 6.0 * 1024.0 * 16384.0);
+        assert_eq!(ops.attn_out, 2.0 * 16384.0 * 1024.0);
+        assert_eq!(ops.scores, 2.0 * 512.0 * 16384.0);
+    }
+
+    #[test]
+    fn bert_parameter_counts_within_two_percent() {
+        let base = param_count(&builtin("bert-base").unwrap(), Family::Bert).total;
+        let large = param_count(&builtin("bert-large").unwrap(), Family::Bert).total;
+        assert!(rel(base, 110e6) < 0.02, "bert-base {base}");
+        assert!(rel(large, 340e6) < 0.02, "bert-large {large}");
+    }
+
+    #[test]
+    fn gpt2_xl_is_one_and_a_half_billion() {
+        let p = param_count(&builtin("gpt2-xl").unwrap(), Family::Gpt).total;
+        assert!(rel(p, 1.558e9) < 0.02, "gpt2-xl {p}");
+    }
+
+    #[test]
+    fn exact_is_close_to_6nd_for_large_models() {
+        let cfg = builtin("gpt2-xl").unwrap();
+        let r = train_flops(
+            &cfg,
+            &[Phase {
+                steps: 1000,
+                batch: 512,
+                seq: 1024,
+            }],
+            &FlopOptions::default(),
+        )
+        .unwrap();
+        assert!(r.ratio_exact_to_6nd > 1.0 && r.ratio_exact_to_6nd < 1.2);
+    }
+
+    #[test]
+    fn rejects_zero_and_bad_fractions() {
+        let cfg = builtin("bert-base").unwrap();
+        let p = Phase {
+            steps: 0,
+            batch: 1,
+            seq: 1,
+        };
+        assert!(train_flops(&cfg, &[p], &FlopOptions::default()).is_err());
+        assert!(train_flops(&cfg, &[], &FlopOptions::default()).is_err());
+        let bad = FlopOptions {
+            vocab_fraction: 1.5,
+            ..FlopOptions::default()
+        };
+        let ok = Phase {
+            steps: 1,
+            batch: 1,
+            seq: 1,
+        };
+        assert!(train_flops(&cfg, &[ok], &bad).is_err());
+        assert!(flops_6nd(-1.0, 1.0).is_err());
+        assert!(flops_6nd(1.0, f64::NAN).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn flops_are_finite_positive_and_monotone(
+            l in 1u64..200, h in 1u64..20_000, heads in 1u64..256, hd in 1u64..256,
+            f in 1u64..100_000, v in 1u64..300_000, s in 1u64..100_000,
+            steps in 1u64..10_000_000, batch in 1u64..10_000, causal: bool,
+            frac in 0.001f64..=1.0,
+        ) {
+            let cfg = ModelConfig { name: "p".into(), layers: l, hidden: h, heads, head_dim: hd,
+                ffn: f, vocab: v, seq: s, causal };
+            let opts = FlopOptions { recompute: Recompute::None, vocab_fraction: frac };
+            let p = Phase { steps, batch, seq: s };
+            let r = train_flops(&cfg, &[p], &opts).unwrap();
+            prop_assert!(r.train_flops.is_finite() && r.train_flops > 0.0);
+            prop_assert!(r.flops_6nd.is_finite() && r.flops_6nd > 0.0);
+            let full = train_flops(&cfg, &[p], &FlopOptions { recompute: Recompute::Full, ..opts }).unwrap();
+            prop_assert!(full.train_flops > r.train_flops);
+            let longer = train_flops(&cfg, &[Phase { steps, batch, seq: s + 1 }], &opts).unwrap();
+            prop_assert!(longer.train_flops > r.train_flops);
+        }
+    }
+}
