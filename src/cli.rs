@@ -1,0 +1,43 @@
+//! Command-line interface (clap derive). Every flag is documented here; `--help` is
+//! generated from these doc comments.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+
+/// flopcal measures what this machine really does on transformer workloads and turns
+/// it into honest training-time and cost estimates.
+///
+/// With no subcommand it runs a quick profile of this machine (about a minute) and
+/// prints what it found.
+#[derive(Debug, Parser)]
+#[command(name = "flopcal", version, about, long_about, propagate_version = true)]
+pub struct Cli {
+    /// What to do; `flopcal` alone runs `profile --quick`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure achieved FLOP/s of a model's transformer kernels on this machine.
+    Profile(commands::profile::ProfileArgs),
+    /// Measure this machine's compute (FMA) and memory-bandwidth ceilings.
+    Peak(commands::peak::PeakArgs),
+    /// Estimate training time, cost, energy and CO2 for a model and token budget.
+    Estimate(commands::estimate::EstimateArgs),
+    /// Relate published training runs to hardware peaks: implied MFU, leave-one-out check.
+    Calibrate(commands::calibrate::CalibrateArgs),
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
+    match cli.command {
+        None => commands::profile::run_default(),
+        Some(Command::Profile(args)) => commands::profile::run(&args),
+        Some(Command::Peak(args)) => commands::peak::run(&args),
+        Some(Command::Estimate(args)) => commands::estimate::run(&args),
+        Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand: its clap `Args` struct and its `run` function.
+
+pub mod calibrate;
+pub mod estimate;
+pub mod peak;
+pub mod profile;

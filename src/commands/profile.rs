@@ -1,0 +1,567 @@
+//! `flopcal profile`: measure achieved FLOP/s of a model's training-step kernels.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use candle_core::DType;
+use clap::Args;
+use flopcal_model::ModelConfig;
+
+use crate::device::{self, DeviceChoice};
+use crate::harness::{self, HarnessConfig, KernelExecutor};
+use crate::output::{print_json, OutputFormat};
+use crate::results::{self, BenchSummary, Benchmark, ProfileConfig, ResultFile, Status};
+use crate::suite::{self, Entry, SuiteSpec};
+use crate::{fingerprint, interrupt, report_table, Error, Outcome, Result};
+
+/// Arguments of `flopcal profile`.
+#[derive(Debug, Args, Clone)]
+#[command(after_long_help = "Examples:\n  flopcal profile --quick\n  flopcal profile --model bert-large --seq 512 --batch 8 --out results/my-box.json\n  flopcal profile --model gpt2 --dtype f32,bf16 --format json\n  flopcal profile --hidden 512 --heads 8 --ffn 2048 --layers 6 --vocab 32000 --seq 256")]
+pub struct ProfileArgs {
+    /// Built-in model whose kernel suite to run: bert-base, bert-large, xlnet-large,
+    /// gpt2, gpt2-xl, t5-11b. Individual dimensions can be overridden with the
+    /// flags below. Default: bert-base (--quick) or bert-large.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Sequence length. Default: 128 with --quick, else the model's own (512 for BERT).
+    #[arg(long)]
+    pub seq: Option<usize>,
+    /// Sequences per step (tokens per step = batch × seq).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Override: number of transformer blocks.
+    #[arg(long)]
+    pub layers: Option<u64>,
+    /// Override: hidden size (d_model).
+    #[arg(long)]
+    pub hidden: Option<u64>,
+    /// Override: attention heads (head width = hidden / heads unless --head-dim).
+    #[arg(long)]
+    pub heads: Option<u64>,
+    /// Override: width of one attention head.
+    #[arg(long)]
+    pub head_dim: Option<u64>,
+    /// Override: FFN inner width.
+    #[arg(long)]
+    pub ffn: Option<u64>,
+    /// Override: vocabulary size.
+    #[arg(long)]
+    pub vocab: Option<u64>,
+    /// Override: causal (decoder) attention mask.
+    #[arg(long)]
+    pub causal: Option<bool>,
+    /// Dtypes of the model kernels, comma-separated: f32, bf16, f16. On CPU candle
+    /// computes bf16 matmuls by widening to f32 and f16 through gemm's f16 path.
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    pub dtype: Vec<String>,
+    /// Square GEMM sizes for peer comparison (f32), comma-separated; `0` for none.
+    #[arg(long, value_delimiter = ',')]
+    pub squares: Option<Vec<usize>>,
+    /// Quick profile (under a minute on 2 cores): BERT-base at seq 128, short warm-up,
+    /// 3% CI target, 0.6 s per kernel.
+    #[arg(long)]
+    pub quick: bool,
+    /// Stop sampling a kernel once the 95% CI of its median is this narrow (relative).
+    #[arg(long, value_name = "FRACTION")]
+    pub target_ci: Option<f64>,
+    /// Total time budget in seconds for the whole profile; kernels share what is left.
+    #[arg(long, value_name = "SECONDS")]
+    pub budget: Option<f64>,
+    /// Fewest samples per kernel (at least 10 unless you lower it here).
+    #[arg(long)]
+    pub min_samples: Option<usize>,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// CPU threads for kernels (default: all physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Refuse kernels needing more than this many GiB (default: available memory).
+    #[arg(long, value_name = "GIB")]
+    pub max_memory: Option<f64>,
+    /// Only run kernels whose id contains this text (e.g. `matmul/qkv`).
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// Write the result file (JSON) here, and its CSV twin next to it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+impl Default for ProfileArgs {
+    fn default() -> Self {
+        ProfileArgs {
+            model: None,
+            seq: None,
+            batch: 8,
+            layers: None,
+            hidden: None,
+            heads: None,
+            head_dim: None,
+            ffn: None,
+            vocab: None,
+            causal: None,
+            dtype: vec!["f32".into()],
+            squares: None,
+            quick: false,
+            target_ci: None,
+            budget: None,
+            min_samples: None,
+            device: DeviceChoice::Auto,
+            threads: None,
+            max_memory: None,
+            filter: None,
+            out: None,
+            format: OutputFormat::Table,
+        }
+    }
+}
+
+/// `flopcal` with no arguments: the quick profile of this machine.
+pub fn run_default() -> Result<Outcome> {
+    run(&ProfileArgs {
+        quick: true,
+        ..ProfileArgs::default()
+    })
+}
+
+/// Resolve the model: a preset (or the default), with dimension overrides applied.
+pub fn resolve_model(args: &ProfileArgs) -> Result<ModelConfig> {
+    let custom = args.hidden.is_some() && args.heads.is_some();
+    let base = match (&args.model, custom) {
+        (Some(name), _) => flopcal_model::builtin(name)?,
+        (None, true) => ModelConfig {
+            name: "custom".into(),
+            layers: 1,
+            hidden: 1,
+            heads: 1,
+            head_dim: 1,
+            ffn: 1,
+            vocab: 32000,
+            seq: 512,
+            causal: false,
+        },
+        (None, false) if args.quick => flopcal_model::builtin("bert-base")?,
+        (None, false) => flopcal_model::builtin("bert-large")?,
+    };
+    let mut m = base;
+    let positive = |flag: &str, v: u64| -> Result<u64> {
+        if v == 0 {
+            Err(Error::Usage(format!("--{flag} must be at least 1")))
+        } else {
+            Ok(v)
+        }
+    };
+    if let Some(v) = args.layers {
+        m.layers = positive("layers", v)?;
+    }
+    if let Some(v) = args.hidden {
+        m.hidden = positive("hidden", v)?;
+        m.ffn = 4 * m.hidden;
+    }
+    if let Some(v) = args.heads {
+        m.heads = positive("heads", v)?;
+    }
+    if args.hidden.is_some() || args.heads.is_some() {
+        if m.hidden % m.heads != 0 && args.head_dim.is_none() {
+            return Err(Error::Usage(format!(
+                "--hidden {} is not divisible by --heads {}; pass --head-dim explicitly",
+                m.hidden, m.heads
+            )));
+        }
+        m.head_dim = m.hidden / m.heads;
+    }
+    if let Some(v) = args.head_dim {
+        m.head_dim = positive("head-dim", v)?;
+    }
+    if let Some(v) = args.ffn {
+        m.ffn = positive("ffn", v)?;
+    }
+    if let Some(v) = args.vocab {
+        m.vocab = positive("vocab", v)?;
+    }
+    if let Some(c) = args.causal {
+        m.causal = c;
+    }
+    if m.name == "custom" && m.ffn == 1 {
+        m.ffn = 4 * m.hidden;
+    }
+    m.validate()?;
+    Ok(m)
+}
+
+fn harness_config(args: &ProfileArgs) -> Result<HarnessConfig> {
+    let mut c = if args.quick {
+        HarnessConfig::quick()
+    } else {
+        HarnessConfig::standard()
+    };
+    if let Some(t) = args.target_ci {
+        if !(t > 0.0 && t < 1.0) {
+            return Err(Error::Usage(format!(
+                "--target-ci {t}: must be a fraction between 0 and 1, e.g. 0.02 for 2%"
+            )));
+        }
+        c.target_ci = t;
+    }
+    if let Some(n) = args.min_samples {
+        if n < 2 {
+            return Err(Error::Usage("--min-samples must be at least 2".into()));
+        }
+        c.min_samples = n;
+    }
+    if let Some(b) = args.budget {
+        if !(b.is_finite() && b > 0.0) {
+            return Err(Error::Usage(format!(
+                "--budget {b}: must be a positive number of seconds"
+            )));
+        }
+    }
+    Ok(c)
+}
+
+fn suite_spec(args: &ProfileArgs, model: ModelConfig) -> Result<SuiteSpec> {
+    let dtypes = args
+        .dtype
+        .iter()
+        .map(|d| flopcal_kernels::parse_dtype(d).map_err(|e| Error::Usage(format!("--dtype: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let seq = match args.seq {
+        Some(0) => return Err(Error::Usage("--seq must be at least 1".into())),
+        Some(s) => s,
+        None if args.quick => 128,
+        None => usize::try_from(model.seq).unwrap_or(512),
+    };
+    if args.batch == 0 {
+        return Err(Error::Usage("--batch must be at least 1".into()));
+    }
+    let squares: Vec<(usize, DType)> = match &args.squares {
+        Some(list) => list
+            .iter()
+            .filter(|&&n| n > 0)
+            .map(|&n| (n, DType::F32))
+            .collect(),
+        None if args.quick => vec![
+            (512, DType::F32),
+            (1024, DType::F32),
+            (2048, DType::F32),
+            (1024, DType::BF16),
+            (1024, DType::F16),
+        ],
+        None => [256, 512, 1024, 2048, 4096]
+            .into_iter()
+            .map(|n| (n, DType::F32))
+            .chain([(2048, DType::BF16), (2048, DType::F16)])
+            .collect(),
+    };
+    Ok(SuiteSpec {
+        model,
+        seq,
+        batch: args.batch,
+        dtypes,
+        squares,
+        // 16 Mi f32 per array = 64 MiB, well beyond the last-level cache of CPUs
+        // flopcal targets; a triad streams 192 MiB per iteration.
+        stream_elements: 1 << 24,
+    })
+}
+
+/// Refuse before allocating when the largest kernel does not fit in memory.
+fn check_memory(suite: &[Entry], args: &ProfileArgs) -> Result<()> {
+    let available = fingerprint::available_memory();
+    let (limit, source) = match args.max_memory {
+        Some(g) if !(g.is_finite() && g > 0.0) => {
+            return Err(Error::Usage(format!("--max-memory {g}: must be a positive number of GiB")))
+        }
+        Some(g) => ((g * (1u64 << 30) as f64) as u64, "--max-memory"),
+        None => (available, "available memory"),
+    };
+    if let Some(big) = suite.iter().max_by_key(|e| e.kernel.memory_bytes()) {
+        let need = big.kernel.memory_bytes();
+        if limit > 0 && need > limit {
+            return Err(Error::Usage(format!(
+                "kernel {} needs about {:.2} GiB but {source} is {:.2} GiB; use a smaller --batch/--seq or raise --max-memory",
+                big.kernel.id(),
+                need as f64 / (1u64 << 30) as f64,
+                limit as f64 / (1u64 << 30) as f64
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn summary_of(m: &harness::Measurement, work: flopcal_kernels::Work) -> Option<BenchSummary> {
+    let s = m.summary.as_ref()?;
+    let rate = |t: f64| if t > 0.0 { work.flops as f64 / t } else { 0.0 };
+    Some(BenchSummary {
+        median_s: s.median,
+        mad_s: s.mad,
+        mean_s: s.mean,
+        min_s: s.min,
+        max_s: s.max,
+        ci95_low_s: s.ci_low,
+        ci95_high_s: s.ci_high,
+        flops_per_s: rate(s.median),
+        flops_per_s_ci_low: rate(s.ci_high),
+        flops_per_s_ci_high: rate(s.ci_low),
+        bytes_per_s: if s.median > 0.0 {
+            work.bytes as f64 / s.median
+        } else {
+            0.0
+        },
+        n: s.n,
+        outliers: s.outliers,
+        rel_noise: s.rel_noise(),
+        stop: m.stop,
+    })
+}
+
+fn skeleton(entry: &Entry) -> Benchmark {
+    let k = &entry.kernel;
+    let work = k.work();
+    Benchmark {
+        id: k.id(),
+        kernel: k.kind().as_str().into(),
+        label: k.label(),
+        group: entry.group.as_str().into(),
+        dtype: k.dtype().as_str().into(),
+        shape: k.dims().into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+        flops_per_iter: work.flops,
+        model_flops_per_iter: work.model_flops,
+        bytes_per_iter: work.bytes,
+        iters_per_sample: 0,
+        samples_s: Vec::new(),
+        summary: None,
+        verified: false,
+        verification: None,
+        status: Status::Skipped,
+        message: None,
+    }
+}
+
+/// Prepare, verify and measure one kernel.
+fn measure_one(
+    entry: &Entry,
+    device: &candle_core::Device,
+    config: &HarnessConfig,
+) -> Benchmark {
+    let mut b = skeleton(entry);
+    let mut prepared = match entry.kernel.prepare(device) {
+        Ok(p) => p,
+        Err(e) => {
+            b.status = Status::Error;
+            b.message = Some(format!("prepare: {e}"));
+            return b;
+        }
+    };
+    match prepared.verify() {
+        Ok(v) => {
+            b.verified = v.passed;
+            b.verification = Some(results::VerificationRecord {
+                checked: v.checked,
+                max_rel_err: v.max_rel_err,
+                tolerance: v.tolerance,
+            });
+            if !v.passed {
+                b.status = Status::VerificationFailed;
+                b.message = Some(format!(
+                    "output differs from the f64 reference: max relative error {:.3e} > tolerance {:.3e}",
+                    v.max_rel_err, v.tolerance
+                ));
+                return b;
+            }
+        }
+        Err(e) => {
+            b.status = Status::Error;
+            b.message = Some(format!("run: {e}"));
+            return b;
+        }
+    }
+    let mut exec = KernelExecutor::new(prepared.as_mut());
+    match harness::measure(&mut exec, config, &interrupt::requested) {
+        Ok(m) => {
+            b.summary = summary_of(&m, entry.kernel.work());
+            b.iters_per_sample = m.iters_per_sample;
+            b.samples_s = m.samples;
+            b.status = if b.summary.is_some() {
+                Status::Ok
+            } else {
+                Status::Skipped
+            };
+        }
+        Err(e) => {
+            b.status = Status::Error;
+            b.message = Some(format!("run: {e}"));
+        }
+    }
+    b
+}
+
+/// A progress bar on stderr, only when stderr is a terminal (never in pipes or CI).
+fn progress_bar(len: usize) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+    ) {
+        pb.set_style(style);
+    }
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+/// Everything a profile run produced, for callers that go on to estimate.
+pub struct ProfileRun {
+    /// The result file (also written to `--out` when given).
+    pub file: ResultFile,
+    /// Where it was saved.
+    pub saved: Option<PathBuf>,
+}
+
+/// Run a profile and return the result without printing it.
+pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
+    let config = harness_config(args)?;
+    let model = resolve_model(args)?;
+    let spec = suite_spec(args, model.clone())?;
+    let mut suite = suite::derive(&spec)?;
+    if let Some(f) = &args.filter {
+        suite.retain(|e| e.kernel.id().contains(f.as_str()));
+        if suite.is_empty() {
+            return Err(Error::Usage(format!("--filter {f:?} matches no kernel of this suite")));
+        }
+    }
+    check_memory(&suite, args)?;
+    if let Some(out) = &args.out {
+        results::check_writable(out)?;
+    }
+    let threads = device::configure_threads(args.threads)?;
+    let device = device::open(args.device)?;
+    interrupt::install();
+
+    let now = chrono::Utc::now();
+    let mut file = ResultFile {
+        schema_version: results::SCHEMA_VERSION,
+        run_id: results::new_run_id(&now),
+        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tool: results::Tool::current(),
+        partial: false,
+        host: fingerprint::collect(&device, threads),
+        harness: config.clone(),
+        profile: ProfileConfig {
+            model,
+            seq: spec.seq,
+            batch: spec.batch,
+            dtypes: spec.dtypes.iter().map(|d| d.as_str().to_string()).collect(),
+            quick: args.quick,
+        },
+        peak: None,
+        benchmarks: Vec::with_capacity(suite.len()),
+    };
+
+    let deadline = harness::Deadline::new(args.budget.map(Duration::from_secs_f64));
+    let pb = progress_bar(suite.len());
+    let total = suite.len();
+    for (i, entry) in suite.iter().enumerate() {
+        if interrupt::requested() {
+            file.partial = true;
+            break;
+        }
+        pb.set_message(entry.kernel.id());
+        let mut cfg = config.clone();
+        if let Some(b) = args.budget {
+            // Share what is left of the total budget among the remaining kernels,
+            // leaving room for warm-up and verification.
+            let left = (b - deadline.elapsed_s()).max(0.0);
+            cfg.budget_s = cfg.budget_s.min(0.6 * left / (total - i) as f64);
+            cfg.warmup_s = cfg.warmup_s.min(0.2 * left / (total - i) as f64);
+        }
+        let bench = if deadline.expired() {
+            let mut b = skeleton(entry);
+            b.message = Some("skipped: --budget spent".into());
+            b
+        } else {
+            measure_one(entry, &device, &cfg)
+        };
+        if bench.summary.as_ref().is_some_and(|s| s.stop == harness::StopReason::Interrupted) {
+            file.partial = true;
+        }
+        file.benchmarks.push(bench);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    if interrupt::requested() {
+        file.partial = true;
+    }
+    let saved = match &args.out {
+        Some(out) => {
+            results::save(&file, out)?;
+            Some(out.clone())
+        }
+        None => None,
+    };
+    Ok(ProfileRun { file, saved })
+}
+
+/// Run `flopcal profile`.
+pub fn run(args: &ProfileArgs) -> Result<Outcome> {
+    let run = execute(args)?;
+    match args.format {
+        OutputFormat::Json => print_json(&run.file)?,
+        OutputFormat::Csv => print!("{}", results::to_csv(&run.file)?),
+        OutputFormat::Table => {
+            println!("{}", report_table::profile_table(&run.file));
+            println!("{}", report_table::profile_findings(&run.file));
+            if let Some(p) = &run.saved {
+                eprintln!("saved {} and {}", p.display(), results::csv_twin(p).display());
+            }
+        }
+    }
+    if run.file.partial {
+        return Err(Error::Interrupted { saved: run.saved });
+    }
+    if run
+        .file
+        .benchmarks
+        .iter()
+        .any(|b| b.status == Status::VerificationFailed)
+    {
+        return Err(Error::Usage(
+            "some kernels produced wrong results (status verification_failed); their timings were not recorded".into(),
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_dimensions_build_a_consistent_model() {
+        let args = ProfileArgs {
+            hidden: Some(512),
+            heads: Some(8),
+            layers: Some(6),
+            vocab: Some(1000),
+            ..ProfileArgs::default()
+        };
+        let m = resolve_model(&args).unwrap();
+        assert_eq!((m.hidden, m.heads, m.head_dim, m.ffn), (512, 8, 64, 2048));
+    }
+
+    #[test]
+    fn indivisible_heads_are_refused_with_a_fix() {
+        let args = ProfileArgs {
+            hidden: Some(500),
+            heads: Some(8),
+            ..ProfileArgs::default()
+        };
+        let e = resolve_model(&args).unwrap_err().to_string();
+        assert!(e.contains("--head-dim"), "{e}");
+    }
+}

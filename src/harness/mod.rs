@@ -1,0 +1,331 @@
+//! The measurement harness: warm-up, batching of short kernels, adaptive sampling
+//! until the median's confidence interval is tight enough, and statistics.
+//!
+//! The harness never reads a clock itself: an [`Executor`] runs a batch of iterations
+//! and reports how long they took. [`KernelExecutor`] times a prepared kernel with
+//! device synchronisation around the clock reads; tests use [`MockExecutor`] to drive
+//! the statistics deterministically, as hyperfine does with its mock executor.
+
+pub mod stats;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub use stats::{summarize, Summary};
+
+/// How a kernel is measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HarnessConfig {
+    /// Longest warm-up per kernel, in seconds; warm-up ends earlier once three
+    /// consecutive iteration times agree within 5%.
+    pub warmup_s: f64,
+    /// Fewest samples taken, whatever the CI or budget says.
+    pub min_samples: usize,
+    /// Most samples taken.
+    pub max_samples: usize,
+    /// Stop once the 95% CI of the median is this narrow relative to the median.
+    pub target_ci: f64,
+    /// Time budget per kernel, in seconds of measured time (after warm-up).
+    pub budget_s: f64,
+    /// Short kernels are batched so one sample lasts at least this long, in seconds.
+    pub min_sample_s: f64,
+}
+
+impl HarnessConfig {
+    /// The default: 2% CI target, 10 to 10,000 samples, 1 ms samples, 3 s per kernel.
+    pub fn standard() -> Self {
+        HarnessConfig {
+            warmup_s: 0.5,
+            min_samples: 10,
+            max_samples: 10_000,
+            target_ci: 0.02,
+            budget_s: 3.0,
+            min_sample_s: 1e-3,
+        }
+    }
+
+    /// The `--quick` profile: shorter warm-up and budget, same 10-sample floor.
+    pub fn quick() -> Self {
+        HarnessConfig {
+            warmup_s: 0.1,
+            budget_s: 0.6,
+            target_ci: 0.03,
+            ..Self::standard()
+        }
+    }
+}
+
+/// Why sampling stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The CI reached the target width.
+    Converged,
+    /// The time budget ran out first (the CI is wider than the target).
+    Budget,
+    /// `max_samples` was reached.
+    MaxSamples,
+    /// The user interrupted; the samples so far are kept.
+    Interrupted,
+}
+
+/// Runs a batch of iterations of the thing being measured.
+pub trait Executor {
+    /// Run `iters` iterations back to back and return the elapsed seconds, with the
+    /// device synchronised before the clock is read at both ends.
+    fn run_batch(&mut self, iters: u64) -> Result<f64, flopcal_kernels::KernelError>;
+}
+
+/// Times a prepared kernel with the wall clock.
+pub struct KernelExecutor<'a> {
+    kernel: &'a mut dyn flopcal_kernels::Prepared,
+}
+
+impl<'a> KernelExecutor<'a> {
+    /// Wrap a prepared kernel.
+    pub fn new(kernel: &'a mut dyn flopcal_kernels::Prepared) -> Self {
+        KernelExecutor { kernel }
+    }
+}
+
+impl Executor for KernelExecutor<'_> {
+    fn run_batch(&mut self, iters: u64) -> Result<f64, flopcal_kernels::KernelError> {
+        self.kernel.synchronize()?;
+        let start = Instant::now();
+        for _ in 0..iters {
+            self.kernel.run()?;
+        }
+        self.kernel.synchronize()?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+}
+
+/// A deterministic executor for tests: per-iteration times come from a function of
+/// the call index, so statistics can be checked without a clock.
+pub struct MockExecutor<F: FnMut(usize) -> f64> {
+    next: F,
+    calls: usize,
+}
+
+impl<F: FnMut(usize) -> f64> MockExecutor<F> {
+    /// `per_iter(i)` gives the per-iteration seconds of the `i`-th batch.
+    pub fn new(per_iter: F) -> Self {
+        MockExecutor {
+            next: per_iter,
+            calls: 0,
+        }
+    }
+
+    /// Batches run so far (warm-up included).
+    pub fn calls(&self) -> usize {
+        self.calls
+    }
+}
+
+impl<F: FnMut(usize) -> f64> Executor for MockExecutor<F> {
+    fn run_batch(&mut self, iters: u64) -> Result<f64, flopcal_kernels::KernelError> {
+        let t = (self.next)(self.calls);
+        self.calls += 1;
+        Ok(t * iters as f64)
+    }
+}
+
+/// Everything measured for one kernel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// Per-iteration seconds, one entry per sample (a sample's time over its batch).
+    pub samples: Vec<f64>,
+    /// Iterations per sample.
+    pub iters_per_sample: u64,
+    /// Iterations run during warm-up.
+    pub warmup_iters: u64,
+    /// Statistics of `samples`; `None` only when interrupted before any sample.
+    pub summary: Option<Summary>,
+    /// Why sampling stopped.
+    pub stop: StopReason,
+}
+
+/// Measure with `exec` under `config`. `interrupted` is polled between samples.
+pub fn measure(
+    exec: &mut dyn Executor,
+    config: &HarnessConfig,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Measurement, flopcal_kernels::KernelError> {
+    // Warm-up: single iterations until three agree within 5%, or the warm-up budget.
+    let mut warm: Vec<f64> = Vec::new();
+    let mut warm_total = 0.0;
+    loop {
+        let t = exec.run_batch(1)?;
+        warm.push(t);
+        warm_total += t;
+        let settled = warm.len() >= 3 && {
+            let last = &warm[warm.len() - 3..];
+            let (lo, hi) = last
+                .iter()
+                .fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+            hi <= lo * 1.05
+        };
+        if settled || warm_total >= config.warmup_s || interrupted() {
+            break;
+        }
+    }
+    let per_iter = stats::median_sorted(&stats::sorted(&warm[warm.len().saturating_sub(3)..]));
+    let iters = if per_iter > 0.0 {
+        // The factor absorbs float error so an exact ratio does not round up.
+        ((config.min_sample_s / per_iter * (1.0 - 1e-9)).ceil() as u64).clamp(1, 1 << 24)
+    } else {
+        1 << 10
+    };
+
+    let mut samples = Vec::with_capacity(config.min_samples.max(64));
+    let mut spent = 0.0;
+    let stop = loop {
+        if interrupted() {
+            break StopReason::Interrupted;
+        }
+        let t = exec.run_batch(iters)?;
+        spent += t;
+        samples.push(t / iters as f64);
+        let n = samples.len();
+        if n >= config.max_samples {
+            break StopReason::MaxSamples;
+        }
+        if n < config.min_samples {
+            continue;
+        }
+        // Re-summarising costs O(n log n); past 100 samples check every 10th.
+        if (n <= 100 || n % 10 == 0)
+            && summarize(&samples).is_some_and(|s| s.ci_rel_width() <= config.target_ci)
+        {
+            break StopReason::Converged;
+        }
+        if spent >= config.budget_s {
+            break StopReason::Budget;
+        }
+    };
+    Ok(Measurement {
+        summary: summarize(&samples),
+        samples,
+        iters_per_sample: iters,
+        warmup_iters: warm.len() as u64,
+        stop,
+    })
+}
+
+/// Wall-clock budget tracker for a whole run of many kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    start: Instant,
+    budget: Option<Duration>,
+}
+
+impl Deadline {
+    /// Start now; `None` means unlimited.
+    pub fn new(budget: Option<Duration>) -> Self {
+        Deadline {
+            start: Instant::now(),
+            budget,
+        }
+    }
+
+    /// Seconds since start.
+    pub fn elapsed_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Whether the budget is spent.
+    pub fn expired(&self) -> bool {
+        self.budget.is_some_and(|b| self.start.elapsed() >= b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn never() -> bool {
+        false
+    }
+
+    #[test]
+    fn constant_timings_converge_after_the_minimum_samples() {
+        let mut exec = MockExecutor::new(|_| 0.01);
+        let m = measure(&mut exec, &HarnessConfig::standard(), &never).unwrap();
+        assert_eq!(m.stop, StopReason::Converged);
+        assert_eq!(m.samples.len(), 10);
+        assert_eq!(m.warmup_iters, 3);
+        assert_eq!(m.summary.unwrap().median, 0.01);
+    }
+
+    #[test]
+    fn short_kernels_are_batched_to_at_least_the_minimum_sample_time() {
+        let mut exec = MockExecutor::new(|_| 1e-6);
+        let m = measure(&mut exec, &HarnessConfig::standard(), &never).unwrap();
+        assert_eq!(m.iters_per_sample, 1000);
+        assert!((m.summary.unwrap().median - 1e-6).abs() < 1e-15);
+    }
+
+    #[test]
+    fn noisy_timings_sample_until_the_budget_when_the_ci_stays_wide() {
+        // Alternating ±30% around 10 ms never gives a 2% CI... until many samples.
+        let mut exec = MockExecutor::new(|i| if i % 2 == 0 { 0.013 } else { 0.007 });
+        let config = HarnessConfig {
+            budget_s: 0.5,
+            ..HarnessConfig::standard()
+        };
+        let m = measure(&mut exec, &config, &never).unwrap();
+        assert_eq!(m.stop, StopReason::Budget);
+        let spent: f64 = m.samples.iter().sum::<f64>() * m.iters_per_sample as f64;
+        assert!((0.5..0.52).contains(&spent), "spent {spent}");
+    }
+
+    #[test]
+    fn moderate_noise_converges_once_the_ci_is_narrow_enough() {
+        // Deterministic pseudo-noise of ±5%: the CI of the median shrinks like 1/sqrt(n).
+        let mut state = 12345u64;
+        let mut exec = MockExecutor::new(move |_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            0.01 * (0.95 + 0.1 * u)
+        });
+        let config = HarnessConfig {
+            budget_s: 100.0,
+            ..HarnessConfig::standard()
+        };
+        let m = measure(&mut exec, &config, &never).unwrap();
+        assert_eq!(m.stop, StopReason::Converged);
+        let s = m.summary.unwrap();
+        assert!(s.ci_rel_width() <= 0.02);
+        assert!(m.samples.len() > 10, "needed more than the floor: {}", m.samples.len());
+    }
+
+    #[test]
+    fn an_interrupt_stops_sampling_and_keeps_what_was_measured() {
+        let polls = std::cell::Cell::new(0);
+        let interrupted = || {
+            polls.set(polls.get() + 1);
+            polls.get() > 8
+        };
+        // Constant times settle the warm-up after three iterations.
+        let mut exec = MockExecutor::new(|_| 0.01);
+        let m = measure(&mut exec, &HarnessConfig::standard(), &interrupted).unwrap();
+        assert_eq!(m.stop, StopReason::Interrupted);
+        // Two polls during warm-up (before three timings exist), then one per sample.
+        assert_eq!(m.samples.len(), 6);
+        assert!(m.summary.is_some());
+    }
+
+    #[test]
+    fn max_samples_caps_sampling() {
+        let mut exec = MockExecutor::new(|i| if i % 2 == 0 { 0.013 } else { 0.007 });
+        let config = HarnessConfig {
+            max_samples: 15,
+            budget_s: 1e9,
+            ..HarnessConfig::standard()
+        };
+        let m = measure(&mut exec, &config, &never).unwrap();
+        assert_eq!(m.stop, StopReason::MaxSamples);
+        assert_eq!(m.samples.len(), 15);
+    }
+}

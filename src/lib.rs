@@ -1,0 +1,17 @@
+//! flopcal: measure transformer kernels on this machine, calibrate against published
+//! training runs, and estimate training time and cost with honest uncertainty.
+
+pub mod cli;
+pub mod commands;
+pub mod device;
+pub mod error;
+pub mod fingerprint;
+pub mod harness;
+pub mod interrupt;
+pub mod output;
+pub mod peak;
+pub mod report_table;
+pub mod results;
+pub mod suite;
+
+pub use error::{Error, Outcome, Result};

@@ -1,0 +1,169 @@
+//! Terminal tables for profile results.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use crate::results::{Benchmark, ResultFile, Status};
+
+/// Format seconds with a unit that keeps three significant digits.
+pub fn fmt_duration(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.3} s")
+    } else if s >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else {
+        format!("{:.2} µs", s * 1e6)
+    }
+}
+
+/// Format a rate in giga-units with no more decimals than meaningful.
+pub fn fmt_giga(x: f64) -> String {
+    let g = x / 1e9;
+    if g >= 100.0 {
+        format!("{g:.0}")
+    } else if g >= 10.0 {
+        format!("{g:.1}")
+    } else {
+        format!("{g:.2}")
+    }
+}
+
+fn right(s: impl Into<String>) -> Cell {
+    Cell::new(s.into()).set_alignment(CellAlignment::Right)
+}
+
+fn status_cell(b: &Benchmark) -> String {
+    match b.status {
+        Status::Ok => "yes".into(),
+        Status::VerificationFailed => "FAILED".into(),
+        Status::Error => "error".into(),
+        Status::Skipped => "skipped".into(),
+    }
+}
+
+/// One row per benchmark: kernel, shape, dtype, median time, GFLOP/s with the
+/// half-width of its 95% CI, GB/s, samples, verified.
+pub fn profile_table(file: &ResultFile) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "kernel", "shape", "dtype", "median", "GFLOP/s", "±CI", "GB/s", "n", "verified",
+    ]);
+    for b in &file.benchmarks {
+        let name = format!("{} {}", b.kernel, b.label);
+        let shape = b
+            .shape
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        match &b.summary {
+            Some(s) => {
+                let half = (s.flops_per_s_ci_high - s.flops_per_s_ci_low) / 2.0;
+                let pct = if s.flops_per_s > 0.0 {
+                    100.0 * half / s.flops_per_s
+                } else {
+                    0.0
+                };
+                t.add_row(vec![
+                    Cell::new(name),
+                    Cell::new(shape),
+                    Cell::new(&b.dtype),
+                    right(fmt_duration(s.median_s)),
+                    right(fmt_giga(s.flops_per_s)),
+                    right(format!("{pct:.1}%")),
+                    right(fmt_giga(s.bytes_per_s)),
+                    right(s.n.to_string()),
+                    Cell::new(status_cell(b)),
+                ]);
+            }
+            None => {
+                t.add_row(vec![
+                    Cell::new(name),
+                    Cell::new(shape),
+                    Cell::new(&b.dtype),
+                    right("-"),
+                    right("-"),
+                    right("-"),
+                    right("-"),
+                    right("0"),
+                    Cell::new(format!(
+                        "{}{}",
+                        status_cell(b),
+                        b.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                    )),
+                ]);
+            }
+        }
+    }
+    t.to_string()
+}
+
+fn measured(file: &ResultFile) -> impl Iterator<Item = (&Benchmark, f64)> {
+    file.benchmarks.iter().filter_map(|b| {
+        b.summary
+            .as_ref()
+            .filter(|_| b.status == Status::Ok)
+            .map(|s| (b, s.median_s))
+    })
+}
+
+/// A few lines saying what the profile found: the best GEMM throughput, the
+/// time-weighted throughput of the model's training-step kernels, and bandwidth.
+pub fn profile_findings(file: &ResultFile) -> String {
+    let mut lines = Vec::new();
+    let h = &file.host;
+    lines.push(format!(
+        "host: {} ({} cores, {} threads, {:.1} GiB), device {}, candle {}{}",
+        h.cpu_model,
+        h.physical_cores,
+        h.threads,
+        h.memory_bytes as f64 / (1u64 << 30) as f64,
+        h.device,
+        h.candle_version,
+        if file.partial { " — PARTIAL (interrupted)" } else { "" }
+    ));
+    let best_square = measured(file)
+        .filter(|(b, _)| b.group == "square" && b.dtype == "f32")
+        .map(|(b, s)| (b, b.flops_per_iter as f64 / s))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((b, rate)) = best_square {
+        lines.push(format!(
+            "best f32 square GEMM: {} GFLOP/s ({})",
+            fmt_giga(rate),
+            b.shape.get("n").map(|n| format!("{n}³")).unwrap_or_default()
+        ));
+    }
+    let (mut flops, mut secs) = (0.0, 0.0);
+    for (b, s) in measured(file).filter(|(b, _)| b.group == "model" && b.kernel == "matmul") {
+        flops += b.model_flops_per_iter as f64;
+        secs += s;
+    }
+    if secs > 0.0 {
+        lines.push(format!(
+            "{} training-step GEMMs (seq {}, batch {}): {} GFLOP/s time-weighted over {} kernels",
+            file.profile.model.name,
+            file.profile.seq,
+            file.profile.batch,
+            fmt_giga(flops / secs),
+            measured(file)
+                .filter(|(b, _)| b.group == "model" && b.kernel == "matmul")
+                .count()
+        ));
+    }
+    if let Some((_, bw)) = measured(file)
+        .filter(|(b, _)| b.group == "stream")
+        .map(|(b, s)| (b, b.bytes_per_iter as f64 / s))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        lines.push(format!("streaming bandwidth (candle, 64 MiB arrays): {} GB/s", fmt_giga(bw)));
+    }
+    let failed = file
+        .benchmarks
+        .iter()
+        .filter(|b| b.status == Status::VerificationFailed)
+        .count();
+    if failed > 0 {
+        lines.push(format!("{failed} kernel(s) FAILED verification"));
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,405 @@
+//! The versioned result file (JSON) and its CSV twin, written atomically.
+//!
+//! A result file keeps everything needed to re-analyse a run later: the raw
+//! per-iteration samples, the harness settings, the host fingerprint and the
+//! provenance of the binary. `schema_version` is bumped on any incompatible change;
+//! readers refuse other versions with a clear message rather than guessing.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::Fingerprint;
+use crate::harness::{HarnessConfig, StopReason};
+use crate::{Error, Result};
+
+/// Current schema version of result files.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Name of the tool in result files.
+pub const TOOL_NAME: &str = "flopcal";
+
+/// Provenance of the binary that wrote a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    /// Always `flopcal`.
+    pub name: String,
+    /// Crate version.
+    pub version: String,
+    /// Git commit the binary was built from (`-dirty` if the tree had changes).
+    pub git_commit: String,
+}
+
+impl Tool {
+    /// This binary.
+    pub fn current() -> Self {
+        Tool {
+            name: TOOL_NAME.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: env!("FLOPCAL_GIT_COMMIT").into(),
+        }
+    }
+}
+
+/// What was profiled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileConfig {
+    /// The model architecture the suite was derived from.
+    pub model: flopcal_model::ModelConfig,
+    /// Sequence length.
+    pub seq: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Dtypes of the model kernels.
+    pub dtypes: Vec<String>,
+    /// Whether this was a `--quick` profile.
+    pub quick: bool,
+}
+
+/// Statistics of one benchmark, in seconds per iteration and derived rates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchSummary {
+    /// Median seconds per iteration.
+    pub median_s: f64,
+    /// Median absolute deviation, seconds.
+    pub mad_s: f64,
+    /// Mean seconds.
+    pub mean_s: f64,
+    /// Fastest sample, seconds.
+    pub min_s: f64,
+    /// Slowest sample, seconds.
+    pub max_s: f64,
+    /// Lower end of the 95% CI of the median, seconds.
+    pub ci95_low_s: f64,
+    /// Upper end of the 95% CI of the median, seconds.
+    pub ci95_high_s: f64,
+    /// Executed FLOPs per second at the median.
+    pub flops_per_s: f64,
+    /// FLOP/s at the slow end of the CI.
+    pub flops_per_s_ci_low: f64,
+    /// FLOP/s at the fast end of the CI.
+    pub flops_per_s_ci_high: f64,
+    /// Bytes per second at the median (algorithmic bytes).
+    pub bytes_per_s: f64,
+    /// Samples taken.
+    pub n: usize,
+    /// Samples flagged as outliers (MAD rule), kept in `samples_s`.
+    pub outliers: usize,
+    /// MAD-based relative noise (σ estimate / median).
+    pub rel_noise: f64,
+    /// Why sampling stopped.
+    pub stop: StopReason,
+}
+
+/// Status of one benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Measured and verified.
+    Ok,
+    /// The output failed verification; not timed.
+    VerificationFailed,
+    /// Preparing or running failed (see `message`).
+    Error,
+    /// Not run (budget spent or interrupted before it started).
+    Skipped,
+}
+
+/// Verification details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationRecord {
+    /// Output elements compared against the f64 reference.
+    pub checked: usize,
+    /// Largest relative error seen.
+    pub max_rel_err: f64,
+    /// Tolerance applied.
+    pub tolerance: f64,
+}
+
+/// One measured kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Benchmark {
+    /// Stable id: `kind/label/dims/dtype`.
+    pub id: String,
+    /// Kernel family (`matmul`, `attention`, ...).
+    pub kernel: String,
+    /// Role in the model (`qkv.fwd`, `square`, ...).
+    pub label: String,
+    /// Suite group: `model`, `square` or `stream`.
+    pub group: String,
+    /// Element type.
+    pub dtype: String,
+    /// Named dimensions.
+    pub shape: BTreeMap<String, u64>,
+    /// Executed FLOPs per iteration.
+    pub flops_per_iter: u64,
+    /// FLOPs the model accounting credits per iteration (halved for causal attention).
+    pub model_flops_per_iter: u64,
+    /// Algorithmic bytes per iteration.
+    pub bytes_per_iter: u64,
+    /// Iterations per timed sample (short kernels are batched).
+    pub iters_per_sample: u64,
+    /// Raw per-iteration seconds, one per sample.
+    pub samples_s: Vec<f64>,
+    /// Statistics; absent when nothing was timed.
+    pub summary: Option<BenchSummary>,
+    /// Output matched the f64 reference.
+    pub verified: bool,
+    /// Verification details.
+    pub verification: Option<VerificationRecord>,
+    /// Outcome.
+    pub status: Status,
+    /// Error or skip reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Benchmark {
+    /// Arithmetic intensity, FLOP per byte.
+    pub fn intensity(&self) -> f64 {
+        if self.bytes_per_iter == 0 {
+            f64::INFINITY
+        } else {
+            self.flops_per_iter as f64 / self.bytes_per_iter as f64
+        }
+    }
+}
+
+/// A whole result file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultFile {
+    /// Schema version ([`SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// Unique id of this run.
+    pub run_id: String,
+    /// RFC 3339 creation time (UTC).
+    pub created_at: String,
+    /// The binary that wrote it.
+    pub tool: Tool,
+    /// True when the run was interrupted and holds only what was measured so far.
+    #[serde(default)]
+    pub partial: bool,
+    /// The machine.
+    pub host: Fingerprint,
+    /// Harness settings.
+    pub harness: HarnessConfig,
+    /// What was profiled.
+    pub profile: ProfileConfig,
+    /// Measured compute and bandwidth ceilings (`flopcal peak`), when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<serde_json::Value>,
+    /// The measurements.
+    pub benchmarks: Vec<Benchmark>,
+}
+
+/// A fresh run id: UTC timestamp plus random suffix, sortable by time.
+pub fn new_run_id(now: &chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}-{:06x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// Write `bytes` to `path` atomically: a temp file in the same directory, fsync,
+/// then rename over the target. Readers see the old file or the new one, never half.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".flopcal-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(path, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Check that `path` can be written (its directory exists and is writable) before
+/// spending minutes measuring.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {}: is a directory; give a file name such as {}/profile.json",
+            path.display(),
+            path.display()
+        )));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".flopcal-probe-")
+        .tempfile_in(&dir)
+        .map(drop)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// The CSV twin of a result file path: same name with `.csv`.
+pub fn csv_twin(path: &Path) -> PathBuf {
+    path.with_extension("csv")
+}
+
+/// Header of the CSV form (one row per benchmark).
+const CSV_HEADER: [&str; 20] = [
+    "id",
+    "kernel",
+    "label",
+    "group",
+    "dtype",
+    "shape",
+    "flops_per_iter",
+    "bytes_per_iter",
+    "median_s",
+    "mad_s",
+    "ci95_low_s",
+    "ci95_high_s",
+    "flops_per_s",
+    "bytes_per_s",
+    "n",
+    "outliers",
+    "rel_noise",
+    "verified",
+    "status",
+    "partial",
+];
+
+/// Render benchmarks as CSV.
+pub fn to_csv(file: &ResultFile) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
+    w.write_record(CSV_HEADER).map_err(csv_err)?;
+    for b in &file.benchmarks {
+        let shape = b
+            .shape
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let s = b.summary.as_ref();
+        let f = |get: fn(&BenchSummary) -> f64| s.map(|s| format!("{:e}", get(s))).unwrap_or_default();
+        let status = serde_json::to_value(b.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        w.write_record([
+            b.id.clone(),
+            b.kernel.clone(),
+            b.label.clone(),
+            b.group.clone(),
+            b.dtype.clone(),
+            shape,
+            b.flops_per_iter.to_string(),
+            b.bytes_per_iter.to_string(),
+            f(|s| s.median_s),
+            f(|s| s.mad_s),
+            f(|s| s.ci95_low_s),
+            f(|s| s.ci95_high_s),
+            f(|s| s.flops_per_s),
+            f(|s| s.bytes_per_s),
+            s.map(|s| s.n.to_string()).unwrap_or_default(),
+            s.map(|s| s.outliers.to_string()).unwrap_or_default(),
+            f(|s| s.rel_noise),
+            b.verified.to_string(),
+            status,
+            file.partial.to_string(),
+        ])
+        .map_err(csv_err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))
+}
+
+/// Write the JSON result file and its CSV twin, both atomically.
+pub fn save(file: &ResultFile, path: &Path) -> Result<PathBuf> {
+    let json = serde_json::to_vec_pretty(file)
+        .map_err(|e| Error::Usage(format!("cannot serialise results: {e}")))?;
+    write_atomic(path, &json)?;
+    let twin = csv_twin(path);
+    if twin != path {
+        write_atomic(&twin, to_csv(file)?.as_bytes())?;
+    }
+    Ok(twin)
+}
+
+/// Read and validate a result file: it must be JSON of the current schema version.
+pub fn load(path: &Path) -> Result<ResultFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |reason: String| Error::BadFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| bad(format!("not UTF-8 text ({e}); expected a flopcal JSON result file")))?;
+    if text.trim().is_empty() {
+        return Err(bad("file is empty; expected a flopcal JSON result file".into()));
+    }
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| bad(format!("not valid JSON ({e}); was the file truncated?")))?;
+    match value.get("schema_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(bad(format!(
+                "schema_version {v} is not supported by this flopcal (reads version {SCHEMA_VERSION}); re-run the profile with this version"
+            )))
+        }
+        None => {
+            return Err(bad(
+                "no `schema_version` field; not a flopcal result file".into(),
+            ))
+        }
+    }
+    serde_json::from_value(value).map_err(|e| bad(format!("does not match the result schema: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        write_atomic(&p, b"old contents").unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn writing_into_a_missing_directory_fails_and_names_the_path() {
+        let err = write_atomic(Path::new("/nonexistent-dir/x.json"), b"{}").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir/x.json"));
+    }
+
+    #[test]
+    fn loading_rejects_other_schema_versions_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, r#"{"schema_version": 99}"#).unwrap();
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("schema_version 99"), "{e}");
+        std::fs::write(&p, "{\"schema_version\": 1, \"run_").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("truncated"));
+        std::fs::write(&p, "").unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains("empty"));
+    }
+}
