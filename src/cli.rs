@@ -29,6 +29,8 @@ pub enum Command {
     Estimate(commands::estimate::EstimateArgs),
     /// Relate published training runs to hardware peaks: implied MFU, leave-one-out check.
     Calibrate(commands::calibrate::CalibrateArgs),
+    /// Compare two result files; exit 1 when throughput regressed significantly.
+    Regress(commands::regress::RegressArgs),
 }
 
 /// Run the parsed command line.
@@ -39,5 +41,6 @@ pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
         Some(Command::Peak(args)) => commands::peak::run(&args),
         Some(Command::Estimate(args)) => commands::estimate::run(&args),
         Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
+        Some(Command::Regress(args)) => commands::regress::run(&args),
     }
 }

@@ -91,6 +91,8 @@ pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     // A pool built earlier in this process keeps its size; ignore that case quietly
     // since the env var above still steers candle's gemm parallelism.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     Ok(n)
 }

@@ -10,6 +10,7 @@ pub mod harness;
 pub mod interrupt;
 pub mod output;
 pub mod peak;
+pub mod regress;
 pub mod report_table;
 pub mod results;
 pub mod suite;

@@ -89,7 +89,10 @@ pub fn profile_table(file: &ResultFile) -> String {
                     Cell::new(format!(
                         "{}{}",
                         status_cell(b),
-                        b.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                        b.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
                     )),
                 ]);
             }
@@ -120,7 +123,11 @@ pub fn profile_findings(file: &ResultFile) -> String {
         h.memory_bytes as f64 / (1u64 << 30) as f64,
         h.device,
         h.candle_version,
-        if file.partial { " — PARTIAL (interrupted)" } else { "" }
+        if file.partial {
+            " — PARTIAL (interrupted)"
+        } else {
+            ""
+        }
     ));
     let best_square = measured(file)
         .filter(|(b, _)| b.group == "square" && b.dtype == "f32")
@@ -130,7 +137,10 @@ pub fn profile_findings(file: &ResultFile) -> String {
         lines.push(format!(
             "best f32 square GEMM: {} GFLOP/s ({})",
             fmt_giga(rate),
-            b.shape.get("n").map(|n| format!("{n}³")).unwrap_or_default()
+            b.shape
+                .get("n")
+                .map(|n| format!("{n}³"))
+                .unwrap_or_default()
         ));
     }
     let (mut flops, mut secs) = (0.0, 0.0);
@@ -155,7 +165,10 @@ pub fn profile_findings(file: &ResultFile) -> String {
         .map(|(b, s)| (b, b.bytes_per_iter as f64 / s))
         .max_by(|a, b| a.1.total_cmp(&b.1))
     {
-        lines.push(format!("streaming bandwidth (candle, 64 MiB arrays): {} GB/s", fmt_giga(bw)));
+        lines.push(format!(
+            "streaming bandwidth (candle, 64 MiB arrays): {} GB/s",
+            fmt_giga(bw)
+        ));
     }
     let failed = file
         .benchmarks

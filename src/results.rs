@@ -288,7 +288,8 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
             .collect::<Vec<_>>()
             .join(" ");
         let s = b.summary.as_ref();
-        let f = |get: fn(&BenchSummary) -> f64| s.map(|s| format!("{:e}", get(s))).unwrap_or_default();
+        let f =
+            |get: fn(&BenchSummary) -> f64| s.map(|s| format!("{:e}", get(s))).unwrap_or_default();
         let status = serde_json::to_value(b.status)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
@@ -342,10 +343,15 @@ pub fn load(path: &Path) -> Result<ResultFile> {
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| bad(format!("not UTF-8 text ({e}); expected a flopcal JSON result file")))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        bad(format!(
+            "not UTF-8 text ({e}); expected a flopcal JSON result file"
+        ))
+    })?;
     if text.trim().is_empty() {
-        return Err(bad("file is empty; expected a flopcal JSON result file".into()));
+        return Err(bad(
+            "file is empty; expected a flopcal JSON result file".into()
+        ));
     }
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| bad(format!("not valid JSON ({e}); was the file truncated?")))?;

@@ -219,7 +219,9 @@ mod tests {
         let suite = derive(&s).unwrap();
         let fwd: u64 = suite
             .iter()
-            .filter(|e| e.kernel.label().ends_with(".fwd") && !e.kernel.label().starts_with("vocab"))
+            .filter(|e| {
+                e.kernel.label().ends_with(".fwd") && !e.kernel.label().starts_with("vocab")
+            })
             .filter(|e| e.kernel.dims().len() == 3)
             .map(|e| e.kernel.work().flops)
             .sum();

@@ -4,3 +4,4 @@ pub mod calibrate;
 pub mod estimate;
 pub mod peak;
 pub mod profile;
+pub mod regress;

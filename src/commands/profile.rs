@@ -17,7 +17,9 @@ use crate::{fingerprint, interrupt, report_table, Error, Outcome, Result};
 
 /// Arguments of `flopcal profile`.
 #[derive(Debug, Args, Clone)]
-#[command(after_long_help = "Examples:\n  flopcal profile --quick\n  flopcal profile --model bert-large --seq 512 --batch 8 --out results/my-box.json\n  flopcal profile --model gpt2 --dtype f32,bf16 --format json\n  flopcal profile --hidden 512 --heads 8 --ffn 2048 --layers 6 --vocab 32000 --seq 256")]
+#[command(
+    after_long_help = "Examples:\n  flopcal profile --quick\n  flopcal profile --model bert-large --seq 512 --batch 8 --out results/my-box.json\n  flopcal profile --model gpt2 --dtype f32,bf16 --format json\n  flopcal profile --hidden 512 --heads 8 --ffn 2048 --layers 6 --vocab 32000 --seq 256"
+)]
 pub struct ProfileArgs {
     /// Built-in model whose kernel suite to run: bert-base, bert-large, xlnet-large,
     /// gpt2, gpt2-xl, t5-11b. Individual dimensions can be overridden with the
@@ -274,7 +276,9 @@ fn check_memory(suite: &[Entry], args: &ProfileArgs) -> Result<()> {
     let available = fingerprint::available_memory();
     let (limit, source) = match args.max_memory {
         Some(g) if !(g.is_finite() && g > 0.0) => {
-            return Err(Error::Usage(format!("--max-memory {g}: must be a positive number of GiB")))
+            return Err(Error::Usage(format!(
+                "--max-memory {g}: must be a positive number of GiB"
+            )))
         }
         Some(g) => ((g * (1u64 << 30) as f64) as u64, "--max-memory"),
         None => (available, "available memory"),
@@ -328,7 +332,11 @@ fn skeleton(entry: &Entry) -> Benchmark {
         label: k.label(),
         group: entry.group.as_str().into(),
         dtype: k.dtype().as_str().into(),
-        shape: k.dims().into_iter().map(|(n, v)| (n.to_string(), v)).collect(),
+        shape: k
+            .dims()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
         flops_per_iter: work.flops,
         model_flops_per_iter: work.model_flops,
         bytes_per_iter: work.bytes,
@@ -343,11 +351,7 @@ fn skeleton(entry: &Entry) -> Benchmark {
 }
 
 /// Prepare, verify and measure one kernel.
-fn measure_one(
-    entry: &Entry,
-    device: &candle_core::Device,
-    config: &HarnessConfig,
-) -> Benchmark {
+fn measure_one(entry: &Entry, device: &candle_core::Device, config: &HarnessConfig) -> Benchmark {
     let mut b = skeleton(entry);
     let mut prepared = match entry.kernel.prepare(device) {
         Ok(p) => p,
@@ -432,7 +436,9 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     if let Some(f) = &args.filter {
         suite.retain(|e| e.kernel.id().contains(f.as_str()));
         if suite.is_empty() {
-            return Err(Error::Usage(format!("--filter {f:?} matches no kernel of this suite")));
+            return Err(Error::Usage(format!(
+                "--filter {f:?} matches no kernel of this suite"
+            )));
         }
     }
     check_memory(&suite, args)?;
@@ -487,7 +493,11 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
         } else {
             measure_one(entry, &device, &cfg)
         };
-        if bench.summary.as_ref().is_some_and(|s| s.stop == harness::StopReason::Interrupted) {
+        if bench
+            .summary
+            .as_ref()
+            .is_some_and(|s| s.stop == harness::StopReason::Interrupted)
+        {
             file.partial = true;
         }
         file.benchmarks.push(bench);
@@ -517,7 +527,11 @@ pub fn run(args: &ProfileArgs) -> Result<Outcome> {
             println!("{}", report_table::profile_table(&run.file));
             println!("{}", report_table::profile_findings(&run.file));
             if let Some(p) = &run.saved {
-                eprintln!("saved {} and {}", p.display(), results::csv_twin(p).display());
+                eprintln!(
+                    "saved {} and {}",
+                    p.display(),
+                    results::csv_twin(p).display()
+                );
             }
         }
     }

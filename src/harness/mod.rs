@@ -6,6 +6,7 @@
 //! device synchronisation around the clock reads; tests use [`MockExecutor`] to drive
 //! the statistics deterministically, as hyperfine does with its mock executor.
 
+pub mod compare;
 pub mod stats;
 
 use std::time::{Duration, Instant};
@@ -285,7 +286,9 @@ mod tests {
         // Deterministic pseudo-noise of ±5%: the CI of the median shrinks like 1/sqrt(n).
         let mut state = 12345u64;
         let mut exec = MockExecutor::new(move |_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let u = (state >> 11) as f64 / (1u64 << 53) as f64;
             0.01 * (0.95 + 0.1 * u)
         });
@@ -297,7 +300,11 @@ mod tests {
         assert_eq!(m.stop, StopReason::Converged);
         let s = m.summary.unwrap();
         assert!(s.ci_rel_width() <= 0.02);
-        assert!(m.samples.len() > 10, "needed more than the floor: {}", m.samples.len());
+        assert!(
+            m.samples.len() > 10,
+            "needed more than the floor: {}",
+            m.samples.len()
+        );
     }
 
     #[test]

@@ -117,7 +117,10 @@ pub fn median_ci_ranks(n: usize, alpha: f64) -> (usize, usize) {
     };
     let m_low = n.div_ceil(2) as u64;
     let m_high = (n / 2 + 1) as u64;
-    (find(m_low, alpha / 2.0) - 1, find(m_high, 1.0 - alpha / 2.0) - 1)
+    (
+        find(m_low, alpha / 2.0) - 1,
+        find(m_high, 1.0 - alpha / 2.0) - 1,
+    )
 }
 
 /// Summarise raw per-iteration times. Returns `None` for an empty slice.
@@ -197,9 +200,7 @@ mod tests {
         let mut covered = 0;
         for _ in 0..trials {
             // Exponential(1): true median ln 2, strongly skewed like timings.
-            let xs: Vec<f64> = (0..51)
-                .map(|_| -(1.0 - rng.random::<f64>()).ln())
-                .collect();
+            let xs: Vec<f64> = (0..51).map(|_| -(1.0 - rng.random::<f64>()).ln()).collect();
             let s = summarize(&xs).unwrap();
             if s.ci_low <= std::f64::consts::LN_2 && std::f64::consts::LN_2 <= s.ci_high {
                 covered += 1;

@@ -1,0 +1,274 @@
+//! `flopcal regress BASELINE CANDIDATE`: fail CI when throughput regresses.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use crate::output::print_json;
+use crate::regress::{
+    self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, Comparison, RegressOptions, Row,
+};
+use crate::report_table::fmt_giga;
+use crate::{results, Error, Outcome, Result};
+
+/// Output formats of `regress` (the shared ones plus Markdown for pull requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum RegressFormat {
+    /// Human-readable table (default).
+    #[default]
+    Table,
+    /// Machine-readable JSON; nothing else on stdout.
+    Json,
+    /// One CSV row per benchmark.
+    Csv,
+    /// A Markdown table to paste into a pull request.
+    Markdown,
+}
+
+/// Parse a fraction given as `0.05` or `5%`.
+pub fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|x| x / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("`{s}` is not a number; give a fraction (0.05) or a percentage (5%)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("`{s}` must be a non-negative fraction"));
+    }
+    Ok(v)
+}
+
+/// Arguments of `flopcal regress`.
+#[derive(Debug, Args, Clone)]
+#[command(
+    after_long_help = "Exit status: 0 no regression, 1 at least one regression (or a kernel that broke), 2 error.\n\nExamples:\n  flopcal regress results/main.json results/pr.json\n  flopcal regress base.json cand.json --noise 3% --threshold 10%\n  flopcal regress base.json cand.json --format markdown >> $GITHUB_STEP_SUMMARY"
+)]
+pub struct RegressArgs {
+    /// The reference result file (JSON from `flopcal profile --out`).
+    pub baseline: PathBuf,
+    /// The result file to check against it.
+    pub candidate: PathBuf,
+    /// Significance level of the one-sided Mann–Whitney test.
+    #[arg(long, default_value_t = regress::DEFAULT_ALPHA)]
+    pub alpha: f64,
+    /// Noise threshold: a slowdown is a regression only when its whole 95% CI lies
+    /// beyond it. A fraction (0.05) or a percentage (5%).
+    #[arg(long, default_value = "5%", value_parser = parse_fraction)]
+    pub noise: f64,
+    /// Slowdown (point estimate) at which a regression fails the run; defaults to
+    /// the noise threshold. A fraction or a percentage.
+    #[arg(long, value_parser = parse_fraction)]
+    pub threshold: Option<f64>,
+    /// Compare even when the host fingerprints (CPU model, device, threads, build
+    /// features) differ; otherwise such benchmarks are `incomparable`.
+    #[arg(long)]
+    pub allow_different_hosts: bool,
+    /// Bootstrap resamples for the CI of each change.
+    #[arg(long, default_value_t = crate::harness::compare::DEFAULT_RESAMPLES)]
+    pub resamples: usize,
+    /// Seed of the bootstrap RNG (results are reproducible for a seed).
+    #[arg(long, default_value_t = crate::harness::compare::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = RegressFormat::Table)]
+    pub format: RegressFormat,
+}
+
+/// Run `flopcal regress`.
+pub fn run(args: &RegressArgs) -> Result<Outcome> {
+    let opts = RegressOptions {
+        alpha: args.alpha,
+        noise: args.noise,
+        threshold: args.threshold.unwrap_or(args.noise),
+        allow_different_hosts: args.allow_different_hosts,
+        resamples: args.resamples,
+        seed: args.seed,
+    };
+    opts.validate()?;
+    let base = results::load(&args.baseline)?;
+    regress::validate(&base, &args.baseline)?;
+    let cand = results::load(&args.candidate)?;
+    regress::validate(&cand, &args.candidate)?;
+    let cmp = regress::compare_files(&base, &args.baseline, &cand, &args.candidate, &opts);
+    if !cmp.host_differences.is_empty() {
+        let what = if opts.allow_different_hosts {
+            "compared anyway (--allow-different-hosts)"
+        } else {
+            "benchmarks are incomparable; pass --allow-different-hosts to compare anyway"
+        };
+        eprintln!(
+            "warning: the host fingerprints differ ({}); {what}",
+            cmp.host_differences.join("; ")
+        );
+    }
+    match args.format {
+        RegressFormat::Table => println!("{}", table(&cmp)),
+        RegressFormat::Json => print_json(&cmp)?,
+        RegressFormat::Csv => print!("{}", csv(&cmp)?),
+        RegressFormat::Markdown => print!("{}", markdown(&cmp)),
+    }
+    Ok(if cmp.failed() {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
+}
+
+fn giga(x: Option<f64>) -> String {
+    x.map(fmt_giga).unwrap_or_else(|| "—".into())
+}
+
+fn change_cells(r: &Row) -> (String, String, String) {
+    match &r.stats {
+        Some(s) => (
+            fmt_pct(s.change),
+            fmt_ci(s.ci_low, s.ci_high),
+            fmt_p(s.p_slower),
+        ),
+        None => ("—".into(), "—".into(), "—".into()),
+    }
+}
+
+/// The terminal table of a comparison.
+pub fn table(c: &Comparison) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "benchmark",
+        "base GFLOP/s",
+        "cand GFLOP/s",
+        "change",
+        "95% CI",
+        "p(slower)",
+        "verdict",
+    ]);
+    let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    for r in &c.rows {
+        let (change, ci, p) = change_cells(r);
+        let mut verdict = verdict_label(r);
+        if let Some(n) = &r.note {
+            verdict = format!("{verdict} ({n})");
+        }
+        t.add_row(vec![
+            Cell::new(&r.id),
+            right(giga(r.baseline_flops_per_s)),
+            right(giga(r.candidate_flops_per_s)),
+            right(change),
+            right(ci),
+            right(p),
+            Cell::new(verdict),
+        ]);
+    }
+    format!("{t}\n{}", summary_line(c))
+}
+
+/// The CSV form: one row per benchmark.
+pub fn csv(c: &Comparison) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
+    w.write_record([
+        "id",
+        "verdict",
+        "fails",
+        "baseline_flops_per_s",
+        "candidate_flops_per_s",
+        "change",
+        "ci_low",
+        "ci_high",
+        "p_slower",
+        "p_faster",
+        "baseline_n",
+        "candidate_n",
+        "note",
+    ])
+    .map_err(err)?;
+    let num = |x: Option<f64>| x.map(|v| format!("{v:e}")).unwrap_or_default();
+    for r in &c.rows {
+        let s = r.stats.as_ref();
+        w.write_record([
+            r.id.clone(),
+            r.verdict.as_str().into(),
+            r.fails.to_string(),
+            num(r.baseline_flops_per_s),
+            num(r.candidate_flops_per_s),
+            num(s.map(|s| s.change)),
+            num(s.map(|s| s.ci_low)),
+            num(s.map(|s| s.ci_high)),
+            num(s.map(|s| s.p_slower)),
+            num(s.map(|s| s.p_faster)),
+            r.baseline_n.to_string(),
+            r.candidate_n.to_string(),
+            r.note.clone().unwrap_or_default(),
+        ])
+        .map_err(err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// A Markdown report for a pull request.
+pub fn markdown(c: &Comparison) -> String {
+    let mut out = String::new();
+    let icon = if c.failed() { "❌" } else { "✅" };
+    out.push_str(&format!(
+        "### {icon} flopcal regress: {}\n\n",
+        summary_line(c)
+    ));
+    out.push_str(&format!(
+        "Baseline `{}` → candidate `{}`.\n\n",
+        c.baseline.display(),
+        c.candidate.display()
+    ));
+    if !c.host_differences.is_empty() {
+        out.push_str(&format!(
+            "> **Hosts differ:** {}\n\n",
+            md_escape(&c.host_differences.join("; "))
+        ));
+    }
+    out.push_str(
+        "| benchmark | base GFLOP/s | cand GFLOP/s | change | 95% CI | p(slower) | verdict |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    for r in &c.rows {
+        let (change, ci, p) = change_cells(r);
+        let mut verdict = verdict_label(r);
+        if r.fails {
+            verdict = format!("**{verdict}**");
+        }
+        if let Some(n) = &r.note {
+            verdict = format!("{verdict} ({n})");
+        }
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            md_escape(&r.id),
+            giga(r.baseline_flops_per_s),
+            giga(r.candidate_flops_per_s),
+            change,
+            ci,
+            p,
+            md_escape(&verdict)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractions_parse_as_decimals_or_percentages() {
+        assert_eq!(parse_fraction("0.05").unwrap(), 0.05);
+        assert!((parse_fraction("5%").unwrap() - 0.05).abs() < 1e-12);
+        assert!(parse_fraction("five").is_err());
+        assert!(parse_fraction("-1").is_err());
+    }
+}

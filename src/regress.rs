@@ -1,0 +1,542 @@
+//! Statistical comparison of two result files: which benchmarks got faster, slower,
+//! stayed the same, or regressed.
+//!
+//! Benchmarks are matched by id. For each pair the change in median throughput comes
+//! with a bootstrap 95% CI (both sets of raw samples resampled, log space; see
+//! [`crate::harness::compare`]) and a one-sided Mann–Whitney test. A benchmark is a
+//! **regression** only when the slowdown is significant (`p < alpha`) *and* the whole
+//! CI lies beyond the noise threshold (the CI's upper end is below `−noise`): a
+//! significant 1% slowdown is real but is not worth failing a build over, and a large
+//! but uncertain one is not yet evidence. A regression *fails* the run when its point
+//! estimate is at least `threshold` (default: the noise threshold).
+//!
+//! Two runs are comparable only on the same kind of machine and build: the host
+//! fingerprints must agree on CPU model, device, device name, thread count and build
+//! features, or every benchmark is `incomparable` (unless `allow_different_hosts`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fingerprint::Fingerprint;
+use crate::harness::compare::{self, DEFAULT_RESAMPLES, DEFAULT_SEED};
+use crate::results::{Benchmark, ResultFile, Status};
+use crate::{Error, Result};
+
+/// Default significance level of the one-sided Mann–Whitney test.
+pub const DEFAULT_ALPHA: f64 = 0.01;
+
+/// Default noise threshold: the CI of a regression must lie entirely beyond −5%.
+pub const DEFAULT_NOISE: f64 = 0.05;
+
+/// Confidence level of the reported CI of each change.
+pub const CI_LEVEL: f64 = 0.95;
+
+/// Settings of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegressOptions {
+    /// Significance level of the one-sided tests.
+    pub alpha: f64,
+    /// Relative noise threshold (0.05 = 5%).
+    pub noise: f64,
+    /// Slowdown (relative, point estimate) at which a regression fails the run.
+    pub threshold: f64,
+    /// Compare even when the host fingerprints differ.
+    pub allow_different_hosts: bool,
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Bootstrap RNG seed.
+    pub seed: u64,
+}
+
+impl Default for RegressOptions {
+    fn default() -> Self {
+        RegressOptions {
+            alpha: DEFAULT_ALPHA,
+            noise: DEFAULT_NOISE,
+            threshold: DEFAULT_NOISE,
+            allow_different_hosts: false,
+            resamples: DEFAULT_RESAMPLES,
+            seed: DEFAULT_SEED,
+        }
+    }
+}
+
+impl RegressOptions {
+    /// Check the ranges of the settings.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            return Err(Error::Usage(format!(
+                "--alpha {}: must be between 0 and 1 (exclusive), e.g. 0.01",
+                self.alpha
+            )));
+        }
+        if !(self.noise >= 0.0 && self.noise < 1.0) {
+            return Err(Error::Usage(format!(
+                "--noise {}: must be a fraction in [0, 1), e.g. 0.05 for 5%",
+                self.noise
+            )));
+        }
+        if !(self.threshold >= 0.0 && self.threshold < 1.0) {
+            return Err(Error::Usage(format!(
+                "--threshold {}: must be a fraction in [0, 1), e.g. 0.10 for 10%",
+                self.threshold
+            )));
+        }
+        if self.resamples < 100 {
+            return Err(Error::Usage(format!(
+                "--resamples {}: use at least 100 (default {DEFAULT_RESAMPLES})",
+                self.resamples
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Verdict on one benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Significantly faster (CI above zero).
+    Faster,
+    /// Significantly slower, but not beyond the noise threshold.
+    Slower,
+    /// No significant change.
+    Same,
+    /// Significantly slower and the whole CI beyond the noise threshold.
+    Regression,
+    /// Measured fine in the baseline but failed (error / verification) in the candidate.
+    Broken,
+    /// Not measured in one of the files (skipped or errored in the baseline).
+    Unmeasured,
+    /// Different hosts, dtype or work per iteration: not comparable.
+    Incomparable,
+    /// Only in the baseline.
+    Missing,
+    /// Only in the candidate.
+    New,
+}
+
+impl Verdict {
+    /// Lower-case name as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Faster => "faster",
+            Verdict::Slower => "slower",
+            Verdict::Same => "same",
+            Verdict::Regression => "regression",
+            Verdict::Broken => "broken",
+            Verdict::Unmeasured => "unmeasured",
+            Verdict::Incomparable => "incomparable",
+            Verdict::Missing => "missing",
+            Verdict::New => "new",
+        }
+    }
+}
+
+/// Statistics of one matched pair of sample sets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SampleComparison {
+    /// Relative change in median throughput (+0.1 = 10% faster, −0.1 = 10% slower).
+    pub change: f64,
+    /// Lower end of the 95% bootstrap CI of `change`.
+    pub ci_low: f64,
+    /// Upper end of the 95% bootstrap CI of `change`.
+    pub ci_high: f64,
+    /// One-sided Mann–Whitney p-value that the candidate is slower.
+    pub p_slower: f64,
+    /// One-sided Mann–Whitney p-value that the candidate is faster.
+    pub p_faster: f64,
+    /// The verdict (one of faster, slower, same, regression).
+    pub verdict: Verdict,
+    /// A regression at least `threshold` large: fails the run.
+    pub fails: bool,
+}
+
+/// Compare two sets of per-iteration times (seconds). `None` when either set is empty
+/// or holds a non-positive or non-finite time.
+pub fn compare_samples(
+    base: &[f64],
+    cand: &[f64],
+    opts: &RegressOptions,
+) -> Option<SampleComparison> {
+    let ratio =
+        compare::bootstrap_log_ratio(base, cand, opts.resamples, 1.0 - CI_LEVEL, opts.seed)?;
+    let mw = compare::mann_whitney(base, cand)?;
+    let (change, ci_low, ci_high) = (ratio.change(), ratio.change_low(), ratio.change_high());
+    let verdict = if mw.p_slower < opts.alpha && ci_high < -opts.noise {
+        Verdict::Regression
+    } else if mw.p_slower < opts.alpha && ci_high < 0.0 {
+        Verdict::Slower
+    } else if mw.p_faster < opts.alpha && ci_low > 0.0 {
+        Verdict::Faster
+    } else {
+        Verdict::Same
+    };
+    let fails = verdict == Verdict::Regression && -change >= opts.threshold;
+    Some(SampleComparison {
+        change,
+        ci_low,
+        ci_high,
+        p_slower: mw.p_slower,
+        p_faster: mw.p_faster,
+        verdict,
+        fails,
+    })
+}
+
+/// One row of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Benchmark id.
+    pub id: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Whether this row fails the run (exit 1).
+    pub fails: bool,
+    /// Median FLOP/s in the baseline.
+    pub baseline_flops_per_s: Option<f64>,
+    /// Median FLOP/s in the candidate.
+    pub candidate_flops_per_s: Option<f64>,
+    /// Statistics, when both sides were measured and comparable.
+    #[serde(flatten)]
+    pub stats: Option<SampleComparison>,
+    /// Samples in the baseline.
+    pub baseline_n: usize,
+    /// Samples in the candidate.
+    pub candidate_n: usize,
+    /// Why there is no statistical verdict, when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The comparison of two result files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Baseline file.
+    pub baseline: PathBuf,
+    /// Candidate file.
+    pub candidate: PathBuf,
+    /// Settings used.
+    pub options: RegressOptions,
+    /// Host fingerprint fields that differ, as `field: baseline → candidate`.
+    pub host_differences: Vec<String>,
+    /// One row per benchmark id in either file (baseline order, then new ones).
+    pub rows: Vec<Row>,
+    /// Rows that fail the run.
+    pub failures: usize,
+    /// Count of each verdict.
+    pub counts: BTreeMap<String, usize>,
+}
+
+impl Comparison {
+    /// Whether any benchmark regressed beyond the threshold (exit 1).
+    pub fn failed(&self) -> bool {
+        self.failures > 0
+    }
+}
+
+/// Host fingerprint fields that matter for throughput and differ between `a` and `b`.
+pub fn host_differences(a: &Fingerprint, b: &Fingerprint) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, x: String, y: String| {
+        if x != y {
+            out.push(format!("{name}: {x} → {y}"));
+        }
+    };
+    check("cpu_model", a.cpu_model.clone(), b.cpu_model.clone());
+    check("device", a.device.clone(), b.device.clone());
+    check("device_name", a.device_name.clone(), b.device_name.clone());
+    check("threads", a.threads.to_string(), b.threads.to_string());
+    let features = |f: &Fingerprint| {
+        let mut v = f.build_features.clone();
+        v.sort();
+        format!("[{}]", v.join(", "))
+    };
+    check("build_features", features(a), features(b));
+    out
+}
+
+/// Check that a loaded result file has something to compare: at least one measured
+/// benchmark, and every benchmark marked `ok` has positive, finite samples.
+pub fn validate(file: &ResultFile, path: &Path) -> Result<()> {
+    let bad = |reason: String| Error::BadFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if file.benchmarks.is_empty() {
+        return Err(bad("holds no benchmarks; nothing to compare".into()));
+    }
+    for b in &file.benchmarks {
+        if b.status != Status::Ok {
+            continue;
+        }
+        if b.samples_s.is_empty() {
+            return Err(bad(format!(
+                "benchmark `{}` is marked ok but has zero samples; the file was edited or truncated — re-run the profile",
+                b.id
+            )));
+        }
+        if let Some(x) = b.samples_s.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+            return Err(bad(format!(
+                "benchmark `{}` has an invalid sample {x} (times must be positive seconds)",
+                b.id
+            )));
+        }
+        if b.flops_per_iter == 0 {
+            return Err(bad(format!("benchmark `{}` has flops_per_iter 0", b.id)));
+        }
+    }
+    if !file.benchmarks.iter().any(|b| b.status == Status::Ok) {
+        return Err(bad(
+            "no benchmark was measured (all skipped or failed); nothing to compare".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Median FLOP/s of a benchmark's raw samples, if it has any.
+pub fn median_flops(b: &Benchmark) -> Option<f64> {
+    if b.samples_s.is_empty() {
+        return None;
+    }
+    let m = crate::harness::stats::median_sorted(&crate::harness::stats::sorted(&b.samples_s));
+    (m > 0.0).then(|| b.flops_per_iter as f64 / m)
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::VerificationFailed => "failed verification",
+        Status::Error => "errored",
+        Status::Skipped => "was skipped",
+    }
+}
+
+fn compare_pair(base: &Benchmark, cand: &Benchmark, hosts_ok: bool, opts: &RegressOptions) -> Row {
+    let mut row = Row {
+        id: base.id.clone(),
+        verdict: Verdict::Incomparable,
+        fails: false,
+        baseline_flops_per_s: median_flops(base),
+        candidate_flops_per_s: median_flops(cand),
+        stats: None,
+        baseline_n: base.samples_s.len(),
+        candidate_n: cand.samples_s.len(),
+        note: None,
+    };
+    if !hosts_ok {
+        row.note = Some("host fingerprints differ".into());
+        return row;
+    }
+    if base.dtype != cand.dtype || base.flops_per_iter != cand.flops_per_iter {
+        row.note = Some(format!(
+            "different work: {} {} FLOP/iter vs {} {} FLOP/iter",
+            base.dtype, base.flops_per_iter, cand.dtype, cand.flops_per_iter
+        ));
+        return row;
+    }
+    match (base.status, cand.status) {
+        (Status::Ok, Status::Ok) => {}
+        (Status::Ok, Status::Error | Status::VerificationFailed) => {
+            row.verdict = Verdict::Broken;
+            row.fails = true;
+            row.note = Some(format!(
+                "candidate {}{}",
+                status_word(cand.status),
+                cand.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+            return row;
+        }
+        (b, c) => {
+            row.verdict = Verdict::Unmeasured;
+            row.note = Some(if b != Status::Ok {
+                format!("baseline {}", status_word(b))
+            } else {
+                format!("candidate {}", status_word(c))
+            });
+            return row;
+        }
+    }
+    match compare_samples(&base.samples_s, &cand.samples_s, opts) {
+        Some(s) => {
+            row.verdict = s.verdict;
+            row.fails = s.fails;
+            row.stats = Some(s);
+        }
+        None => {
+            row.verdict = Verdict::Unmeasured;
+            row.note = Some("no valid samples".into());
+        }
+    }
+    row
+}
+
+/// Compare `candidate` against `baseline`. Both files must have passed [`validate`].
+pub fn compare_files(
+    baseline: &ResultFile,
+    baseline_path: &Path,
+    candidate: &ResultFile,
+    candidate_path: &Path,
+    opts: &RegressOptions,
+) -> Comparison {
+    let host_differences = host_differences(&baseline.host, &candidate.host);
+    let hosts_ok = host_differences.is_empty() || opts.allow_different_hosts;
+    let cand_by_id: BTreeMap<&str, &Benchmark> = candidate
+        .benchmarks
+        .iter()
+        .map(|b| (b.id.as_str(), b))
+        .collect();
+    let base_ids: std::collections::BTreeSet<&str> =
+        baseline.benchmarks.iter().map(|b| b.id.as_str()).collect();
+    let mut rows = Vec::new();
+    for b in &baseline.benchmarks {
+        match cand_by_id.get(b.id.as_str()) {
+            Some(c) => rows.push(compare_pair(b, c, hosts_ok, opts)),
+            None => rows.push(Row {
+                id: b.id.clone(),
+                verdict: Verdict::Missing,
+                fails: false,
+                baseline_flops_per_s: median_flops(b),
+                candidate_flops_per_s: None,
+                stats: None,
+                baseline_n: b.samples_s.len(),
+                candidate_n: 0,
+                note: Some("only in the baseline".into()),
+            }),
+        }
+    }
+    for c in &candidate.benchmarks {
+        if !base_ids.contains(c.id.as_str()) {
+            rows.push(Row {
+                id: c.id.clone(),
+                verdict: Verdict::New,
+                fails: false,
+                baseline_flops_per_s: None,
+                candidate_flops_per_s: median_flops(c),
+                stats: None,
+                baseline_n: 0,
+                candidate_n: c.samples_s.len(),
+                note: Some("only in the candidate".into()),
+            });
+        }
+    }
+    let mut counts = BTreeMap::new();
+    for r in &rows {
+        *counts.entry(r.verdict.as_str().to_string()).or_insert(0) += 1;
+    }
+    Comparison {
+        baseline: baseline_path.to_path_buf(),
+        candidate: candidate_path.to_path_buf(),
+        options: opts.clone(),
+        host_differences,
+        failures: rows.iter().filter(|r| r.fails).count(),
+        rows,
+        counts,
+    }
+}
+
+/// Format a relative change as a signed percentage, e.g. `-10.2%`.
+pub fn fmt_pct(x: f64) -> String {
+    format!("{:+.1}%", 100.0 * x)
+}
+
+/// Format the CI of a change, e.g. `[-12.0%, -8.1%]`.
+pub fn fmt_ci(lo: f64, hi: f64) -> String {
+    format!("[{}, {}]", fmt_pct(lo), fmt_pct(hi))
+}
+
+/// Format a p-value compactly.
+pub fn fmt_p(p: f64) -> String {
+    if p < 1e-4 {
+        "<1e-4".into()
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// The verdict as shown in tables: regressions that fail are upper-case.
+pub fn verdict_label(r: &Row) -> String {
+    match (r.verdict, r.fails) {
+        (Verdict::Regression, true) => "REGRESSION".into(),
+        (Verdict::Regression, false) => "regression (< threshold)".into(),
+        (Verdict::Broken, _) => "BROKEN".into(),
+        (v, _) => v.as_str().into(),
+    }
+}
+
+/// One-line summary of a comparison.
+pub fn summary_line(c: &Comparison) -> String {
+    let counts = c
+        .counts
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let head = if c.failed() {
+        format!("{} failing", c.failures)
+    } else {
+        "no regression".into()
+    };
+    format!(
+        "{head} ({counts}); α = {}, noise {:.0}%, threshold {:.0}%",
+        c.options.alpha,
+        100.0 * c.options.noise,
+        100.0 * c.options.threshold
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clear_large_slowdown_is_a_failing_regression() {
+        let base: Vec<f64> = (0..30).map(|i| 1.0 + 0.001 * (i % 7) as f64).collect();
+        let cand: Vec<f64> = base.iter().map(|x| x * 1.25).collect();
+        let s = compare_samples(&base, &cand, &RegressOptions::default()).unwrap();
+        assert_eq!(s.verdict, Verdict::Regression);
+        assert!(s.fails);
+        assert!((s.change - (1.0 / 1.25 - 1.0)).abs() < 1e-9, "{}", s.change);
+    }
+
+    #[test]
+    fn a_regression_below_the_threshold_does_not_fail() {
+        let base: Vec<f64> = (0..30).map(|i| 1.0 + 0.001 * (i % 7) as f64).collect();
+        let cand: Vec<f64> = base.iter().map(|x| x * 1.10).collect();
+        let opts = RegressOptions {
+            threshold: 0.2,
+            ..RegressOptions::default()
+        };
+        let s = compare_samples(&base, &cand, &opts).unwrap();
+        assert_eq!(s.verdict, Verdict::Regression);
+        assert!(!s.fails);
+    }
+
+    #[test]
+    fn a_clear_speedup_is_faster() {
+        let base: Vec<f64> = (0..30).map(|i| 1.0 + 0.001 * (i % 7) as f64).collect();
+        let cand: Vec<f64> = base.iter().map(|x| x / 1.03).collect();
+        let s = compare_samples(&base, &cand, &RegressOptions::default()).unwrap();
+        assert_eq!(s.verdict, Verdict::Faster);
+        assert!(!s.fails);
+    }
+
+    #[test]
+    fn bad_options_are_usage_errors() {
+        let o = RegressOptions {
+            alpha: 0.0,
+            ..RegressOptions::default()
+        };
+        assert!(o.validate().is_err());
+        let o = RegressOptions {
+            noise: 1.5,
+            ..RegressOptions::default()
+        };
+        assert!(o.validate().unwrap_err().to_string().contains("--noise"));
+    }
+}
