@@ -119,7 +119,13 @@ impl Attention {
         let mask = if self.causal {
             let s = self.seq;
             let values: Vec<f32> = (0..s * s)
-                .map(|i| if i % s > i / s { f32::NEG_INFINITY } else { 0.0 })
+                .map(|i| {
+                    if i % s > i / s {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             Some(Tensor::from_vec(values, (s, s), device)?.to_dtype(self.dtype)?)
         } else {

@@ -81,8 +81,7 @@ pub fn reduction_tolerance(dtype: DType, n: usize) -> f64 {
 /// Copy a tensor to the host as f64 in logical (row-major) order, whatever its
 /// layout, device or dtype.
 pub fn host_f64(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t
-        .to_device(&candle_core::Device::Cpu)?
+    Ok(t.to_device(&candle_core::Device::Cpu)?
         .to_dtype(DType::F64)?
         .flatten_all()?
         .to_vec1::<f64>()?)
