@@ -10,6 +10,7 @@ pub mod elementwise;
 pub mod error;
 pub mod gemm;
 pub mod peak;
+pub mod step;
 pub mod verify;
 
 use candle_core::{DType, Device};
