@@ -22,7 +22,7 @@ use super::stats::{median_sorted, sorted};
 pub const DEFAULT_RESAMPLES: usize = 2000;
 
 /// Default seed of the bootstrap RNG.
-pub const DEFAULT_SEED: u64 = 0xF10C_CA1;
+pub const DEFAULT_SEED: u64 = 0x0F10_CCA1;
 
 /// Change in median throughput between two sets of per-iteration times.
 #[derive(Debug, Clone, Copy, PartialEq)]

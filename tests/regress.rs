@@ -1,0 +1,367 @@
+//! `flopcal regress`: detection rates on synthetic samples where the truth is known,
+//! and the command's verdicts, formats, exit codes and bad-input errors.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use flopcal::regress::{compare_samples, RegressOptions, Verdict};
+use predicates::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+const TRIALS: usize = 200;
+
+/// `n` log-normal times with the given median and log-space σ (≈ relative noise).
+fn lognormal(rng: &mut StdRng, n: usize, median: f64, sigma: f64) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let u1: f64 = 1.0 - rng.random::<f64>();
+            let u2: f64 = rng.random::<f64>();
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            median * (sigma * z).exp()
+        })
+        .collect()
+}
+
+/// Fraction of `TRIALS` seeded trials in which the candidate (times × `slowdown`)
+/// is flagged as a regression.
+fn regression_rate(n: usize, slowdown: f64, noise: f64) -> f64 {
+    let opts = RegressOptions::default();
+    let mut hits = 0;
+    for trial in 0..TRIALS {
+        let mut rng = StdRng::seed_from_u64(1000 + trial as u64);
+        let base = lognormal(&mut rng, n, 1e-3, noise);
+        let cand = lognormal(&mut rng, n, 1e-3 * slowdown, noise);
+        let s = compare_samples(&base, &cand, &opts).expect("valid samples");
+        if s.verdict == Verdict::Regression {
+            hits += 1;
+        }
+    }
+    hits as f64 / TRIALS as f64
+}
+
+#[test]
+fn identical_distributions_are_not_a_regression_in_99_percent_of_trials() {
+    for (n, noise) in [(10, 0.02), (30, 0.02), (30, 0.05), (100, 0.10)] {
+        let rate = regression_rate(n, 1.0, noise);
+        println!("identical, n={n}, noise {noise}: false regression rate {rate}");
+        assert!(
+            rate <= 0.01,
+            "n={n} noise={noise}: false regression rate {rate}"
+        );
+    }
+}
+
+#[test]
+fn a_ten_percent_slowdown_with_two_percent_noise_is_detected_in_95_percent_of_trials() {
+    // 1/1.1 throughput = times × 1.1 (a 9.1% throughput loss, beyond the 5% noise).
+    for n in [10, 30] {
+        let rate = regression_rate(n, 1.1, 0.02);
+        println!("10% slowdown, 2% noise, n={n}: detection rate {rate}");
+        assert!(rate >= 0.95, "n={n}: detection rate {rate}");
+    }
+}
+
+#[test]
+fn a_two_percent_slowdown_inside_five_percent_noise_is_not_a_regression() {
+    for n in [10, 30, 100] {
+        let rate = regression_rate(n, 1.02, 0.05);
+        println!("2% slowdown, 5% noise, n={n}: regression rate {rate}");
+        assert!(rate <= 0.01, "n={n}: regression rate {rate}");
+    }
+}
+
+// ---- the command -------------------------------------------------------------
+
+fn host() -> Value {
+    json!({"cpu_model": "Test CPU 9000", "arch": "x86_64", "physical_cores": 2, "logical_cpus": 2,
+           "isa_features": ["avx2", "fma"], "memory_bytes": 1u64 << 34, "os": "Linux", "kernel": "6.0",
+           "device": "cpu", "device_name": "Test CPU 9000", "threads": 2, "candle_version": "0.11.1",
+           "build_features": []})
+}
+
+fn bench(id: &str, samples: &[f64]) -> Value {
+    let dtype = id.rsplit('/').next().unwrap_or("f32");
+    json!({"id": id, "kernel": "matmul", "label": "square", "group": "square", "dtype": dtype,
+           "shape": {"m": 512, "n": 512, "k": 512}, "flops_per_iter": 268435456u64,
+           "model_flops_per_iter": 268435456u64, "bytes_per_iter": 3145728u64, "iters_per_sample": 1,
+           "samples_s": samples, "summary": null, "verified": true, "verification": null, "status": "ok"})
+}
+
+fn file(created_at: &str, host: Value, benches: Vec<Value>) -> Value {
+    json!({"schema_version": 1, "run_id": format!("{created_at}-abc"), "created_at": created_at,
+           "tool": {"name": "flopcal", "version": "0.1.0", "git_commit": "test"}, "partial": false,
+           "host": host,
+           "harness": {"warmup_s": 0.1, "min_samples": 10, "max_samples": 10000, "target_ci": 0.03,
+                       "budget_s": 0.6, "min_sample_s": 0.001},
+           "profile": {"model": {"name": "bert-base", "layers": 12, "hidden": 768, "heads": 12,
+                                 "head_dim": 64, "ffn": 3072, "vocab": 30522, "seq": 512, "causal": false},
+                       "seq": 128, "batch": 8, "dtypes": ["f32"], "quick": true},
+           "benchmarks": benches})
+}
+
+fn write(dir: &Path, name: &str, v: &Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    p
+}
+
+fn samples(seed: u64, median: f64) -> Vec<f64> {
+    lognormal(&mut StdRng::seed_from_u64(seed), 30, median, 0.02)
+}
+
+fn flopcal() -> Command {
+    Command::cargo_bin("flopcal").unwrap()
+}
+
+/// Baseline and candidate: `a` unchanged, `b` 25% slower, `c` only in the baseline,
+/// `d` only in the candidate.
+fn pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let base = file(
+        "2026-01-01T00:00:00Z",
+        host(),
+        vec![
+            bench("matmul/a/f32", &samples(1, 1e-3)),
+            bench("matmul/b/f32", &samples(2, 1e-3)),
+            bench("matmul/c/f32", &samples(3, 1e-3)),
+        ],
+    );
+    let cand = file(
+        "2026-01-02T00:00:00Z",
+        host(),
+        vec![
+            bench("matmul/a/f32", &samples(4, 1e-3)),
+            bench("matmul/b/f32", &samples(5, 1.25e-3)),
+            bench("matmul/d/f32", &samples(6, 1e-3)),
+        ],
+    );
+    (
+        write(dir, "base.json", &base),
+        write(dir, "cand.json", &cand),
+    )
+}
+
+#[test]
+fn a_slowdown_fails_with_exit_1_and_the_table_shows_each_change_with_its_ci() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("REGRESSION"))
+        .stdout(predicate::str::contains("95% CI"))
+        .stdout(predicate::str::contains("missing"))
+        .stdout(predicate::str::contains("new"));
+}
+
+#[test]
+fn comparing_a_file_with_itself_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = pair(dir.path());
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&base)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("no regression"));
+}
+
+#[test]
+fn a_threshold_above_the_slowdown_does_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    flopcal()
+        .args(["regress", "--threshold", "30%"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("regression (< threshold)"));
+}
+
+#[test]
+fn json_output_has_verdicts_and_cis_per_benchmark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    let out = flopcal()
+        .args(["regress", "--format", "json"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).expect("stdout is pure JSON");
+    let rows = v["rows"].as_array().unwrap();
+    let verdict = |id: &str| {
+        rows.iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["verdict"].as_str().unwrap().to_string())
+    };
+    assert_eq!(verdict("matmul/a/f32").as_deref(), Some("same"));
+    assert_eq!(verdict("matmul/b/f32").as_deref(), Some("regression"));
+    assert_eq!(verdict("matmul/c/f32").as_deref(), Some("missing"));
+    assert_eq!(verdict("matmul/d/f32").as_deref(), Some("new"));
+    let b = rows.iter().find(|r| r["id"] == "matmul/b/f32").unwrap();
+    let (lo, hi) = (
+        b["ci_low"].as_f64().unwrap(),
+        b["ci_high"].as_f64().unwrap(),
+    );
+    let truth = 1.0 / 1.25 - 1.0;
+    assert!(lo < hi && hi < -0.05, "CI [{lo}, {hi}]");
+    assert!(
+        (lo - 0.03..hi + 0.03).contains(&truth),
+        "CI [{lo}, {hi}] vs {truth}"
+    );
+    assert_eq!(v["failures"], 1);
+}
+
+#[test]
+fn csv_and_markdown_formats_have_one_row_per_benchmark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    let csv = flopcal()
+        .args(["regress", "--format", "csv"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.starts_with("id,verdict,fails,"));
+    let md = flopcal()
+        .args(["regress", "--format", "markdown"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let md = String::from_utf8(md).unwrap();
+    assert!(md.contains("| benchmark |"), "{md}");
+    assert!(md.contains("**REGRESSION**"), "{md}");
+    assert_eq!(
+        md.lines().filter(|l| l.starts_with("| `")).count(),
+        4,
+        "{md}"
+    );
+}
+
+#[test]
+fn different_hosts_are_incomparable_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = pair(dir.path());
+    let mut other = host();
+    other["threads"] = json!(8);
+    let cand = file(
+        "2026-01-02T00:00:00Z",
+        other,
+        vec![bench("matmul/b/f32", &samples(5, 1.25e-3))],
+    );
+    let cand = write(dir.path(), "other.json", &cand);
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("incomparable"))
+        .stderr(predicate::str::contains("threads: 2 → 8"));
+    flopcal()
+        .args(["regress", "--allow-different-hosts"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("REGRESSION"));
+}
+
+#[test]
+fn a_kernel_that_breaks_in_the_candidate_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = pair(dir.path());
+    let mut broken = bench("matmul/a/f32", &[]);
+    broken["status"] = json!("verification_failed");
+    broken["verified"] = json!(false);
+    let cand = file(
+        "2026-01-02T00:00:00Z",
+        host(),
+        vec![broken, bench("matmul/b/f32", &samples(7, 1e-3))],
+    );
+    let cand = write(dir.path(), "broken.json", &cand);
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("BROKEN"));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_naming_the_file_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = pair(dir.path());
+    let text = std::fs::read_to_string(&base).unwrap();
+
+    let truncated = dir.path().join("truncated.json");
+    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["schema_version"] = json!(7);
+    let future = write(dir.path(), "future.json", &v);
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["benchmarks"][1]["samples_s"] = json!([]);
+    let empty = write(dir.path(), "zero-samples.json", &v);
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["benchmarks"][0]["samples_s"][3] = json!(-1.0);
+    let negative = write(dir.path(), "negative.json", &v);
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["benchmarks"][0]["flops_per_iter"] = json!("many");
+    let edited = write(dir.path(), "edited.json", &v);
+
+    for (path, needle) in [
+        (&truncated, "truncated"),
+        (&future, "schema_version 7"),
+        (&empty, "zero samples"),
+        (&negative, "invalid sample"),
+        (&edited, "does not match the result schema"),
+        (&dir.path().join("absent.json"), "absent.json"),
+    ] {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        flopcal()
+            .args(["regress"])
+            .arg(&base)
+            .arg(path)
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(predicate::str::contains(name.clone()))
+            .stderr(predicate::str::contains(needle))
+            .stderr(predicate::str::contains("panicked").not());
+    }
+}
+
+#[test]
+fn out_of_range_settings_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    flopcal()
+        .args(["regress", "--alpha", "2"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--alpha"));
+}
