@@ -11,8 +11,8 @@
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, Hardware, PriceBasis, Run};
-use crate::cost::{Band, MfuSource, SystemEfficiency};
+use crate::catalog::{Catalog, CostRange, Hardware, PriceBasis, Run};
+use crate::cost::{estimate, Assumptions, Band, MfuSource, Plan, SystemEfficiency, Workload};
 use crate::error::ModelError;
 use crate::flops::{self, check_fraction, FlopOptions};
 
@@ -262,11 +262,100 @@ pub struct CalibrationSummary {
     pub classes: Vec<SystemEfficiency>,
 }
 
+/// A published cost range (AI21) against flopcal's estimate under the catalog's
+/// stated reading of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RangeCheck {
+    /// Range id.
+    pub id: String,
+    /// Model used.
+    pub model: String,
+    /// Hardware used.
+    pub hardware: String,
+    /// Which end of flopcal's band is compared.
+    pub band_end: String,
+    /// flopcal's reading, in words.
+    pub assumption: String,
+    /// Published single-run cost.
+    pub published_single_run_usd: f64,
+    /// flopcal's single-run cost (at `band_end`).
+    pub estimated_single_run_usd: f64,
+    /// Estimated / published.
+    pub single_run_ratio: f64,
+    /// Published fully-loaded cost.
+    pub published_fully_loaded_usd: f64,
+    /// flopcal's fully-loaded cost (at `band_end`).
+    pub estimated_fully_loaded_usd: f64,
+    /// Estimated / published.
+    pub fully_loaded_ratio: f64,
+    /// flopcal's single-run band, low end.
+    pub estimated_single_run_low_usd: f64,
+    /// flopcal's single-run band, high end.
+    pub estimated_single_run_high_usd: f64,
+}
+
+/// Estimate one published range under its catalog reading.
+pub fn check_range(cat: &Catalog, fit: &Fit, g: &CostRange) -> Result<RangeCheck, ModelError> {
+    let m = cat.model(&g.model)?;
+    let hw = cat.hardware(&g.hardware)?;
+    let phases = if g.training.is_empty() {
+        m.training.clone()
+    } else {
+        g.training.clone()
+    };
+    let plan = Plan {
+        label: m.name.clone(),
+        workload: Workload::Config {
+            config: m.config(),
+            family: m.family,
+            phases,
+            options: FlopOptions::default(),
+        },
+    };
+    let mut a = Assumptions::new(f64::from(hw.chips_per_device), fit.calibrated_mfu(hw)?);
+    a.configs = g.configs;
+    a.runs = g.runs;
+    let e = estimate(&plan, hw, &a)?;
+    let missing =
+        || ModelError::InvalidInput(format!("hardware `{}` has no on-demand price", hw.name));
+    let pick = |mid: Option<f64>, low: Option<f64>, high: Option<f64>| -> Result<f64, ModelError> {
+        match g.band_end.as_str() {
+            "low" => low,
+            "high" => high,
+            _ => mid,
+        }
+        .ok_or_else(missing)
+    };
+    let single = pick(e.cost_usd, e.cost_usd_low, e.cost_usd_high)?;
+    let fully = pick(
+        e.fully_loaded_cost_usd,
+        e.fully_loaded_cost_usd_low,
+        e.fully_loaded_cost_usd_high,
+    )?;
+    Ok(RangeCheck {
+        id: g.id.clone(),
+        model: m.name.clone(),
+        hardware: hw.name.clone(),
+        band_end: g.band_end.clone(),
+        assumption: g.assumption.clone(),
+        published_single_run_usd: g.single_run_usd,
+        estimated_single_run_usd: single,
+        single_run_ratio: single / g.single_run_usd,
+        published_fully_loaded_usd: g.fully_loaded_usd,
+        estimated_fully_loaded_usd: fully,
+        fully_loaded_ratio: fully / g.fully_loaded_usd,
+        estimated_single_run_low_usd: e.cost_usd_low.ok_or_else(missing)?,
+        estimated_single_run_high_usd: e.cost_usd_high.ok_or_else(missing)?,
+    })
+}
+
 /// Everything `flopcal calibrate` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Calibration {
     /// One row per published run.
     pub runs: Vec<RunCalibration>,
+    /// Published cost ranges (AI21) against flopcal's estimates.
+    pub ranges: Vec<RangeCheck>,
     /// Summary.
     pub summary: CalibrationSummary,
     /// The fit, for estimates.
@@ -427,8 +516,14 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
         all_costs_reproduced: rows.iter().all(|r| r.cost_reproduced),
         classes,
     };
+    let ranges = cat
+        .ranges
+        .iter()
+        .map(|g| check_range(cat, &fit, g))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Calibration {
         runs: rows,
+        ranges,
         summary,
         fit,
     })

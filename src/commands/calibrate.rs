@@ -1,0 +1,252 @@
+//! `flopcal calibrate`: implied MFU of every published run, the published cost
+//! reproduced from its own arithmetic, the fit of system efficiency by hardware class,
+//! and a leave-one-out check of predicted against published device-hours.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use flopcal_model::calibrate::{calibrate, Calibration};
+use serde::Serialize;
+
+use crate::commands::estimate::{load_catalog, thousands};
+use crate::output::{print_json, OutputFormat};
+use crate::{Error, Outcome, Result};
+
+/// Arguments of `flopcal calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Catalog override file (TOML with [[hardware]], [[models]], [[runs]]); also
+    /// taken from the FLOPCAL_CATALOG environment variable.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    /// Fail (exit 1) when the worst leave-one-out |ln(predicted/published)| exceeds this.
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_log_error: Option<f64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// What `--format json` prints.
+#[derive(Debug, Serialize)]
+struct JsonOut<'a> {
+    runs: &'a [flopcal_model::calibrate::RunCalibration],
+    summary: &'a flopcal_model::calibrate::CalibrationSummary,
+    ranges: &'a [flopcal_model::calibrate::RangeCheck],
+}
+
+/// Run `flopcal calibrate`.
+pub fn run(args: &CalibrateArgs) -> Result<Outcome> {
+    if let Some(m) = args.max_log_error {
+        if !(m.is_finite() && m > 0.0) {
+            return Err(Error::Usage(format!(
+                "--max-log-error must be a positive number (got {m})"
+            )));
+        }
+    }
+    let cat = load_catalog(args.catalog.as_deref())?;
+    let c = calibrate(&cat)?;
+    match args.format {
+        OutputFormat::Json => print_json(&JsonOut {
+            runs: &c.runs,
+            summary: &c.summary,
+            ranges: &c.ranges,
+        })?,
+        OutputFormat::Csv => print_csv(&c)?,
+        OutputFormat::Table => print_table(&c),
+    }
+    let bad_bound = match (args.max_log_error, c.summary.worst_abs_log_error) {
+        (Some(m), Some(w)) => w > m,
+        _ => false,
+    };
+    if bad_bound || !c.summary.all_costs_reproduced {
+        if args.format == OutputFormat::Table {
+            eprintln!(
+                "calibration missed its bound: {}",
+                if bad_bound {
+                    "worst leave-one-out log-error above --max-log-error"
+                } else {
+                    "a published cost was not reproduced"
+                }
+            );
+        }
+        return Ok(Outcome::Failed);
+    }
+    Ok(Outcome::Success)
+}
+
+fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map(f).unwrap_or_else(|| "—".into())
+}
+
+fn usd(x: Option<f64>) -> String {
+    opt(x, |v| format!("${}", thousands(v)))
+}
+
+fn right(s: String) -> Cell {
+    Cell::new(s).set_alignment(CellAlignment::Right)
+}
+
+fn print_table(c: &Calibration) {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "run",
+        "hardware",
+        "as published",
+        "chips",
+        "hours",
+        "published $",
+        "reproduced $",
+        "implied MFU",
+        "sys. eff.",
+        "LOO pred. chip-h",
+        "published chip-h",
+        "ratio",
+    ]);
+    for r in &c.runs {
+        let mut published = usd(r.published_cost_usd);
+        let mut reproduced = usd(r.reproduced_cost_usd);
+        if let (Some(p), Some(q)) = (
+            r.published_cost_preemptible_usd,
+            r.reproduced_cost_preemptible_usd,
+        ) {
+            published.push_str(&format!(" / {} pre.", usd(Some(p))));
+            reproduced.push_str(&format!(" / {} pre.", usd(Some(q))));
+        }
+        if let (Some(p), Some(q), Some(u)) = (
+            r.alt_published_cost_usd,
+            r.alt_reproduced_cost_usd,
+            &r.alt_unit,
+        ) {
+            published.push_str(&format!(" ({u}s: {})", usd(Some(p))));
+            reproduced.push_str(&format!(" ({u}s: {})", usd(Some(q))));
+        }
+        if let Some(m) = r.published_cost_min_usd {
+            published = format!("> {}", usd(Some(m)));
+            reproduced = format!("{} (predicted)", usd(r.predicted_cost_usd));
+        }
+        if r.price_basis == "preemptible" {
+            published.push_str(" (pre.)");
+        }
+        t.add_row(vec![
+            Cell::new(&r.id),
+            Cell::new(&r.hardware),
+            Cell::new(format!("{} {}s", r.published_count, r.published_unit)),
+            right(format!("{}", r.chips)),
+            right(opt(r.hours, |h| format!("{h}"))),
+            right(published),
+            right(format!(
+                "{reproduced}{}",
+                if r.cost_reproduced { "" } else { " ✗" }
+            )),
+            right(opt(r.implied_mfu, |m| format!("{:.1}%", m * 100.0))),
+            right(opt(r.implied_system_efficiency, |m| format!("{m:.3}"))),
+            right(opt(r.loo_predicted_device_hours, thousands)),
+            right(opt(r.published_device_hours, thousands)),
+            right(opt(r.loo_ratio, |x| format!("{x:.2}"))),
+        ]);
+    }
+    println!("{t}");
+    let s = &c.summary;
+    println!(
+        "leave-one-out over {} runs: median |ln(pred/pub)| = {} (x{}), worst = {} ({})",
+        s.runs_fitted,
+        opt(s.median_abs_log_error, |x| format!("{x:.3}")),
+        opt(s.median_factor, |x| format!("{x:.2}")),
+        opt(s.worst_abs_log_error, |x| format!("{x:.3}")),
+        s.worst_run.as_deref().unwrap_or("—"),
+    );
+    println!(
+        "published costs reproduced: {}",
+        if s.all_costs_reproduced {
+            "all"
+        } else {
+            "NOT all (✗ above)"
+        }
+    );
+    println!("system efficiency by class (MFU = kernel efficiency x system efficiency):");
+    for k in &s.classes {
+        println!(
+            "  {:10} {:.3} [{:.3}-{:.3}] from {}",
+            k.class,
+            k.band.mid,
+            k.band.low,
+            k.band.high,
+            k.runs.join(", ")
+        );
+    }
+    if !c.ranges.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(vec![
+            "range",
+            "published 1 run",
+            "flopcal 1 run",
+            "ratio",
+            "published fully loaded",
+            "flopcal fully loaded",
+            "ratio",
+            "flopcal 1-run band",
+        ]);
+        for g in &c.ranges {
+            t.add_row(vec![
+                Cell::new(&g.id),
+                right(usd(Some(g.published_single_run_usd))),
+                right(usd(Some(g.estimated_single_run_usd))),
+                right(format!("{:.2}", g.single_run_ratio)),
+                right(usd(Some(g.published_fully_loaded_usd))),
+                right(usd(Some(g.estimated_fully_loaded_usd))),
+                right(format!("{:.2}", g.fully_loaded_ratio)),
+                right(format!(
+                    "{} – {}",
+                    usd(Some(g.estimated_single_run_low_usd)),
+                    usd(Some(g.estimated_single_run_high_usd))
+                )),
+            ]);
+        }
+        println!("\nAI21 ranges (flopcal's reading of unpublished assumptions, `band_end` of the band compared):");
+        println!("{t}");
+        for g in &c.ranges {
+            println!("  {}: {} [{} end]", g.id, g.assumption, g.band_end);
+        }
+    }
+}
+
+fn print_csv(c: &Calibration) -> Result<()> {
+    let mut w = csv::Writer::from_writer(std::io::stdout());
+    let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    let csv_err = |err: csv::Error| Error::Usage(format!("cannot write CSV: {err}"));
+    w.write_record([
+        "id",
+        "hardware",
+        "chips",
+        "hours",
+        "published_cost_usd",
+        "reproduced_cost_usd",
+        "implied_mfu",
+        "loo_predicted_device_hours",
+        "published_device_hours",
+        "loo_ratio",
+    ])
+    .map_err(csv_err)?;
+    for r in &c.runs {
+        w.write_record([
+            r.id.clone(),
+            r.hardware.clone(),
+            r.chips.to_string(),
+            f(r.hours),
+            f(r.published_cost_usd),
+            f(r.reproduced_cost_usd),
+            f(r.implied_mfu),
+            f(r.loo_predicted_device_hours),
+            f(r.published_device_hours),
+            f(r.loo_ratio),
+        ])
+        .map_err(csv_err)?;
+    }
+    w.flush()
+        .map_err(|err| Error::Usage(format!("cannot write CSV: {err}")))?;
+    Ok(())
+}

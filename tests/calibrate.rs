@@ -1,0 +1,147 @@
+//! `flopcal calibrate`: every published cost reproduced from the catalog, implied MFU,
+//! the leave-one-out table and its summary, exit codes.
+
+use assert_cmd::Command;
+use flopcal_model::catalog::Catalog;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn flopcal() -> Command {
+    let mut c = Command::cargo_bin("flopcal").unwrap();
+    c.env_remove("FLOPCAL_CATALOG");
+    c
+}
+
+fn calibrate_json() -> Value {
+    let out = flopcal()
+        .args(["calibrate", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
+}
+
+#[test]
+fn every_published_cost_is_reproduced() {
+    let v = calibrate_json();
+    let runs = v["runs"].as_array().unwrap();
+    let cat = Catalog::embedded();
+    assert_eq!(runs.len(), cat.runs.len());
+    for r in runs {
+        let id = r["id"].as_str().unwrap();
+        let run = cat.run(id).unwrap();
+        assert!(r["cost_reproduced"].as_bool().unwrap(), "{id}: {r}");
+        if let (Some(p), Some(q)) = (run.published_cost_usd, r["reproduced_cost_usd"].as_f64()) {
+            let tol = run.published_cost_tolerance.map(|t| t * p).unwrap_or(0.5);
+            assert!((p - q).abs() <= tol, "{id}: {q} vs {p}");
+            assert_eq!(r["published_cost_usd"].as_f64(), Some(p));
+        }
+    }
+    assert!(v["summary"]["all_costs_reproduced"].as_bool().unwrap());
+}
+
+#[test]
+fn json_rows_and_summary_have_documented_fields() {
+    let v = calibrate_json();
+    let mut fitted = 0;
+    for r in v["runs"].as_array().unwrap() {
+        for k in [
+            "id",
+            "published_cost_usd",
+            "reproduced_cost_usd",
+            "implied_mfu",
+            "loo_predicted_device_hours",
+            "published_device_hours",
+            "loo_ratio",
+        ] {
+            assert!(r.get(k).is_some(), "{k} missing in {r}");
+        }
+        if let Some(m) = r["implied_mfu"].as_f64() {
+            fitted += 1;
+            assert!(m > 0.0 && m < 1.0, "{r}");
+            let ratio = r["loo_ratio"].as_f64().unwrap();
+            assert!(ratio.is_finite() && ratio > 0.0);
+            let pred = r["loo_predicted_device_hours"].as_f64().unwrap();
+            let publ = r["published_device_hours"].as_f64().unwrap();
+            assert!((pred / publ - ratio).abs() < 1e-9);
+        }
+    }
+    let s = &v["summary"];
+    assert_eq!(s["runs_fitted"].as_u64(), Some(fitted));
+    let med = s["median_abs_log_error"].as_f64().unwrap();
+    let worst = s["worst_abs_log_error"].as_f64().unwrap();
+    assert!(med >= 0.0 && med <= worst);
+    // Published runs disagree, but not by more than a factor e^1.5 ≈ 4.5 out of sample.
+    assert!(worst < 1.5, "worst LOO log-error {worst}");
+}
+
+#[test]
+fn implied_mfu_is_flops_over_devices_peak_seconds() {
+    let v = calibrate_json();
+    let cat = Catalog::embedded();
+    let r = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "bert-large")
+        .unwrap();
+    let run = cat.run("bert-large").unwrap();
+    let hw = cat.hardware(&run.hardware).unwrap();
+    let chips = hw.chips(run.count, run.unit);
+    let peak = hw.peak_flops(Some(&run.dtype)).unwrap();
+    let want = r["train_flops"].as_f64().unwrap() / (chips * peak * run.hours.unwrap() * 3600.0);
+    assert!((r["implied_mfu"].as_f64().unwrap() - want).abs() < 1e-12);
+}
+
+#[test]
+fn table_prints_runs_and_summary() {
+    flopcal()
+        .arg("calibrate")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("xlnet-large"))
+        .stdout(predicate::str::contains("leave-one-out"))
+        .stdout(predicate::str::contains("ai21-340m"));
+}
+
+#[test]
+fn csv_has_a_header_and_one_row_per_run() {
+    let out = flopcal()
+        .args(["calibrate", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("id,"));
+    assert_eq!(text.lines().count(), Catalog::embedded().runs.len() + 1);
+}
+
+#[test]
+fn a_missed_bound_exits_1() {
+    flopcal()
+        .args(["calibrate", "--max-log-error", "0.01"])
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn bad_catalog_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[[runs]]\nid = \"r\"\nmodel = \"bert-base\"\nhardware = \"tpu-v9\"\ncount = 1\nunit = \"chip\"\ndtype = \"bf16\"\nprice_basis = \"on-demand\"\nsource = \"s\"\ndate = \"2025-01\"\n").unwrap();
+    let out = flopcal()
+        .args(["calibrate", "--catalog"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:4:") && err.contains("r.hardware"),
+        "{err}"
+    );
+}

@@ -1,0 +1,510 @@
+//! `flopcal estimate`: seed reproductions (figures read from the catalog, never typed
+//! in twice), AI21's ranges, T5-11B, energy, and bad input.
+
+use assert_cmd::Command;
+use flopcal_model::catalog::{Catalog, Run};
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn flopcal() -> Command {
+    let mut c = Command::cargo_bin("flopcal").unwrap();
+    c.env_remove("FLOPCAL_CATALOG");
+    c
+}
+
+fn json(args: &[String]) -> Value {
+    let out = flopcal()
+        .arg("estimate")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "flopcal estimate {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
+}
+
+fn run(id: &str) -> Run {
+    Catalog::embedded().run(id).unwrap().clone()
+}
+
+/// `estimate` for a published run's own hardware, count and duration.
+fn cost_of_run(r: &Run, unit_override: Option<&str>) -> Value {
+    let hours = r.hours.unwrap();
+    json(&[
+        "--hardware".into(),
+        r.hardware.clone(),
+        "--devices".into(),
+        r.count.to_string(),
+        "--unit".into(),
+        unit_override.unwrap_or(r.unit.as_str()).to_string(),
+        "--hours".into(),
+        hours.to_string(),
+    ])
+}
+
+/// Published figures are rounded to the dollar.
+fn assert_dollars(got: f64, published: f64, what: &str) {
+    assert!(
+        (got - published).abs() <= 0.5,
+        "{what}: got {got}, published {published}"
+    );
+}
+
+#[test]
+fn bert_large_on_demand_and_preemptible() {
+    let r = run("bert-large");
+    let e = cost_of_run(&r, None);
+    assert_dollars(
+        f(&e, "cost_usd"),
+        r.published_cost_usd.unwrap(),
+        "on demand",
+    );
+    assert_dollars(
+        f(&e, "cost_usd_preemptible"),
+        r.published_cost_preemptible_usd.unwrap(),
+        "preemptible",
+    );
+}
+
+#[test]
+fn xlnet_chips_and_cores_readings() {
+    let r = run("xlnet-large");
+    let chips = cost_of_run(&r, None);
+    assert_dollars(
+        f(&chips, "cost_usd"),
+        r.published_cost_usd.unwrap(),
+        "chips",
+    );
+    let cores = cost_of_run(&r, Some(r.alt_unit.unwrap().as_str()));
+    assert_dollars(
+        f(&cores, "cost_usd"),
+        r.alt_published_cost_usd.unwrap(),
+        "cores",
+    );
+}
+
+#[test]
+fn grover_mega_at_preemptible_core_hour_rate() {
+    let r = run("grover-mega");
+    let e = cost_of_run(&r, None);
+    let got = f(&e, "cost_usd_preemptible");
+    let published = r.published_cost_usd.unwrap();
+    let tol = r.published_cost_tolerance.unwrap();
+    assert!(
+        ((got - published) / published).abs() <= tol,
+        "{got} vs ~{published}"
+    );
+    // $0.30 per core-hour, as Zellers et al. wrote.
+    let per_core_hour = f(&e, "preemptible_price_per_device_hour") / 2.0;
+    assert!((per_core_hour - 0.30).abs() < 1e-9);
+}
+
+#[test]
+fn gpt2_per_hour_total_and_preemptible() {
+    let r = run("gpt2-1.5b");
+    let e = cost_of_run(&r, None);
+    assert_dollars(
+        f(&e, "cost_usd_per_hour"),
+        r.published_cost_per_hour_usd.unwrap(),
+        "per hour",
+    );
+    assert_dollars(
+        f(&e, "cost_usd"),
+        r.published_cost_usd.unwrap(),
+        "on demand",
+    );
+    assert_dollars(
+        f(&e, "cost_usd_preemptible"),
+        r.published_cost_preemptible_usd.unwrap(),
+        "preemptible",
+    );
+}
+
+#[test]
+fn transformer_big_on_p100() {
+    let r = run("transformer-big");
+    let e = cost_of_run(&r, None);
+    assert_dollars(
+        f(&e, "cost_usd"),
+        r.published_cost_usd.unwrap(),
+        "on demand",
+    );
+    assert_dollars(
+        f(&e, "cost_usd_preemptible"),
+        r.published_cost_preemptible_usd.unwrap(),
+        "preemptible",
+    );
+}
+
+#[test]
+fn ai21_ranges_within_30_percent() {
+    for g in &Catalog::embedded().ranges {
+        let mut args: Vec<String> = vec![
+            "--model".into(),
+            g.model.clone(),
+            "--hardware".into(),
+            g.hardware.clone(),
+            "--configs".into(),
+            g.configs.to_string(),
+            "--runs".into(),
+            g.runs.to_string(),
+        ];
+        if let [p] = g.training.as_slice() {
+            args.extend([
+                "--steps".into(),
+                p.steps.to_string(),
+                "--batch".into(),
+                p.batch.to_string(),
+                "--seq".into(),
+                p.seq.to_string(),
+            ]);
+        }
+        let e = json(&args);
+        let suffix = match g.band_end.as_str() {
+            "mid" => "",
+            "low" => "_low",
+            _ => "_high",
+        };
+        let single = f(&e, &format!("cost_usd{suffix}"));
+        let fully = f(&e, &format!("fully_loaded_cost_usd{suffix}"));
+        for (got, published, what) in [
+            (single, g.single_run_usd, "single run"),
+            (fully, g.fully_loaded_usd, "fully loaded"),
+        ] {
+            let ratio = got / published;
+            assert!(
+                (0.7..=1.3).contains(&ratio),
+                "{} {what}: flopcal ${got:.0} vs AI21 ${published:.0} (ratio {ratio:.2})",
+                g.id
+            );
+        }
+        // Parameter count matches the size AI21 quoted, within 5%.
+        let params = f(&e, "params_total");
+        assert!(
+            ((params - g.params) / g.params).abs() < 0.05,
+            "{} params {params}",
+            g.id
+        );
+    }
+}
+
+#[test]
+fn t5_11b_single_run_above_published_floor() {
+    let r = run("t5-11b");
+    let e = json(&[
+        "--model".into(),
+        r.model.clone(),
+        "--hardware".into(),
+        r.hardware.clone(),
+    ]);
+    let floor = r.published_cost_min_usd.unwrap();
+    assert!(
+        f(&e, "cost_usd") > floor,
+        "T5-11B {} <= {floor}",
+        f(&e, "cost_usd")
+    );
+}
+
+#[test]
+fn json_has_every_documented_field() {
+    let e = json(&[
+        "--model".into(),
+        "bert-large".into(),
+        "--hardware".into(),
+        "tpu-v3".into(),
+    ]);
+    for k in [
+        "train_flops",
+        "flops_6nd",
+        "mfu",
+        "mfu_low",
+        "mfu_high",
+        "device_hours",
+        "wall_hours",
+        "cost_usd",
+        "cost_usd_preemptible",
+        "fully_loaded_cost_usd",
+        "energy_kwh",
+        "co2_kg",
+        "co2_lb",
+    ] {
+        f(&e, k);
+    }
+    assert!(e["mfu_source"].as_str().unwrap().contains("calibrated"));
+    assert!(!e["assumptions"].as_array().unwrap().is_empty());
+    assert!(f(&e, "mfu_low") <= f(&e, "mfu") && f(&e, "mfu") <= f(&e, "mfu_high"));
+    assert!(
+        f(&e, "cost_usd_low") <= f(&e, "cost_usd") && f(&e, "cost_usd") <= f(&e, "cost_usd_high")
+    );
+}
+
+#[test]
+fn energy_follows_strubell_and_is_overridable() {
+    let hw = Catalog::embedded().hardware("v100").unwrap();
+    let tdp = hw.tdp_w.as_ref().unwrap().value;
+    let base = ["--hardware", "v100", "--devices", "8", "--hours", "100"].map(String::from);
+    let e = json(&base);
+    let kwh = 1.58 * 800.0 * tdp / 1000.0;
+    assert!((f(&e, "energy_kwh") - kwh).abs() < 1e-6);
+    assert!((f(&e, "co2_lb") - 0.954 * kwh).abs() < 1e-6);
+    assert!((f(&e, "co2_kg") - 0.954 * kwh * 0.453_592_37).abs() < 1e-6);
+    let mut args = base.to_vec();
+    args.extend(
+        [
+            "--pue",
+            "1.1",
+            "--co2-per-kwh",
+            "0.5",
+            "--host-watts",
+            "1000",
+        ]
+        .map(String::from),
+    );
+    let e = json(&args);
+    let kwh = 1.1 * (800.0 * tdp + 100.0 * 1000.0) / 1000.0;
+    assert!((f(&e, "energy_kwh") - kwh).abs() < 1e-6);
+    assert!((f(&e, "co2_lb") - 0.5 * kwh).abs() < 1e-6);
+}
+
+#[test]
+fn params_tokens_is_6nd_and_user_mfu_is_a_point() {
+    let e = json(
+        &[
+            "--params",
+            "1e9",
+            "--tokens",
+            "2e10",
+            "--hardware",
+            "a100",
+            "--mfu",
+            "0.4",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(f(&e, "train_flops"), 6.0 * 1e9 * 2e10);
+    assert_eq!(f(&e, "mfu_low"), 0.4);
+    let hours = 6.0 * 1e9 * 2e10 / (312e12 * 0.4) / 3600.0;
+    assert!((f(&e, "device_hours") - hours).abs() < 1e-9 * hours);
+}
+
+#[test]
+fn measured_kernel_efficiency_scales_mfu() {
+    let a = json(
+        &[
+            "--model",
+            "gpt2",
+            "--tokens",
+            "1e9",
+            "--hardware",
+            "h100",
+            "--kernel-efficiency",
+            "0.5",
+        ]
+        .map(String::from),
+    );
+    let b = json(
+        &[
+            "--model",
+            "gpt2",
+            "--tokens",
+            "1e9",
+            "--hardware",
+            "h100",
+            "--kernel-efficiency",
+            "0.25",
+        ]
+        .map(String::from),
+    );
+    assert!((f(&a, "mfu") / f(&b, "mfu") - 2.0).abs() < 1e-9);
+    assert!(a["mfu_source"].as_str().unwrap().starts_with("measured"));
+}
+
+#[test]
+fn table_shows_the_band() {
+    flopcal()
+        .args(["estimate", "--model", "bert-base", "--hardware", "tpu-v2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("low").and(predicate::str::contains("high")))
+        .stdout(predicate::str::contains("cost, on demand"))
+        .stdout(predicate::str::contains("MFU source: calibrated"));
+}
+
+fn bad(args: &[&str], needle: &str) {
+    let out = flopcal().arg("estimate").args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    bad(
+        &["--model", "bert-large", "--hardware", "tpu-v33"],
+        "did you mean `tpu-v3`",
+    );
+    bad(
+        &["--model", "bert-lage", "--hardware", "tpu-v3"],
+        "did you mean `bert-large`",
+    );
+    bad(
+        &[
+            "--model",
+            "bert-large",
+            "--hardware",
+            "tpu-v3",
+            "--devices",
+            "0",
+        ],
+        "--devices",
+    );
+    bad(
+        &[
+            "--model",
+            "bert-large",
+            "--hardware",
+            "tpu-v3",
+            "--devices",
+            "-4",
+        ],
+        "--devices",
+    );
+    bad(
+        &[
+            "--model",
+            "bert-large",
+            "--hardware",
+            "tpu-v3",
+            "--mfu",
+            "1.5",
+        ],
+        "(0, 1]",
+    );
+    bad(
+        &[
+            "--model",
+            "bert-large",
+            "--hardware",
+            "tpu-v3",
+            "--mfu",
+            "0",
+        ],
+        "(0, 1]",
+    );
+    bad(
+        &[
+            "--model",
+            "bert-large",
+            "--hardware",
+            "tpu-v3",
+            "--steps",
+            "0",
+            "--batch",
+            "8",
+        ],
+        "--steps",
+    );
+    bad(
+        &["--params", "-1", "--tokens", "1e9", "--hardware", "v100"],
+        "--params",
+    );
+    bad(
+        &["--model", "gpt2-xl", "--hardware", "v100"],
+        "no published training schedule",
+    );
+    bad(&["--hardware", "v100"], "say what to train");
+}
+
+#[test]
+fn malformed_catalog_override_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mine.toml");
+    std::fs::write(
+        &path,
+        "[[hardware]]\nname = \"x\"\nclass = \"c\"\nchips_per_device = \"four\"\n",
+    )
+    .unwrap();
+    let out = flopcal()
+        .args([
+            "estimate",
+            "--model",
+            "bert-base",
+            "--hardware",
+            "v100",
+            "--catalog",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mine.toml:4:") && err.contains("chips_per_device"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // The environment variable works the same way.
+    let out = Command::cargo_bin("flopcal")
+        .unwrap()
+        .env("FLOPCAL_CATALOG", &path)
+        .args(["estimate", "--model", "bert-base", "--hardware", "v100"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn catalog_override_changes_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cheap.toml");
+    std::fs::write(
+        &path,
+        r#"[[hardware]]
+name = "my-gpu"
+class = "gpu-2022"
+chips_per_device = 1
+cores_per_chip = 1
+default_dtype = "bf16"
+peak_tflops = [ { dtype = "bf16", value = 100.0, source = "test", date = "2025-01" } ]
+price_on_demand = { value = 2.0, source = "test", date = "2025-01" }
+kernel_efficiency = { value = 0.5, source = "test", date = "2025-01" }
+"#,
+    )
+    .unwrap();
+    let out = flopcal()
+        .args([
+            "estimate",
+            "--hardware",
+            "my-gpu",
+            "--devices",
+            "4",
+            "--hours",
+            "10",
+            "--format",
+            "json",
+            "--catalog",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(f(&e, "cost_usd"), 80.0);
+}
