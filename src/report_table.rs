@@ -40,13 +40,33 @@ fn status_cell(b: &Benchmark) -> String {
     }
 }
 
+/// Roofline columns of one benchmark: achieved FLOP/s as % of the measured peak for
+/// its dtype, and whether its arithmetic intensity puts it under the compute roof or
+/// the bandwidth slope (measured ridge point).
+fn roofline_cells(file: &ResultFile, b: &Benchmark, flops_per_s: f64) -> [String; 2] {
+    let Some(peak) = &file.peak else {
+        return ["-".into(), "-".into()];
+    };
+    let pct = peak
+        .percent_of_peak(flops_per_s, &b.dtype)
+        .map(|p| format!("{p:.0}%"))
+        .unwrap_or_else(|| "-".into());
+    let bound = peak
+        .classify(b.intensity(), &b.dtype)
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_else(|| "-".into());
+    [pct, bound]
+}
+
 /// One row per benchmark: kernel, shape, dtype, median time, GFLOP/s with the
-/// half-width of its 95% CI, GB/s, samples, verified.
+/// half-width of its 95% CI, GB/s, % of the measured peak, roofline class, samples,
+/// verified.
 pub fn profile_table(file: &ResultFile) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header([
-        "kernel", "shape", "dtype", "median", "GFLOP/s", "±CI", "GB/s", "n", "verified",
+        "kernel", "shape", "dtype", "median", "GFLOP/s", "±CI", "GB/s", "%peak", "bound", "n",
+        "verified",
     ]);
     for b in &file.benchmarks {
         let name = format!("{} {}", b.kernel, b.label);
@@ -58,6 +78,7 @@ pub fn profile_table(file: &ResultFile) -> String {
             .join(" ");
         match &b.summary {
             Some(s) => {
+                let [pct_peak, bound] = roofline_cells(file, b, s.flops_per_s);
                 let half = (s.flops_per_s_ci_high - s.flops_per_s_ci_low) / 2.0;
                 let pct = if s.flops_per_s > 0.0 {
                     100.0 * half / s.flops_per_s
@@ -72,6 +93,8 @@ pub fn profile_table(file: &ResultFile) -> String {
                     right(fmt_giga(s.flops_per_s)),
                     right(format!("{pct:.1}%")),
                     right(fmt_giga(s.bytes_per_s)),
+                    right(pct_peak),
+                    Cell::new(bound),
                     right(s.n.to_string()),
                     Cell::new(status_cell(b)),
                 ]);
@@ -85,6 +108,8 @@ pub fn profile_table(file: &ResultFile) -> String {
                     right("-"),
                     right("-"),
                     right("-"),
+                    right("-"),
+                    Cell::new("-"),
                     right("0"),
                     Cell::new(format!(
                         "{}{}",
@@ -129,6 +154,23 @@ pub fn profile_findings(file: &ResultFile) -> String {
             ""
         }
     ));
+    if let Some(p) = &file.peak {
+        let mut ceil = Vec::new();
+        for dt in ["f32", "bf16"] {
+            if let Some(f) = p.best_flops(dt) {
+                ceil.push(format!("{dt} FMA peak {} GFLOP/s", fmt_giga(f)));
+            }
+        }
+        if let Some(bw) = p.dram_bandwidth() {
+            ceil.push(format!("DRAM triad {} GB/s", fmt_giga(bw)));
+        }
+        if let Some(r) = p.ridge_point("f32") {
+            ceil.push(format!("f32 ridge point {r:.1} FLOP/byte"));
+        }
+        if !ceil.is_empty() {
+            lines.push(format!("measured ceilings: {}", ceil.join(", ")));
+        }
+    }
     let best_square = measured(file)
         .filter(|(b, _)| b.group == "square" && b.dtype == "f32")
         .map(|(b, s)| (b, b.flops_per_iter as f64 / s))

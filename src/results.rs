@@ -189,7 +189,7 @@ pub struct ResultFile {
     pub profile: ProfileConfig,
     /// Measured compute and bandwidth ceilings (`flopcal peak`), when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peak: Option<serde_json::Value>,
+    pub peak: Option<crate::peak::PeakSection>,
     /// The measurements.
     pub benchmarks: Vec<Benchmark>,
 }

@@ -85,6 +85,13 @@ pub struct ProfileArgs {
     /// Only run kernels whose id contains this text (e.g. `matmul/qkv`).
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
+    /// Skip measuring the machine's compute and bandwidth ceilings first (without
+    /// them the table has no %peak or roofline class).
+    #[arg(long)]
+    pub no_peak: bool,
+    /// Seconds per ceiling measurement (FMA per ISA and dtype, bandwidth).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.3)]
+    pub peak_duration: f64,
     /// Write the result file (JSON) here, and its CSV twin next to it.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -116,6 +123,8 @@ impl Default for ProfileArgs {
             threads: None,
             max_memory: None,
             filter: None,
+            no_peak: false,
+            peak_duration: 0.3,
             out: None,
             format: OutputFormat::Table,
         }
@@ -351,7 +360,7 @@ fn skeleton(entry: &Entry) -> Benchmark {
 }
 
 /// Prepare, verify and measure one kernel.
-fn measure_one(entry: &Entry, device: &candle_core::Device, config: &HarnessConfig) -> Benchmark {
+pub fn measure_one(entry: &Entry, device: &candle_core::Device, config: &HarnessConfig) -> Benchmark {
     let mut b = skeleton(entry);
     let mut prepared = match entry.kernel.prepare(device) {
         Ok(p) => p,
@@ -445,9 +454,30 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     if let Some(out) = &args.out {
         results::check_writable(out)?;
     }
+    if !(args.peak_duration.is_finite() && args.peak_duration > 0.0 && args.peak_duration <= 60.0) {
+        return Err(Error::Usage(format!(
+            "--peak-duration {}: must be between 0 and 60 seconds",
+            args.peak_duration
+        )));
+    }
     let threads = device::configure_threads(args.threads)?;
     let device = device::open(args.device)?;
     interrupt::install();
+    let peak = if args.no_peak || args.filter.is_some() {
+        None
+    } else {
+        let opts = crate::peak::PeakOptions {
+            duration_s: args.peak_duration,
+            threads,
+            // The C cross-check belongs to `flopcal peak`; profile only needs ceilings.
+            reference: false,
+            ..crate::peak::PeakOptions::new()
+        };
+        let pb = progress_bar(0);
+        let section = crate::peak::measure(&opts, |what| pb.set_message(format!("ceiling: {what}")))?;
+        pb.finish_and_clear();
+        Some(section)
+    };
 
     let now = chrono::Utc::now();
     let mut file = ResultFile {
@@ -465,7 +495,7 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
             dtypes: spec.dtypes.iter().map(|d| d.as_str().to_string()).collect(),
             quick: args.quick,
         },
-        peak: None,
+        peak,
         benchmarks: Vec::with_capacity(suite.len()),
     };
 
