@@ -31,6 +31,8 @@ pub enum Command {
     Calibrate(commands::calibrate::CalibrateArgs),
     /// Compare two result files; exit 1 when throughput regressed significantly.
     Regress(commands::regress::RegressArgs),
+    /// Time one real training step and compare it with the time predicted from the profile.
+    Validate(commands::validate::ValidateArgs),
 }
 
 /// Run the parsed command line.
@@ -42,5 +44,6 @@ pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
         Some(Command::Estimate(args)) => commands::estimate::run(&args),
         Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
         Some(Command::Regress(args)) => commands::regress::run(&args),
+        Some(Command::Validate(args)) => commands::validate::run(&args),
     }
 }

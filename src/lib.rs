@@ -14,5 +14,6 @@ pub mod regress;
 pub mod report_table;
 pub mod results;
 pub mod suite;
+pub mod validate;
 
 pub use error::{Error, Outcome, Result};

@@ -181,6 +181,91 @@ fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
     exp.broadcast_div(&sum)
 }
 
+/// Split `[T, 3a]` QKV activations into `[3, B·heads, s, d]` with one copy.
+fn split_heads(
+    qkv: &Tensor,
+    b: usize,
+    s: usize,
+    heads: usize,
+    d: usize,
+) -> candle_core::Result<Tensor> {
+    qkv.reshape((b, s, 3, heads, d))?
+        .permute((2, 0, 3, 1, 4))?
+        .contiguous()?
+        .reshape((3, b * heads, s, d))
+}
+
+/// Merge `[B·heads, s, d]` attention outputs back into `[T, a]` with one copy.
+fn merge_heads(
+    o: &Tensor,
+    b: usize,
+    s: usize,
+    heads: usize,
+    d: usize,
+) -> candle_core::Result<Tensor> {
+    o.reshape((b, heads, s, d))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b * s, heads * d))
+}
+
+/// Scaled, optionally masked, attention probabilities from raw `Q·Kᵀ` scores.
+fn attention_probs(
+    scores: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let scores = (scores * scale)?;
+    let scores = match mask {
+        Some(m) => scores.broadcast_add(m)?,
+        None => scores,
+    };
+    softmax(&scores)
+}
+
+/// Token embedding lookup plus position embedding: `[T, h]`.
+fn embed(
+    tok: &Tensor,
+    pos: &Tensor,
+    ids: &Tensor,
+    b: usize,
+    s: usize,
+) -> candle_core::Result<Tensor> {
+    let h = tok.dim(1)?;
+    tok.embedding(ids)?
+        .reshape((b, s, h))?
+        .broadcast_add(pos)?
+        .reshape((b * s, h))
+}
+
+/// Mean cross-entropy of `logits: [T, V]` against `targets: [T, 1]` (u32).
+fn cross_entropy(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let z = logits.broadcast_sub(&max)?;
+    let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let logp = z.broadcast_sub(&lse)?;
+    logp.gather(targets, D::Minus1)?.mean_all()?.neg()
+}
+
+fn causal_mask(s: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> = (0..s * s)
+        .map(|i| {
+            if i % s > i / s {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(values, (s, s), device)?.to_dtype(dtype)?)
+}
+
+fn random_ids(n: usize, below: usize, seed: u64, device: &Device) -> Result<Tensor> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..below as u32)).collect();
+    Ok(Tensor::from_vec(ids, n, device)?)
+}
+
 impl TrainingStep {
     /// Allocate random-normal weights (std [`INIT_STD`], layernorm γ = 1, β = 0) and a
     /// random batch of token ids and targets, from a fixed seed.
@@ -202,22 +287,9 @@ impl TrainingStep {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut rng = StdRng::seed_from_u64(0x57e9);
         let t = cfg.tokens();
-        let ids: Vec<u32> = (0..t).map(|_| rng.random_range(0..v as u32)).collect();
-        let targets: Vec<u32> = (0..t).map(|_| rng.random_range(0..v as u32)).collect();
         let mask = if cfg.causal {
-            let s = cfg.seq;
-            let values: Vec<f32> = (0..s * s)
-                .map(|i| {
-                    if i % s > i / s {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
-            Some(Tensor::from_vec(values, (s, s), device)?.to_dtype(dt)?)
+            Some(causal_mask(cfg.seq, dt, device)?)
         } else {
             None
         };
@@ -229,8 +301,8 @@ impl TrainingStep {
             blocks,
             ln_f: ln()?,
             w_vocab: normal(&[h, v], INIT_STD, dt, device)?,
-            ids: Tensor::from_vec(ids, t, device)?,
-            targets: Tensor::from_vec(targets, (t, 1), device)?,
+            ids: random_ids(t, v, 0x57e9, device)?,
+            targets: random_ids(t, v, 0x7a9e, device)?.reshape((t, 1))?,
             mask,
             loss: None,
             grads: None,
@@ -257,37 +329,22 @@ impl TrainingStep {
     /// The forward pass: mean cross-entropy loss over all `B·s` tokens (a scalar).
     pub fn forward(&self) -> Result<Tensor> {
         let c = &self.cfg;
-        let (b, s, h, heads, d) = (c.batch, c.seq, c.hidden, c.heads, c.head_dim);
-        let (t, a) = (c.tokens(), c.attn_dim());
+        let (b, s, heads, d) = (c.batch, c.seq, c.heads, c.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
-        let x = self.tok_emb.as_tensor().embedding(&self.ids)?;
-        let mut x = x
-            .reshape((b, s, h))?
-            .broadcast_add(self.pos_emb.as_tensor())?
-            .reshape((t, h))?;
+        let mut x = embed(
+            self.tok_emb.as_tensor(),
+            self.pos_emb.as_tensor(),
+            &self.ids,
+            b,
+            s,
+        )?;
         for blk in &self.blocks {
             // Attention: one QKV GEMM, split into heads with one copy.
             let hn = layer_norm(&x, blk.ln1.0.as_tensor(), blk.ln1.1.as_tensor())?;
-            let qkv = hn
-                .matmul(blk.w_qkv.as_tensor())?
-                .reshape((b, s, 3, heads, d))?
-                .permute((2, 0, 3, 1, 4))?
-                .contiguous()?;
-            let q = qkv.get(0)?.reshape((b * heads, s, d))?;
-            let k = qkv.get(1)?.reshape((b * heads, s, d))?;
-            let v = qkv.get(2)?.reshape((b * heads, s, d))?;
-            let scores = (q.matmul(&k.t()?)? * scale)?;
-            let scores = match &self.mask {
-                Some(m) => scores.broadcast_add(m)?,
-                None => scores,
-            };
-            let probs = softmax(&scores)?;
-            let o = probs
-                .matmul(&v)?
-                .reshape((b, heads, s, d))?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((t, a))?;
+            let qkv = split_heads(&hn.matmul(blk.w_qkv.as_tensor())?, b, s, heads, d)?;
+            let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+            let probs = attention_probs(&q.matmul(&k.t()?)?, scale, self.mask.as_ref())?;
+            let o = merge_heads(&probs.matmul(&v)?, b, s, heads, d)?;
             x = (x + o.matmul(blk.w_o.as_tensor())?)?;
             // FFN.
             let hn = layer_norm(&x, blk.ln2.0.as_tensor(), blk.ln2.1.as_tensor())?;
@@ -296,13 +353,7 @@ impl TrainingStep {
         }
         let hn = layer_norm(&x, self.ln_f.0.as_tensor(), self.ln_f.1.as_tensor())?;
         let logits = hn.matmul(self.w_vocab.as_tensor())?;
-        // Cross-entropy: −mean log_softmax(logits)[target].
-        let max = logits.max_keepdim(D::Minus1)?.detach();
-        let z = logits.broadcast_sub(&max)?;
-        let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
-        let logp = z.broadcast_sub(&lse)?;
-        let picked = logp.gather(&self.targets, D::Minus1)?;
-        Ok(picked.mean_all()?.neg()?)
+        Ok(cross_entropy(&logits, &self.targets)?)
     }
 
     /// Forward and backward: returns the loss and the gradients of every variable.
@@ -359,6 +410,400 @@ impl Prepared for TrainingStep {
             }
         }
         self.grads = Some(grads);
+        Ok(v)
+    }
+}
+
+/// A memory-bound piece of the training step, run forward *and* backward through
+/// autograd with exactly the code the step uses, so the prediction can count it.
+/// Backward is seeded with ones (candle's `backward` on a non-scalar output), standing
+/// in for the upstream gradient the step would deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainOp {
+    /// Layernorm of `[tokens, hidden]` with learned γ, β.
+    LayerNorm {
+        /// Rows.
+        tokens: usize,
+        /// Normalised width.
+        hidden: usize,
+    },
+    /// Scale, optional causal mask and softmax of `[heads_total, seq, seq]` scores.
+    Softmax {
+        /// `batch · heads`.
+        heads_total: usize,
+        /// Sequence length.
+        seq: usize,
+        /// Causal mask added before the softmax.
+        causal: bool,
+    },
+    /// GELU of `[tokens, ffn]`.
+    Gelu {
+        /// Rows.
+        tokens: usize,
+        /// FFN width.
+        ffn: usize,
+    },
+    /// Residual add `x + y` of two `[tokens, hidden]` tensors.
+    Residual {
+        /// Rows.
+        tokens: usize,
+        /// Width.
+        hidden: usize,
+    },
+    /// Head split of `[T, 3a]` QKV activations and head merge of `[T, a]` outputs.
+    Heads {
+        /// Sequences.
+        batch: usize,
+        /// Sequence length.
+        seq: usize,
+        /// Heads.
+        heads: usize,
+        /// Head width.
+        head_dim: usize,
+    },
+    /// Token + position embedding of `batch × seq` ids from a `vocab × hidden` table.
+    Embedding {
+        /// Sequences.
+        batch: usize,
+        /// Sequence length.
+        seq: usize,
+        /// Vocabulary.
+        vocab: usize,
+        /// Width.
+        hidden: usize,
+    },
+    /// Cross-entropy loss over `[tokens, vocab]` logits.
+    CrossEntropy {
+        /// Rows.
+        tokens: usize,
+        /// Vocabulary.
+        vocab: usize,
+    },
+    /// Autograd's gradient accumulation for one tensor of `elements` values: a zero
+    /// tensor plus an add (candle's `GradStore::or_insert` then `add`), which the
+    /// backward of every GEMM pays on each operand on top of the GEMM itself.
+    Accumulate {
+        /// Elements of the gradient.
+        elements: usize,
+    },
+}
+
+impl TrainOp {
+    fn name(&self) -> &'static str {
+        match self {
+            TrainOp::LayerNorm { .. } => "layernorm",
+            TrainOp::Softmax { .. } => "softmax",
+            TrainOp::Gelu { .. } => "gelu",
+            TrainOp::Residual { .. } => "residual",
+            TrainOp::Heads { .. } => "heads",
+            TrainOp::Embedding { .. } => "embedding",
+            TrainOp::CrossEntropy { .. } => "xent",
+            TrainOp::Accumulate { .. } => "grad_accum",
+        }
+    }
+
+    /// Elements of the main tensor the op streams (forward output size).
+    pub fn elements(&self) -> u64 {
+        let n = match *self {
+            TrainOp::LayerNorm { tokens, hidden } | TrainOp::Residual { tokens, hidden } => {
+                tokens * hidden
+            }
+            TrainOp::Softmax {
+                heads_total, seq, ..
+            } => heads_total * seq * seq,
+            TrainOp::Gelu { tokens, ffn } => tokens * ffn,
+            TrainOp::Heads {
+                batch,
+                seq,
+                heads,
+                head_dim,
+            } => 4 * batch * seq * heads * head_dim,
+            TrainOp::Embedding {
+                batch, seq, hidden, ..
+            } => batch * seq * hidden,
+            TrainOp::CrossEntropy { tokens, vocab } => tokens * vocab,
+            TrainOp::Accumulate { elements } => elements,
+        };
+        n as u64
+    }
+}
+
+/// A [`TrainOp`] as a kernel (f32), labelled `<op>.train`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOpKernel {
+    /// The op and its sizes.
+    pub op: TrainOp,
+    /// Element type.
+    pub dtype: DType,
+}
+
+impl crate::Kernel for TrainOpKernel {
+    fn kind(&self) -> crate::KernelKind {
+        match self.op {
+            TrainOp::LayerNorm { .. } => crate::KernelKind::LayerNorm,
+            TrainOp::Softmax { .. } | TrainOp::CrossEntropy { .. } => crate::KernelKind::Softmax,
+            TrainOp::Gelu { .. } => crate::KernelKind::Gelu,
+            _ => crate::KernelKind::Bandwidth,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self.op {
+            TrainOp::Softmax { causal: true, .. } => "softmax.causal.train".into(),
+            _ => format!("{}.train", self.op.name()),
+        }
+    }
+
+    fn dims(&self) -> Vec<(&'static str, u64)> {
+        let u = |v: usize| v as u64;
+        match self.op {
+            TrainOp::LayerNorm { tokens, hidden } | TrainOp::Residual { tokens, hidden } => {
+                vec![("rows", u(tokens)), ("cols", u(hidden))]
+            }
+            TrainOp::Softmax {
+                heads_total, seq, ..
+            } => vec![("b", u(heads_total)), ("s", u(seq))],
+            TrainOp::Gelu { tokens, ffn } => vec![("rows", u(tokens)), ("cols", u(ffn))],
+            TrainOp::Heads {
+                batch,
+                seq,
+                heads,
+                head_dim,
+            } => vec![
+                ("b", u(batch)),
+                ("s", u(seq)),
+                ("h", u(heads)),
+                ("d", u(head_dim)),
+            ],
+            TrainOp::Embedding {
+                batch,
+                seq,
+                vocab,
+                hidden,
+            } => vec![
+                ("b", u(batch)),
+                ("s", u(seq)),
+                ("v", u(vocab)),
+                ("h", u(hidden)),
+            ],
+            TrainOp::CrossEntropy { tokens, vocab } => {
+                vec![("rows", u(tokens)), ("cols", u(vocab))]
+            }
+            TrainOp::Accumulate { elements } => vec![("n", u(elements))],
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Forward and backward each stream the op's main tensor a few times; the FLOPs
+    /// are not meaningful for these memory-bound ops and are reported as one per
+    /// element, bytes as one read and one write per element in each direction.
+    fn work(&self) -> crate::Work {
+        let n = self.op.elements();
+        crate::Work {
+            flops: n,
+            model_flops: 0,
+            bytes: 4 * n * dtype_size(self.dtype),
+        }
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        let extra = match self.op {
+            TrainOp::Embedding { vocab, hidden, .. } => 3 * (vocab * hidden) as u64,
+            _ => 0,
+        };
+        (24 * self.op.elements() + extra) * dtype_size(self.dtype)
+    }
+
+    fn prepare(&self, device: &Device) -> Result<Box<dyn Prepared>> {
+        if self.op.elements() == 0 {
+            return Err(KernelError::InvalidShape {
+                kernel: self.label(),
+                reason: "every dimension must be positive".into(),
+            });
+        }
+        let dt = self.dtype;
+        let var = |shape: &[usize]| -> Result<Var> {
+            Ok(Var::from_tensor(&crate::randn(shape, dt, device)?)?)
+        };
+        let mut vars = Vec::new();
+        let mut fixed = Vec::new();
+        match self.op {
+            TrainOp::LayerNorm { tokens, hidden } => {
+                vars.extend([var(&[tokens, hidden])?, var(&[hidden])?, var(&[hidden])?]);
+            }
+            TrainOp::Softmax {
+                heads_total,
+                seq,
+                causal,
+            } => {
+                vars.push(var(&[heads_total, seq, seq])?);
+                if causal {
+                    fixed.push(causal_mask(seq, dt, device)?);
+                }
+            }
+            TrainOp::Gelu { tokens, ffn } => vars.push(var(&[tokens, ffn])?),
+            TrainOp::Residual { tokens, hidden } => {
+                vars.extend([var(&[tokens, hidden])?, var(&[tokens, hidden])?]);
+            }
+            TrainOp::Heads {
+                batch,
+                seq,
+                heads,
+                head_dim,
+            } => {
+                let t = batch * seq;
+                vars.extend([
+                    var(&[t, 3 * heads * head_dim])?,
+                    var(&[batch * heads, seq, head_dim])?,
+                ]);
+            }
+            TrainOp::Embedding {
+                batch,
+                seq,
+                vocab,
+                hidden,
+            } => {
+                vars.extend([var(&[vocab, hidden])?, var(&[seq, hidden])?]);
+                fixed.push(random_ids(batch * seq, vocab, 0x57e9, device)?);
+            }
+            TrainOp::CrossEntropy { tokens, vocab } => {
+                vars.push(var(&[tokens, vocab])?);
+                fixed.push(random_ids(tokens, vocab, 0x7a9e, device)?.reshape((tokens, 1))?);
+            }
+            TrainOp::Accumulate { elements } => vars.push(var(&[elements])?),
+        }
+        Ok(Box::new(PreparedTrainOp {
+            op: self.op.clone(),
+            device: device.clone(),
+            vars,
+            fixed,
+            grads: None,
+        }))
+    }
+}
+
+struct PreparedTrainOp {
+    op: TrainOp,
+    device: Device,
+    vars: Vec<Var>,
+    fixed: Vec<Tensor>,
+    grads: Option<GradStore>,
+}
+
+impl PreparedTrainOp {
+    fn var(&self, i: usize) -> Result<&Tensor> {
+        self.vars
+            .get(i)
+            .map(|v| v.as_tensor())
+            .ok_or_else(|| KernelError::InvalidShape {
+                kernel: self.op.name().into(),
+                reason: "input was not prepared".into(),
+            })
+    }
+
+    fn forward(&self) -> Result<Tensor> {
+        Ok(match self.op {
+            TrainOp::LayerNorm { .. } => layer_norm(self.var(0)?, self.var(1)?, self.var(2)?)?,
+            TrainOp::Softmax { seq, .. } => {
+                attention_probs(self.var(0)?, 1.0 / (seq as f64).sqrt(), self.fixed.first())?
+            }
+            TrainOp::Gelu { .. } => self.var(0)?.gelu()?,
+            TrainOp::Residual { .. } => (self.var(0)? + self.var(1)?)?,
+            TrainOp::Heads {
+                batch,
+                seq,
+                heads,
+                head_dim,
+            } => {
+                let split = split_heads(self.var(0)?, batch, seq, heads, head_dim)?;
+                let merged = merge_heads(self.var(1)?, batch, seq, heads, head_dim)?;
+                // The step takes q, k, v apart with `get` (whose backward pads each
+                // gradient back to the full split tensor); one scalar output so that
+                // one backward covers all the copies.
+                let mut total = merged.sum_all()?;
+                for i in 0..3 {
+                    total = (total + split.get(i)?.sum_all()?)?;
+                }
+                total
+            }
+            TrainOp::Embedding { batch, seq, .. } => {
+                let ids = self
+                    .fixed
+                    .first()
+                    .ok_or_else(|| KernelError::InvalidShape {
+                        kernel: "embedding".into(),
+                        reason: "ids were not prepared".into(),
+                    })?;
+                embed(self.var(0)?, self.var(1)?, ids, batch, seq)?
+            }
+            TrainOp::CrossEntropy { .. } => {
+                let targets = self
+                    .fixed
+                    .first()
+                    .ok_or_else(|| KernelError::InvalidShape {
+                        kernel: "xent".into(),
+                        reason: "targets were not prepared".into(),
+                    })?;
+                cross_entropy(self.var(0)?, targets)?
+            }
+            TrainOp::Accumulate { .. } => {
+                // The accumulation itself, outside autograd: zeros, then add.
+                let g = self.var(0)?;
+                g.zeros_like()?.add(g)?
+            }
+        })
+    }
+}
+
+impl Prepared for PreparedTrainOp {
+    fn run(&mut self) -> Result<()> {
+        let y = self.forward()?;
+        if !matches!(self.op, TrainOp::Accumulate { .. }) {
+            self.grads = Some(y.backward()?);
+        }
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(self.device.synchronize()?)
+    }
+
+    /// Checks that every input gets a finite gradient of the right shape.
+    fn verify(&mut self) -> Result<Verification> {
+        self.run()?;
+        let mut v = Verification::new(0.0);
+        if matches!(self.op, TrainOp::Accumulate { .. }) {
+            let y = self
+                .forward()?
+                .flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            let x = self
+                .var(0)?
+                .flatten_all()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            for i in crate::verify::sample_indices(x.len(), 64, 0xacc) {
+                v.check(y[i], x[i], 1.0);
+            }
+            return Ok(v);
+        }
+        for var in &self.vars {
+            let g = self.grads.as_ref().and_then(|g| g.get(var.as_tensor()));
+            let ok = match g {
+                Some(g) if g.shape() == var.as_tensor().shape() => g
+                    .flatten_all()?
+                    .to_dtype(DType::F64)?
+                    .to_vec1::<f64>()?
+                    .iter()
+                    .all(|x| x.is_finite()),
+                _ => false,
+            };
+            v.check(if ok { 0.0 } else { f64::NAN }, 0.0, 1.0);
+        }
         Ok(v)
     }
 }
@@ -439,6 +884,57 @@ mod tests {
                     g[i]
                 );
             }
+        }
+    }
+
+    #[test]
+    fn every_train_op_runs_forward_and_backward_with_finite_gradients() {
+        use crate::Kernel;
+        for op in [
+            TrainOp::LayerNorm {
+                tokens: 6,
+                hidden: 8,
+            },
+            TrainOp::Softmax {
+                heads_total: 3,
+                seq: 5,
+                causal: true,
+            },
+            TrainOp::Softmax {
+                heads_total: 3,
+                seq: 5,
+                causal: false,
+            },
+            TrainOp::Gelu { tokens: 6, ffn: 16 },
+            TrainOp::Residual {
+                tokens: 6,
+                hidden: 8,
+            },
+            TrainOp::Heads {
+                batch: 2,
+                seq: 3,
+                heads: 2,
+                head_dim: 4,
+            },
+            TrainOp::Embedding {
+                batch: 2,
+                seq: 3,
+                vocab: 11,
+                hidden: 8,
+            },
+            TrainOp::CrossEntropy {
+                tokens: 6,
+                vocab: 11,
+            },
+            TrainOp::Accumulate { elements: 100 },
+        ] {
+            let k = TrainOpKernel {
+                op: op.clone(),
+                dtype: DType::F32,
+            };
+            let v = k.prepare(&Device::Cpu).unwrap().verify().unwrap();
+            assert!(v.passed && v.checked > 0, "{op:?}: {v:?}");
+            assert!(k.id().contains(".train/"), "{}", k.id());
         }
     }
 

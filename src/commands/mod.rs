@@ -5,3 +5,4 @@ pub mod estimate;
 pub mod peak;
 pub mod profile;
 pub mod regress;
+pub mod validate;
