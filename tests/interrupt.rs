@@ -1,0 +1,63 @@
+//! Interrupting a profile keeps what was measured: SIGINT or SIGTERM stops within a
+//! second, the result file is written with `"partial": true`, and the exit code is 130.
+
+#![cfg(unix)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn interrupt_profile_with(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("partial.json");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
+        .args([
+            "profile", "--hidden", "64", "--heads", "4", "--vocab", "500", "--seq", "32",
+            "--batch", "2", "--squares", "64", "--no-peak", "--threads", "1",
+            // A tight CI target and a large budget keep it running until interrupted.
+            "--target-ci", "0.0001", "--min-samples", "200",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(child.try_wait().unwrap().is_none(), "profile ended before the signal");
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "did not stop after {signal}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stopped_in = sent.elapsed();
+    assert_eq!(status.code(), Some(130), "exit code after {signal}");
+    assert!(stopped_in < Duration::from_secs(2), "took {stopped_in:?} to stop");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["partial"], true);
+    let measured = v["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| !b["samples_s"].as_array().unwrap().is_empty())
+        .count();
+    assert!(measured >= 1, "nothing measured was kept");
+    assert!(dir.path().join("partial.csv").exists());
+}
+
+#[test]
+fn sigint_during_profile_saves_partial_results_and_exits_130() {
+    interrupt_profile_with("-INT");
+}
+
+#[test]
+fn sigterm_during_profile_saves_partial_results_and_exits_130() {
+    interrupt_profile_with("-TERM");
+}
