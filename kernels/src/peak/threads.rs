@@ -115,7 +115,8 @@ mod linux {
 
 /// What [`run_pinned`] measured.
 pub(super) struct Timed<R> {
-    /// Wall time of every repetition (warm-up ones included), seconds.
+    /// Wall time of every repetition (warm-up ones included), seconds: from the
+    /// earliest start to the latest finish among the workers.
     pub samples_s: Vec<f64>,
     /// Whether every worker was pinned.
     pub pinned: bool,
@@ -125,9 +126,14 @@ pub(super) struct Timed<R> {
 
 /// Run `threads` workers, worker `i` pinned to the `i`-th physical-core CPU (wrapping
 /// if there are more threads than cores). Each builds its state with `setup` (so memory
-/// is first touched by the thread that uses it), then runs `rep` `reps` times; all
-/// workers start each repetition together and its wall time lasts until the slowest
-/// one finished. `setup`, `rep` and `finish` must not panic.
+/// is first touched by the thread that uses it), then runs `rep` `reps` times; a barrier
+/// releases all workers into each repetition together.
+///
+/// Every worker reads the clock itself just before and after its part of a repetition;
+/// a repetition lasts from the earliest start to the latest finish. (Timing from a
+/// coordinating thread would be wrong on a busy machine: if it is descheduled between
+/// the release and its clock read, the repetition looks shorter than it was.)
+/// `setup`, `rep` and `finish` must not panic.
 pub(super) fn run_pinned<S, R, FS, FR, FF>(
     threads: usize,
     reps: usize,
@@ -142,10 +148,9 @@ where
     FF: Fn(S) -> R + Sync,
 {
     let cpus = physical_core_cpus();
-    let barrier = Barrier::new(threads + 1);
+    let barrier = Barrier::new(threads);
     let pinned = AtomicBool::new(true);
-    let mut samples_s = Vec::with_capacity(reps);
-    let results = std::thread::scope(|scope| {
+    let per_thread: Vec<(Vec<(Instant, Instant)>, R)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|i| {
                 let (barrier, pinned, cpus) = (&barrier, &pinned, &cpus);
@@ -156,31 +161,33 @@ where
                         pinned.store(false, Ordering::Relaxed);
                     }
                     let mut state = setup(i);
-                    barrier.wait();
+                    let mut spans = Vec::with_capacity(reps);
                     for _ in 0..reps {
                         barrier.wait();
+                        let t0 = Instant::now();
                         rep(&mut state);
-                        barrier.wait();
+                        spans.push((t0, Instant::now()));
                     }
-                    finish(state)
+                    (spans, finish(state))
                 })
             })
             .collect();
-        barrier.wait();
-        for _ in 0..reps {
-            barrier.wait();
-            let t0 = Instant::now();
-            barrier.wait();
-            samples_s.push(t0.elapsed().as_secs_f64());
-        }
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok())
-            .collect::<Vec<_>>()
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
+    let samples_s = (0..reps)
+        .map(|r| {
+            let spans = per_thread.iter().filter_map(|(s, _)| s.get(r));
+            let start = spans.clone().map(|s| s.0).min();
+            let end = spans.map(|s| s.1).max();
+            match (start, end) {
+                (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+                _ => f64::NAN,
+            }
+        })
+        .collect();
     Timed {
         samples_s,
         pinned: pinned.load(Ordering::Relaxed) && threads <= cpus.len(),
-        results,
+        results: per_thread.into_iter().map(|(_, r)| r).collect(),
     }
 }

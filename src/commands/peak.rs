@@ -1,0 +1,306 @@
+//! `flopcal peak`: measure this machine's compute (FMA) and memory-bandwidth ceilings.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use flopcal_kernels::peak::IsaLimit;
+use serde::Serialize;
+
+use crate::output::{print_json, OutputFormat};
+use crate::peak::{self, PeakOptions, PeakSection};
+
+/// Arguments of `flopcal peak`.
+#[derive(Debug, Args)]
+pub struct PeakArgs {
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Target seconds per measurement (each ISA × dtype and each bandwidth kernel).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub duration: f64,
+    /// Fast, rougher run: 0.2 s per measurement and a smaller DRAM working set.
+    #[arg(long)]
+    pub quick: bool,
+    /// Worker threads, each pinned to its own physical core [default: physical cores].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Widest instruction set to use: scalar, avx2 (= simd, neon), avx512 or native.
+    /// Lower it to force (and test) the fallback path.
+    #[arg(long, value_name = "ISA", default_value = "native", value_parser = parse_limit)]
+    pub max_isa: IsaLimit,
+    /// Total DRAM working set in MiB [default: max(256, 8 × last-level cache)].
+    #[arg(long, value_name = "MIB")]
+    pub dram_mib: Option<u64>,
+    /// Skip the cross-check against the independent C FMA microbenchmark.
+    #[arg(long)]
+    pub no_reference: bool,
+    /// Also write the result (JSON, with the `peak` section) to FILE, atomically.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+fn parse_limit(s: &str) -> Result<IsaLimit, String> {
+    s.parse()
+}
+
+/// What `flopcal peak` prints in JSON mode and writes with `--out`.
+#[derive(Debug, Serialize)]
+pub struct PeakReport<'a> {
+    /// Version of this document's layout.
+    pub schema_version: u32,
+    /// `flopcal`.
+    pub tool: &'static str,
+    /// flopcal's version.
+    pub version: &'static str,
+    /// When the measurement finished (RFC 3339, UTC).
+    pub created_at: String,
+    /// The measured ceilings.
+    pub peak: &'a PeakSection,
+}
+
+/// Run `flopcal peak`.
+pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
+    if let Some(0) = args.threads {
+        return Err(crate::Error::Usage("--threads must be at least 1".into()));
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 600.0) {
+        return Err(crate::Error::Usage(format!(
+            "--duration must be between 0 and 600 seconds, got {}",
+            args.duration
+        )));
+    }
+    if args.dram_mib == Some(0) {
+        return Err(crate::Error::Usage("--dram-mib must be at least 1".into()));
+    }
+    let opts = PeakOptions {
+        duration_s: if args.quick { 0.2 } else { args.duration },
+        threads: args.threads.unwrap_or_else(peak::physical_cores),
+        limit: args.max_isa,
+        reference: !args.no_reference,
+        dram_bytes: args
+            .dram_mib
+            .map(|m| m << 20)
+            .or(args.quick.then_some(128 << 20)),
+    };
+    let show_progress = std::io::stderr().is_terminal();
+    let section = peak::measure(&opts, |line| {
+        if show_progress {
+            eprintln!("{line}");
+        }
+    })?;
+    let report = PeakReport {
+        schema_version: 1,
+        tool: "flopcal",
+        version: env!("CARGO_PKG_VERSION"),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        peak: &section,
+    };
+    if let Some(path) = &args.out {
+        write_atomic(path, &report)?;
+    }
+    match args.format {
+        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Csv => print_csv(&section)?,
+        OutputFormat::Table => print_table(&section),
+    }
+    if let Some(r) = &section.reference {
+        if !r.within_tolerance {
+            eprintln!(
+                "warning: flopcal/C-reference ratio {:.3} is outside ±{:.0}% (a busy machine?)",
+                r.ratio,
+                peak::REFERENCE_TOLERANCE * 100.0
+            );
+        }
+    }
+    Ok(crate::Outcome::Success)
+}
+
+/// Write JSON to `path` atomically: temp file in the same directory, fsync, rename.
+fn write_atomic<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let io = |e: std::io::Error| crate::Error::io(path, e);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".flopcal-peak")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::Error::Usage(format!("cannot serialise result: {e}")))?;
+    tmp.write_all(text.as_bytes()).map_err(io)?;
+    tmp.write_all(b"\n").map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn giga(x: f64) -> String {
+    format!("{:.1}", x / 1e9)
+}
+
+fn print_table(s: &PeakSection) {
+    println!(
+        "{} ({}), {} threads on {} physical cores, max ISA {}",
+        s.cpu_model, s.arch, s.threads, s.physical_cores, s.max_isa
+    );
+    println!("features: {}", s.cpu_features.join(" "));
+
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "ISA",
+        "dtype",
+        "threads",
+        "GFLOP/s per core",
+        "GFLOP/s total",
+        "median total",
+        "FLOP/cycle/core*",
+        "verified",
+    ]);
+    for c in &s.compute {
+        t.add_row(vec![
+            Cell::new(&c.isa),
+            Cell::new(&c.dtype),
+            Cell::new(c.threads).set_alignment(CellAlignment::Right),
+            Cell::new(giga(c.per_core_flops_per_s)).set_alignment(CellAlignment::Right),
+            Cell::new(giga(c.total_flops_per_s)).set_alignment(CellAlignment::Right),
+            Cell::new(giga(c.median_total_flops_per_s)).set_alignment(CellAlignment::Right),
+            Cell::new(
+                c.flops_per_cycle_at_reported_clock
+                    .map_or("-".into(), |f| format!("{f:.1}")),
+            )
+            .set_alignment(CellAlignment::Right),
+            Cell::new(if c.verified { "yes" } else { "NO" }),
+        ]);
+    }
+    println!("{t}");
+    if let Some(mhz) = s.reported_clock_mhz {
+        println!("* at the {mhz} MHz the OS reports (nominal; turbo raises the real clock)");
+    }
+    for k in &s.skipped {
+        println!("skipped {} {}: {}", k.isa, k.dtype, k.reason);
+    }
+
+    let mut b = Table::new();
+    b.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "kernel",
+        "level",
+        "working set",
+        "threads",
+        "code",
+        "GB/s",
+        "median GB/s",
+        "verified",
+    ]);
+    for w in &s.bandwidth {
+        let ws = if w.working_set_bytes >= 1 << 20 {
+            format!("{} MiB", w.working_set_bytes >> 20)
+        } else {
+            format!("{} KiB", w.working_set_bytes >> 10)
+        };
+        b.add_row(vec![
+            Cell::new(&w.kind),
+            Cell::new(&w.level),
+            Cell::new(ws).set_alignment(CellAlignment::Right),
+            Cell::new(w.threads).set_alignment(CellAlignment::Right),
+            Cell::new(&w.isa),
+            Cell::new(giga(w.bytes_per_s)).set_alignment(CellAlignment::Right),
+            Cell::new(giga(w.median_bytes_per_s)).set_alignment(CellAlignment::Right),
+            Cell::new(if w.verified { "yes" } else { "NO" }),
+        ]);
+    }
+    println!("{b}");
+    println!(
+        "bytes: STREAM convention (copy 16, triad 24 per element; write-allocate not counted)"
+    );
+
+    for dtype in ["f32", "f64", "bf16"] {
+        if let Some(r) = s.ridge_point(dtype) {
+            println!("ridge point {dtype}: {r:.1} FLOP/byte (peak / DRAM triad bandwidth)");
+        }
+    }
+    match &s.reference {
+        Some(r) => println!(
+            "C reference ({} {}, {} threads): flopcal {} GFLOP/s vs reference {} GFLOP/s, ratio {:.3} ({})",
+            r.isa,
+            r.dtype,
+            r.threads,
+            giga(r.flopcal_flops_per_s),
+            giga(r.reference_flops_per_s),
+            r.ratio,
+            if r.within_tolerance { "within ±10%" } else { "OUTSIDE ±10%" }
+        ),
+        None => println!("C reference: not run"),
+    }
+    println!("spec peak: {} ({})", s.spec.status, s.spec.note);
+}
+
+fn print_csv(s: &PeakSection) -> crate::Result<()> {
+    let err = |e: csv::Error| crate::Error::Usage(format!("cannot write CSV: {e}"));
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record([
+        "section", "name", "variant", "threads", "value", "per_core", "median", "unit", "verified",
+        "note",
+    ])
+    .map_err(err)?;
+    for c in &s.compute {
+        w.write_record([
+            "compute",
+            &c.isa,
+            &c.dtype,
+            &c.threads.to_string(),
+            &c.total_flops_per_s.to_string(),
+            &c.per_core_flops_per_s.to_string(),
+            &c.median_total_flops_per_s.to_string(),
+            "flop/s",
+            &c.verified.to_string(),
+            "",
+        ])
+        .map_err(err)?;
+    }
+    for k in &s.skipped {
+        w.write_record([
+            "skipped", &k.isa, &k.dtype, "", "", "", "", "", "", &k.reason,
+        ])
+        .map_err(err)?;
+    }
+    for b in &s.bandwidth {
+        w.write_record([
+            "bandwidth",
+            &b.kind,
+            &b.level,
+            &b.threads.to_string(),
+            &b.bytes_per_s.to_string(),
+            &(b.bytes_per_s / b.threads as f64).to_string(),
+            &b.median_bytes_per_s.to_string(),
+            "byte/s",
+            &b.verified.to_string(),
+            &format!("working set {} bytes", b.working_set_bytes),
+        ])
+        .map_err(err)?;
+    }
+    if let Some(r) = &s.reference {
+        w.write_record([
+            "reference",
+            &r.isa,
+            &r.dtype,
+            &r.threads.to_string(),
+            &r.ratio.to_string(),
+            "",
+            "",
+            "ratio",
+            &r.within_tolerance.to_string(),
+            &format!(
+                "flopcal {} flop/s, C reference {} flop/s",
+                r.flopcal_flops_per_s, r.reference_flops_per_s
+            ),
+        ])
+        .map_err(err)?;
+    }
+    w.flush()
+        .map_err(|e| crate::Error::Usage(format!("cannot write CSV: {e}")))?;
+    Ok(())
+}

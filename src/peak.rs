@@ -1,0 +1,798 @@
+//! The machine's measured ceilings: peak FLOP/s per ISA and dtype, memory bandwidth
+//! (DRAM and cache-resident), a cross-check against an independent C microbenchmark,
+//! and the roofline helpers `profile` uses to put every kernel against them.
+//!
+//! The kernels live in [`flopcal_kernels::peak`]; this module decides how much work to
+//! run, how many repetitions, and which statistic to report:
+//!
+//! - each measurement is calibrated so one repetition lasts `duration / 10` (at least
+//!   20 ms), then repeated about ten times after one warm-up repetition;
+//! - the **peak** is the best repetition (a ceiling is what the machine *can* do; a
+//!   shared VM only ever makes a repetition slower), and the median is kept beside it;
+//! - per-core = total / threads, with one pinned thread per physical core.
+//!
+//! The result is a [`PeakSection`], the `peak` section of a result file.
+
+use std::path::Path;
+
+use flopcal_kernels::peak::{
+    self as kpeak,
+    stream::{StreamConfig, StreamKind},
+    Dtype, FmaConfig, Isa, IsaLimit,
+};
+use serde::{Deserialize, Serialize};
+
+/// Schema version of [`PeakSection`].
+pub const PEAK_SCHEMA_VERSION: u32 = 1;
+
+/// Relative tolerance of the flopcal / C-reference cross-check.
+pub const REFERENCE_TOLERANCE: f64 = 0.10;
+
+/// How to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeakOptions {
+    /// Target seconds per measurement (each ISA × dtype, each bandwidth kernel).
+    pub duration_s: f64,
+    /// Worker threads (one per physical core by default).
+    pub threads: usize,
+    /// Widest ISA allowed (lower it to force the fallback path).
+    pub limit: IsaLimit,
+    /// Run the C reference cross-check (where it is built and the CPU has its ISA).
+    pub reference: bool,
+    /// Total DRAM working set in bytes; `None` picks max(256 MiB, 8 × LLC).
+    pub dram_bytes: Option<u64>,
+}
+
+impl PeakOptions {
+    /// Defaults for this machine: 1 s per measurement, one thread per physical core.
+    pub fn new() -> Self {
+        PeakOptions {
+            duration_s: 1.0,
+            threads: physical_cores(),
+            limit: IsaLimit::Native,
+            reference: true,
+            dram_bytes: None,
+        }
+    }
+}
+
+impl Default for PeakOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Physical cores of this machine (sysinfo; falls back to the pinning list's length).
+pub fn physical_cores() -> usize {
+    sysinfo::System::physical_core_count()
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| kpeak::physical_core_cpus().len().max(1))
+}
+
+/// Roofline class of a kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// Arithmetic intensity at or above the ridge point: limited by FLOP/s.
+    Compute,
+    /// Arithmetic intensity below the ridge point: limited by memory bandwidth.
+    Memory,
+}
+
+impl Bound {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bound::Compute => "compute",
+            Bound::Memory => "memory",
+        }
+    }
+}
+
+/// Measured peak of one (ISA, dtype) microkernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputePeak {
+    /// ISA path (`scalar`, `avx2-fma`, `avx512-fma`, `avx512-bf16`, `neon-fma`).
+    pub isa: String,
+    /// Element type (`f32`, `f64`, `bf16`).
+    pub dtype: String,
+    /// Pinned worker threads.
+    pub threads: usize,
+    /// Whether every thread was pinned to its own physical core.
+    pub pinned: bool,
+    /// FLOPs of one repetition, all threads.
+    pub flops_per_rep: u64,
+    /// Raw wall time of each timed repetition, seconds.
+    pub samples_s: Vec<f64>,
+    /// Peak total FLOP/s (best repetition).
+    pub total_flops_per_s: f64,
+    /// Peak FLOP/s per core (total / threads).
+    pub per_core_flops_per_s: f64,
+    /// Total FLOP/s of the median repetition.
+    pub median_total_flops_per_s: f64,
+    /// Per-core FLOP per cycle at the clock the OS reports (a nominal figure: turbo
+    /// makes it exceed the hardware's FLOP/cycle), if the clock is known.
+    pub flops_per_cycle_at_reported_clock: Option<f64>,
+    /// Every kernel call matched its closed-form result.
+    pub verified: bool,
+}
+
+/// A microkernel that did not run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// ISA path.
+    pub isa: String,
+    /// Element type.
+    pub dtype: String,
+    /// Why it was skipped (CPU lacks the feature, forced fallback, ...).
+    pub reason: String,
+}
+
+/// Measured bandwidth of one STREAM kernel at one working-set size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandwidthPeak {
+    /// `copy` or `triad`.
+    pub kind: String,
+    /// `dram` (working set well beyond the last-level cache) or `cache` (resident in
+    /// each core's private cache).
+    pub level: String,
+    /// Bytes of all arrays of all threads.
+    pub working_set_bytes: u64,
+    /// Pinned worker threads.
+    pub threads: usize,
+    /// Code path of the loops.
+    pub isa: String,
+    /// Bytes counted per repetition (STREAM convention: copy 16, triad 24 per element;
+    /// write-allocate traffic not counted).
+    pub bytes_per_rep: u64,
+    /// Raw wall time of each timed repetition, seconds.
+    pub samples_s: Vec<f64>,
+    /// Peak bytes/s (best repetition).
+    pub bytes_per_s: f64,
+    /// Bytes/s of the median repetition.
+    pub median_bytes_per_s: f64,
+    /// Output arrays checked after the run.
+    pub verified: bool,
+}
+
+/// flopcal's FMA measurement against the independent C microbenchmark, same run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceCheck {
+    /// ISA path compared.
+    pub isa: String,
+    /// Element type compared.
+    pub dtype: String,
+    /// Threads (the same for both).
+    pub threads: usize,
+    /// flopcal's best total FLOP/s in the interleaved rounds.
+    pub flopcal_flops_per_s: f64,
+    /// The C reference's best total FLOP/s in the same rounds.
+    pub reference_flops_per_s: f64,
+    /// flopcal / reference.
+    pub ratio: f64,
+    /// Whether `|ratio − 1| ≤` [`REFERENCE_TOLERANCE`].
+    pub within_tolerance: bool,
+    /// How the reference was built and timed.
+    pub note: String,
+}
+
+/// Spec (data-sheet) peak of the chip, where known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecPeak {
+    /// `known` or `unknown`.
+    pub status: String,
+    /// Spec FLOP/s per dtype, when known.
+    pub flops_per_s: Vec<(String, f64)>,
+    /// Where the figure comes from, or why there is none.
+    pub note: String,
+}
+
+/// GPU peak (best large GEMM per dtype next to the spec figure); CUDA builds only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuPeak {
+    /// Device name.
+    pub device: String,
+    /// Element type.
+    pub dtype: String,
+    /// GEMM size (m = n = k).
+    pub size: usize,
+    /// Best measured FLOP/s.
+    pub flops_per_s: f64,
+    /// Spec FLOP/s, when the catalog knows the chip.
+    pub spec_flops_per_s: Option<f64>,
+}
+
+/// The `peak` section of a result file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeakSection {
+    /// [`PEAK_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// CPU model string.
+    pub cpu_model: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// Physical cores of the machine.
+    pub physical_cores: usize,
+    /// Worker threads used.
+    pub threads: usize,
+    /// The `--max-isa` limit in force.
+    pub max_isa: String,
+    /// Relevant CPU features detected at run time.
+    pub cpu_features: Vec<String>,
+    /// Clock the OS reports for CPU 0, MHz (nominal on most VMs), if known.
+    pub reported_clock_mhz: Option<u64>,
+    /// Target seconds per measurement.
+    pub duration_s: f64,
+    /// Measured FLOP/s per (ISA, dtype).
+    pub compute: Vec<ComputePeak>,
+    /// Microkernels not run, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Measured bandwidth per (kind, level).
+    pub bandwidth: Vec<BandwidthPeak>,
+    /// The C reference cross-check, if run.
+    pub reference: Option<ReferenceCheck>,
+    /// Spec peak of the CPU.
+    pub spec: SpecPeak,
+    /// GPU peaks (empty unless built with CUDA and a GPU is present).
+    #[serde(default)]
+    pub gpu: Vec<GpuPeak>,
+}
+
+impl PeakSection {
+    /// Best measured total FLOP/s for `dtype` (`f32`, `f64`, `bf16`; `fp32`-style
+    /// spellings accepted) over every ISA, CPU and GPU; `None` if nothing was measured.
+    pub fn best_flops(&self, dtype: &str) -> Option<f64> {
+        let want = normalise_dtype(dtype);
+        self.compute
+            .iter()
+            .filter(|c| c.dtype == want)
+            .map(|c| c.total_flops_per_s)
+            .chain(
+                self.gpu
+                    .iter()
+                    .filter(|g| g.dtype == want)
+                    .map(|g| g.flops_per_s),
+            )
+            .fold(None, |best: Option<f64>, x| {
+                Some(best.map_or(x, |b| b.max(x)))
+            })
+    }
+
+    /// Spec FLOP/s for `dtype`, if known.
+    pub fn spec_flops(&self, dtype: &str) -> Option<f64> {
+        let want = normalise_dtype(dtype);
+        self.spec
+            .flops_per_s
+            .iter()
+            .find(|(d, _)| *d == want)
+            .map(|(_, f)| *f)
+    }
+
+    /// Measured DRAM bandwidth, bytes/s: the triad figure (the roofline convention),
+    /// or copy if triad was not measured.
+    pub fn dram_bandwidth(&self) -> Option<f64> {
+        self.bandwidth_at("dram")
+    }
+
+    /// Measured cache-resident bandwidth, bytes/s (triad, else copy).
+    pub fn cache_bandwidth(&self) -> Option<f64> {
+        self.bandwidth_at("cache")
+    }
+
+    fn bandwidth_at(&self, level: &str) -> Option<f64> {
+        let at = |kind: &str| {
+            self.bandwidth
+                .iter()
+                .find(|b| b.level == level && b.kind == kind)
+                .map(|b| b.bytes_per_s)
+        };
+        at("triad").or_else(|| at("copy"))
+    }
+
+    /// Ridge point of the roofline for `dtype`: peak FLOP/s ÷ DRAM bytes/s, in FLOP
+    /// per byte. Kernels below it are memory-bound.
+    pub fn ridge_point(&self, dtype: &str) -> Option<f64> {
+        let bw = self.dram_bandwidth().filter(|b| *b > 0.0)?;
+        Some(self.best_flops(dtype)? / bw)
+    }
+
+    /// Roofline class of a kernel with arithmetic `intensity` (FLOP/byte) in `dtype`;
+    /// `None` when the ridge point is unknown (no peak or bandwidth measured).
+    pub fn classify(&self, intensity: f64, dtype: &str) -> Option<Bound> {
+        let ridge = self.ridge_point(dtype)?;
+        Some(if intensity >= ridge {
+            Bound::Compute
+        } else {
+            Bound::Memory
+        })
+    }
+
+    /// Attainable FLOP/s at `intensity` under the roofline: min(peak, intensity × DRAM
+    /// bandwidth).
+    pub fn attainable_flops(&self, intensity: f64, dtype: &str) -> Option<f64> {
+        let peak = self.best_flops(dtype)?;
+        let bw = self.dram_bandwidth()?;
+        Some(peak.min(intensity * bw))
+    }
+
+    /// `achieved` FLOP/s as a percentage of the measured peak for `dtype`.
+    pub fn percent_of_peak(&self, achieved: f64, dtype: &str) -> Option<f64> {
+        let peak = self.best_flops(dtype).filter(|p| *p > 0.0)?;
+        Some(100.0 * achieved / peak)
+    }
+
+    /// `achieved` FLOP/s as a percentage of the spec peak for `dtype`, if known.
+    pub fn percent_of_spec(&self, achieved: f64, dtype: &str) -> Option<f64> {
+        let spec = self.spec_flops(dtype).filter(|p| *p > 0.0)?;
+        Some(100.0 * achieved / spec)
+    }
+
+    /// Read the `peak` section from a JSON file: either a result file with a
+    /// top-level `peak` key or a bare section.
+    pub fn from_file(path: &Path) -> crate::Result<PeakSection> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| crate::Error::BadFile {
+                path: path.to_path_buf(),
+                reason: format!("not JSON: {e}"),
+            })?;
+        let section = value.get("peak").cloned().unwrap_or(value);
+        serde_json::from_value(section).map_err(|e| crate::Error::BadFile {
+            path: path.to_path_buf(),
+            reason: format!("no valid `peak` section ({e}); run `flopcal peak --out FILE`"),
+        })
+    }
+}
+
+/// `fp32` → `f32` and so on; unknown names pass through lower-cased.
+fn normalise_dtype(dtype: &str) -> String {
+    match dtype.trim().to_ascii_lowercase().as_str() {
+        "fp32" | "float32" | "float" => "f32".into(),
+        "fp64" | "float64" | "double" => "f64".into(),
+        "bfloat16" => "bf16".into(),
+        "fp16" | "float16" | "half" => "f16".into(),
+        other => other.into(),
+    }
+}
+
+fn best_and_median(samples: &[f64]) -> (f64, f64) {
+    let mut s: Vec<f64> = samples.iter().copied().filter(|x| *x > 0.0).collect();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mid = s.len() / 2;
+    let median = if s.len() % 2 == 0 {
+        0.5 * (s[mid - 1] + s[mid])
+    } else {
+        s[mid]
+    };
+    (s[0], median)
+}
+
+/// Seconds per repetition and number of repetitions for a measurement of `duration_s`.
+fn rep_plan(duration_s: f64) -> (f64, usize) {
+    let rep_s = (duration_s / 10.0).max(0.02);
+    let reps = ((duration_s / rep_s).round() as usize).clamp(3, 50);
+    (rep_s, reps)
+}
+
+fn kernel_err(e: kpeak::PeakError) -> crate::Error {
+    crate::Error::Device(e.to_string())
+}
+
+/// Iterations per thread so one repetition of `(isa, dtype)` lasts about `rep_s`:
+/// grow the work ×4 until a repetition takes at least `rep_s / 8`, then scale.
+fn calibrate_fma(isa: Isa, dtype: Dtype, opts: &PeakOptions, rep_s: f64) -> crate::Result<u64> {
+    let mut iterations = kpeak::CHUNK / 16;
+    let mut warmup_reps = 1;
+    loop {
+        let m = kpeak::fma_peak(&FmaConfig {
+            isa,
+            dtype,
+            threads: opts.threads,
+            iterations,
+            reps: 2,
+            warmup_reps,
+            limit: opts.limit,
+        })
+        .map_err(kernel_err)?;
+        warmup_reps = 0;
+        let (best, _) = best_and_median(&m.samples_s);
+        if best >= rep_s / 8.0 || iterations >= 1 << 40 {
+            return Ok(((rep_s / best) * iterations as f64).clamp(1.0, 1e13) as u64);
+        }
+        iterations *= 4;
+    }
+}
+
+fn measure_fma(isa: Isa, dtype: Dtype, opts: &PeakOptions) -> crate::Result<ComputePeak> {
+    let (rep_s, reps) = rep_plan(opts.duration_s);
+    let iterations = calibrate_fma(isa, dtype, opts, rep_s)?;
+    let m = kpeak::fma_peak(&FmaConfig {
+        isa,
+        dtype,
+        threads: opts.threads,
+        iterations,
+        reps,
+        warmup_reps: 1,
+        limit: opts.limit,
+    })
+    .map_err(kernel_err)?;
+    let (best, median) = best_and_median(&m.samples_s);
+    let total = m.flops_per_rep as f64 / best;
+    let per_core = total / m.threads as f64;
+    Ok(ComputePeak {
+        isa: isa.as_str().into(),
+        dtype: dtype.as_str().into(),
+        threads: m.threads,
+        pinned: m.pinned,
+        flops_per_rep: m.flops_per_rep,
+        samples_s: m.samples_s,
+        total_flops_per_s: total,
+        per_core_flops_per_s: per_core,
+        median_total_flops_per_s: m.flops_per_rep as f64 / median,
+        flops_per_cycle_at_reported_clock: reported_clock_mhz()
+            .map(|mhz| per_core / (mhz as f64 * 1e6)),
+        verified: m.verified,
+    })
+}
+
+/// Sizes of the last-level cache and of one core's L2 from sysfs (Linux), bytes.
+fn cache_sizes() -> (Option<u64>, Option<u64>) {
+    let mut llc: Option<u64> = None;
+    let mut l2: Option<u64> = None;
+    for i in 0..8 {
+        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
+        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok();
+        let (Some(level), Some(size)) = (read("level"), read("size")) else {
+            continue;
+        };
+        if read("type").is_some_and(|t| t.trim() == "Instruction") {
+            continue;
+        }
+        let size = size.trim();
+        let bytes = if let Some(k) = size.strip_suffix('K') {
+            k.parse::<u64>().ok().map(|k| k << 10)
+        } else if let Some(m) = size.strip_suffix('M') {
+            m.parse::<u64>().ok().map(|m| m << 20)
+        } else {
+            size.parse::<u64>().ok()
+        };
+        let Some(bytes) = bytes else { continue };
+        if level.trim() == "2" {
+            l2 = Some(bytes);
+        }
+        if llc.is_none_or(|b| bytes > b) {
+            llc = Some(bytes);
+        }
+    }
+    (llc, l2)
+}
+
+fn measure_stream(
+    kind: StreamKind,
+    level: &str,
+    bytes_per_thread: usize,
+    opts: &PeakOptions,
+) -> crate::Result<BandwidthPeak> {
+    let (rep_s, reps) = rep_plan(opts.duration_s);
+    let cfg = |passes: usize, reps: usize, warmup_reps: usize| StreamConfig {
+        kind,
+        bytes_per_thread,
+        threads: opts.threads,
+        passes,
+        reps,
+        warmup_reps,
+        limit: opts.limit,
+    };
+    // Size the repetitions: grow the passes ×4 until a repetition takes at least
+    // rep_s / 8 (the first probe's warm-up repetition is the first touch).
+    let mut passes = 1usize;
+    let mut warmup_reps = 1;
+    let per_pass = loop {
+        let probe = kpeak::stream::stream(&cfg(passes, 2, warmup_reps)).map_err(kernel_err)?;
+        warmup_reps = 0;
+        let (best, _) = best_and_median(&probe.samples_s);
+        if best >= rep_s / 8.0 || passes >= 1 << 24 {
+            break best / passes as f64;
+        }
+        passes *= 4;
+    };
+    let passes = ((rep_s / per_pass).round() as usize).max(1);
+    let reps = if passes == 1 {
+        // DRAM: one pass may already exceed rep_s; fit the repetitions in the duration.
+        ((opts.duration_s / per_pass).round() as usize).clamp(3, reps)
+    } else {
+        reps
+    };
+    let m = kpeak::stream::stream(&cfg(passes, reps, 1)).map_err(kernel_err)?;
+    let (best, median) = best_and_median(&m.samples_s);
+    Ok(BandwidthPeak {
+        kind: kind.as_str().into(),
+        level: level.into(),
+        working_set_bytes: m.working_set_bytes,
+        threads: m.threads,
+        isa: m.isa.as_str().into(),
+        bytes_per_rep: m.bytes_per_rep,
+        samples_s: m.samples_s,
+        bytes_per_s: m.bytes_per_rep as f64 / best,
+        median_bytes_per_s: m.bytes_per_rep as f64 / median,
+        verified: m.verified,
+    })
+}
+
+/// flopcal vs the C reference, interleaved in three rounds so both see the same
+/// machine state; best of each.
+#[cfg(target_arch = "x86_64")]
+fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> {
+    use flopcal_kernels::peak::reference::{self, RefKernel};
+    let Some(kernel) = RefKernel::best_for(Dtype::F32) else {
+        return Ok(None);
+    };
+    let (isa, dtype) = kernel.counterpart();
+    if kpeak::availability(isa, dtype, opts.limit).is_err() {
+        return Ok(None);
+    }
+    let (rep_s, _) = rep_plan(opts.duration_s);
+    let iterations = calibrate_fma(isa, dtype, opts, rep_s)?;
+    let (mut ours, mut theirs) = (0.0f64, 0.0f64);
+    for _ in 0..3 {
+        let m = kpeak::fma_peak(&FmaConfig {
+            isa,
+            dtype,
+            threads: opts.threads,
+            iterations,
+            reps: 3,
+            warmup_reps: 1,
+            limit: opts.limit,
+        })
+        .map_err(kernel_err)?;
+        ours = ours.max(m.flops_per_rep as f64 / best_and_median(&m.samples_s).0);
+        // Same FLOPs per repetition for the reference.
+        let ref_iters = (iterations * kpeak::flops_per_iteration(isa, dtype))
+            .div_ceil(kernel.flops_per_iteration())
+            .max(100_000);
+        let r = reference::run(kernel, opts.threads, ref_iters, 3, 1).map_err(kernel_err)?;
+        theirs = theirs.max(r.flops_per_rep as f64 / best_and_median(&r.samples_s).0);
+    }
+    let ratio = ours / theirs;
+    Ok(Some(ReferenceCheck {
+        isa: isa.as_str().into(),
+        dtype: dtype.as_str().into(),
+        threads: opts.threads,
+        flopcal_flops_per_s: ours,
+        reference_flops_per_s: theirs,
+        ratio,
+        within_tolerance: (ratio - 1.0).abs() <= REFERENCE_TOLERANCE,
+        note: "kernels/csrc/fma_ref.c (system C compiler, -O2, target attribute), \
+               own accumulators and clock_gettime timing; same pinned threads; \
+               best of 3 interleaved rounds each"
+            .into(),
+    }))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn reference_check(_opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> {
+    Ok(None)
+}
+
+fn cpu_info() -> (String, Option<u64>) {
+    use sysinfo::{CpuRefreshKind, RefreshKind, System};
+    let sys = System::new_with_specifics(
+        RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing().with_frequency()),
+    );
+    let cpu = sys.cpus().first();
+    let model = cpu
+        .map(|c| c.brand().trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mhz = cpu.map(|c| c.frequency()).filter(|f| *f > 0);
+    (model, mhz)
+}
+
+fn reported_clock_mhz() -> Option<u64> {
+    cpu_info().1
+}
+
+fn spec_for(cpu_model: &str) -> SpecPeak {
+    SpecPeak {
+        status: "unknown".into(),
+        flops_per_s: Vec::new(),
+        note: format!(
+            "no spec figure for `{cpu_model}`: CPU peak = cores × clock × FMA units × lanes × 2, \
+             and neither the sustained all-core clock under AVX load nor the number of FMA \
+             units is discoverable at run time (a VM reports its nominal clock); see \
+             flops_per_cycle_at_reported_clock for the measured FLOP/cycle at that clock"
+        ),
+    }
+}
+
+/// Measure everything: every available (ISA, dtype) microkernel, STREAM copy and triad
+/// at a DRAM-sized and a cache-sized working set, and the C reference cross-check.
+/// `progress` receives one line per step (for stderr).
+pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Result<PeakSection> {
+    if opts.threads == 0 {
+        return Err(crate::Error::Usage("--threads must be at least 1".into()));
+    }
+    if !(opts.duration_s.is_finite() && opts.duration_s > 0.0) {
+        return Err(crate::Error::Usage(
+            "--duration must be a positive number of seconds".into(),
+        ));
+    }
+    let (cpu_model, mhz) = cpu_info();
+    let mut compute = Vec::new();
+    let mut skipped = Vec::new();
+    for p in kpeak::plan(opts.limit) {
+        if let Some(reason) = p.skip_reason {
+            skipped.push(Skipped {
+                isa: p.isa.as_str().into(),
+                dtype: p.dtype.as_str().into(),
+                reason,
+            });
+            continue;
+        }
+        progress(&format!(
+            "peak: {} {} on {} threads",
+            p.isa, p.dtype, opts.threads
+        ));
+        compute.push(measure_fma(p.isa, p.dtype, opts)?);
+    }
+
+    let (llc, l2) = cache_sizes();
+    let dram_total = opts
+        .dram_bytes
+        .unwrap_or_else(|| (256u64 << 20).max(8 * llc.unwrap_or(32 << 20)));
+    let dram_per_thread = (dram_total / opts.threads as u64).max(1 << 20) as usize;
+    // Half of one core's L2 (L2 is private per core on every current x86 and Arm
+    // server core); 256 KiB if unknown.
+    let cache_per_thread = (l2.unwrap_or(512 << 10) / 2) as usize;
+    let mut bandwidth = Vec::new();
+    for (level, per_thread) in [("dram", dram_per_thread), ("cache", cache_per_thread)] {
+        for kind in [StreamKind::Copy, StreamKind::Triad] {
+            progress(&format!(
+                "peak: stream {} {level} ({} KiB per thread)",
+                kind.as_str(),
+                per_thread >> 10
+            ));
+            bandwidth.push(measure_stream(kind, level, per_thread, opts)?);
+        }
+    }
+
+    let reference = if opts.reference {
+        progress("peak: cross-check against the C reference");
+        reference_check(opts)?
+    } else {
+        None
+    };
+
+    Ok(PeakSection {
+        schema_version: PEAK_SCHEMA_VERSION,
+        spec: spec_for(&cpu_model),
+        cpu_model,
+        arch: std::env::consts::ARCH.into(),
+        physical_cores: physical_cores(),
+        threads: opts.threads,
+        max_isa: opts.limit.as_str().into(),
+        cpu_features: kpeak::cpu_features()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        reported_clock_mhz: mhz,
+        duration_s: opts.duration_s,
+        compute,
+        skipped,
+        bandwidth,
+        reference,
+        gpu: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section() -> PeakSection {
+        let c = |isa: &str, dtype: &str, total: f64| ComputePeak {
+            isa: isa.into(),
+            dtype: dtype.into(),
+            threads: 2,
+            pinned: true,
+            flops_per_rep: 1,
+            samples_s: vec![1.0],
+            total_flops_per_s: total,
+            per_core_flops_per_s: total / 2.0,
+            median_total_flops_per_s: total,
+            flops_per_cycle_at_reported_clock: None,
+            verified: true,
+        };
+        let b = |kind: &str, level: &str, bw: f64| BandwidthPeak {
+            kind: kind.into(),
+            level: level.into(),
+            working_set_bytes: 1,
+            threads: 2,
+            isa: "avx512-fma".into(),
+            bytes_per_rep: 1,
+            samples_s: vec![1.0],
+            bytes_per_s: bw,
+            median_bytes_per_s: bw,
+            verified: true,
+        };
+        PeakSection {
+            schema_version: PEAK_SCHEMA_VERSION,
+            cpu_model: "test".into(),
+            arch: "x86_64".into(),
+            physical_cores: 2,
+            threads: 2,
+            max_isa: "native".into(),
+            cpu_features: vec![],
+            reported_clock_mhz: None,
+            duration_s: 1.0,
+            compute: vec![
+                c("scalar", "f32", 1e10),
+                c("avx512-fma", "f32", 400e9),
+                c("avx512-fma", "f64", 200e9),
+            ],
+            skipped: vec![],
+            bandwidth: vec![
+                b("copy", "dram", 30e9),
+                b("triad", "dram", 20e9),
+                b("triad", "cache", 500e9),
+            ],
+            reference: None,
+            spec: spec_for("test"),
+            gpu: vec![],
+        }
+    }
+
+    #[test]
+    fn roofline_helpers() {
+        let s = section();
+        assert_eq!(s.best_flops("f32"), Some(400e9));
+        assert_eq!(s.best_flops("FP64"), Some(200e9));
+        assert_eq!(s.best_flops("bf16"), None);
+        assert_eq!(s.dram_bandwidth(), Some(20e9));
+        assert_eq!(s.cache_bandwidth(), Some(500e9));
+        assert_eq!(s.ridge_point("f32"), Some(20.0));
+        assert_eq!(s.classify(100.0, "f32"), Some(Bound::Compute));
+        assert_eq!(s.classify(1.0, "f32"), Some(Bound::Memory));
+        assert_eq!(s.classify(1.0, "bf16"), None);
+        assert_eq!(s.attainable_flops(1.0, "f32"), Some(20e9));
+        assert_eq!(s.percent_of_peak(100e9, "f32"), Some(25.0));
+        assert_eq!(s.percent_of_spec(100e9, "f32"), None);
+    }
+
+    #[test]
+    fn section_round_trips_through_json() {
+        let s = section();
+        let text = serde_json::to_string(&serde_json::json!({ "peak": s })).expect("serialise");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, text).expect("write");
+        assert_eq!(PeakSection::from_file(&path).expect("read back"), s);
+    }
+
+    #[test]
+    fn stats_pick_best_and_median() {
+        assert_eq!(best_and_median(&[3.0, 1.0, 2.0]), (1.0, 2.0));
+        assert_eq!(best_and_median(&[4.0, 1.0, 2.0, 3.0]), (1.0, 2.5));
+    }
+
+    #[test]
+    fn quick_measurement_under_forced_scalar_fallback() {
+        let opts = PeakOptions {
+            duration_s: 0.05,
+            threads: 1,
+            limit: IsaLimit::Scalar,
+            reference: false,
+            dram_bytes: Some(8 << 20),
+        };
+        let s = measure(&opts, |_| {}).expect("scalar fallback measures");
+        assert!(s.compute.iter().all(|c| c.isa == "scalar" && c.verified));
+        assert!(s.best_flops("f32").is_some_and(|f| f > 0.0));
+        assert!(s.dram_bandwidth().is_some_and(|b| b > 0.0));
+        if cfg!(target_arch = "x86_64") {
+            assert!(s.skipped.iter().any(|k| k.isa == "avx512-fma"));
+        }
+    }
+}
