@@ -11,10 +11,27 @@ fn interrupt_profile_with(signal: &str) {
     let out = dir.path().join("partial.json");
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
         .args([
-            "profile", "--hidden", "64", "--heads", "4", "--vocab", "500", "--seq", "32",
-            "--batch", "2", "--squares", "64", "--no-peak", "--threads", "1",
+            "profile",
+            "--hidden",
+            "64",
+            "--heads",
+            "4",
+            "--vocab",
+            "500",
+            "--seq",
+            "32",
+            "--batch",
+            "2",
+            "--squares",
+            "64",
+            "--no-peak",
+            "--threads",
+            "1",
             // A tight CI target and a large budget keep it running until interrupted.
-            "--target-ci", "0.0001", "--min-samples", "200",
+            "--target-ci",
+            "0.0001",
+            "--min-samples",
+            "200",
             "--out",
         ])
         .arg(&out)
@@ -23,7 +40,10 @@ fn interrupt_profile_with(signal: &str) {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(child.try_wait().unwrap().is_none(), "profile ended before the signal");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "profile ended before the signal"
+    );
     let sent = Instant::now();
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -34,12 +54,18 @@ fn interrupt_profile_with(signal: &str) {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(sent.elapsed() < Duration::from_secs(5), "did not stop after {signal}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "did not stop after {signal}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let stopped_in = sent.elapsed();
     assert_eq!(status.code(), Some(130), "exit code after {signal}");
-    assert!(stopped_in < Duration::from_secs(2), "took {stopped_in:?} to stop");
+    assert!(
+        stopped_in < Duration::from_secs(2),
+        "took {stopped_in:?} to stop"
+    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(v["partial"], true);
     let measured = v["benchmarks"]

@@ -65,10 +65,10 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub quick: bool,
     /// Stop sampling a kernel once the 95% CI of its median is this narrow (relative).
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub target_ci: Option<f64>,
     /// Total time budget in seconds for the whole profile; kernels share what is left.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub budget: Option<f64>,
     /// Fewest samples per kernel (at least 10 unless you lower it here).
     #[arg(long)]
@@ -80,7 +80,7 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Refuse kernels needing more than this many GiB (default: available memory).
-    #[arg(long, value_name = "GIB")]
+    #[arg(long, value_name = "GIB", allow_negative_numbers = true)]
     pub max_memory: Option<f64>,
     /// Only run kernels whose id contains this text (e.g. `matmul/qkv`).
     #[arg(long, value_name = "TEXT")]
@@ -90,7 +90,12 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub no_peak: bool,
     /// Seconds per ceiling measurement (FMA per ISA and dtype, bandwidth).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0.3)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0.3,
+        allow_negative_numbers = true
+    )]
     pub peak_duration: f64,
     /// Write the result file (JSON) here, and its CSV twin next to it.
     #[arg(long, value_name = "FILE")]
@@ -360,7 +365,11 @@ fn skeleton(entry: &Entry) -> Benchmark {
 }
 
 /// Prepare, verify and measure one kernel.
-pub fn measure_one(entry: &Entry, device: &candle_core::Device, config: &HarnessConfig) -> Benchmark {
+pub fn measure_one(
+    entry: &Entry,
+    device: &candle_core::Device,
+    config: &HarnessConfig,
+) -> Benchmark {
     let mut b = skeleton(entry);
     let mut prepared = match entry.kernel.prepare(device) {
         Ok(p) => p,
@@ -474,7 +483,8 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
             ..crate::peak::PeakOptions::new()
         };
         let pb = progress_bar(0);
-        let section = crate::peak::measure(&opts, |what| pb.set_message(format!("ceiling: {what}")))?;
+        let section =
+            crate::peak::measure(&opts, |what| pb.set_message(format!("ceiling: {what}")))?;
         pb.finish_and_clear();
         Some(section)
     };
