@@ -26,7 +26,11 @@ fn quick_tiny_json_has_the_four_fields_and_the_exit_code_follows_within_bound() 
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {stdout}");
     }
     let within = v["within_bound"].as_bool().unwrap();
-    assert_eq!(out.status.code(), Some(if within { 0 } else { 1 }), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(if within { 0 } else { 1 }),
+        "{stdout}"
+    );
     let ratio = v["ratio"].as_f64().unwrap();
     assert_eq!(within, (ratio - 1.0).abs() <= 0.15);
     // The saved profile predicts the same step again without re-measuring kernels.
@@ -59,8 +63,12 @@ fn a_profile_lacking_the_steps_kernels_names_them_and_how_to_measure_them() {
     let p = dir.path().join("partial.json");
     // A real profile of one GEMM only.
     flopcal()
-        .args(["profile", "--hidden", "128", "--heads", "2", "--layers", "2"])
-        .args(["--ffn", "512", "--vocab", "2048", "--seq", "64", "--batch", "4"])
+        .args([
+            "profile", "--hidden", "128", "--heads", "2", "--layers", "2",
+        ])
+        .args([
+            "--ffn", "512", "--vocab", "2048", "--seq", "64", "--batch", "4",
+        ])
         .args(["--filter", "matmul/qkv.fwd", "--squares", "0", "--quick"])
         .args(["--threads", "1", "--out"])
         .arg(&p)
@@ -83,7 +91,14 @@ fn a_profile_lacking_the_steps_kernels_names_them_and_how_to_measure_them() {
     v["host"]["device"] = Value::from("cuda:0");
     std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
     flopcal()
-        .args(["validate", "--model", "tiny", "--device", "cpu", "--profile"])
+        .args([
+            "validate",
+            "--model",
+            "tiny",
+            "--device",
+            "cpu",
+            "--profile",
+        ])
         .arg(&p)
         .assert()
         .code(2)

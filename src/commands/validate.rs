@@ -187,7 +187,7 @@ fn suggest(args: &ValidateArgs, c: &StepConfig) -> String {
 
 /// Load `--profile` and check it can predict this step on this device.
 fn load_profile(
-    path: &PathBuf,
+    path: &std::path::Path,
     args: &ValidateArgs,
     c: &StepConfig,
     needs: &[validate::Need],
@@ -196,7 +196,7 @@ fn load_profile(
     let file = results::load(path)?;
     if file.host.device != device_name {
         return Err(Error::BadFile {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: format!(
                 "profile was measured on device `{}` but this run uses `{device_name}`; profile this device (`{}`) or pass --device to match",
                 file.host.device,
@@ -207,7 +207,7 @@ fn load_profile(
     let lacking = validate::missing(needs, &file);
     if !lacking.is_empty() {
         return Err(Error::BadFile {
-            path: path.clone(),
+            path: path.to_path_buf(),
             reason: format!(
                 "profile lacks {} kernel(s) this step needs: {}. Measure them with `{}` (or run validate without --profile to measure everything now)",
                 lacking.len(),
