@@ -408,4 +408,62 @@ mod tests {
         std::fs::write(&p, "").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("empty"));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The reader never panics, whatever the bytes: it returns a result or an error
+        /// that names the file.
+        #[test]
+        fn reading_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("fuzz.json");
+            std::fs::write(&p, &bytes).unwrap();
+            if let Err(e) = load(&p) {
+                proptest::prop_assert!(e.to_string().contains("fuzz.json"));
+            }
+        }
+
+        /// Truncating or corrupting one byte of a valid file gives an error, not a panic.
+        #[test]
+        fn corrupting_a_valid_file_never_panics(cut in 0usize..4000, flip in 0usize..4000, byte in proptest::prelude::any::<u8>()) {
+            let mut json = serde_json::to_vec(&sample_file()).unwrap();
+            if flip < json.len() { json[flip] = byte; }
+            json.truncate(cut.min(json.len()));
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("cut.json");
+            std::fs::write(&p, &json).unwrap();
+            let _ = load(&p);
+        }
+    }
+
+    fn sample_file() -> ResultFile {
+        let json = serde_json::json!({
+            "schema_version": 1, "run_id": "r", "created_at": "2026-01-01T00:00:00Z",
+            "tool": {"name": "flopcal", "version": "0", "git_commit": "x"},
+            "partial": false,
+            "host": {"cpu_model": "c", "arch": "x86_64", "physical_cores": 2, "logical_cpus": 2,
+                     "isa_features": [], "memory_bytes": 1, "os": "l", "kernel": "k", "device": "cpu",
+                     "device_name": "c", "threads": 2, "candle_version": "0.11.1", "build_features": []},
+            "harness": HarnessConfig::quick(),
+            "profile": {"model": flopcal_model::builtin("bert-base").unwrap(), "seq": 128, "batch": 8,
+                        "dtypes": ["f32"], "quick": true},
+            "benchmarks": [{"id": "matmul/square/m8.n8.k8/f32", "kernel": "matmul", "label": "square",
+                "group": "square", "dtype": "f32", "shape": {"m": 8}, "flops_per_iter": 1024,
+                "model_flops_per_iter": 1024, "bytes_per_iter": 768, "iters_per_sample": 1,
+                "samples_s": [1e-6, 1.1e-6], "summary": null, "verified": true,
+                "verification": null, "status": "ok"}]
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_valid_file_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ok.json");
+        let f = sample_file();
+        save(&f, &p).unwrap();
+        assert_eq!(load(&p).unwrap(), f);
+        assert!(csv_twin(&p).exists());
+    }
 }

@@ -87,3 +87,53 @@ fn sigint_during_profile_saves_partial_results_and_exits_130() {
 fn sigterm_during_profile_saves_partial_results_and_exits_130() {
     interrupt_profile_with("-TERM");
 }
+
+#[test]
+fn two_profiles_writing_to_the_same_directory_at_once_both_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |name: &str| {
+        Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
+            .args([
+                "profile",
+                "--hidden",
+                "64",
+                "--heads",
+                "4",
+                "--vocab",
+                "500",
+                "--seq",
+                "32",
+                "--batch",
+                "2",
+                "--squares",
+                "64",
+                "--quick",
+                "--no-peak",
+                "--threads",
+                "1",
+                "--filter",
+                "matmul/",
+                "--out",
+            ])
+            .arg(dir.path().join(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn("a.json"), spawn("b.json"));
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    for name in ["a.json", "b.json"] {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(name)).unwrap()).unwrap();
+        assert_eq!(v["partial"], false);
+        assert!(!v["benchmarks"].as_array().unwrap().is_empty());
+    }
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .count();
+    assert_eq!(leftovers, 0, "temp files left behind");
+}
