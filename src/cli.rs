@@ -33,6 +33,8 @@ pub enum Command {
     Regress(commands::regress::RegressArgs),
     /// Time one real training step and compare it with the time predicted from the profile.
     Validate(commands::validate::ValidateArgs),
+    /// Write a self-contained HTML report (roofline, kernels, history) of result files.
+    Report(commands::report::ReportArgs),
 }
 
 /// Run the parsed command line.
@@ -45,5 +47,6 @@ pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
         Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
         Some(Command::Regress(args)) => commands::regress::run(&args),
         Some(Command::Validate(args)) => commands::validate::run(&args),
+        Some(Command::Report(args)) => commands::report::run(&args),
     }
 }

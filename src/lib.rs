@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod output;
 pub mod peak;
 pub mod regress;
+pub mod report;
 pub mod report_table;
 pub mod results;
 pub mod suite;

@@ -5,4 +5,5 @@ pub mod estimate;
 pub mod peak;
 pub mod profile;
 pub mod regress;
+pub mod report;
 pub mod validate;

@@ -1,0 +1,62 @@
+//! `flopcal report RESULT... --out report.html`: a self-contained HTML report.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::peak::PeakSection;
+use crate::report::{self, Input};
+use crate::results::write_atomic;
+use crate::{Error, Outcome, Result};
+
+/// Arguments of `flopcal report`.
+#[derive(Debug, Args, Clone)]
+#[command(
+    after_long_help = "Examples:\n  flopcal report results/my-box.json --out report.html\n  flopcal report results/*.json --out history.html\n  flopcal report profile.json --peak peak.json --out report.html"
+)]
+pub struct ReportArgs {
+    /// Result files (JSON from `flopcal profile --out`); several files of one host
+    /// are shown over time, files of different hosts side by side.
+    #[arg(required = true, value_name = "RESULT")]
+    pub results: Vec<PathBuf>,
+    /// Where to write the HTML file.
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
+    /// Take the roofline ceilings from this `flopcal peak --out` file for results
+    /// that have no `peak` section of their own.
+    #[arg(long, value_name = "FILE")]
+    pub peak: Option<PathBuf>,
+}
+
+/// Run `flopcal report`.
+pub fn run(args: &ReportArgs) -> Result<Outcome> {
+    if args.out.extension().is_some_and(|e| e == "json") {
+        return Err(Error::Usage(format!(
+            "--out {}: refusing to write HTML over a .json file; give a name such as report.html",
+            args.out.display()
+        )));
+    }
+    crate::results::check_writable(&args.out)?;
+    let peak = args
+        .peak
+        .as_deref()
+        .map(PeakSection::from_file)
+        .transpose()?;
+    let mut inputs = Vec::with_capacity(args.results.len());
+    for p in &args.results {
+        let mut inp = Input::load(p)?;
+        if inp.peak.is_none() {
+            inp.peak = peak.clone();
+        }
+        inputs.push(inp);
+    }
+    let html = report::render(&inputs)?;
+    write_atomic(&args.out, html.as_bytes())?;
+    eprintln!(
+        "wrote {} ({} plots, {} KiB)",
+        args.out.display(),
+        report::plot_count(&inputs),
+        html.len().div_ceil(1024)
+    );
+    Ok(Outcome::Success)
+}
