@@ -223,6 +223,10 @@ pub struct PeakSection {
     pub reported_clock_mhz: Option<u64>,
     /// Target seconds per measurement.
     pub duration_s: f64,
+    /// The machine's 1-minute load average when the measurement started (Unix), so a
+    /// reader can tell a busy machine's low figures from a slow one's.
+    #[serde(default)]
+    pub load_average_1m: Option<f64>,
     /// Measured FLOP/s per (ISA, dtype).
     pub compute: Vec<ComputePeak>,
     /// Microkernels not run, with the reason.
@@ -522,8 +526,8 @@ fn measure_stream(
     })
 }
 
-/// flopcal vs the C reference, interleaved in three rounds so both see the same
-/// machine state; best of each.
+/// flopcal vs the C reference, interleaved in five rounds so both see the same
+/// machine state; best repetition of each.
 #[cfg(target_arch = "x86_64")]
 fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> {
     use flopcal_kernels::peak::reference::{self, RefKernel};
@@ -537,13 +541,13 @@ fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> 
     let (rep_s, _) = rep_plan(opts.duration_s);
     let iterations = calibrate_fma(isa, dtype, opts, rep_s)?;
     let (mut ours, mut theirs) = (0.0f64, 0.0f64);
-    for _ in 0..3 {
+    for _ in 0..5 {
         let m = kpeak::fma_peak(&FmaConfig {
             isa,
             dtype,
             threads: opts.threads,
             iterations,
-            reps: 3,
+            reps: 2,
             warmup_reps: 1,
             limit: opts.limit,
         })
@@ -553,7 +557,7 @@ fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> 
         let ref_iters = (iterations * kpeak::flops_per_iteration(isa, dtype))
             .div_ceil(kernel.flops_per_iteration())
             .max(100_000);
-        let r = reference::run(kernel, opts.threads, ref_iters, 3, 1).map_err(kernel_err)?;
+        let r = reference::run(kernel, opts.threads, ref_iters, 2, 1).map_err(kernel_err)?;
         theirs = theirs.max(r.flops_per_rep as f64 / best_and_median(&r.samples_s).0);
     }
     let ratio = ours / theirs;
@@ -567,7 +571,7 @@ fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> 
         within_tolerance: (ratio - 1.0).abs() <= REFERENCE_TOLERANCE,
         note: "kernels/csrc/fma_ref.c (system C compiler, -O2, target attribute), \
                own accumulators and clock_gettime timing; same pinned threads; \
-               best of 3 interleaved rounds each"
+               best repetition of 5 interleaved rounds each"
             .into(),
     }))
 }
@@ -575,6 +579,127 @@ fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> 
 #[cfg(not(target_arch = "x86_64"))]
 fn reference_check(_opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> {
     Ok(None)
+}
+
+/// Best FLOP/s of a square `n×n · n×n` matmul in `dtype` on `device` over `sizes`:
+/// `(best size, best FLOP/s)`. Inputs are random normal, allocated outside the timed
+/// region; each size gets one warm-up and then repetitions for about `duration_s`, the
+/// device synchronised before every clock read. One output element is checked against
+/// an f64 dot product of the very inputs (loose bound for half precision), so a wrong
+/// or skipped GEMM fails.
+pub fn gemm_peak(
+    device: &candle_core::Device,
+    dtype: candle_core::DType,
+    sizes: &[usize],
+    duration_s: f64,
+) -> crate::Result<(usize, f64)> {
+    use candle_core::{IndexOp, Tensor};
+    let err = |e: candle_core::Error| crate::Error::Device(format!("GEMM peak: {e}"));
+    let mut best = (0usize, 0.0f64);
+    for &n in sizes {
+        let a = Tensor::randn(0f32, 1f32, (n, n), device)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(err)?;
+        let b = Tensor::randn(0f32, 1f32, (n, n), device)
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(err)?;
+        let c = a.matmul(&b).map_err(err)?;
+        device.synchronize().map_err(err)?;
+        // Check c[0][0] against an f64 dot product of row 0 of a and column 0 of b.
+        let row: Vec<f64> = a
+            .i((0, ..))
+            .and_then(|t| t.to_dtype(candle_core::DType::F64))
+            .and_then(|t| t.to_vec1())
+            .map_err(err)?;
+        let col: Vec<f64> = b
+            .i((.., 0))
+            .and_then(|t| t.to_dtype(candle_core::DType::F64))
+            .and_then(|t| t.to_vec1())
+            .map_err(err)?;
+        let got: f64 = c
+            .i((0, 0))
+            .and_then(|t| t.to_dtype(candle_core::DType::F64))
+            .and_then(|t| t.to_scalar())
+            .map_err(err)?;
+        let want: f64 = row.iter().zip(&col).map(|(x, y)| x * y).sum();
+        let scale: f64 = row.iter().zip(&col).map(|(x, y)| (x * y).abs()).sum();
+        if (got - want).abs() > 0.02 * scale + 1e-3 {
+            return Err(crate::Error::Device(format!(
+                "GEMM peak {dtype:?} n={n}: c[0][0] = {got}, expected {want}"
+            )));
+        }
+        let flops = 2.0 * (n as f64).powi(3);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(duration_s);
+        let mut reps = 0;
+        while reps < 3 || (std::time::Instant::now() < deadline && reps < 1000) {
+            let t0 = std::time::Instant::now();
+            let c = a.matmul(&b).map_err(err)?;
+            device.synchronize().map_err(err)?;
+            let t = t0.elapsed().as_secs_f64();
+            drop(c);
+            if t > 0.0 && flops / t > best.1 {
+                best = (n, flops / t);
+            }
+            reps += 1;
+        }
+    }
+    Ok(best)
+}
+
+/// The catalog entry for a GPU name as `nvidia-smi` prints it, where the mapping is
+/// unambiguous (SXM parts only: PCIe parts have lower peaks and no entry).
+fn catalog_name_for_gpu(name: &str) -> Option<&'static str> {
+    let n = name.to_ascii_lowercase();
+    let sxm = n.contains("sxm") || n.contains("hbm3");
+    if n.contains("h100") && sxm {
+        Some("h100-sxm")
+    } else if n.contains("a100") && n.contains("sxm") {
+        Some("a100-sxm")
+    } else if n.contains("v100") && n.contains("sxm2") {
+        Some("v100-sxm2")
+    } else if n.contains("p100") && n.contains("sxm2") {
+        Some("p100-sxm2")
+    } else {
+        None
+    }
+}
+
+/// GPU ceilings: the best large f16, bf16 and f32 GEMM on CUDA device 0 with the spec
+/// figure beside it. Empty unless built with the `cuda` feature and a GPU is present.
+fn gpu_peaks(opts: &PeakOptions, progress: &mut impl FnMut(&str)) -> crate::Result<Vec<GpuPeak>> {
+    if !cfg!(feature = "cuda") {
+        return Ok(Vec::new());
+    }
+    let Ok(device) = candle_core::Device::new_cuda(0) else {
+        return Ok(Vec::new());
+    };
+    let name = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "--id=0"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "cuda:0".into());
+    let hw = catalog_name_for_gpu(&name)
+        .and_then(|n| flopcal_model::Catalog::embedded().hardware(n).ok());
+    let mut out = Vec::new();
+    for (dtype, label, catalog_dtype) in [
+        (candle_core::DType::F16, "f16", "fp16"),
+        (candle_core::DType::BF16, "bf16", "bf16"),
+        (candle_core::DType::F32, "f32", "fp32"),
+    ] {
+        progress(&format!("peak: GPU {label} GEMM on {name}"));
+        let (size, flops) = gemm_peak(&device, dtype, &[4096, 8192], opts.duration_s)?;
+        out.push(GpuPeak {
+            device: name.clone(),
+            dtype: label.into(),
+            size,
+            flops_per_s: flops,
+            spec_flops_per_s: hw.and_then(|h| h.peak_flops(Some(catalog_dtype)).ok()),
+        });
+    }
+    Ok(out)
 }
 
 fn cpu_info() -> (String, Option<u64>) {
@@ -621,6 +746,8 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
         ));
     }
     let (cpu_model, mhz) = cpu_info();
+    let load_average_1m = Some(sysinfo::System::load_average().one)
+        .filter(|l| l.is_finite() && *l >= 0.0 && cfg!(unix));
     let mut compute = Vec::new();
     let mut skipped = Vec::new();
     for p in kpeak::plan(opts.limit) {
@@ -659,6 +786,8 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
         }
     }
 
+    let gpu = gpu_peaks(opts, &mut progress)?;
+
     let reference = if opts.reference {
         progress("peak: cross-check against the C reference");
         reference_check(opts)?
@@ -680,11 +809,12 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
             .collect(),
         reported_clock_mhz: mhz,
         duration_s: opts.duration_s,
+        load_average_1m,
         compute,
         skipped,
         bandwidth,
         reference,
-        gpu: Vec::new(),
+        gpu,
     })
 }
 
@@ -728,6 +858,7 @@ mod tests {
             cpu_features: vec![],
             reported_clock_mhz: None,
             duration_s: 1.0,
+            load_average_1m: None,
             compute: vec![
                 c("scalar", "f32", 1e10),
                 c("avx512-fma", "f32", 400e9),
@@ -770,6 +901,37 @@ mod tests {
         let path = dir.path().join("r.json");
         std::fs::write(&path, text).expect("write");
         assert_eq!(PeakSection::from_file(&path).expect("read back"), s);
+    }
+
+    #[test]
+    fn gemm_peak_runs_and_verifies_on_the_cpu_device() {
+        let dev = candle_core::Device::Cpu;
+        let (n, f) = gemm_peak(&dev, candle_core::DType::F32, &[32, 64], 0.01).expect("runs");
+        assert!(n == 32 || n == 64);
+        assert!(f > 0.0);
+    }
+
+    #[test]
+    fn gpu_names_map_to_catalog_entries() {
+        assert_eq!(
+            catalog_name_for_gpu("NVIDIA H100 80GB HBM3"),
+            Some("h100-sxm")
+        );
+        assert_eq!(catalog_name_for_gpu("NVIDIA H100 PCIe"), None);
+        assert_eq!(
+            catalog_name_for_gpu("NVIDIA A100-SXM4-40GB"),
+            Some("a100-sxm")
+        );
+        assert_eq!(
+            catalog_name_for_gpu("Tesla V100-SXM2-16GB"),
+            Some("v100-sxm2")
+        );
+        for name in ["h100-sxm", "a100-sxm", "v100-sxm2", "p100-sxm2"] {
+            assert!(
+                flopcal_model::Catalog::embedded().hardware(name).is_ok(),
+                "{name}"
+            );
+        }
     }
 
     #[test]

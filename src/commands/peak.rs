@@ -217,6 +217,45 @@ fn print_table(s: &PeakSection) {
         "bytes: STREAM convention (copy 16, triad 24 per element; write-allocate not counted)"
     );
 
+    if !s.gpu.is_empty() {
+        let mut g = Table::new();
+        g.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+            "GPU",
+            "dtype",
+            "GEMM n",
+            "measured TFLOP/s",
+            "spec TFLOP/s",
+            "% of spec",
+        ]);
+        for p in &s.gpu {
+            g.add_row(vec![
+                Cell::new(&p.device),
+                Cell::new(&p.dtype),
+                Cell::new(p.size).set_alignment(CellAlignment::Right),
+                Cell::new(format!("{:.1}", p.flops_per_s / 1e12))
+                    .set_alignment(CellAlignment::Right),
+                Cell::new(
+                    p.spec_flops_per_s
+                        .map_or("unknown".into(), |f| format!("{:.1}", f / 1e12)),
+                )
+                .set_alignment(CellAlignment::Right),
+                Cell::new(
+                    p.spec_flops_per_s
+                        .map_or("-".into(), |f| format!("{:.0}%", 100.0 * p.flops_per_s / f)),
+                )
+                .set_alignment(CellAlignment::Right),
+            ]);
+        }
+        println!("{g}");
+    }
+    if let Some(l) = s.load_average_1m {
+        if l > 0.5 {
+            println!(
+                "note: 1-minute load average was {l:.1} when this started; other work on the \
+                 machine lowers every figure"
+            );
+        }
+    }
     for dtype in ["f32", "f64", "bf16"] {
         if let Some(r) = s.ridge_point(dtype) {
             println!("ridge point {dtype}: {r:.1} FLOP/byte (peak / DRAM triad bandwidth)");
@@ -279,6 +318,26 @@ fn print_csv(s: &PeakSection) -> crate::Result<()> {
             "byte/s",
             &b.verified.to_string(),
             &format!("working set {} bytes", b.working_set_bytes),
+        ])
+        .map_err(err)?;
+    }
+    for g in &s.gpu {
+        w.write_record([
+            "gpu",
+            &g.device,
+            &g.dtype,
+            "",
+            &g.flops_per_s.to_string(),
+            "",
+            "",
+            "flop/s",
+            "true",
+            &format!(
+                "GEMM n={}; spec {}",
+                g.size,
+                g.spec_flops_per_s
+                    .map_or("unknown".into(), |f| f.to_string())
+            ),
         ])
         .map_err(err)?;
     }
