@@ -528,3 +528,52 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
         fit,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_published_cost_reproduces_and_loo_is_finite() {
+        let c = calibrate(Catalog::embedded()).unwrap();
+        assert!(c.summary.all_costs_reproduced);
+        for r in &c.runs {
+            assert!(r.cost_reproduced, "{}", r.id);
+            if r.used_in_fit {
+                let ratio = r.loo_ratio.unwrap();
+                assert!(ratio.is_finite() && ratio > 0.0);
+            }
+        }
+        assert!(c.summary.runs_fitted >= 5);
+        assert!(c.summary.worst_abs_log_error.unwrap() < 1.5);
+    }
+
+    #[test]
+    fn ai21_ranges_within_30_percent_in_the_library() {
+        let c = calibrate(Catalog::embedded()).unwrap();
+        assert_eq!(c.ranges.len(), 3);
+        for g in &c.ranges {
+            for r in [g.single_run_ratio, g.fully_loaded_ratio] {
+                assert!((0.7..=1.3).contains(&r), "{} ratio {r}", g.id);
+            }
+        }
+    }
+
+    #[test]
+    fn t5_predicted_above_published_floor() {
+        let c = calibrate(Catalog::embedded()).unwrap();
+        let t5 = c.runs.iter().find(|r| r.id == "t5-11b").unwrap();
+        assert!(t5.predicted_cost_usd.unwrap() > t5.published_cost_min_usd.unwrap());
+    }
+
+    #[test]
+    fn class_without_runs_falls_back_to_pooled() {
+        let fit = Fit::from_catalog(Catalog::embedded()).unwrap();
+        let s = fit.system_efficiency("gpu-2022").unwrap();
+        assert!(s.pooled);
+        assert!(s.band.low <= s.band.mid && s.band.mid <= s.band.high);
+        let hw = Catalog::embedded().hardware("h100").unwrap();
+        assert!(fit.measured_mfu(hw, 1.5).is_err());
+        assert!(fit.measured_mfu(hw, 0.6).is_ok());
+    }
+}

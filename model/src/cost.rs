@@ -591,3 +591,94 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
         assumptions: notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use proptest::prelude::*;
+
+    fn plan(params: f64, tokens: f64) -> Plan {
+        Plan {
+            label: "p".into(),
+            workload: Workload::ParamsTokens { params, tokens },
+        }
+    }
+
+    #[test]
+    fn hours_mode_reproduces_bert_large() {
+        let cat = Catalog::embedded();
+        let run = cat.run("bert-large").unwrap();
+        let hw = cat.hardware(&run.hardware).unwrap();
+        let mut a = Assumptions::new(hw.chips(run.count, run.unit), MfuSource::User { mfu: 1.0 });
+        a.hours = run.hours;
+        let e = estimate(
+            &Plan {
+                label: "-".into(),
+                workload: Workload::Duration,
+            },
+            hw,
+            &a,
+        )
+        .unwrap();
+        assert_eq!(e.cost_usd, run.published_cost_usd);
+        assert_eq!(
+            e.cost_usd_preemptible.map(f64::round),
+            run.published_cost_preemptible_usd
+        );
+    }
+
+    #[test]
+    fn rejects_bad_assumptions() {
+        let hw = Catalog::embedded().hardware("v100").unwrap();
+        let p = plan(1e9, 1e10);
+        for a in [
+            Assumptions::new(0.0, MfuSource::User { mfu: 0.5 }),
+            Assumptions::new(-1.0, MfuSource::User { mfu: 0.5 }),
+            Assumptions::new(1.0, MfuSource::User { mfu: 0.0 }),
+            Assumptions::new(1.0, MfuSource::User { mfu: 1.01 }),
+            Assumptions {
+                pue: 0.5,
+                ..Assumptions::new(1.0, MfuSource::User { mfu: 0.5 })
+            },
+        ] {
+            assert!(estimate(&p, hw, &a).is_err());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn estimate_is_total_and_ordered(
+            params in -1e12f64..1e13, tokens in -1e12f64..1e14, chips in -4f64..1e5,
+            mfu in -0.5f64..1.5, pue in 0.5f64..3.0, hw_i in 0usize..8,
+        ) {
+            let cat = Catalog::embedded();
+            let hw = &cat.hardware[hw_i % cat.hardware.len()];
+            let mut a = Assumptions::new(chips, MfuSource::User { mfu });
+            a.pue = pue;
+            match estimate(&plan(params, tokens), hw, &a) {
+                Ok(e) => {
+                    prop_assert!(params > 0.0 && tokens > 0.0 && chips > 0.0 && mfu > 0.0 && mfu <= 1.0);
+                    prop_assert!(e.device_hours.is_finite() && e.device_hours > 0.0);
+                    prop_assert!(e.device_hours_low <= e.device_hours && e.device_hours <= e.device_hours_high);
+                    if let (Some(c), Some(lo), Some(hi)) = (e.cost_usd, e.cost_usd_low, e.cost_usd_high) {
+                        prop_assert!(lo <= c && c <= hi);
+                    }
+                }
+                Err(_) => prop_assert!(!(params > 0.0 && tokens > 0.0 && chips > 0.0 && mfu > 0.0 && mfu <= 1.0 && pue >= 1.0)),
+            }
+        }
+
+        #[test]
+        fn calibrated_band_orders_cost(hw_i in 0usize..8, tokens in 1e6f64..1e13) {
+            let cat = Catalog::embedded();
+            let hw = &cat.hardware[hw_i % cat.hardware.len()];
+            let fit = crate::calibrate::Fit::from_catalog(cat).unwrap();
+            let a = Assumptions::new(1.0, fit.calibrated_mfu(hw).unwrap());
+            let e = estimate(&plan(1e9, tokens), hw, &a).unwrap();
+            let (lo, mid, hi) = (e.mfu_low.unwrap(), e.mfu.unwrap(), e.mfu_high.unwrap());
+            prop_assert!(0.0 < lo && lo <= mid && mid <= hi && hi <= 1.0);
+            prop_assert!(e.device_hours_low <= e.device_hours && e.device_hours <= e.device_hours_high);
+        }
+    }
+}
