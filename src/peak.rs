@@ -5,8 +5,8 @@
 //! The kernels live in [`flopcal_kernels::peak`]; this module decides how much work to
 //! run, how many repetitions, and which statistic to report:
 //!
-//! - each measurement is calibrated so one repetition lasts `duration / 10` (at least
-//!   20 ms), then repeated about ten times after one warm-up repetition;
+//! - each measurement is calibrated so one repetition lasts `duration / 40` (5–25 ms),
+//!   then repeated to fill `duration` after one warm-up repetition;
 //! - the **peak** is the best repetition (a ceiling is what the machine *can* do; a
 //!   shared VM only ever makes a repetition slower), and the median is kept beside it;
 //! - per-core = total / threads, with one pinned thread per physical core.
@@ -375,9 +375,11 @@ fn best_and_median(samples: &[f64]) -> (f64, f64) {
 }
 
 /// Seconds per repetition and number of repetitions for a measurement of `duration_s`.
+/// Repetitions are short (5–25 ms) and many: on a shared machine a short repetition
+/// has a fair chance to run undisturbed, and the peak is the best one.
 fn rep_plan(duration_s: f64) -> (f64, usize) {
-    let rep_s = (duration_s / 10.0).max(0.02);
-    let reps = ((duration_s / rep_s).round() as usize).clamp(3, 50);
+    let rep_s = (duration_s / 40.0).clamp(0.005, 0.025);
+    let reps = ((duration_s / rep_s).round() as usize).clamp(5, 400);
     (rep_s, reps)
 }
 
@@ -526,7 +528,7 @@ fn measure_stream(
     })
 }
 
-/// flopcal vs the C reference, interleaved in five rounds so both see the same
+/// flopcal vs the C reference, interleaved in eight rounds so both see the same
 /// machine state; best repetition of each.
 #[cfg(target_arch = "x86_64")]
 fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> {
@@ -541,7 +543,7 @@ fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> 
     let (rep_s, _) = rep_plan(opts.duration_s);
     let iterations = calibrate_fma(isa, dtype, opts, rep_s)?;
     let (mut ours, mut theirs) = (0.0f64, 0.0f64);
-    for _ in 0..5 {
+    for _ in 0..8 {
         let m = kpeak::fma_peak(&FmaConfig {
             isa,
             dtype,
@@ -571,7 +573,7 @@ fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> 
         within_tolerance: (ratio - 1.0).abs() <= REFERENCE_TOLERANCE,
         note: "kernels/csrc/fma_ref.c (system C compiler, -O2, target attribute), \
                own accumulators and clock_gettime timing; same pinned threads; \
-               best repetition of 5 interleaved rounds each"
+               best repetition of 8 interleaved rounds each"
             .into(),
     }))
 }
