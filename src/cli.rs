@@ -35,6 +35,8 @@ pub enum Command {
     Validate(commands::validate::ValidateArgs),
     /// Write a self-contained HTML report (roofline, kernels, history) of result files.
     Report(commands::report::ReportArgs),
+    /// Summarise a directory of result files in time order: trends and change points.
+    History(commands::history::HistoryArgs),
 }
 
 /// Run the parsed command line.
@@ -48,5 +50,6 @@ pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
         Some(Command::Regress(args)) => commands::regress::run(&args),
         Some(Command::Validate(args)) => commands::validate::run(&args),
         Some(Command::Report(args)) => commands::report::run(&args),
+        Some(Command::History(args)) => commands::history::run(&args),
     }
 }

@@ -7,6 +7,7 @@ pub mod device;
 pub mod error;
 pub mod fingerprint;
 pub mod harness;
+pub mod history;
 pub mod interrupt;
 pub mod output;
 pub mod peak;

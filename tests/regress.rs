@@ -365,3 +365,99 @@ fn out_of_range_settings_are_usage_errors() {
         .code(2)
         .stderr(predicate::str::contains("--alpha"));
 }
+
+// ---- flopcal history ---------------------------------------------------------
+
+/// Four runs of one host: `a` steady, `b` 20% slower from the third run on.
+fn history_dir(dir: &Path) {
+    for (i, (day, slow)) in [("01", 1.0), ("02", 1.0), ("03", 1.25), ("04", 1.25)]
+        .iter()
+        .enumerate()
+    {
+        let f = file(
+            &format!("2026-02-{day}T00:00:00Z"),
+            host(),
+            vec![
+                bench("matmul/a/f32", &samples(100 + i as u64, 1e-3)),
+                bench("matmul/b/f32", &samples(200 + i as u64, 1e-3 * slow)),
+            ],
+        );
+        // File names deliberately out of time order.
+        write(dir, &format!("run-{}.json", 9 - i), &f);
+    }
+    std::fs::write(
+        dir.join("peak.json"),
+        r#"{"schema_version": 1, "compute": []}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), "not json").unwrap();
+}
+
+#[test]
+fn history_orders_runs_by_time_and_finds_the_change_point() {
+    let dir = tempfile::tempdir().unwrap();
+    history_dir(dir.path());
+    let out = flopcal()
+        .args(["history", "--format", "json"])
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("peak.json"))
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    assert_eq!(runs[0][1], "2026-02-01T00:00:00Z");
+    let series = |id: &str| {
+        v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let a = series("matmul/a/f32");
+    assert_eq!(a["change_points"].as_array().unwrap().len(), 0, "{a}");
+    assert_eq!(a["trend"], "flat");
+    let b = series("matmul/b/f32");
+    let cps = b["change_points"].as_array().unwrap();
+    assert_eq!(cps.len(), 1, "{b}");
+    assert_eq!(cps[0]["run"], 2);
+    assert_eq!(cps[0]["kind"], "regression");
+    assert_eq!(b["trend"], "degrading");
+    let total = b["total_change"].as_f64().unwrap();
+    assert!((total - (1.0 / 1.25 - 1.0)).abs() < 0.03, "{total}");
+}
+
+#[test]
+fn history_table_names_change_points_and_a_broken_file_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    history_dir(dir.path());
+    flopcal()
+        .args(["history"])
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("run 3 (2026-02-03): regression"));
+    std::fs::write(
+        dir.path().join("half.json"),
+        "{\"schema_version\": 1, \"benchmarks\": [",
+    )
+    .unwrap();
+    flopcal()
+        .args(["history"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("half.json"));
+    let empty = tempfile::tempdir().unwrap();
+    flopcal()
+        .args(["history"])
+        .arg(empty.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no flopcal result files"));
+}

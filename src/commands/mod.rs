@@ -2,6 +2,7 @@
 
 pub mod calibrate;
 pub mod estimate;
+pub mod history;
 pub mod peak;
 pub mod profile;
 pub mod regress;
