@@ -241,6 +241,9 @@ fn json_has_every_documented_field() {
         f(&e, k);
     }
     assert!(e["mfu_source"].as_str().unwrap().contains("calibrated"));
+    // Fully loaded defaults to AI21's 2 configurations x 10 runs.
+    assert_eq!(f(&e, "fully_loaded_multiplier"), 20.0);
+    assert!((f(&e, "fully_loaded_cost_usd") / f(&e, "cost_usd") - 20.0).abs() < 1e-9);
     assert!(!e["assumptions"].as_array().unwrap().is_empty());
     assert!(f(&e, "mfu_low") <= f(&e, "mfu") && f(&e, "mfu") <= f(&e, "mfu_high"));
     assert!(

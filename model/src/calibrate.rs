@@ -214,6 +214,10 @@ pub struct RunCalibration {
     pub published_cost_min_usd: Option<f64>,
     /// Cost predicted by the full fit (for runs without a published duration).
     pub predicted_cost_usd: Option<f64>,
+    /// Low end of the predicted cost (highest calibrated MFU).
+    pub predicted_cost_low_usd: Option<f64>,
+    /// High end of the predicted cost (lowest calibrated MFU).
+    pub predicted_cost_high_usd: Option<f64>,
     /// Whether every published cost is reproduced (to the dollar, or within the
     /// published tolerance; a lower bound must be exceeded by the prediction).
     pub cost_reproduced: bool,
@@ -416,18 +420,18 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
         let loo_ratio = loo_hours.zip(published_hours).map(|(p, q)| p / q);
 
         // Runs without a duration: predict their cost from the full fit.
-        let predicted_cost = if run.hours.is_none() {
+        let predicted = if run.hours.is_none() {
             match (flops, price(basis_pre)) {
                 (Some(f), Some(p)) => {
-                    let sys = fit.system_efficiency(&hw.class)?;
-                    let mfu = (k * sys.band.mid).min(1.0);
-                    Some(f / (peak * mfu) / 3600.0 * p)
+                    let mfu = fit.calibrated_mfu(hw)?.band();
+                    Some(mfu.invert_times(f / peak / 3600.0 * p))
                 }
                 _ => None,
             }
         } else {
             None
         };
+        let predicted_cost = predicted.map(|b| b.mid);
         let min_ok = match run.published_cost_min_usd {
             Some(m) => predicted_cost.or(reproduced).is_some_and(|c| c > m),
             None => true,
@@ -471,6 +475,8 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
             alt_reproduced_cost_usd: alt_reproduced,
             published_cost_min_usd: run.published_cost_min_usd,
             predicted_cost_usd: predicted_cost,
+            predicted_cost_low_usd: predicted.map(|b| b.low),
+            predicted_cost_high_usd: predicted.map(|b| b.high),
             cost_reproduced: ok,
             implied_mfu: implied,
             kernel_efficiency: k,
@@ -564,6 +570,35 @@ mod tests {
         let c = calibrate(Catalog::embedded()).unwrap();
         let t5 = c.runs.iter().find(|r| r.id == "t5-11b").unwrap();
         assert!(t5.predicted_cost_usd.unwrap() > t5.published_cost_min_usd.unwrap());
+    }
+
+    #[test]
+    fn measured_kernel_efficiency_on_custom_hardware() {
+        use crate::cost::{estimate, Assumptions, Plan, Workload};
+        let fit = Fit::from_catalog(Catalog::embedded()).unwrap();
+        let hw = Hardware::custom(
+            "this-cpu",
+            "cpu-local",
+            "fp32",
+            2.0,
+            "flopcal profile",
+            "2025-01",
+        );
+        let mfu = fit.measured_mfu(&hw, 0.6).unwrap();
+        let sys = fit.system_efficiency("cpu-local").unwrap();
+        assert!(sys.pooled);
+        assert!((mfu.band().mid - 0.6 * sys.band.mid).abs() < 1e-12);
+        let plan = Plan {
+            label: "x".into(),
+            workload: Workload::ParamsTokens {
+                params: 1e6,
+                tokens: 1e9,
+            },
+        };
+        let e = estimate(&plan, &hw, &Assumptions::new(1.0, mfu)).unwrap();
+        assert!(e.cost_usd.is_none() && e.energy_kwh.is_none());
+        let want = 6e15 / (2e12 * 0.6 * sys.band.mid) / 3600.0;
+        assert!((e.device_hours - want).abs() < 1e-9 * want);
     }
 
     #[test]

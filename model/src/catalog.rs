@@ -155,6 +155,46 @@ impl Hardware {
     fn matches(&self, wanted: &str) -> bool {
         norm(&self.name) == wanted || self.aliases.iter().any(|a| norm(a) == wanted)
     }
+
+    /// Hardware that is not in the catalog, e.g. this machine as measured by
+    /// `flopcal profile`: one chip per device, no price or power unless set afterwards,
+    /// and a kernel efficiency of 1 (pass the measured one through
+    /// [`crate::calibrate::Fit::measured_mfu`]). `class` picks the system-efficiency fit
+    /// (an unknown class uses the pooled fit).
+    pub fn custom(
+        name: &str,
+        class: &str,
+        dtype: &str,
+        peak_tflops: f64,
+        source: &str,
+        date: &str,
+    ) -> Hardware {
+        let fig = |value: f64| Figure {
+            value,
+            source: source.to_string(),
+            date: date.to_string(),
+        };
+        Hardware {
+            name: name.to_string(),
+            aliases: vec![],
+            description: String::new(),
+            class: class.to_string(),
+            chips_per_device: 1,
+            cores_per_chip: 1,
+            default_dtype: dtype.to_ascii_lowercase(),
+            peak_tflops: vec![PeakFigure {
+                dtype: dtype.to_ascii_lowercase(),
+                value: peak_tflops,
+                source: source.to_string(),
+                date: date.to_string(),
+            }],
+            memory_gib: None,
+            tdp_w: None,
+            price_on_demand: None,
+            price_preemptible: None,
+            kernel_efficiency: fig(1.0),
+        }
+    }
 }
 
 /// One model of the catalog: its architecture and, when published, its schedule.

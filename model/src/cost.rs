@@ -21,6 +21,10 @@ use crate::flops::{self, check_fraction, check_positive, Family, FlopOptions, Fl
 pub const DEFAULT_PUE: f64 = 1.58;
 /// Strubell et al. 2019 (§2): US EPA average, 0.954 lb CO2e per kWh.
 pub const DEFAULT_CO2_LB_PER_KWH: f64 = 0.954;
+/// AI21 (Sharir et al. 2020): fully loaded = 2 configurations ...
+pub const DEFAULT_CONFIGS: u32 = 2;
+/// ... × 10 runs per configuration.
+pub const DEFAULT_RUNS: u32 = 10;
 /// Kilograms per pound.
 pub const KG_PER_LB: f64 = 0.453_592_37;
 
@@ -251,8 +255,9 @@ pub struct Assumptions {
 }
 
 impl Assumptions {
-    /// Defaults for `chips` chips with the given MFU source: 1 × 1 runs, PUE 1.58,
-    /// 0.954 lb/kWh, catalog prices and TDP, no host power.
+    /// Defaults for `chips` chips with the given MFU source: fully loaded = AI21's
+    /// 2 configurations × 10 runs, PUE 1.58, 0.954 lb/kWh, catalog prices and TDP, no
+    /// host power.
     pub fn new(chips: f64, mfu: MfuSource) -> Assumptions {
         Assumptions {
             chips,
@@ -261,8 +266,8 @@ impl Assumptions {
             price_per_chip_hour: None,
             preemptible_price_per_chip_hour: None,
             preemptible: false,
-            configs: 1,
-            runs: 1,
+            configs: DEFAULT_CONFIGS,
+            runs: DEFAULT_RUNS,
             pue: DEFAULT_PUE,
             kwh_price: None,
             co2_lb_per_kwh: DEFAULT_CO2_LB_PER_KWH,

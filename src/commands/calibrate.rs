@@ -125,7 +125,12 @@ fn print_table(c: &Calibration) {
         }
         if let Some(m) = r.published_cost_min_usd {
             published = format!("> {}", usd(Some(m)));
-            reproduced = format!("{} (predicted)", usd(r.predicted_cost_usd));
+            reproduced = format!(
+                "{} [{} – {}] (predicted)",
+                usd(r.predicted_cost_usd),
+                usd(r.predicted_cost_low_usd),
+                usd(r.predicted_cost_high_usd)
+            );
         }
         if r.price_basis == "preemptible" {
             published.push_str(" (pre.)");

@@ -112,11 +112,11 @@ pub struct EstimateArgs {
     /// Price the fully-loaded cost at the preemptible rate.
     #[arg(long)]
     pub preemptible: bool,
-    /// Configurations tried, for the fully-loaded cost (AI21: 2).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    /// Configurations tried, for the fully-loaded cost (default: AI21's 2).
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
     pub configs: f64,
-    /// Runs per configuration, for the fully-loaded cost (AI21: 10).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    /// Runs per configuration, for the fully-loaded cost (default: AI21's 10).
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     pub runs: f64,
     /// Power usage effectiveness of the data centre (Strubell et al.: 1.58).
     #[arg(long, default_value_t = flopcal_model::cost::DEFAULT_PUE, allow_negative_numbers = true)]
@@ -547,6 +547,23 @@ fn print_table(e: &Estimate) {
             .unwrap_or_else(|| "—".into())
     );
     println!("{t}");
+    if let Some(r) = &e.flops {
+        let o = &r.by_op;
+        let total = o.total();
+        if total > 0.0 {
+            let share = |x: f64| format!("{:.1}%", 100.0 * x / total);
+            println!(
+                "per-op training FLOPs: QKV {}, attention out {}, FFN {}, scores {}, P·V {}, vocab {}{}",
+                share(o.qkv),
+                share(o.attn_out),
+                share(o.ffn),
+                share(o.scores),
+                share(o.pv),
+                share(o.vocab),
+                if r.causal_halved { " (scores and P·V halved: causal mask)" } else { "" }
+            );
+        }
+    }
     if let Some(p) = e.cost_usd_per_hour {
         println!("on-demand cost per wall-clock hour: ${}", thousands(p));
     }
