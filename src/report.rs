@@ -421,7 +421,10 @@ pub fn kernels_svg(inputs: &[&Input]) -> Result<String> {
             let entries: Vec<(String, RGBColor, bool)> = inputs
                 .iter()
                 .enumerate()
-                .map(|(i, inp)| (inp.label(), series_color(i), false))
+                .map(|(i, inp)| {
+                    let name = format!("{}: {}", inp.file.host.device_name, inp.label());
+                    (name, series_color(i), false)
+                })
                 .collect();
             draw_legend(&area, &entries)?;
         }
@@ -756,7 +759,8 @@ pub fn render(inputs: &[Input]) -> Result<String> {
         let Some(latest) = files.last() else { continue };
         let _ = write!(
             body,
-            "<h2>Host {}: {}</h2>",
+            "<h2 id=\"host-{}\">Host {}: {}</h2>",
+            gi + 1,
             gi + 1,
             esc(&latest.file.host.device_name)
         );
@@ -793,7 +797,7 @@ pub fn render(inputs: &[Input]) -> Result<String> {
             .collect();
         let _ = write!(
             body,
-            "<h2>Hosts side by side</h2><div class=\"plot\" data-plot=\"side-by-side\">{}</div>{}",
+            "<h2 id=\"side-by-side\">Hosts side by side</h2><div class=\"plot\" data-plot=\"side-by-side\">{}</div>{}",
             kernels_svg(&latest)?,
             side_by_side_table(&latest)
         );
