@@ -206,6 +206,16 @@ pub fn new_run_id(now: &chrono::DateTime<chrono::Utc>) -> String {
 /// Write `bytes` to `path` atomically: a temp file in the same directory, fsync,
 /// then rename over the target. Readers see the old file or the new one, never half.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Like [`write_atomic`], with the content produced by `fill`. If `fill` fails (or
+/// the process dies before the rename) the target is untouched and the temp file is
+/// removed (or, after a crash, left as a `.flopcal-*.tmp` that no reader looks at).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -215,7 +225,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(|e| Error::io(path, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    fill(tmp.as_file_mut()).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // Make the rename itself durable.
@@ -388,6 +398,25 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_write_that_dies_halfway_leaves_the_old_file_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("baseline.json");
+        write_atomic(&p, b"the old, complete baseline").unwrap();
+        let err = write_atomic_with(&p, |f| {
+            f.write_all(b"the new, half-writ")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("disk full"));
+        assert_eq!(std::fs::read(&p).unwrap(), b"the old, complete baseline");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file removed"
+        );
     }
 
     #[test]

@@ -447,6 +447,8 @@ pub struct ProfileRun {
 
 /// Run a profile and return the result without printing it.
 pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
+    // The budget covers everything from here: the ceilings, preparation, verification.
+    let deadline = harness::Deadline::new(args.budget.map(Duration::from_secs_f64));
     let config = harness_config(args)?;
     let model = resolve_model(args)?;
     let spec = suite_spec(args, model.clone())?;
@@ -475,8 +477,13 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     let peak = if args.no_peak || args.filter.is_some() {
         None
     } else {
+        // Under a --budget the ceilings (about a dozen measurements) get a tenth of it.
+        let duration_s = match args.budget {
+            Some(b) => args.peak_duration.min(b / 120.0),
+            None => args.peak_duration,
+        };
         let opts = crate::peak::PeakOptions {
-            duration_s: args.peak_duration,
+            duration_s,
             threads,
             // The C cross-check belongs to `flopcal peak`; profile only needs ceilings.
             reference: false,
@@ -509,7 +516,6 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
         benchmarks: Vec::with_capacity(suite.len()),
     };
 
-    let deadline = harness::Deadline::new(args.budget.map(Duration::from_secs_f64));
     let pb = progress_bar(suite.len());
     let total = suite.len();
     for (i, entry) in suite.iter().enumerate() {
@@ -520,11 +526,14 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
         pb.set_message(entry.kernel.id());
         let mut cfg = config.clone();
         if let Some(b) = args.budget {
-            // Share what is left of the total budget among the remaining kernels,
-            // leaving room for warm-up and verification.
-            let left = (b - deadline.elapsed_s()).max(0.0);
-            cfg.budget_s = cfg.budget_s.min(0.6 * left / (total - i) as f64);
-            cfg.warmup_s = cfg.warmup_s.min(0.2 * left / (total - i) as f64);
+            // Share what is left of the total budget equally among the remaining
+            // kernels (preparation and verification come out of the same share); the
+            // hard limit stops even a kernel whose ten samples would not fit, so every
+            // kernel gets measured and the total stays within the budget.
+            let share = (b - deadline.elapsed_s()).max(0.0) / (total - i) as f64;
+            cfg.budget_s = cfg.budget_s.min(0.6 * share);
+            cfg.warmup_s = cfg.warmup_s.min(0.2 * share);
+            cfg.hard_limit_s = Some(0.8 * share);
         }
         let bench = if deadline.expired() {
             let mut b = skeleton(entry);

@@ -31,6 +31,10 @@ pub struct HarnessConfig {
     pub budget_s: f64,
     /// Short kernels are batched so one sample lasts at least this long, in seconds.
     pub min_sample_s: f64,
+    /// Hard cap on warm-up plus sampling, in seconds, that overrides `min_samples`
+    /// (set from a whole-run `--budget`, which the user asked to be respected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_limit_s: Option<f64>,
 }
 
 impl HarnessConfig {
@@ -43,6 +47,7 @@ impl HarnessConfig {
             target_ci: 0.02,
             budget_s: 3.0,
             min_sample_s: 1e-3,
+            hard_limit_s: None,
         }
     }
 
@@ -167,7 +172,8 @@ pub fn measure(
                 .fold((f64::INFINITY, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
             hi <= lo * 1.05
         };
-        if settled || warm_total >= config.warmup_s || interrupted() {
+        let capped = config.hard_limit_s.is_some_and(|h| warm_total >= h);
+        if settled || capped || warm_total >= config.warmup_s || interrupted() {
             break;
         }
     }
@@ -191,6 +197,13 @@ pub fn measure(
         let n = samples.len();
         if n >= config.max_samples {
             break StopReason::MaxSamples;
+        }
+        // Stop when one more sample like this one would cross the hard limit.
+        if config
+            .hard_limit_s
+            .is_some_and(|h| warm_total + spent + t >= h)
+        {
+            break StopReason::Budget;
         }
         if n < config.min_samples {
             continue;
@@ -321,6 +334,19 @@ mod tests {
         // Two polls during warm-up (before three timings exist), then one per sample.
         assert_eq!(m.samples.len(), 6);
         assert!(m.summary.is_some());
+    }
+
+    #[test]
+    fn a_hard_limit_overrides_the_minimum_sample_count() {
+        let mut exec = MockExecutor::new(|_| 0.1);
+        let config = HarnessConfig {
+            hard_limit_s: Some(0.75),
+            ..HarnessConfig::standard()
+        };
+        let m = measure(&mut exec, &config, &never).unwrap();
+        assert_eq!(m.stop, StopReason::Budget);
+        // Three warm-up iterations (0.3 s), then samples while one more still fits.
+        assert_eq!(m.samples.len(), 4);
     }
 
     #[test]
