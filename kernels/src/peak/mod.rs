@@ -374,6 +374,7 @@ type KernelF64 = fn(u64, f64, f64, &mut [f64]) -> bool;
 enum Kernel {
     F32(KernelF32),
     /// bf16 products, f32 accumulators: increment per iteration is `2·a·d`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Bf16(KernelF32),
     F64(KernelF64),
 }

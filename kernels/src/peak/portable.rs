@@ -22,7 +22,7 @@ trait Opaque {
 }
 
 macro_rules! opaque_impl {
-    ($t:ty) => {
+    ($t:ty, $arm:literal) => {
         impl Opaque for $t {
             #[inline(always)]
             fn opaque(&mut self) {
@@ -42,7 +42,7 @@ macro_rules! opaque_impl {
                 // on aarch64, so no feature check is needed.
                 unsafe {
                     std::arch::asm!(
-                        "/* {0} */",
+                        $arm,
                         inout(vreg) * self,
                         options(pure, nomem, nostack, preserves_flags)
                     );
@@ -52,8 +52,8 @@ macro_rules! opaque_impl {
     };
 }
 
-opaque_impl!(f32);
-opaque_impl!(f64);
+opaque_impl!(f32, "/* {0:s} */");
+opaque_impl!(f64, "/* {0:d} */");
 
 macro_rules! scalar_kernel {
     ($name:ident, $t:ty) => {
