@@ -1,6 +1,9 @@
 //! Every malformed invocation or input gets one clear line on stderr and exit 2 —
 //! never a panic, never a backtrace, never a success.
 
+// Helpers outside #[test] functions panic on setup failure, as tests should.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use assert_cmd::Command;

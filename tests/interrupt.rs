@@ -1,6 +1,8 @@
 //! Interrupting a profile keeps what was measured: SIGINT or SIGTERM stops within a
 //! second, the result file is written with `"partial": true`, and the exit code is 130.
 
+// Helpers outside #[test] functions panic on setup failure, as tests should.
+#![allow(clippy::unwrap_used)]
 #![cfg(unix)]
 
 use std::process::{Command, Stdio};

@@ -1,5 +1,8 @@
 //! Integration tests of `flopcal profile`, driving the binary.
 
+// Helpers outside #[test] functions panic on setup failure, as tests should.
+#![allow(clippy::unwrap_used)]
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 
