@@ -140,7 +140,7 @@ pub struct BandwidthPeak {
     pub working_set_bytes: u64,
     /// Pinned worker threads.
     pub threads: usize,
-    /// Code path of the loops.
+    /// Code path of the loops (`avx512`, `avx2`, or the baseline `sse2` / `neon`).
     pub isa: String,
     /// Bytes counted per repetition (STREAM convention: copy 16, triad 24 per element;
     /// write-allocate traffic not counted).
@@ -522,7 +522,7 @@ fn measure_stream(
         level: level.into(),
         working_set_bytes: m.working_set_bytes,
         threads: m.threads,
-        isa: m.isa.as_str().into(),
+        isa: m.code_path().into(),
         bytes_per_rep: m.bytes_per_rep,
         samples_s: m.samples_s,
         bytes_per_s: m.bytes_per_rep as f64 / best,

@@ -78,7 +78,10 @@ fn peak_forced_scalar_fallback_works_and_says_why_it_skipped() {
         .iter()
         .all(|c| c["isa"] == "scalar" && c["verified"] == true));
     for b in p["bandwidth"].as_array().expect("bandwidth[]") {
-        assert_eq!(b["isa"], "scalar");
+        assert!(
+            b["isa"] == "sse2" || b["isa"] == "neon" || b["isa"] == "scalar",
+            "{b}"
+        );
     }
     if cfg!(target_arch = "x86_64") {
         let skipped = p["skipped"].as_array().expect("skipped[]");

@@ -86,6 +86,21 @@ pub struct StreamMeasurement {
     pub verified: bool,
 }
 
+impl StreamMeasurement {
+    /// Name of the loops' code path: `avx512`, `avx2`, or the target's baseline
+    /// (`sse2` on x86-64, `neon` on aarch64, `scalar` elsewhere).
+    pub fn code_path(&self) -> &'static str {
+        match self.isa {
+            Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::Scalar if cfg!(target_arch = "x86_64") => "sse2",
+            Isa::Scalar if cfg!(target_arch = "aarch64") => "neon",
+            Isa::Scalar => "scalar",
+        }
+    }
+}
+
 const SCALE: f64 = 3.0;
 
 struct Arrays {
@@ -94,16 +109,8 @@ struct Arrays {
     c: Vec<f64>,
 }
 
-macro_rules! loops {
-    ($copy:ident, $triad:ident $(, $feat:literal)?) => {
-        $(#[target_feature(enable = $feat)])?
-        #[inline(never)]
-        fn $copy(a: &mut [f64], b: &[f64]) {
-            for (x, y) in a.iter_mut().zip(b) {
-                *x = *y;
-            }
-        }
-
+macro_rules! triad {
+    ($triad:ident $(, $feat:literal)?) => {
         $(#[target_feature(enable = $feat)])?
         #[inline(never)]
         fn $triad(a: &mut [f64], b: &[f64], c: &[f64], s: f64) {
@@ -114,11 +121,85 @@ macro_rules! loops {
     };
 }
 
-loops!(copy_base, triad_base);
+triad!(triad_base);
 #[cfg(target_arch = "x86_64")]
-loops!(copy_avx2, triad_avx2, "avx2");
+triad!(triad_avx2, "avx2");
 #[cfg(target_arch = "x86_64")]
-loops!(copy_avx512, triad_avx512, "avx512f");
+triad!(triad_avx512, "avx512f");
+
+/// Copy loops with explicit vector loads and stores. Written as a plain loop, LLVM
+/// turns `a[i] = b[i]` into a call to libc's `memcpy`, whose strategy (non-temporal
+/// stores above a size threshold, `rep movsb`) is not the ISA path being measured; an
+/// empty `asm!` between each load and store hides the store-of-a-load from that
+/// rewrite and emits no instruction.
+macro_rules! copy {
+    ($copy:ident, $feat:literal, $lanes:expr, $load:path, $store:path, $reg:ident) => {
+        #[target_feature(enable = $feat)]
+        #[inline(never)]
+        fn $copy(a: &mut [f64], b: &[f64]) {
+            let n = a.len().min(b.len());
+            let body = n - n % $lanes;
+            let mut i = 0;
+            while i < body {
+                // SAFETY: i + lanes <= body <= len of both slices; unaligned access is
+                // allowed. The caller detected the target feature at run time.
+                unsafe {
+                    let mut v = $load(b.as_ptr().add(i));
+                    // Empty asm: no instruction, no memory access (see the macro docs).
+                    std::arch::asm!("/* {0} */", inout($reg) v,
+                        options(pure, nomem, nostack, preserves_flags));
+                    $store(a.as_mut_ptr().add(i), v);
+                }
+                i += $lanes;
+            }
+            a[body..n].copy_from_slice(&b[body..n]);
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+copy!(
+    copy_base,
+    "sse2",
+    2,
+    std::arch::x86_64::_mm_loadu_pd,
+    std::arch::x86_64::_mm_storeu_pd,
+    xmm_reg
+);
+#[cfg(target_arch = "x86_64")]
+copy!(
+    copy_avx2,
+    "avx",
+    4,
+    std::arch::x86_64::_mm256_loadu_pd,
+    std::arch::x86_64::_mm256_storeu_pd,
+    ymm_reg
+);
+#[cfg(target_arch = "x86_64")]
+copy!(
+    copy_avx512,
+    "avx512f",
+    8,
+    std::arch::x86_64::_mm512_loadu_pd,
+    std::arch::x86_64::_mm512_storeu_pd,
+    zmm_reg
+);
+#[cfg(target_arch = "aarch64")]
+copy!(
+    copy_base,
+    "neon",
+    2,
+    std::arch::aarch64::vld1q_f64,
+    std::arch::aarch64::vst1q_f64,
+    vreg
+);
+
+/// Elsewhere the plain copy (libc `memcpy`).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn copy_base(a: &mut [f64], b: &[f64]) {
+    let n = a.len().min(b.len());
+    a[..n].copy_from_slice(&b[..n]);
+}
 
 /// The widest loop code path this CPU has within `limit`.
 fn path(limit: IsaLimit) -> Isa {
@@ -150,6 +231,11 @@ fn one_pass(kind: StreamKind, isa: Isa, m: &mut Arrays, s: f64) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `path` returned Avx2 only after detecting avx2 at run time.
         (Isa::Avx2, StreamKind::Triad) => unsafe { triad_avx2(a, b, c, s) },
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        // SAFETY: SSE2 (x86-64) and NEON (aarch64) are baseline features of these
+        // targets: every CPU that runs the binary has them.
+        (_, StreamKind::Copy) => unsafe { copy_base(a, b) },
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         (_, StreamKind::Copy) => copy_base(a, b),
         (_, StreamKind::Triad) => triad_base(a, b, c, s),
     }
