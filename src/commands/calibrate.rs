@@ -9,7 +9,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use flopcal_model::calibrate::{calibrate, Calibration};
 use serde::Serialize;
 
-use crate::commands::estimate::{load_catalog, thousands};
+use crate::commands::estimate::{emit, emit_csv, load_catalog, outln, thousands};
 use crate::output::{print_json, OutputFormat};
 use crate::{Error, Outcome, Result};
 
@@ -89,6 +89,7 @@ fn right(s: String) -> Cell {
 }
 
 fn print_table(c: &Calibration) {
+    let mut out = String::new();
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec![
@@ -153,9 +154,10 @@ fn print_table(c: &Calibration) {
             right(opt(r.loo_ratio, |x| format!("{x:.2}"))),
         ]);
     }
-    println!("{t}");
+    outln!(out, "{t}");
     let s = &c.summary;
-    println!(
+    outln!(
+        out,
         "leave-one-out over {} runs: median |ln(pred/pub)| = {} (x{}), worst = {} ({})",
         s.runs_fitted,
         opt(s.median_abs_log_error, |x| format!("{x:.3}")),
@@ -163,7 +165,8 @@ fn print_table(c: &Calibration) {
         opt(s.worst_abs_log_error, |x| format!("{x:.3}")),
         s.worst_run.as_deref().unwrap_or("—"),
     );
-    println!(
+    outln!(
+        out,
         "published costs reproduced: {}",
         if s.all_costs_reproduced {
             "all"
@@ -171,9 +174,13 @@ fn print_table(c: &Calibration) {
             "NOT all (✗ above)"
         }
     );
-    println!("system efficiency by class (MFU = kernel efficiency x system efficiency):");
+    outln!(
+        out,
+        "system efficiency by class (MFU = kernel efficiency x system efficiency):"
+    );
     for k in &s.classes {
-        println!(
+        outln!(
+            out,
             "  {:10} {:.3} [{:.3}-{:.3}] from {}",
             k.class,
             k.band.mid,
@@ -211,16 +218,17 @@ fn print_table(c: &Calibration) {
                 )),
             ]);
         }
-        println!("\nAI21 ranges (flopcal's reading of unpublished assumptions, `band_end` of the band compared):");
-        println!("{t}");
+        outln!(out, "\nAI21 ranges (flopcal's reading of unpublished assumptions, `band_end` of the band compared):");
+        outln!(out, "{t}");
         for g in &c.ranges {
-            println!("  {}: {} [{} end]", g.id, g.assumption, g.band_end);
+            outln!(out, "  {}: {} [{} end]", g.id, g.assumption, g.band_end);
         }
     }
+    emit(&out);
 }
 
 fn print_csv(c: &Calibration) -> Result<()> {
-    let mut w = csv::Writer::from_writer(std::io::stdout());
+    let mut w = csv::Writer::from_writer(vec![]);
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     let csv_err = |err: csv::Error| Error::Usage(format!("cannot write CSV: {err}"));
     w.write_record([
@@ -251,7 +259,5 @@ fn print_csv(c: &Calibration) -> Result<()> {
         ])
         .map_err(csv_err)?;
     }
-    w.flush()
-        .map_err(|err| Error::Usage(format!("cannot write CSV: {err}")))?;
-    Ok(())
+    emit_csv(w)
 }

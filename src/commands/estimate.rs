@@ -145,6 +145,31 @@ pub struct EstimateArgs {
     pub format: OutputFormat,
 }
 
+/// `writeln!` into a `String` (writing to a `String` cannot fail).
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+pub(crate) use outln;
+
+/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic or a message.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
+}
+
+/// Finish a CSV writer that wrote into memory and print it.
+pub(crate) fn emit_csv(w: csv::Writer<Vec<u8>>) -> Result<()> {
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
+    emit(&String::from_utf8_lossy(&bytes));
+    Ok(())
+}
+
 /// The embedded catalog, overridden by `--catalog` or `$FLOPCAL_CATALOG`.
 pub fn load_catalog(flag: Option<&Path>) -> Result<Catalog> {
     let env = std::env::var_os(CATALOG_ENV)
@@ -464,6 +489,7 @@ fn pct(x: Option<f64>) -> String {
 }
 
 fn print_table(e: &Estimate) {
+    let mut out = String::new();
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec!["quantity", "estimate", "low", "high"]);
@@ -535,7 +561,8 @@ fn print_table(e: &Estimate) {
         num(e.co2_lb_low),
         num(e.co2_lb_high),
     );
-    println!(
+    outln!(
+        out,
         "{} on {} x {} {} ({}), {} tokens",
         e.model,
         e.devices,
@@ -546,13 +573,13 @@ fn print_table(e: &Estimate) {
             .map(|t| format!("{t:.3e}"))
             .unwrap_or_else(|| "—".into())
     );
-    println!("{t}");
+    outln!(out, "{t}");
     if let Some(r) = &e.flops {
         let o = &r.by_op;
         let total = o.total();
         if total > 0.0 {
             let share = |x: f64| format!("{:.1}%", 100.0 * x / total);
-            println!(
+            outln!(out,
                 "per-op training FLOPs: QKV {}, attention out {}, FFN {}, scores {}, P·V {}, vocab {}{}",
                 share(o.qkv),
                 share(o.attn_out),
@@ -565,20 +592,21 @@ fn print_table(e: &Estimate) {
         }
     }
     if let Some(p) = e.cost_usd_per_hour {
-        println!("on-demand cost per wall-clock hour: ${}", thousands(p));
+        outln!(out, "on-demand cost per wall-clock hour: ${}", thousands(p));
     }
     if let Some(c) = e.energy_cost_usd {
-        println!("electricity: ${}", thousands(c));
+        outln!(out, "electricity: ${}", thousands(c));
     }
-    println!("MFU source: {}", e.mfu_source);
-    println!("assumptions:");
+    outln!(out, "MFU source: {}", e.mfu_source);
+    outln!(out, "assumptions:");
     for a in &e.assumptions {
-        println!("  - {a}");
+        outln!(out, "  - {a}");
     }
+    emit(&out);
 }
 
 fn print_csv(e: &Estimate) -> Result<()> {
-    let mut w = csv::Writer::from_writer(std::io::stdout());
+    let mut w = csv::Writer::from_writer(vec![]);
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     let rows: Vec<(&str, String)> = vec![
         ("model", e.model.clone()),
@@ -613,7 +641,5 @@ fn print_csv(e: &Estimate) -> Result<()> {
     w.write_record(rows.iter().map(|r| r.0)).map_err(csv_err)?;
     w.write_record(rows.iter().map(|r| r.1.as_str()))
         .map_err(csv_err)?;
-    w.flush()
-        .map_err(|err| Error::Usage(format!("cannot write CSV: {err}")))?;
-    Ok(())
+    emit_csv(w)
 }
