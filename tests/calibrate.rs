@@ -1,6 +1,8 @@
 //! `flopcal calibrate`: every published cost reproduced from the catalog, implied MFU,
 //! the leave-one-out table and its summary, exit codes.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use assert_cmd::Command;
 use flopcal_model::catalog::Catalog;
 use predicates::prelude::*;

@@ -1,6 +1,8 @@
 //! `flopcal estimate`: seed reproductions (figures read from the catalog, never typed
 //! in twice), AI21's ranges, T5-11B, energy, and bad input.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use assert_cmd::Command;
 use flopcal_model::catalog::{Catalog, Run};
 use predicates::prelude::*;
