@@ -172,3 +172,63 @@ fn peak_bad_input_exits_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: "));
 }
+
+/// On an emulated CPU without AVX (Nehalem) and one without AVX-512 (Haswell), `peak`
+/// must not die of an illegal instruction: it skips what the CPU lacks and says why.
+/// Needs `qemu-x86_64` (Debian package qemu-user); skipped, with a note, without it.
+#[test]
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn peak_runs_on_cpus_without_avx512_or_avx_under_qemu() {
+    let qemu_ok = std::process::Command::new("qemu-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !qemu_ok {
+        eprintln!("qemu-x86_64 not installed: emulated-CPU portability check skipped");
+        return;
+    }
+    let bin = assert_cmd::cargo::cargo_bin("flopcal");
+    for (cpu, must_skip, may_run) in [
+        ("Nehalem", "avx2-fma", ["scalar", "scalar"]),
+        ("Haswell", "avx512-fma", ["scalar", "avx2-fma"]),
+    ] {
+        let out = std::process::Command::new("qemu-x86_64")
+            .args(["-cpu", cpu])
+            .arg(&bin)
+            .args([
+                "peak",
+                "--format",
+                "json",
+                "--threads",
+                "1",
+                "--duration",
+                "0.02",
+            ])
+            .args(["--dram-mib", "8", "--no-reference"])
+            .output()
+            .expect("qemu runs");
+        assert!(
+            out.status.success(),
+            "{cpu}: exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let p = &v["peak"];
+        assert!(p["skipped"]
+            .as_array()
+            .expect("skipped[]")
+            .iter()
+            .any(|s| s["isa"] == must_skip
+                && s["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("CPU lacks"))));
+        for c in p["compute"].as_array().expect("compute[]") {
+            assert!(
+                may_run.contains(&c["isa"].as_str().unwrap_or("")),
+                "{cpu}: ran {c}"
+            );
+            assert_eq!(c["verified"], true);
+        }
+    }
+}
