@@ -70,12 +70,7 @@ pub fn profile_table(file: &ResultFile) -> String {
     ]);
     for b in &file.benchmarks {
         let name = format!("{} {}", b.kernel, b.label);
-        let shape = b
-            .shape
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let shape = b.shape_text();
         match &b.summary {
             Some(s) => {
                 let [pct_peak, bound] = roofline_cells(file, b, s.flops_per_s);

@@ -157,6 +157,15 @@ pub struct Benchmark {
 }
 
 impl Benchmark {
+    /// The shape as `k=v` pairs separated by spaces, e.g. `k=768 m=1024 n=2304`.
+    pub fn shape_text(&self) -> String {
+        self.shape
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// Arithmetic intensity, FLOP per byte.
     pub fn intensity(&self) -> f64 {
         if self.bytes_per_iter == 0 {
@@ -291,12 +300,7 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
     let csv_err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
     w.write_record(CSV_HEADER).map_err(csv_err)?;
     for b in &file.benchmarks {
-        let shape = b
-            .shape
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let shape = b.shape_text();
         let s = b.summary.as_ref();
         let f =
             |get: fn(&BenchSummary) -> f64| s.map(|s| format!("{:e}", get(s))).unwrap_or_default();

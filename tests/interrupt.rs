@@ -8,27 +8,32 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A tiny custom model on one thread, without the ceiling measurement.
+const TINY: &[&str] = &[
+    "profile",
+    "--hidden",
+    "64",
+    "--heads",
+    "4",
+    "--vocab",
+    "500",
+    "--seq",
+    "32",
+    "--batch",
+    "2",
+    "--squares",
+    "64",
+    "--no-peak",
+    "--threads",
+    "1",
+];
+
 fn interrupt_profile_with(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("partial.json");
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
+        .args(TINY)
         .args([
-            "profile",
-            "--hidden",
-            "64",
-            "--heads",
-            "4",
-            "--vocab",
-            "500",
-            "--seq",
-            "32",
-            "--batch",
-            "2",
-            "--squares",
-            "64",
-            "--no-peak",
-            "--threads",
-            "1",
             // A tight CI target and a large budget keep it running until interrupted.
             "--target-ci",
             "0.0001",
@@ -95,28 +100,8 @@ fn two_profiles_writing_to_the_same_directory_at_once_both_survive() {
     let dir = tempfile::tempdir().unwrap();
     let spawn = |name: &str| {
         Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
-            .args([
-                "profile",
-                "--hidden",
-                "64",
-                "--heads",
-                "4",
-                "--vocab",
-                "500",
-                "--seq",
-                "32",
-                "--batch",
-                "2",
-                "--squares",
-                "64",
-                "--quick",
-                "--no-peak",
-                "--threads",
-                "1",
-                "--filter",
-                "matmul/",
-                "--out",
-            ])
+            .args(TINY)
+            .args(["--quick", "--filter", "matmul/", "--out"])
             .arg(dir.path().join(name))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
