@@ -10,7 +10,10 @@
  *
  * Each call runs `iters` iterations of x = x*m + c on every accumulator (a
  * contraction towards c/(1-m) for 0 < m < 1), writes the sum of all lanes of all
- * accumulators to *out, and returns the elapsed seconds of the loop.
+ * accumulators to *out, and writes the CLOCK_MONOTONIC times (seconds) just before
+ * and just after the loop to t[0] and t[1]. The caller takes, over its threads, the
+ * earliest start to the latest end: threads that did not actually overlap (a busy
+ * machine) cannot then inflate the total.
  */
 #define _POSIX_C_SOURCE 199309L
 #include <immintrin.h>
@@ -29,62 +32,60 @@ static double now_s(void) {
 
 /* 16 accumulators x 16 lanes x 2 FLOP = 512 FLOP per iteration. */
 __attribute__((target("avx512f")))
-double flopcal_ref_avx512_f32(uint64_t iters, float m, float c, float *out) {
+void flopcal_ref_avx512_f32(uint64_t iters, float m, float c, float *out, double *t) {
     const __m512 vm = _mm512_set1_ps(m), vc = _mm512_set1_ps(c);
 #define DECL(i) __m512 x##i = _mm512_set1_ps((float)(i) * 0.125f);
     REP16(DECL)
 #undef DECL
-    double t0 = now_s();
+    t[0] = now_s();
     for (uint64_t k = 0; k < iters; k++) {
 #define STEP(i) x##i = _mm512_fmadd_ps(x##i, vm, vc);
         REP16(STEP)
 #undef STEP
     }
-    double t1 = now_s();
+    t[1] = now_s();
     __m512 s = _mm512_setzero_ps();
 #define SUM(i) s = _mm512_add_ps(s, x##i);
     REP16(SUM)
 #undef SUM
     *out = _mm512_reduce_add_ps(s);
-    return t1 - t0;
 }
 
 /* 16 accumulators x 8 lanes x 2 FLOP = 256 FLOP per iteration. */
 __attribute__((target("avx512f")))
-double flopcal_ref_avx512_f64(uint64_t iters, double m, double c, double *out) {
+void flopcal_ref_avx512_f64(uint64_t iters, double m, double c, double *out, double *t) {
     const __m512d vm = _mm512_set1_pd(m), vc = _mm512_set1_pd(c);
 #define DECL(i) __m512d x##i = _mm512_set1_pd((double)(i) * 0.125);
     REP16(DECL)
 #undef DECL
-    double t0 = now_s();
+    t[0] = now_s();
     for (uint64_t k = 0; k < iters; k++) {
 #define STEP(i) x##i = _mm512_fmadd_pd(x##i, vm, vc);
         REP16(STEP)
 #undef STEP
     }
-    double t1 = now_s();
+    t[1] = now_s();
     __m512d s = _mm512_setzero_pd();
 #define SUM(i) s = _mm512_add_pd(s, x##i);
     REP16(SUM)
 #undef SUM
     *out = _mm512_reduce_add_pd(s);
-    return t1 - t0;
 }
 
 /* 10 accumulators (16 ymm registers) x 8 lanes x 2 FLOP = 160 FLOP per iteration. */
 __attribute__((target("avx2,fma")))
-double flopcal_ref_avx2_f32(uint64_t iters, float m, float c, float *out) {
+void flopcal_ref_avx2_f32(uint64_t iters, float m, float c, float *out, double *t) {
     const __m256 vm = _mm256_set1_ps(m), vc = _mm256_set1_ps(c);
 #define DECL(i) __m256 x##i = _mm256_set1_ps((float)(i) * 0.125f);
     REP10(DECL)
 #undef DECL
-    double t0 = now_s();
+    t[0] = now_s();
     for (uint64_t k = 0; k < iters; k++) {
 #define STEP(i) x##i = _mm256_fmadd_ps(x##i, vm, vc);
         REP10(STEP)
 #undef STEP
     }
-    double t1 = now_s();
+    t[1] = now_s();
     __m256 s = _mm256_setzero_ps();
 #define SUM(i) s = _mm256_add_ps(s, x##i);
     REP10(SUM)
@@ -94,5 +95,4 @@ double flopcal_ref_avx2_f32(uint64_t iters, float m, float c, float *out) {
     float total = 0.0f;
     for (int i = 0; i < 8; i++) total += lanes[i];
     *out = total;
-    return t1 - t0;
 }
