@@ -41,6 +41,9 @@ pub struct PeakOptions {
     pub reference: bool,
     /// Total DRAM working set in bytes; `None` picks max(256 MiB, 8 × LLC).
     pub dram_bytes: Option<u64>,
+    /// Measure only the widest available ISA per dtype (all a roofline needs; much
+    /// faster). The narrower ones are listed as skipped.
+    pub widest_only: bool,
 }
 
 impl PeakOptions {
@@ -52,6 +55,7 @@ impl PeakOptions {
             limit: IsaLimit::Native,
             reference: true,
             dram_bytes: None,
+            widest_only: false,
         }
     }
 }
@@ -761,7 +765,18 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
         .filter(|l| l.is_finite() && *l >= 0.0 && cfg!(unix));
     let mut compute = Vec::new();
     let mut skipped = Vec::new();
-    for p in kpeak::plan(opts.limit) {
+    let plan = kpeak::plan(opts.limit);
+    // Plan order is narrow → wide within each dtype, so the last runnable one is widest.
+    let widest = |dtype: Dtype| {
+        plan.iter()
+            .rev()
+            .find(|p| p.dtype == dtype && p.skip_reason.is_none() && p.isa != Isa::Amx)
+            .map(|p| p.isa)
+    };
+    for mut p in plan.clone() {
+        if opts.widest_only && p.skip_reason.is_none() && widest(p.dtype) != Some(p.isa) {
+            p.skip_reason = Some("not measured: widest ISA only".into());
+        }
         if let Some(reason) = p.skip_reason {
             skipped.push(Skipped {
                 isa: p.isa.as_str().into(),
@@ -946,6 +961,27 @@ mod tests {
     }
 
     #[test]
+    fn widest_only_measures_one_isa_per_dtype() {
+        let opts = PeakOptions {
+            duration_s: 0.02,
+            threads: 1,
+            limit: IsaLimit::Native,
+            reference: false,
+            dram_bytes: Some(8 << 20),
+            widest_only: true,
+        };
+        let s = measure(&opts, |_| {}).expect("measures");
+        let mut dtypes: Vec<&str> = s.compute.iter().map(|c| c.dtype.as_str()).collect();
+        let n = dtypes.len();
+        dtypes.dedup();
+        assert_eq!(dtypes.len(), n, "one entry per dtype: {dtypes:?}");
+        assert!(s
+            .skipped
+            .iter()
+            .any(|k| k.reason.contains("widest ISA only")));
+    }
+
+    #[test]
     fn stats_pick_best_and_median() {
         assert_eq!(best_and_median(&[3.0, 1.0, 2.0]), (1.0, 2.0));
         assert_eq!(best_and_median(&[4.0, 1.0, 2.0, 3.0]), (1.0, 2.5));
@@ -959,6 +995,7 @@ mod tests {
             limit: IsaLimit::Scalar,
             reference: false,
             dram_bytes: Some(8 << 20),
+            widest_only: false,
         };
         let s = measure(&opts, |_| {}).expect("scalar fallback measures");
         assert!(s.compute.iter().all(|c| c.isa == "scalar" && c.verified));

@@ -36,6 +36,9 @@ pub struct PeakArgs {
     /// Skip the cross-check against the independent C FMA microbenchmark.
     #[arg(long)]
     pub no_reference: bool,
+    /// Measure only the widest available ISA per dtype (the ceilings a roofline needs).
+    #[arg(long)]
+    pub widest_only: bool,
     /// Also write the result (JSON, with the `peak` section) to FILE, atomically.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -83,6 +86,7 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
             .dram_mib
             .map(|m| m << 20)
             .or(args.quick.then_some(128 << 20)),
+        widest_only: args.widest_only,
     };
     let show_progress = std::io::stderr().is_terminal();
     let section = peak::measure(&opts, |line| {
