@@ -1,6 +1,6 @@
 //! Predict the time of one real training step from measured kernels.
 //!
-//! The prediction is `Σ count × median` over the kernels one step runs, every count
+//! The prediction is `Σ count × mean` over the kernels one step runs, every count
 //! exact for the step in `flopcal_kernels::step` (pre-LN transformer, no biases):
 //!
 //! | kernel (profile id label)                          | count per step        |
@@ -25,7 +25,12 @@
 //! layer and the `dQ`, `dK` (twice: once through `Kᵀ`), `dV`, `dP` of attention costs
 //! one accumulation of its size.
 //!
-//! The interval of the prediction combines the kernels' bootstrap 95% intervals:
+//! The prediction sums the kernels' *mean* times and is compared with the step's mean
+//! time (see [`predict`]): means add exactly, medians do not, and on a shared machine
+//! the difference is the pre-emptions every kernel pays now and then and the step,
+//! hundreds of kernels long, pays on average.
+//!
+//! The interval of the prediction combines the kernels' 95% intervals of their means:
 //! each kernel's half-widths scale with its count (the same measurement is reused),
 //! and different kernels are independent, so half-widths add in quadrature.
 
@@ -267,23 +272,42 @@ pub struct Term {
     pub id: String,
     /// Times per step.
     pub count: f64,
-    /// Median seconds per run of the kernel.
+    /// Mean seconds per run of the kernel (what the prediction sums).
+    pub mean_s: f64,
+    /// Median seconds per run of the kernel (for reference).
     pub median_s: f64,
-    /// `count × median_s`.
+    /// `count × mean_s`.
     pub total_s: f64,
 }
 
 /// The predicted step time with its interval and the terms it sums.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
-    /// Predicted seconds per step.
+    /// Predicted seconds per step: `Σ count × mean`.
     pub step_s: f64,
     /// Lower end of its 95% interval.
     pub ci_low_s: f64,
     /// Upper end of its 95% interval.
     pub ci_high_s: f64,
+    /// `Σ count × median`, for reference: below `step_s` by the kernels' tails.
+    pub median_sum_s: f64,
     /// The terms, largest first.
     pub terms: Vec<Term>,
+}
+
+/// Mean of per-iteration samples and the half-width of its 95% interval
+/// (`1.96 · sd / √n`; zero for a single sample). `None` when empty.
+pub fn mean_and_half_width(samples: &[f64]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    if samples.len() < 2 {
+        return Some((mean, 0.0));
+    }
+    let var = samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some((mean, 1.96 * (var / n).sqrt()))
 }
 
 /// Kernels that a profile lacks (absent, or not measured successfully).
@@ -302,6 +326,13 @@ pub fn missing(needs: &[Need], file: &ResultFile) -> Vec<String> {
 }
 
 /// Predict the step time from a profile that holds every needed kernel.
+///
+/// The prediction sums `count × mean`, not medians: the expected time of a sum is the
+/// sum of the expected times whatever the distributions, while a sum of medians drops
+/// every kernel's tail (a pre-emption, a slow allocation) that the step, running all of
+/// them in a row, pays on average. The kernels' intervals are those of their means
+/// (from the stored samples; the stored median interval when a file has none), scaled
+/// by the count, and independent kernels' half-widths add in quadrature.
 pub fn predict(needs: &[Need], file: &ResultFile) -> Result<Prediction> {
     let lacking = missing(needs, file);
     if !lacking.is_empty() {
@@ -313,30 +344,75 @@ pub fn predict(needs: &[Need], file: &ResultFile) -> Result<Prediction> {
     }
     let by_id: HashMap<&str, &Benchmark> =
         file.benchmarks.iter().map(|b| (b.id.as_str(), b)).collect();
-    let (mut total, mut var_low, mut var_high) = (0.0, 0.0, 0.0);
+    let (mut total, mut median_sum, mut var_low, mut var_high) = (0.0, 0.0, 0.0, 0.0);
     let mut terms = Vec::with_capacity(needs.len());
     for n in needs {
         let id = n.entry.kernel.id();
-        let Some(s) = by_id.get(id.as_str()).and_then(|b| b.summary.as_ref()) else {
+        let Some(b) = by_id.get(id.as_str()) else {
             continue;
         };
-        total += n.count * s.median_s;
-        var_low += (n.count * (s.median_s - s.ci95_low_s).max(0.0)).powi(2);
-        var_high += (n.count * (s.ci95_high_s - s.median_s).max(0.0)).powi(2);
+        let Some(s) = b.summary.as_ref() else {
+            continue;
+        };
+        let (mean, low, high) = match mean_and_half_width(&b.samples_s) {
+            Some((mean, half)) => (mean, half, half),
+            None => (
+                s.mean_s,
+                (s.median_s - s.ci95_low_s).max(0.0),
+                (s.ci95_high_s - s.median_s).max(0.0),
+            ),
+        };
+        total += n.count * mean;
+        median_sum += n.count * s.median_s;
+        var_low += (n.count * low).powi(2);
+        var_high += (n.count * high).powi(2);
         terms.push(Term {
             id,
             count: n.count,
+            mean_s: mean,
             median_s: s.median_s,
-            total_s: n.count * s.median_s,
+            total_s: n.count * mean,
         });
     }
     terms.sort_by(|a, b| b.total_s.total_cmp(&a.total_s));
     Ok(Prediction {
         step_s: total,
-        ci_low_s: total - var_low.sqrt(),
+        ci_low_s: (total - var_low.sqrt()).max(0.0),
         ci_high_s: total + var_high.sqrt(),
+        median_sum_s: median_sum,
         terms,
     })
+}
+
+/// Add another round's per-iteration samples to a benchmark and recompute its
+/// summary (median, its 95% interval, spread and rates) over all the samples.
+pub fn pool_samples(b: &mut Benchmark, more: &[f64]) {
+    b.samples_s.extend_from_slice(more);
+    let Some(s) = crate::harness::stats::summarize(&b.samples_s) else {
+        return;
+    };
+    let rate = |work: u64, t: f64| if t > 0.0 { work as f64 / t } else { 0.0 };
+    let stop = b
+        .summary
+        .as_ref()
+        .map_or(crate::harness::StopReason::Budget, |old| old.stop);
+    b.summary = Some(crate::results::BenchSummary {
+        median_s: s.median,
+        mad_s: s.mad,
+        mean_s: s.mean,
+        min_s: s.min,
+        max_s: s.max,
+        ci95_low_s: s.ci_low,
+        ci95_high_s: s.ci_high,
+        flops_per_s: rate(b.flops_per_iter, s.median),
+        flops_per_s_ci_low: rate(b.flops_per_iter, s.ci_high),
+        flops_per_s_ci_high: rate(b.flops_per_iter, s.ci_low),
+        bytes_per_s: rate(b.bytes_per_iter, s.median),
+        n: s.n,
+        outliers: s.outliers,
+        rel_noise: s.rel_noise(),
+        stop,
+    });
 }
 
 /// Ratio predicted / measured and its interval from the two intervals (interval
@@ -407,44 +483,11 @@ mod tests {
     }
 
     #[test]
-    fn prediction_sums_counts_times_medians_and_widens_in_quadrature() {
+    fn without_samples_the_prediction_sums_stored_means_and_widens_in_quadrature() {
         let needs = needed_kernels(&cfg(1)).unwrap();
         let benchmarks = needs
             .iter()
-            .map(|n| Benchmark {
-                id: n.entry.kernel.id(),
-                kernel: String::new(),
-                label: String::new(),
-                group: "model".into(),
-                dtype: "f32".into(),
-                shape: Default::default(),
-                flops_per_iter: 0,
-                model_flops_per_iter: 0,
-                bytes_per_iter: 0,
-                iters_per_sample: 1,
-                samples_s: vec![],
-                summary: Some(BenchSummary {
-                    median_s: 1e-3,
-                    mad_s: 0.0,
-                    mean_s: 1e-3,
-                    min_s: 1e-3,
-                    max_s: 1e-3,
-                    ci95_low_s: 0.9e-3,
-                    ci95_high_s: 1.1e-3,
-                    flops_per_s: 0.0,
-                    flops_per_s_ci_low: 0.0,
-                    flops_per_s_ci_high: 0.0,
-                    bytes_per_s: 0.0,
-                    n: 10,
-                    outliers: 0,
-                    rel_noise: 0.0,
-                    stop: crate::harness::StopReason::Converged,
-                }),
-                verified: true,
-                verification: None,
-                status: Status::Ok,
-                message: None,
-            })
+            .map(|n| bench(n.entry.kernel.id(), vec![]))
             .collect();
         let file = fake_file(benchmarks);
         let p = predict(&needs, &file).unwrap();
@@ -462,6 +505,85 @@ mod tests {
         assert_eq!(missing(&needs, &partial), vec![gone.clone()]);
         let e = predict(&needs, &partial).unwrap_err().to_string();
         assert!(e.contains(&gone), "{e}");
+    }
+
+    /// A measured benchmark: median 1 ms (CI 0.9–1.1 ms), mean 1 ms, these samples.
+    fn bench(id: String, samples_s: Vec<f64>) -> Benchmark {
+        Benchmark {
+            id,
+            kernel: String::new(),
+            label: String::new(),
+            group: "model".into(),
+            dtype: "f32".into(),
+            shape: Default::default(),
+            flops_per_iter: 1000,
+            model_flops_per_iter: 0,
+            bytes_per_iter: 0,
+            iters_per_sample: 1,
+            samples_s,
+            summary: Some(BenchSummary {
+                median_s: 1e-3,
+                mad_s: 0.0,
+                mean_s: 1e-3,
+                min_s: 1e-3,
+                max_s: 1e-3,
+                ci95_low_s: 0.9e-3,
+                ci95_high_s: 1.1e-3,
+                flops_per_s: 0.0,
+                flops_per_s_ci_low: 0.0,
+                flops_per_s_ci_high: 0.0,
+                bytes_per_s: 0.0,
+                n: 10,
+                outliers: 0,
+                rel_noise: 0.0,
+                stop: crate::harness::StopReason::Converged,
+            }),
+            verified: true,
+            verification: None,
+            status: Status::Ok,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn prediction_sums_the_means_of_stored_samples_so_tails_count() {
+        // One slow sample in four: the median ignores it, the step pays it on average.
+        let needs = needed_kernels(&cfg(1)).unwrap();
+        let samples = vec![1e-3, 1e-3, 1e-3, 5e-3];
+        let file = fake_file(
+            needs
+                .iter()
+                .map(|n| bench(n.entry.kernel.id(), samples.clone()))
+                .collect(),
+        );
+        let p = predict(&needs, &file).unwrap();
+        let counts: f64 = needs.iter().map(|n| n.count).sum();
+        assert!((p.step_s - counts * 2e-3).abs() < 1e-12, "{}", p.step_s);
+        assert!((p.median_sum_s - counts * 1e-3).abs() < 1e-12);
+        assert!(p.ci_low_s < p.step_s && p.step_s < p.ci_high_s);
+    }
+
+    #[test]
+    fn mean_half_width_is_1_96_standard_errors_and_zero_for_one_sample() {
+        let (m, h) = mean_and_half_width(&[1.0, 3.0]).unwrap();
+        assert_eq!(m, 2.0);
+        // sd = √2, se = √2/√2 = 1.
+        assert!((h - 1.96).abs() < 1e-12);
+        assert_eq!(mean_and_half_width(&[4.0]), Some((4.0, 0.0)));
+        assert_eq!(mean_and_half_width(&[]), None);
+    }
+
+    #[test]
+    fn pooling_a_round_recomputes_the_summary_over_all_samples() {
+        let mut b = bench("k".into(), vec![1.0, 1.0, 1.0]);
+        pool_samples(&mut b, &[3.0, 3.0, 3.0, 3.0]);
+        assert_eq!(b.samples_s.len(), 7);
+        let s = b.summary.unwrap();
+        assert_eq!(s.n, 7);
+        assert_eq!(s.median_s, 3.0);
+        assert_eq!((s.min_s, s.max_s), (1.0, 3.0));
+        assert!((s.flops_per_s - 1000.0 / 3.0).abs() < 1e-9);
+        assert_eq!(s.stop, crate::harness::StopReason::Converged);
     }
 
     fn fake_file(benchmarks: Vec<Benchmark>) -> ResultFile {

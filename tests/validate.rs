@@ -22,7 +22,13 @@ fn quick_tiny_json_has_the_four_fields_and_the_exit_code_follows_within_bound() 
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    for field in ["predicted_step_s", "measured_step_s", "ratio"] {
+    for field in [
+        "predicted_step_s",
+        "measured_step_s",
+        "ratio",
+        "measured_median_s",
+        "predicted_median_sum_s",
+    ] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {stdout}");
     }
     let within = v["within_bound"].as_bool().unwrap();
@@ -31,6 +37,8 @@ fn quick_tiny_json_has_the_four_fields_and_the_exit_code_follows_within_bound() 
         Some(if within { 0 } else { 1 }),
         "{stdout}"
     );
+    assert_eq!(v["rounds"].as_u64(), Some(3), "{stdout}");
+    assert!(v["step_samples"].as_u64().unwrap() >= 10, "{stdout}");
     let ratio = v["ratio"].as_f64().unwrap();
     assert_eq!(within, (ratio - 1.0).abs() <= 0.15);
     // The saved profile predicts the same step again without re-measuring kernels.
@@ -58,7 +66,7 @@ fn a_profile_of_another_schema_version_is_refused_with_exit_2() {
 }
 
 #[test]
-fn a_profile_lacking_the_steps_kernels_names_them_and_how_to_measure_them() {
+fn a_profile_lacking_the_steps_kernels_or_from_another_device_or_cpu_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("partial.json");
     // A real profile of one GEMM only.
@@ -88,6 +96,7 @@ fn a_profile_lacking_the_steps_kernels_names_them_and_how_to_measure_them() {
     // The same file from another device than requested is refused as such.
     let text = std::fs::read_to_string(&p).unwrap();
     let mut v: Value = serde_json::from_str(&text).unwrap();
+    let this_device = v["host"]["device"].clone();
     v["host"]["device"] = Value::from("cuda:0");
     std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
     flopcal()
@@ -103,6 +112,27 @@ fn a_profile_lacking_the_steps_kernels_names_them_and_how_to_measure_them() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("device `cuda:0`"));
+    // The same device name on another CPU model is refused too: a profile predicts
+    // only the machine it was measured on.
+    v["host"]["device"] = this_device;
+    v["host"]["cpu_model"] = Value::from("Some Other CPU 9000");
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    flopcal()
+        .args([
+            "validate",
+            "--model",
+            "tiny",
+            "--device",
+            "cpu",
+            "--profile",
+        ])
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("CPU `Some Other CPU 9000`")
+                .and(predicate::str::contains("--out FILE")),
+        );
 }
 
 #[test]

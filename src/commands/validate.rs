@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::commands::profile::{self, ProfileArgs};
 use crate::device::{self, DeviceChoice};
-use crate::harness::{self, HarnessConfig, KernelExecutor};
+use crate::fingerprint;
+use crate::harness::{self, stats, HarnessConfig, KernelExecutor};
 use crate::output::{print_json, OutputFormat};
 use crate::report_table::fmt_duration;
 use crate::results::{self, ResultFile};
@@ -101,14 +102,18 @@ pub struct ValidateReport {
     pub causal: bool,
     /// Device the step ran on.
     pub device: String,
-    /// Predicted seconds per step (Σ count × kernel median).
+    /// Predicted seconds per step (Σ count × kernel mean).
     pub predicted_step_s: f64,
     /// 95% interval of the prediction.
     pub predicted_ci95_s: [f64; 2],
-    /// Measured median seconds per step.
+    /// Measured mean seconds per step.
     pub measured_step_s: f64,
-    /// 95% interval of the measured median.
+    /// 95% interval of the measured mean.
     pub measured_ci95_s: [f64; 2],
+    /// Measured median seconds per step (for reference).
+    pub measured_median_s: f64,
+    /// Σ count × kernel median (for reference; the kernels' tails left out).
+    pub predicted_median_sum_s: f64,
     /// predicted / measured.
     pub ratio: f64,
     /// 95% interval of the ratio.
@@ -121,8 +126,44 @@ pub struct ValidateReport {
     pub loss_at_init: Option<f64>,
     /// Where the profile came from: `measured in this run` or a file.
     pub profile_source: String,
+    /// Measurement rounds (kernels and step measured in turn, samples pooled).
+    pub rounds: usize,
+    /// Step samples pooled over the rounds.
+    pub step_samples: usize,
+    /// 1-minute load average at the start and at the end of the run (Linux), and
+    /// the logical CPUs it is out of: how busy the machine was while measuring.
+    pub load_average: Option<[f64; 2]>,
+    /// Logical CPUs of this machine.
+    pub logical_cpus: usize,
     /// The prediction's terms, largest first.
     pub terms: Vec<Term>,
+}
+
+/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in both mimalloc v2
+/// and v3, which `libmimalloc-sys` builds).
+const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
+
+extern "C" {
+    /// mimalloc's run-time option setter (always compiled into `libmimalloc-sys`).
+    fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
+}
+
+/// Make the allocator keep freed pages for reuse instead of returning them to the OS.
+///
+/// mimalloc purges (decommits) freed memory after a delay. The training step frees
+/// and re-allocates hundreds of megabytes per iteration, tensors far apart in time, so
+/// with purging every step re-faults its activations (measured on `small`: 4,400 page
+/// faults per step, 11% of its time in the kernel's `clear_page`), while an isolated
+/// kernel re-uses its few buffers before they are purged. A training framework's
+/// caching allocator keeps its pages, so validate measures the step, and the kernels it
+/// predicts from, with purging off.
+fn keep_freed_pages() {
+    // Naming the crate makes sure the mimalloc library is linked into every binary
+    // that links this one (the `flopcal` binary uses it as its global allocator).
+    let _ = mimalloc::MiMalloc;
+    // SAFETY: setting an option is thread-safe in mimalloc and takes plain integers;
+    // -1 means "never purge".
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
 fn step_config(args: &ValidateArgs) -> Result<StepConfig> {
@@ -192,8 +233,19 @@ fn load_profile(
     c: &StepConfig,
     needs: &[validate::Need],
     device_name: &str,
+    cpu_model: &str,
 ) -> Result<ResultFile> {
     let file = results::load(path)?;
+    if file.host.cpu_model != cpu_model {
+        return Err(Error::BadFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "profile was measured on CPU `{}` but this machine's CPU is `{cpu_model}`; a profile only predicts the machine it was measured on: profile this one (`{}`)",
+                file.host.cpu_model,
+                suggest(args, c)
+            ),
+        });
+    }
     if file.host.device != device_name {
         return Err(Error::BadFile {
             path: path.to_path_buf(),
@@ -219,7 +271,28 @@ fn load_profile(
     Ok(file)
 }
 
-/// Profile the suite GEMMs and the `*.train` kernels in this run.
+/// Measurement rounds. The kernels and the step are measured in turn, `ROUNDS` times,
+/// and each keeps the samples of every round: on a shared machine the load drifts over
+/// the minute a validation takes, and interleaving exposes the prediction's kernels
+/// and the step to the same mix of quiet and busy periods, instead of timing the step
+/// in whichever period happens to follow the profile.
+pub const ROUNDS: usize = 3;
+
+/// Harness settings of one round: the mode's budget split across the rounds, and a
+/// per-round sample floor that gives every kernel and the step at least the mode's
+/// floor in total.
+fn round_config(quick: bool) -> HarnessConfig {
+    let mut config = if quick {
+        HarnessConfig::quick()
+    } else {
+        HarnessConfig::standard()
+    };
+    config.budget_s /= ROUNDS as f64;
+    config.min_samples = config.min_samples.div_ceil(ROUNDS).max(3);
+    config
+}
+
+/// Profile the suite GEMMs and the `*.train` kernels in this run (the first round).
 fn measure_profile(
     args: &ValidateArgs,
     c: &StepConfig,
@@ -230,11 +303,7 @@ fn measure_profile(
     if let Some(out) = &args.out {
         results::check_writable(out)?;
     }
-    let config = if args.quick {
-        HarnessConfig::quick()
-    } else {
-        HarnessConfig::standard()
-    };
+    let config = round_config(args.quick);
     for need in needs {
         let id = need.entry.kernel.id();
         if run.file.benchmarks.iter().any(|b| b.id == id) {
@@ -251,34 +320,96 @@ fn measure_profile(
     Ok(run.file)
 }
 
-/// Time the real training step; returns (median, ci low, ci high, loss at init).
-fn measure_step(
-    c: &StepConfig,
+/// Another round of every needed kernel (verified in the first round): its samples
+/// join the first round's in `file`.
+fn remeasure(
+    file: &mut ResultFile,
+    needs: &[validate::Need],
     device: &candle_core::Device,
-    quick: bool,
-) -> Result<(f64, f64, f64, Option<f64>)> {
-    let mut step = TrainingStep::new(c, device)?;
-    let v = step.verify()?;
-    if !v.passed {
-        return Err(Error::Usage(format!(
-            "the training step failed its check (loss {:?} vs ln V = {:.3}, or a non-finite gradient)",
-            step.last_loss(),
-            (c.vocab as f64).ln()
-        )));
+    config: &HarnessConfig,
+) -> Result<()> {
+    for need in needs {
+        if interrupt::requested() {
+            file.partial = true;
+            return Ok(());
+        }
+        let id = need.entry.kernel.id();
+        let Some(b) = file.benchmarks.iter_mut().find(|b| b.id == id) else {
+            continue;
+        };
+        let mut prepared = need.entry.kernel.prepare(device)?;
+        let mut exec = KernelExecutor::new(prepared.as_mut());
+        let m = harness::measure(&mut exec, config, &interrupt::requested)?;
+        validate::pool_samples(b, &m.samples);
     }
-    let loss = step.last_loss();
-    let mut config = if quick {
-        HarnessConfig::quick()
-    } else {
-        HarnessConfig::standard()
-    };
-    // A step lasts tens of milliseconds or more: give it at least as many samples
-    // as a kernel gets, and the time that takes.
-    config.budget_s = config.budget_s.max(2.0);
-    let mut exec = KernelExecutor::new(&mut step);
-    let m = harness::measure(&mut exec, &config, &interrupt::requested)?;
-    let s = m.summary.ok_or(Error::Interrupted { saved: None })?;
-    Ok((s.median, s.ci_low, s.ci_high, loss))
+    Ok(())
+}
+
+/// The real training step, verified, timed in rounds.
+struct StepTimer {
+    step: TrainingStep,
+    samples: Vec<f64>,
+    loss: Option<f64>,
+}
+
+impl StepTimer {
+    /// Build and verify the step, then run it twice more so that the timed
+    /// iterations find their activations' memory already allocated and faulted in
+    /// (the harness's warm-up, 0.1 s in quick mode, is less than one step of the
+    /// larger presets).
+    fn new(c: &StepConfig, device: &candle_core::Device) -> Result<Self> {
+        let mut step = TrainingStep::new(c, device)?;
+        let v = step.verify()?;
+        if !v.passed {
+            return Err(Error::Usage(format!(
+                "the training step failed its check (loss {:?} vs ln V = {:.3}, or a non-finite gradient)",
+                step.last_loss(),
+                (c.vocab as f64).ln()
+            )));
+        }
+        let loss = step.last_loss();
+        for _ in 0..2 {
+            step.run()?;
+        }
+        step.synchronize()?;
+        Ok(StepTimer {
+            step,
+            samples: Vec::new(),
+            loss,
+        })
+    }
+
+    /// One round: at least as many samples as a kernel gets per round, and at least
+    /// 2 s / `ROUNDS` of steps (a step lasts tens of milliseconds or more).
+    fn round(&mut self, config: &HarnessConfig) -> Result<()> {
+        let mut config = config.clone();
+        config.budget_s = config.budget_s.max(2.0 / ROUNDS as f64);
+        let mut exec = KernelExecutor::new(&mut self.step);
+        let m = harness::measure(&mut exec, &config, &interrupt::requested)?;
+        if m.summary.is_none() {
+            return Err(Error::Interrupted { saved: None });
+        }
+        self.samples.extend(m.samples);
+        Ok(())
+    }
+
+    /// Mean, its 95% CI low and high, and the median, over the samples of every round.
+    fn summary(&self) -> Result<(f64, f64, f64, f64)> {
+        let s = stats::summarize(&self.samples).ok_or(Error::Interrupted { saved: None })?;
+        let (mean, half) = validate::mean_and_half_width(&self.samples)
+            .ok_or(Error::Interrupted { saved: None })?;
+        Ok((mean, (mean - half).max(0.0), mean + half, s.median))
+    }
+}
+
+/// The 1-minute load average (Linux), to report how busy the machine was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn print_table(r: &ValidateReport, pred: &Prediction) {
@@ -293,17 +424,25 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         r.device
     );
     println!("  profile:   {}", r.profile_source);
+    if let Some([a, b]) = r.load_average {
+        println!(
+            "  load:      1-min load average {a:.1} at the start, {b:.1} at the end, on {} logical CPUs",
+            r.logical_cpus
+        );
+    }
     println!(
-        "  predicted: {}  (95% CI {} – {})",
+        "  predicted: {}  (Σ count × kernel mean; 95% CI {} – {})",
         fmt_duration(r.predicted_step_s),
         fmt_duration(r.predicted_ci95_s[0]),
         fmt_duration(r.predicted_ci95_s[1])
     );
     println!(
-        "  measured:  {}  (95% CI {} – {})",
+        "  measured:  {}  (mean; 95% CI {} – {}; {} steps over {} rounds)",
         fmt_duration(r.measured_step_s),
         fmt_duration(r.measured_ci95_s[0]),
-        fmt_duration(r.measured_ci95_s[1])
+        fmt_duration(r.measured_ci95_s[1]),
+        r.step_samples,
+        r.rounds
     );
     println!(
         "  ratio:     {:.3}  (95% CI {:.3} – {:.3}); bound ±{:.0}%: {}",
@@ -313,13 +452,18 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         r.bound * 100.0,
         if r.within_bound { "within" } else { "OUTSIDE" }
     );
-    println!("  largest terms of the prediction:");
+    println!(
+        "  medians:   Σ count × kernel median {}, step median {} (reference only)",
+        fmt_duration(r.predicted_median_sum_s),
+        fmt_duration(r.measured_median_s)
+    );
+    println!("  largest terms of the prediction (count × mean):");
     for t in pred.terms.iter().take(8) {
         println!(
             "    {:>10}  {:>5.1} × {:>10}  {}",
             fmt_duration(t.total_s),
             t.count,
-            fmt_duration(t.median_s),
+            fmt_duration(t.mean_s),
             t.id
         );
     }
@@ -330,29 +474,49 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
     let c = step_config(args)?;
     let needs = validate::needed_kernels(&c)?;
     let threads = device::configure_threads(args.threads)?;
-    let _ = threads;
+    keep_freed_pages();
     let dev = device::open(args.device)?;
     let device_name = device::device_name(&dev);
+    let host = fingerprint::collect(&dev, threads);
+    let load_start = load_average();
     interrupt::install();
-    let (file, source) = match &args.profile {
-        Some(path) => (
-            load_profile(path, args, &c, &needs, &device_name)?,
-            path.display().to_string(),
-        ),
-        None => (
-            measure_profile(args, &c, &needs, &dev)?,
-            "measured in this run".to_string(),
-        ),
+    let mut file = match &args.profile {
+        Some(path) => Some(load_profile(
+            path,
+            args,
+            &c,
+            &needs,
+            &device_name,
+            &host.cpu_model,
+        )?),
+        None => None,
     };
-    if file.partial || interrupt::requested() {
-        return Err(Error::Interrupted { saved: None });
+    // Verify the step before spending a minute on its kernels.
+    let mut timer = StepTimer::new(&c, &dev)?;
+    let source = match &args.profile {
+        Some(path) => path.display().to_string(),
+        None => {
+            file = Some(measure_profile(args, &c, &needs, &dev)?);
+            format!("measured in this run, {ROUNDS} rounds interleaved with the step")
+        }
+    };
+    let mut file = file.ok_or(Error::Interrupted { saved: None })?;
+    let config = round_config(args.quick);
+    for round in 0..ROUNDS {
+        if round > 0 && args.profile.is_none() {
+            remeasure(&mut file, &needs, &dev, &config)?;
+        }
+        if file.partial || interrupt::requested() {
+            return Err(Error::Interrupted { saved: None });
+        }
+        timer.round(&config)?;
     }
     if let (None, Some(out)) = (&args.profile, &args.out) {
         results::save(&file, out)?;
         eprintln!("saved {}", out.display());
     }
     let pred = validate::predict(&needs, &file)?;
-    let (measured, m_low, m_high, loss) = measure_step(&c, &dev, args.quick)?;
+    let (measured, m_low, m_high, m_median) = timer.summary()?;
     let (ratio, r_low, r_high) = validate::ratio(&pred, measured, m_low, m_high);
     let within = (ratio - 1.0).abs() <= args.bound;
     let report = ValidateReport {
@@ -367,12 +531,18 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         predicted_ci95_s: [pred.ci_low_s, pred.ci_high_s],
         measured_step_s: measured,
         measured_ci95_s: [m_low, m_high],
+        measured_median_s: m_median,
+        predicted_median_sum_s: pred.median_sum_s,
         ratio,
         ratio_ci95: [r_low, r_high],
         bound: args.bound,
         within_bound: within,
-        loss_at_init: loss,
+        loss_at_init: timer.loss,
         profile_source: source,
+        rounds: ROUNDS,
+        step_samples: timer.samples.len(),
+        load_average: load_start.zip(load_average()).map(|(a, b)| [a, b]),
+        logical_cpus: host.logical_cpus,
         terms: pred.terms.clone(),
     };
     match args.format {
