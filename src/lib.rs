@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod device;
+pub mod efficiency;
 pub mod error;
 pub mod fingerprint;
 pub mod harness;

@@ -513,3 +513,214 @@ kernel_efficiency = { value = 0.5, source = "test", date = "2025-01" }
     let e: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(f(&e, "cost_usd"), 80.0);
 }
+
+// ---------------------------------------------------------------------------------
+// `--profile`: measured kernel efficiency from a result file.
+
+/// The tiny architecture profiled once for the `--profile` tests.
+const TINY_ARCH: &[&str] = &[
+    "--layers", "2", "--hidden", "64", "--heads", "4", "--ffn", "256", "--vocab", "500",
+];
+
+/// A quick profile of the tiny architecture (seq 32, batch 2), measured once per test
+/// binary; the directory is kept for the life of the process.
+fn tiny_profile() -> &'static std::path::Path {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let out = dir.join("tiny.json");
+        let status = Command::cargo_bin("flopcal")
+            .unwrap()
+            .arg("profile")
+            .args(TINY_ARCH)
+            .args(["--seq", "32", "--batch", "2", "--quick", "--squares", "0"])
+            .args(["--peak-duration", "0.05", "--threads", "1", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "profile failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        out
+    })
+}
+
+/// A copy of the tiny profile with `edit` applied to its JSON.
+fn edited_profile(edit: impl FnOnce(&mut Value)) -> (tempfile::TempDir, std::path::PathBuf) {
+    let mut v: Value = serde_json::from_slice(&std::fs::read(tiny_profile()).unwrap()).unwrap();
+    edit(&mut v);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("edited.json");
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+    (dir, p)
+}
+
+fn tiny_estimate(profile: &std::path::Path, extra: &[&str]) -> Command {
+    let mut c = flopcal();
+    c.arg("estimate")
+        .args(TINY_ARCH)
+        .args(["--seq", "32", "--tokens", "1e9", "--profile"])
+        .arg(profile)
+        .args(extra);
+    c
+}
+
+#[test]
+fn profile_gives_a_measured_kernel_efficiency_weighted_by_training_flops() {
+    let out = tiny_estimate(tiny_profile(), &["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON only");
+    let k = &v["kernel_efficiency"];
+    let eff = f(k, "kernel_efficiency");
+    assert!(eff > 0.0 && eff <= 1.0, "{eff}");
+    assert!(v["hardware"].as_str().unwrap().starts_with("local"), "{v}");
+    assert!(v["mfu_source"]
+        .as_str()
+        .unwrap()
+        .contains("measured kernel efficiency"));
+    // The MFU is the measured kernel efficiency times a system efficiency below 1.
+    assert!(f(&v, "mfu") < eff);
+    let kernels = k["kernels"].as_array().unwrap();
+    assert_eq!(
+        kernels.len(),
+        21,
+        "five linear layers x 3 layouts + 6 attention products"
+    );
+    let time: f64 = kernels.iter().map(|s| f(s, "time_share")).sum();
+    let flops: f64 = kernels.iter().map(|s| f(s, "flop_share")).sum();
+    assert!((time - 1.0).abs() < 1e-9 && (flops - 1.0).abs() < 1e-9);
+    let shares: Vec<f64> = kernels.iter().map(|s| f(s, "time_share")).collect();
+    assert!(shares.windows(2).all(|w| w[0] >= w[1]), "most time first");
+    // Time-weighted harmonic mean: achieved = peak x efficiency, and never above the
+    // fastest kernel.
+    let fastest = kernels
+        .iter()
+        .map(|s| f(s, "flops_per_s"))
+        .fold(0.0, f64::max);
+    assert!(f(k, "achieved_flops_per_s") <= fastest * (1.0 + 1e-9));
+}
+
+#[test]
+fn profile_table_says_which_kernels_dominate_and_their_efficiency() {
+    tiny_estimate(tiny_profile(), &[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("dominant:"))
+        .stdout(predicate::str::contains("% of peak"))
+        .stdout(predicate::str::contains("share of time"));
+}
+
+#[test]
+fn profile_at_another_sequence_length_is_allowed_with_a_note() {
+    let out = flopcal()
+        .arg("estimate")
+        .args(TINY_ARCH)
+        .args([
+            "--seq",
+            "128",
+            "--tokens",
+            "1e9",
+            "--format",
+            "json",
+            "--profile",
+        ])
+        .arg(tiny_profile())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["assumptions"].to_string().contains("shape-dependent"),
+        "{v}"
+    );
+}
+
+#[test]
+fn profile_of_another_schema_version_is_refused() {
+    let (_d, p) = edited_profile(|v| v["schema_version"] = 99.into());
+    tiny_estimate(&p, &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("schema_version 99"));
+}
+
+#[test]
+fn profile_of_another_device_than_requested_is_refused() {
+    tiny_estimate(tiny_profile(), &["--device", "cuda"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--device cuda was requested"));
+    tiny_estimate(tiny_profile(), &["--hardware", "h100"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("measured on the CPU"));
+    let (_d, p) = edited_profile(|v| v["host"]["cpu_model"] = "Some Other CPU 9000".into());
+    tiny_estimate(&p, &["--hardware", "local"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("another machine"));
+}
+
+#[test]
+fn profile_lacking_the_models_kernels_names_them_and_offers_to_measure() {
+    let (_d, p) = edited_profile(|v| {
+        v["benchmarks"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|b| !b["label"].as_str().unwrap().starts_with("vocab"));
+    });
+    let out = tiny_estimate(&p, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for want in [
+        "matmul/vocab.fwd/",
+        "matmul/vocab.wgrad/",
+        "flopcal profile",
+        "--out",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in {err}");
+    }
+    // Another architecture lacks everything and says why.
+    flopcal()
+        .args(["estimate", "--model", "bert-large", "--profile"])
+        .arg(tiny_profile())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bert-large has hidden 1024"))
+        .stderr(predicate::str::contains(
+            "flopcal profile --model bert-large",
+        ));
+}
+
+#[test]
+fn profile_without_a_measured_peak_is_refused() {
+    let (_d, p) = edited_profile(|v| {
+        v.as_object_mut().unwrap().remove("peak");
+    });
+    tiny_estimate(&p, &[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no measured compute peak"));
+}
+
+#[test]
+fn estimate_needs_hardware_or_a_profile() {
+    flopcal()
+        .args(["estimate", "--model", "bert-base"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--hardware local"));
+}

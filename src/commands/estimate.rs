@@ -10,7 +10,10 @@ use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Work
 use flopcal_model::flops::{Family, FlopOptions, Phase, Recompute};
 use flopcal_model::{calibrate::Fit, ModelConfig};
 
+use crate::device::DeviceChoice;
+use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
 use crate::output::{print_json, OutputFormat};
+use crate::results::ResultFile;
 use crate::{Error, Outcome, Result};
 
 /// Unit of `--devices`.
@@ -84,9 +87,20 @@ pub struct EstimateArgs {
     /// Fraction of positions through the vocabulary projection (BERT's MLM: 0.15).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub vocab_fraction: f64,
-    /// Catalog hardware (e.g. tpu-v3, v100, a100, h100).
+    /// Catalog hardware (e.g. tpu-v3, v100, a100, h100), or `local`: this machine,
+    /// measured by --profile FILE or, without one, by a quick profile run now. With
+    /// --profile alone the hardware is the machine the profile was measured on.
     #[arg(long)]
-    pub hardware: String,
+    pub hardware: Option<String>,
+    /// A result file of `flopcal profile` for the model: its measured kernel FLOP/s,
+    /// weighted by each kernel's share of the training FLOPs, give the kernel
+    /// efficiency (MFU = that × the calibrated system efficiency) instead of the
+    /// catalog's. Must be of this schema version and of the requested device.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["mfu", "kernel_efficiency", "hours"])]
+    pub profile: Option<PathBuf>,
+    /// Device the profile must come from (and that `--hardware local` profiles).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
     /// How many --unit the run uses (default: one priced device of the catalog).
     #[arg(long, allow_negative_numbers = true)]
     pub devices: Option<f64>,
@@ -101,7 +115,7 @@ pub struct EstimateArgs {
     pub mfu: Option<f64>,
     /// Measured kernel efficiency in (0, 1] (e.g. from `flopcal profile`): MFU = this ×
     /// the calibrated system efficiency of the hardware's class.
-    #[arg(long, allow_negative_numbers = true, conflicts_with = "mfu")]
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["mfu", "profile"])]
     pub kernel_efficiency: Option<f64>,
     /// On-demand price, USD per chip (GPU) hour, instead of the catalog's.
     #[arg(long, allow_negative_numbers = true)]
@@ -376,11 +390,346 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
     })
 }
 
+/// An estimate and, when a profile drove it, the kernel efficiency it measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Computed {
+    /// The estimate.
+    #[serde(flatten)]
+    pub estimate: Estimate,
+    /// Kernel efficiency from the profile (`--profile` / `--hardware local`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_efficiency: Option<KernelEfficiency>,
+}
+
 /// Compute the estimate for the arguments (no printing).
 pub fn compute(args: &EstimateArgs) -> Result<Estimate> {
+    compute_full(args).map(|c| c.estimate)
+}
+
+fn is_local(name: Option<&str>) -> bool {
+    name.is_some_and(|h| h.trim().eq_ignore_ascii_case("local"))
+}
+
+/// Catalog spelling of a kernel dtype (`f32` → `fp32`).
+fn catalog_dtype(kernel_dtype: &str) -> String {
+    match kernel_dtype {
+        "f32" => "fp32".into(),
+        "f16" => "fp16".into(),
+        "f64" => "fp64".into(),
+        other => other.into(),
+    }
+}
+
+/// The `flopcal profile` command that measures what `plan` needs, at `seq` × `batch`.
+fn profile_command(args: &EstimateArgs, cfg: &ModelConfig, seq: u64, batch: usize) -> String {
+    let mut cmd = String::from("flopcal profile");
+    match &args.model {
+        Some(m)
+            if args.layers.is_none()
+                && args.hidden.is_none()
+                && args.heads.is_none()
+                && args.ffn.is_none()
+                && args.vocab.is_none()
+                && args.head_dim.is_none() =>
+        {
+            cmd.push_str(&format!(" --model {m}"));
+        }
+        _ => cmd.push_str(&format!(
+            " --layers {} --hidden {} --heads {} --head-dim {} --ffn {} --vocab {}{}",
+            cfg.layers,
+            cfg.hidden,
+            cfg.heads,
+            cfg.head_dim,
+            cfg.ffn,
+            cfg.vocab,
+            if cfg.causal { " --causal true" } else { "" }
+        )),
+    }
+    cmd.push_str(&format!(" --seq {seq} --batch {batch}"));
+    if let Some(d) = &args.dtype {
+        cmd.push_str(&format!(
+            " --dtype {}",
+            d.to_ascii_lowercase().replace("fp", "f")
+        ));
+    }
+    match args.device {
+        DeviceChoice::Cuda => cmd.push_str(" --device cuda"),
+        DeviceChoice::Metal => cmd.push_str(" --device metal"),
+        _ => {}
+    }
+    let name = args.model.as_deref().unwrap_or("custom");
+    cmd.push_str(&format!(" --out results/{name}.json"));
+    cmd
+}
+
+/// Check a loaded profile against what was asked: the device, this machine for
+/// `--hardware local`, the catalog accelerator for `--hardware NAME`.
+fn check_profile(
+    path: &Path,
+    file: &ResultFile,
+    args: &EstimateArgs,
+    hw: Option<&flopcal_model::Hardware>,
+    suggest: &str,
+) -> Result<()> {
+    let bad = |reason: String| Error::BadFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dev = file.host.device.as_str();
+    let want = match args.device {
+        DeviceChoice::Cpu => Some("cpu"),
+        DeviceChoice::Cuda => Some("cuda"),
+        DeviceChoice::Metal => Some("metal"),
+        DeviceChoice::Auto => None,
+    };
+    if let Some(w) = want {
+        if !dev.starts_with(w) {
+            return Err(bad(format!(
+                "profile was measured on device `{dev}` ({}) but --device {w} was requested; profile that device (`{suggest}`) or drop --device",
+                file.host.device_name
+            )));
+        }
+    }
+    if is_local(args.hardware.as_deref()) {
+        let here = crate::fingerprint::collect(&candle_core::Device::Cpu, 1).cpu_model;
+        if file.host.cpu_model != here {
+            return Err(bad(format!(
+                "profile was measured on another machine (CPU `{}`), not this one (`{here}`) that --hardware local means; drop --hardware to estimate for the profiled machine, or profile this one (`{suggest}`)",
+                file.host.cpu_model
+            )));
+        }
+    }
+    if let Some(hw) = hw {
+        if dev == "cpu" {
+            return Err(bad(format!(
+                "profile was measured on the CPU `{}` but --hardware {} is an accelerator; profile that device, or drop --hardware to estimate for the profiled CPU",
+                file.host.device_name, hw.name
+            )));
+        }
+        // A GPU profile: its name must name the catalog entry when it is known.
+        let mut names: Vec<String> = vec![file.host.device_name.to_ascii_lowercase()];
+        if let Some(p) = &file.peak {
+            names.extend(p.gpu.iter().map(|g| g.device.to_ascii_lowercase()));
+        }
+        let tokens: Vec<String> = std::iter::once(&hw.name)
+            .chain(hw.aliases.iter())
+            .filter_map(|n| n.split('-').next())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let known = names.iter().any(|n| !n.starts_with(dev) && !n.is_empty());
+        if known
+            && !names
+                .iter()
+                .any(|n| tokens.iter().any(|t| n.contains(t.as_str())))
+        {
+            return Err(bad(format!(
+                "profile was measured on `{}` but --hardware {} was requested; profile that hardware, or drop --hardware to estimate for the profiled device",
+                file.host.device_name, hw.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Quick profile of this machine for the plan's model (`--hardware local` without
+/// `--profile`): the model's own kernels at seq 128, within about a minute.
+fn profile_now(args: &EstimateArgs, cfg: &ModelConfig) -> Result<ResultFile> {
+    let pa = crate::commands::profile::ProfileArgs {
+        model: None,
+        layers: Some(cfg.layers),
+        hidden: Some(cfg.hidden),
+        heads: Some(cfg.heads),
+        head_dim: Some(cfg.head_dim),
+        ffn: Some(cfg.ffn),
+        vocab: Some(cfg.vocab),
+        causal: Some(cfg.causal),
+        dtype: vec![args
+            .dtype
+            .as_deref()
+            .map(|d| d.to_ascii_lowercase().replace("fp", "f"))
+            .unwrap_or_else(|| "f32".into())],
+        squares: Some(vec![]),
+        quick: true,
+        budget: Some(60.0),
+        device: args.device,
+        ..crate::commands::profile::ProfileArgs::default()
+    };
+    eprintln!(
+        "profiling this machine: {} kernels at seq 128 x batch {} (quick, up to a minute)...",
+        cfg.name, pa.batch
+    );
+    let run = crate::commands::profile::execute(&pa)?;
+    if run.file.partial {
+        return Err(Error::Interrupted { saved: None });
+    }
+    Ok(run.file)
+}
+
+/// Hardware standing for the machine a profile measured: its measured peak.
+fn local_hardware(k: &KernelEfficiency) -> flopcal_model::Hardware {
+    let class = if k.device == "cpu" {
+        "local-cpu"
+    } else {
+        "local-gpu"
+    };
+    let date = k.profile_created_at.get(..7).unwrap_or("-");
+    let mut hw = flopcal_model::Hardware::custom(
+        &format!("local ({})", k.device_name),
+        class,
+        &k.dtype,
+        k.peak_flops_per_s / 1e12,
+        &k.peak_source,
+        date,
+    );
+    hw.description = format!("this machine as profiled ({})", k.profile_run_id);
+    hw
+}
+
+/// Compute the estimate and the kernel efficiency behind it (no printing).
+pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     let cat = load_catalog(args.catalog.as_deref())?;
-    let hw = cat.hardware(&args.hardware)?;
     let plan = plan_from_args(args, &cat)?;
+    let local = is_local(args.hardware.as_deref());
+    let catalog_hw = match args.hardware.as_deref() {
+        Some(name) if !local => Some(cat.hardware(name)?),
+        _ => None,
+    };
+    let uses_profile = args.profile.is_some() || local;
+    if catalog_hw.is_none() && !uses_profile {
+        return Err(Error::Usage(
+            "say where to train: --hardware NAME (a catalog entry such as tpu-v3, a100, h100), --hardware local (this machine, profiled now), or --profile FILE".into(),
+        ));
+    }
+    let mut measured: Option<KernelEfficiency> = None;
+    let mut local_hw: Option<flopcal_model::Hardware> = None;
+    let mut kernel_dtype: Option<String> = None;
+    if uses_profile {
+        let Workload::Config {
+            config,
+            phases,
+            options,
+            ..
+        } = &plan.workload
+        else {
+            return Err(Error::Usage(
+                "--profile / --hardware local weigh the model's own kernels: give an architecture (--model NAME or --layers --hidden --heads), not --params".into(),
+            ));
+        };
+        let (file, path) = match &args.profile {
+            Some(p) => (crate::results::load(p)?, Some(p.clone())),
+            None => (profile_now(args, config)?, None),
+        };
+        let pm = &file.profile.model;
+        let same_arch = (
+            pm.hidden,
+            pm.heads,
+            pm.head_dim,
+            pm.ffn,
+            pm.vocab,
+            pm.causal,
+        ) == (
+            config.hidden,
+            config.heads,
+            config.head_dim,
+            config.ffn,
+            config.vocab,
+            config.causal,
+        );
+        let suggest = if same_arch {
+            profile_command(args, config, file.profile.seq as u64, file.profile.batch)
+        } else {
+            profile_command(args, config, config.seq, 8)
+        };
+        if let Some(p) = &path {
+            check_profile(p, &file, args, catalog_hw, &suggest)?;
+        }
+        let peak = match catalog_hw {
+            Some(hw) => {
+                let dt = file
+                    .profile
+                    .dtypes
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "f32".into());
+                let dt = args
+                    .dtype
+                    .as_deref()
+                    .map(str::to_ascii_lowercase)
+                    .unwrap_or_else(|| catalog_dtype(&dt));
+                let p = hw.peak_flops(Some(&dt))?;
+                kernel_dtype = Some(dt.clone());
+                Some((p, format!("catalog spec peak of {} ({dt})", hw.name)))
+            }
+            None => None,
+        };
+        let kd = kernel_dtype
+            .as_deref()
+            .map(|d| d.replace("fp", "f"))
+            .or_else(|| {
+                args.dtype
+                    .as_deref()
+                    .map(|d| d.to_ascii_lowercase().replace("fp", "f"))
+            });
+        let req = efficiency::Request {
+            config,
+            phases,
+            options: *options,
+            dtype: kd.as_deref(),
+            peak_flops: peak,
+        };
+        let shown = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the profile just measured".into());
+        let k = efficiency::from_profile(&file, &req).map_err(|e| {
+            let reason = match &e {
+                EfficiencyError::Missing { ids } => {
+                    let shown: Vec<&str> = ids.iter().take(4).map(String::as_str).collect();
+                    let more = if ids.len() > shown.len() {
+                        format!(" and {} more", ids.len() - shown.len())
+                    } else {
+                        String::new()
+                    };
+                    let why = if same_arch {
+                        String::new()
+                    } else {
+                        format!(
+                            " (it measured {} with hidden {}, ffn {}, vocab {}; {} has hidden {}, ffn {}, vocab {})",
+                            pm.name, pm.hidden, pm.ffn, pm.vocab, config.name, config.hidden, config.ffn, config.vocab
+                        )
+                    };
+                    format!(
+                        "profile lacks {} kernel(s) the model needs{why}: {}{more}. Measure them with `{suggest}` (or use --hardware local to profile this machine now)",
+                        ids.len(),
+                        shown.join(", ")
+                    )
+                }
+                EfficiencyError::NoPeak { .. } => format!(
+                    "{e}; re-run `{suggest}` without --no-peak"
+                ),
+                EfficiencyError::Dtype { .. } => format!("{e}; pass --dtype to match, or profile with `{suggest}`"),
+                EfficiencyError::Invalid(_) => e.to_string(),
+            };
+            match &path {
+                Some(p) => Error::BadFile {
+                    path: p.clone(),
+                    reason,
+                },
+                None => Error::Usage(format!("{shown}: {reason}")),
+            }
+        })?;
+        if catalog_hw.is_none() {
+            local_hw = Some(local_hardware(&k));
+        }
+        measured = Some(k);
+    }
+    let hw: &flopcal_model::Hardware = match (&local_hw, catalog_hw) {
+        (Some(h), _) => h,
+        (None, Some(h)) => h,
+        (None, None) => {
+            return Err(Error::Usage("no hardware to estimate for".into()));
+        }
+    };
     let chips = match args.devices {
         Some(d) => {
             let d = positive("devices", d)?;
@@ -395,15 +744,16 @@ pub fn compute(args: &EstimateArgs) -> Result<Estimate> {
         }
         None => f64::from(hw.chips_per_device),
     };
-    let mfu = match (args.mfu, args.kernel_efficiency) {
-        (Some(m), _) => {
+    let mfu = match (args.mfu, args.kernel_efficiency, &measured) {
+        (_, _, Some(k)) => Fit::from_catalog(&cat)?.measured_mfu(hw, k.kernel_efficiency)?,
+        (Some(m), _, None) => {
             if !(m.is_finite() && m > 0.0 && m <= 1.0) {
                 return Err(Error::Usage(format!("--mfu must be in (0, 1] (got {m})")));
             }
             MfuSource::User { mfu: m }
         }
-        (None, Some(k)) => Fit::from_catalog(&cat)?.measured_mfu(hw, k)?,
-        (None, None) => {
+        (None, Some(k), None) => Fit::from_catalog(&cat)?.measured_mfu(hw, k)?,
+        (None, None, None) => {
             if args.hours.is_some() {
                 MfuSource::User { mfu: 1.0 }
             } else {
@@ -412,7 +762,13 @@ pub fn compute(args: &EstimateArgs) -> Result<Estimate> {
         }
     };
     let mut a = Assumptions::new(chips, mfu);
-    a.dtype = args.dtype.clone();
+    a.dtype = kernel_dtype.or_else(|| {
+        if local_hw.is_some() {
+            None
+        } else {
+            args.dtype.clone()
+        }
+    });
     a.price_per_chip_hour = args.price;
     a.preemptible_price_per_chip_hour = args.preemptible_price;
     a.preemptible = args.preemptible;
@@ -429,18 +785,95 @@ pub fn compute(args: &EstimateArgs) -> Result<Estimate> {
             "--hours fixes the duration: drop --mfu / --kernel-efficiency".into(),
         ));
     }
-    Ok(estimate(&plan, hw, &a)?)
+    let mut e = estimate(&plan, hw, &a)?;
+    if let Some(k) = &measured {
+        e.assumptions.push(format!(
+            "kernel efficiency {:.3} = suite {:.1} GFLOP/s / peak {:.1} GFLOP/s ({}); profile {} of {} ({}, seq {} x batch {}, {})",
+            k.kernel_efficiency,
+            k.achieved_flops_per_s / 1e9,
+            k.peak_flops_per_s / 1e9,
+            k.peak_source,
+            k.profile_run_id,
+            k.profile_model,
+            k.device_name,
+            k.profile_seq,
+            k.profile_batch,
+            k.profile_created_at
+        ));
+        e.assumptions.extend(k.notes.iter().cloned());
+    }
+    Ok(Computed {
+        estimate: e,
+        kernel_efficiency: measured,
+    })
 }
 
 /// Run `flopcal estimate`.
 pub fn run(args: &EstimateArgs) -> Result<Outcome> {
-    let e = compute(args)?;
+    let c = compute_full(args)?;
     match args.format {
-        OutputFormat::Json => print_json(&e)?,
-        OutputFormat::Csv => print_csv(&e)?,
-        OutputFormat::Table => print_table(&e),
+        OutputFormat::Json => print_json(&c)?,
+        OutputFormat::Csv => print_csv(&c.estimate)?,
+        OutputFormat::Table => {
+            let mut out = render_table(&c.estimate);
+            if let Some(k) = &c.kernel_efficiency {
+                out.push_str(&kernel_table(k, 8));
+            }
+            emit(&out);
+        }
     }
     Ok(Outcome::Success)
+}
+
+/// The kernels behind a measured kernel efficiency, most time first (`top` rows, the
+/// rest summed), and a line naming the ones that dominate.
+pub fn kernel_table(k: &KernelEfficiency, top: usize) -> String {
+    let mut out = String::new();
+    outln!(
+        out,
+        "kernel efficiency {:.1}% ({} kernels of {} on {}, {}): suite {} GFLOP/s of {} GFLOP/s peak",
+        k.kernel_efficiency * 100.0,
+        k.dtype,
+        k.profile_model,
+        k.device_name,
+        k.profile_run_id,
+        crate::report_table::fmt_giga(k.achieved_flops_per_s),
+        crate::report_table::fmt_giga(k.peak_flops_per_s)
+    );
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "kernel",
+        "share of FLOPs",
+        "share of time",
+        "GFLOP/s",
+        "% of peak",
+    ]);
+    let r = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    for s in k.kernels.iter().take(top) {
+        t.add_row(vec![
+            Cell::new(&s.label),
+            r(format!("{:.1}%", s.flop_share * 100.0)),
+            r(format!("{:.1}%", s.time_share * 100.0)),
+            r(crate::report_table::fmt_giga(s.flops_per_s)),
+            r(format!("{:.0}%", s.efficiency * 100.0)),
+        ]);
+    }
+    let rest = &k.kernels[top.min(k.kernels.len())..];
+    if !rest.is_empty() {
+        let f: f64 = rest.iter().map(|s| s.flop_share).sum();
+        let tm: f64 = rest.iter().map(|s| s.time_share).sum();
+        t.add_row(vec![
+            Cell::new(format!("{} others", rest.len())),
+            r(format!("{:.1}%", f * 100.0)),
+            r(format!("{:.1}%", tm * 100.0)),
+            r("".into()),
+            r("".into()),
+        ]);
+    }
+    outln!(out, "{t}");
+    outln!(out, "dominant: {}", k.dominant(3));
+    out
 }
 
 /// `1234567.8` → `1,234,568`.
@@ -488,7 +921,7 @@ fn pct(x: Option<f64>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-fn print_table(e: &Estimate) {
+fn render_table(e: &Estimate) -> String {
     let mut out = String::new();
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -602,7 +1035,7 @@ fn print_table(e: &Estimate) {
     for a in &e.assumptions {
         outln!(out, "  - {a}");
     }
-    emit(&out);
+    out
 }
 
 fn print_csv(e: &Estimate) -> Result<()> {
@@ -642,4 +1075,202 @@ fn print_csv(e: &Estimate) -> Result<()> {
     w.write_record(rows.iter().map(|r| r.1.as_str()))
         .map_err(csv_err)?;
     emit_csv(w)
+}
+
+/// Wall-clock duration in the unit a reader takes in at a glance.
+pub fn human_hours(h: f64) -> String {
+    if !h.is_finite() {
+        "—".into()
+    } else if h < 48.0 {
+        format!("{h:.1} h")
+    } else if h < 24.0 * 365.0 {
+        format!("{:.1} days", h / 24.0)
+    } else {
+        format!("{:.1} years", h / (24.0 * 365.25))
+    }
+}
+
+/// The published pre-training plan of a catalog model.
+pub fn catalog_plan(cat: &Catalog, model: &str) -> Result<Plan> {
+    let m = cat.model(model)?;
+    Ok(Plan {
+        label: m.name.clone(),
+        workload: Workload::Config {
+            config: m.config(),
+            family: m.family,
+            phases: m.training.clone(),
+            options: FlopOptions::default(),
+        },
+    })
+}
+
+/// Kernel efficiency of `model` from `file`, or of the profile's own model as a proxy
+/// when the file lacks that model's kernels (the quick profile measures BERT-base only).
+fn efficiency_for(
+    file: &ResultFile,
+    plan: &Plan,
+) -> std::result::Result<(KernelEfficiency, bool), String> {
+    let Workload::Config {
+        config,
+        phases,
+        options,
+        ..
+    } = &plan.workload
+    else {
+        return Err("no architecture".into());
+    };
+    let req = efficiency::Request {
+        config,
+        phases,
+        options: *options,
+        dtype: None,
+        peak_flops: None,
+    };
+    match efficiency::from_profile(file, &req) {
+        Ok(k) => Ok((k, false)),
+        Err(EfficiencyError::Missing { .. }) => {
+            let own = vec![Phase {
+                steps: 1,
+                batch: file.profile.batch as u64,
+                seq: file.profile.seq as u64,
+            }];
+            let req = efficiency::Request {
+                config: &file.profile.model,
+                phases: &own,
+                ..req
+            };
+            efficiency::from_profile(file, &req)
+                .map(|k| (k, true))
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The end of the no-argument run: BERT-base and BERT-large pre-training on this
+/// machine (MFU from the profile just measured) next to TPU v3, A100 and H100
+/// (catalog, calibrated MFU), one priced device each, with hours and dollars.
+pub fn default_run_table(file: &ResultFile) -> String {
+    let mut out = String::new();
+    let cat = match load_catalog(None) {
+        Ok(c) => c,
+        Err(e) => {
+            outln!(out, "no estimate table: {e}");
+            return out;
+        }
+    };
+    let fit = match Fit::from_catalog(&cat) {
+        Ok(f) => f,
+        Err(e) => {
+            outln!(out, "no estimate table: {e}");
+            return out;
+        }
+    };
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "pre-training",
+        "hardware",
+        "chips",
+        "MFU",
+        "wall-clock",
+        "chip-hours",
+        "on demand",
+        "preemptible",
+    ]);
+    let r = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    let mut notes: Vec<String> = vec![];
+    for model in ["bert-base", "bert-large"] {
+        let plan = match catalog_plan(&cat, model) {
+            Ok(p) => p,
+            Err(e) => {
+                notes.push(format!("{model}: {e}"));
+                continue;
+            }
+        };
+        let mut rows: Vec<(String, std::result::Result<Estimate, String>)> = vec![];
+        match efficiency_for(file, &plan) {
+            Ok((k, proxy)) => {
+                let hw = local_hardware(&k);
+                let e = fit
+                    .measured_mfu(&hw, k.kernel_efficiency)
+                    .and_then(|m| estimate(&plan, &hw, &Assumptions::new(1.0, m)))
+                    .map_err(|e| e.to_string());
+                let label = if proxy {
+                    format!("this machine* ({})", k.dtype)
+                } else {
+                    format!("this machine ({})", k.dtype)
+                };
+                if proxy {
+                    notes.push(format!(
+                        "* {model} on this machine uses the kernel efficiency of the {} kernels just measured ({:.1}%); profile its own with `flopcal profile --model {model} --out results/{model}.json` and `flopcal estimate --model {model} --profile results/{model}.json`",
+                        k.profile_model,
+                        k.kernel_efficiency * 100.0
+                    ));
+                } else {
+                    notes.push(format!(
+                        "{model} on this machine: kernel efficiency {:.1}% of the measured {} GFLOP/s {} peak; dominant: {}",
+                        k.kernel_efficiency * 100.0,
+                        crate::report_table::fmt_giga(k.peak_flops_per_s),
+                        k.dtype,
+                        k.dominant(2)
+                    ));
+                }
+                rows.push((label, e));
+            }
+            Err(why) => notes.push(format!("{model} on this machine: no estimate ({why})")),
+        }
+        for name in ["tpu-v3", "a100", "h100"] {
+            let e = cat
+                .hardware(name)
+                .map_err(|e| e.to_string())
+                .and_then(|hw| {
+                    fit.calibrated_mfu(hw)
+                        .and_then(|m| {
+                            estimate(
+                                &plan,
+                                hw,
+                                &Assumptions::new(f64::from(hw.chips_per_device), m),
+                            )
+                        })
+                        .map_err(|e| e.to_string())
+                });
+            rows.push((name.to_string(), e));
+        }
+        for (label, e) in rows {
+            match e {
+                Ok(e) => {
+                    let hw = if label.starts_with("this machine") {
+                        label
+                    } else {
+                        format!("{} ({})", e.hardware, e.dtype)
+                    };
+                    t.add_row(vec![
+                        Cell::new(&e.model),
+                        Cell::new(hw),
+                        r(format!("{}", e.devices)),
+                        r(pct(e.mfu)),
+                        r(human_hours(e.wall_hours)),
+                        r(num(Some(e.device_hours))),
+                        r(usd(e.cost_usd)),
+                        r(usd(e.cost_usd_preemptible)),
+                    ]);
+                }
+                Err(why) => notes.push(format!("{model} on {label}: {why}")),
+            }
+        }
+    }
+    outln!(
+        out,
+        "\nEstimated pre-training (BERT's published schedule: 1M steps x 256 sequences, 90% at seq 128, 10% at 512):"
+    );
+    outln!(out, "{t}");
+    for n in notes {
+        outln!(out, "{n}");
+    }
+    outln!(
+        out,
+        "MFU: this machine = measured kernel efficiency x system efficiency fitted from published runs (pooled over classes); catalog rows = catalog kernel efficiency x their class's fit. This machine has no price: `flopcal compare` prices on-prem hardware against the cloud."
+    );
+    out
 }

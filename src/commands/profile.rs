@@ -137,10 +137,15 @@ impl Default for ProfileArgs {
 }
 
 /// `flopcal` with no arguments: the quick profile of this machine.
+/// It ends with a short estimate table: BERT pre-training on this machine (measured)
+/// next to catalog accelerators.
 pub fn run_default() -> Result<Outcome> {
-    run(&ProfileArgs {
+    let args = ProfileArgs {
         quick: true,
         ..ProfileArgs::default()
+    };
+    run_then(&args, |file| {
+        print!("{}", crate::commands::estimate::default_run_table(file));
     })
 }
 
@@ -568,6 +573,11 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
 
 /// Run `flopcal profile`.
 pub fn run(args: &ProfileArgs) -> Result<Outcome> {
+    run_then(args, |_| {})
+}
+
+/// Run a profile, print it, then call `then` with the result (table format only).
+fn run_then(args: &ProfileArgs, then: impl FnOnce(&ResultFile)) -> Result<Outcome> {
     let run = execute(args)?;
     match args.format {
         OutputFormat::Json => print_json(&run.file)?,
@@ -575,6 +585,7 @@ pub fn run(args: &ProfileArgs) -> Result<Outcome> {
         OutputFormat::Table => {
             println!("{}", report_table::profile_table(&run.file));
             println!("{}", report_table::profile_findings(&run.file));
+            then(&run.file);
             if let Some(p) = &run.saved {
                 eprintln!(
                     "saved {} and {}",
