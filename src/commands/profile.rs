@@ -482,16 +482,18 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     let peak = if args.no_peak || args.filter.is_some() {
         None
     } else {
-        // Under a --budget the ceilings (about a dozen measurements) get a tenth of it.
+        // Under a --budget the ceilings (about seven measurements) get a tenth of it.
         let duration_s = match args.budget {
-            Some(b) => args.peak_duration.min(b / 120.0),
+            Some(b) => args.peak_duration.min(b / 70.0),
             None => args.peak_duration,
         };
         let opts = crate::peak::PeakOptions {
             duration_s,
             threads,
-            // The C cross-check belongs to `flopcal peak`; profile only needs ceilings.
+            // The C cross-check and the narrower ISAs belong to `flopcal peak`; the
+            // roofline needs only the widest ISA per dtype and the bandwidths.
             reference: false,
+            widest_only: true,
             ..crate::peak::PeakOptions::new()
         };
         let pb = progress_bar(0);
