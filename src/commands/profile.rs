@@ -452,9 +452,10 @@ pub struct ProfileRun {
 
 /// Run a profile and return the result without printing it.
 pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
+    // Validates --budget (among others) before it becomes a Duration.
+    let config = harness_config(args)?;
     // The budget covers everything from here: the ceilings, preparation, verification.
     let deadline = harness::Deadline::new(args.budget.map(Duration::from_secs_f64));
-    let config = harness_config(args)?;
     let model = resolve_model(args)?;
     let spec = suite_spec(args, model.clone())?;
     let mut suite = suite::derive(&spec)?;
