@@ -85,6 +85,18 @@ pub struct Hardware {
     pub price_preemptible: Option<Figure>,
     /// Reference kernel efficiency (achieved / peak on the kernel suite), in (0, 1].
     pub kernel_efficiency: Figure,
+    /// Committed-use (1-year) cloud price, USD per device-hour.
+    #[serde(default)]
+    pub price_committed: Option<Figure>,
+    /// On-prem purchase price, USD per device, including its share of the server.
+    #[serde(default)]
+    pub purchase_price: Option<Figure>,
+    /// On-prem depreciation lifetime, years.
+    #[serde(default)]
+    pub lifetime_years: Option<Figure>,
+    /// On-prem operations overhead (support, admin, space), USD per device per year.
+    #[serde(default)]
+    pub ops_per_year: Option<Figure>,
 }
 
 /// How a published run counted its hardware.
@@ -193,6 +205,10 @@ impl Hardware {
             price_on_demand: None,
             price_preemptible: None,
             kernel_efficiency: fig(1.0),
+            price_committed: None,
+            purchase_price: None,
+            lifetime_years: None,
+            ops_per_year: None,
         }
     }
 }
@@ -578,6 +594,10 @@ impl Catalog {
                 ("tdp_w", &h.tdp_w),
                 ("price_on_demand", &h.price_on_demand),
                 ("price_preemptible", &h.price_preemptible),
+                ("price_committed", &h.price_committed),
+                ("purchase_price", &h.purchase_price),
+                ("lifetime_years", &h.lifetime_years),
+                ("ops_per_year", &h.ops_per_year),
             ] {
                 if let Some(f) = fig {
                     pos(n, field, f.value)?;
@@ -752,6 +772,10 @@ mod tests {
                 &h.tdp_w,
                 &h.price_on_demand,
                 &h.price_preemptible,
+                &h.price_committed,
+                &h.purchase_price,
+                &h.lifetime_years,
+                &h.ops_per_year,
             ];
             for f in figs
                 .into_iter()

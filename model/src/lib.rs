@@ -19,6 +19,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod flops;
+pub mod onprem;
 pub mod suggest;
 
 pub use calibrate::{calibrate, Calibration, Fit};

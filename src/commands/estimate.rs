@@ -39,7 +39,7 @@ pub enum RecomputeArg {
 }
 
 /// Arguments of `flopcal estimate`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct EstimateArgs {
     /// Catalog model (e.g. bert-large, gpt2-xl, t5-11b); its published schedule is used
     /// unless --tokens or --steps/--batch are given. Config flags override its fields.

@@ -1,0 +1,472 @@
+//! `flopcal compare`: on-prem vs cloud for one training plan.
+//!
+//! The plan and the hardware are those of `flopcal estimate` (its flags, `--profile`
+//! and `--hardware local` included): the run's chip-hours come from the same estimate.
+//! On-prem: purchase price amortised over a lifetime, power × PUE × $/kWh, operations
+//! overhead per year (catalog defaults, each overridable) at a utilisation; cloud:
+//! on-demand, preemptible and committed-use prices. The model is in
+//! `flopcal_model::onprem`.
+
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use flopcal_model::catalog::Figure;
+use flopcal_model::onprem::{self, Comparison, OnPrem};
+use serde::Serialize;
+
+use crate::commands::estimate::{
+    compute_full, emit, human_hours, load_catalog, outln, thousands, DeviceUnit, EstimateArgs,
+};
+use crate::output::{print_json, OutputFormat};
+use crate::{Error, Outcome, Result};
+
+/// Arguments of `flopcal compare`.
+#[derive(Debug, Args)]
+#[command(
+    after_long_help = "Examples:\n  flopcal compare --model bert-large --hardware a100 --devices 8\n  flopcal compare --model bert-large --hardware a100 --cloud tpu-v3 --utilisation 0.3\n  flopcal compare --model bert-base --hardware local --purchase-price 3000 --chip-watts 200 --cloud a100 --format json"
+)]
+pub struct CompareArgs {
+    /// The training plan and the on-prem hardware (as for `flopcal estimate`).
+    #[command(flatten)]
+    pub plan: EstimateArgs,
+    /// Cloud hardware to rent (default: the same as --hardware).
+    #[arg(long, value_name = "NAME")]
+    pub cloud: Option<String>,
+    /// On-prem purchase price, USD per chip (GPU) with its share of the server
+    /// (default: the catalog's).
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    pub purchase_price: Option<f64>,
+    /// On-prem depreciation lifetime, years (default: the catalog's, else 4).
+    #[arg(long, value_name = "YEARS", allow_negative_numbers = true)]
+    pub lifetime: Option<f64>,
+    /// On-prem operations overhead, USD per chip per year (default: the catalog's,
+    /// else 10% of the purchase price).
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    pub ops_per_year: Option<f64>,
+    /// Fraction of the year the on-prem hardware does useful work, (0, 1] (default 0.5).
+    #[arg(
+        long,
+        alias = "utilization",
+        value_name = "FRACTION",
+        allow_negative_numbers = true
+    )]
+    pub utilisation: Option<f64>,
+    /// Committed-use cloud price, USD per chip-hour (default: the catalog's).
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    pub committed_price: Option<f64>,
+}
+
+/// One on-prem figure with its provenance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Input {
+    /// What it is.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Unit.
+    pub unit: String,
+    /// Where it comes from.
+    pub source: String,
+}
+
+/// What `compare` prints (`--format json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    /// Model (plan label).
+    pub model: String,
+    /// On-prem hardware.
+    pub onprem_hardware: String,
+    /// Cloud hardware.
+    pub cloud_hardware: String,
+    /// On-prem MFU and where it came from.
+    pub onprem_mfu: Option<f64>,
+    /// Where the on-prem MFU came from.
+    pub onprem_mfu_source: String,
+    /// Cloud MFU.
+    pub cloud_mfu: Option<f64>,
+    /// The on-prem figures used.
+    pub onprem: OnPrem,
+    /// Each figure with its source.
+    pub inputs: Vec<Input>,
+    /// The comparison.
+    pub comparison: Comparison,
+    /// Figures that are flopcal assumptions rather than published.
+    pub assumed: Vec<String>,
+}
+
+fn given(flag: &str, v: f64) -> Result<f64> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::Usage(format!(
+            "--{flag} must be a number >= 0 (got {v})"
+        )))
+    }
+}
+
+/// Pick the flag, else the catalog figure (per device → per chip), else a default.
+fn figure(
+    name: &str,
+    unit: &str,
+    flag: Option<(&str, f64)>,
+    catalog: Option<(&Figure, f64)>,
+    default: Option<(f64, String)>,
+) -> Result<Option<Input>> {
+    let (value, source) = match (flag, catalog, default) {
+        (Some((f, v)), _, _) => (given(f, v)?, format!("--{f}")),
+        (None, Some((fig, per)), _) => (fig.value / per, format!("{} ({})", fig.source, fig.date)),
+        (None, None, Some((v, s))) => (v, s),
+        (None, None, None) => return Ok(None),
+    };
+    Ok(Some(Input {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        source,
+    }))
+}
+
+/// Compute the comparison (no printing).
+pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
+    let cat = load_catalog(args.plan.catalog.as_deref())?;
+    let onprem_run = compute_full(&args.plan)?;
+    let e = &onprem_run.estimate;
+    let local = onprem_run.kernel_efficiency.is_some()
+        && args
+            .plan
+            .hardware
+            .as_deref()
+            .is_none_or(|h| h.eq_ignore_ascii_case("local"));
+    let onprem_hw = if local {
+        None
+    } else {
+        args.plan
+            .hardware
+            .as_deref()
+            .map(|h| cat.hardware(h))
+            .transpose()?
+    };
+    let per = onprem_hw
+        .map(|h| f64::from(h.chips_per_device))
+        .unwrap_or(1.0);
+
+    // Cloud side: the same hardware, or --cloud priced at its own estimate.
+    let cloud_name = match (&args.cloud, onprem_hw) {
+        (Some(c), _) => c.clone(),
+        (None, Some(h)) => h.name.clone(),
+        (None, None) => {
+            return Err(Error::Usage(
+                "this machine has no cloud price: name the cloud hardware to compare with, e.g. --cloud a100".into(),
+            ))
+        }
+    };
+    let cloud_hw = cat.hardware(&cloud_name)?;
+    let same = onprem_hw.is_some_and(|h| h.name == cloud_hw.name);
+    let cloud_est = if same {
+        e.clone()
+    } else {
+        let mut ca = args.plan.clone();
+        ca.hardware = Some(cloud_hw.name.clone());
+        ca.profile = None;
+        ca.devices = None;
+        ca.unit = DeviceUnit::Chip;
+        ca.dtype = None;
+        ca.kernel_efficiency = None;
+        compute_full(&ca)?.estimate
+    };
+    let cper = f64::from(cloud_hw.chips_per_device);
+    let mut prices: Vec<(String, f64, String)> = vec![];
+    let src = |f: &Option<Figure>| {
+        f.as_ref()
+            .map(|x| format!("{} ({})", x.source, x.date))
+            .unwrap_or_default()
+    };
+    if let Some(p) = cloud_est.price_per_device_hour {
+        let s = if args.plan.price.is_some() {
+            "--price".into()
+        } else {
+            src(&cloud_hw.price_on_demand)
+        };
+        prices.push(("on demand".into(), p, s));
+    }
+    if let Some(p) = cloud_est.preemptible_price_per_device_hour {
+        let s = if args.plan.preemptible_price.is_some() {
+            "--preemptible-price".into()
+        } else {
+            src(&cloud_hw.price_preemptible)
+        };
+        prices.push(("preemptible".into(), p, s));
+    }
+    match (args.committed_price, &cloud_hw.price_committed) {
+        (Some(p), _) => prices.push((
+            "committed use".into(),
+            given("committed-price", p)?,
+            "--committed-price".into(),
+        )),
+        (None, Some(f)) => prices.push((
+            "committed use".into(),
+            f.value / cper,
+            src(&cloud_hw.price_committed),
+        )),
+        (None, None) => {}
+    }
+    if prices.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} has no cloud price in the catalog: pass --price (and --committed-price)",
+            cloud_hw.name
+        )));
+    }
+
+    // On-prem figures.
+    let hw_name = onprem_hw
+        .map(|h| h.name.clone())
+        .unwrap_or_else(|| e.hardware.clone());
+    let purchase = figure(
+        "purchase price",
+        "USD per chip",
+        args.purchase_price.map(|v| ("purchase-price", v)),
+        onprem_hw.and_then(|h| h.purchase_price.as_ref().map(|f| (f, per))),
+        None,
+    )?
+    .ok_or_else(|| {
+        Error::Usage(format!(
+            "the catalog has no purchase price for {hw_name} (it is not sold, or this is your machine): pass --purchase-price USD per chip"
+        ))
+    })?;
+    let lifetime = figure(
+        "lifetime",
+        "years",
+        args.lifetime.map(|v| ("lifetime", v)),
+        onprem_hw.and_then(|h| h.lifetime_years.as_ref().map(|f| (f, 1.0))),
+        Some((
+            onprem::DEFAULT_LIFETIME_YEARS,
+            "flopcal assumption: 4-year depreciation".into(),
+        )),
+    )?
+    .ok_or_else(|| Error::Usage("no lifetime".into()))?;
+    let ops = figure(
+        "operations overhead",
+        "USD per chip per year",
+        args.ops_per_year.map(|v| ("ops-per-year", v)),
+        onprem_hw.and_then(|h| h.ops_per_year.as_ref().map(|f| (f, per))),
+        Some((
+            onprem::DEFAULT_OPS_FRACTION * purchase.value,
+            "flopcal assumption: 10% of the purchase price per year".into(),
+        )),
+    )?
+    .ok_or_else(|| Error::Usage("no ops overhead".into()))?;
+    let watts = figure(
+        "power",
+        "W per chip",
+        args.plan.chip_watts.map(|v| ("chip-watts", v)),
+        onprem_hw.and_then(|h| h.tdp_w.as_ref().map(|f| (f, 1.0))),
+        None,
+    )?
+    .map(|mut w| {
+        if args.plan.chip_watts.is_none() {
+            w.source = format!(
+                "chip TDP only, no host share (pass --chip-watts to include it): {}",
+                w.source
+            );
+        }
+        w
+    })
+    .ok_or_else(|| {
+        Error::Usage(format!(
+            "no power figure for {hw_name}: pass --chip-watts W per chip (with its share of the host)"
+        ))
+    })?;
+    let pue = Input {
+        name: "PUE".into(),
+        value: args.plan.pue,
+        unit: "".into(),
+        source: if (args.plan.pue - flopcal_model::cost::DEFAULT_PUE).abs() < 1e-12 {
+            "Strubell et al. 2019: 2018 global average data-centre PUE (Uptime Institute)".into()
+        } else {
+            "--pue".into()
+        },
+    };
+    let kwh = figure(
+        "electricity",
+        "USD per kWh",
+        args.plan.kwh_price.map(|v| ("kwh-price", v)),
+        None,
+        Some((onprem::DEFAULT_KWH_PRICE, onprem::KWH_PRICE_SOURCE.into())),
+    )?
+    .ok_or_else(|| Error::Usage("no electricity price".into()))?;
+    let util = figure(
+        "utilisation",
+        "fraction of the year",
+        args.utilisation.map(|v| ("utilisation", v)),
+        None,
+        Some((
+            onprem::DEFAULT_UTILISATION,
+            onprem::UTILISATION_SOURCE.into(),
+        )),
+    )?
+    .ok_or_else(|| Error::Usage("no utilisation".into()))?;
+    if !(util.value > 0.0 && util.value <= 1.0) {
+        return Err(Error::Usage(format!(
+            "--utilisation must be in (0, 1] (got {})",
+            util.value
+        )));
+    }
+    let o = OnPrem {
+        purchase_usd: purchase.value,
+        lifetime_years: lifetime.value,
+        ops_usd_per_year: ops.value,
+        watts: watts.value,
+        pue: pue.value,
+        kwh_price: kwh.value,
+        utilisation: util.value,
+    };
+    let comparison = onprem::compare(
+        &o,
+        e.devices,
+        e.device_hours,
+        e.wall_hours,
+        cloud_est.device_hours,
+        &prices,
+    )?;
+    let inputs = vec![purchase, lifetime, ops, watts, pue, kwh, util];
+    let assumed: Vec<String> = inputs
+        .iter()
+        .map(|i| (i.name.clone(), i.source.clone()))
+        .chain(
+            prices
+                .iter()
+                .map(|(k, _, s)| (format!("{k} price"), s.clone())),
+        )
+        .filter(|(_, s)| s.contains("flopcal assumption"))
+        .map(|(n, _)| n)
+        .collect();
+    Ok(CompareReport {
+        model: e.model.clone(),
+        onprem_hardware: e.hardware.clone(),
+        cloud_hardware: cloud_hw.name.clone(),
+        onprem_mfu: e.mfu,
+        onprem_mfu_source: e.mfu_source.clone(),
+        cloud_mfu: cloud_est.mfu,
+        onprem: o,
+        inputs,
+        comparison,
+        assumed,
+    })
+}
+
+fn usd(x: f64) -> String {
+    format!("${}", thousands(x))
+}
+
+fn pct(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v > 1.0 => format!("{:.0}% (unreachable)", v * 100.0),
+        Some(v) => format!("{:.1}%", v * 100.0),
+        None => "never".into(),
+    }
+}
+
+fn render(r: &CompareReport) -> String {
+    let c = &r.comparison;
+    let mut out = String::new();
+    outln!(
+        out,
+        "{}: on-prem {} x {} vs cloud {}; one run = {} on-prem ({} chip-hours), {} cloud chip-hours",
+        r.model,
+        c.onprem_chips,
+        r.onprem_hardware,
+        r.cloud_hardware,
+        human_hours(c.onprem_wall_hours),
+        thousands(c.onprem_chip_hours),
+        thousands(c.cloud_chip_hours)
+    );
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "option",
+        "USD per chip-hour",
+        "per run",
+        "per year",
+        "on-prem breaks even at",
+    ]);
+    let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    t.add_row(vec![
+        Cell::new(format!(
+            "on-prem at {:.0}% utilisation",
+            r.onprem.utilisation * 100.0
+        )),
+        right(format!("${:.2}", c.onprem_cost_per_chip_hour)),
+        right(usd(c.onprem_cost_per_run)),
+        right(usd(c.onprem_cost_per_year)),
+        right("".into()),
+    ]);
+    for o in &c.cloud {
+        t.add_row(vec![
+            Cell::new(format!("cloud {}", o.kind)),
+            right(format!("${:.2}", o.price_per_chip_hour)),
+            right(usd(o.cost_per_run)),
+            right(usd(o.cost_per_year)),
+            right(pct(o.break_even_utilisation)),
+        ]);
+    }
+    outln!(out, "{t}");
+    outln!(
+        out,
+        "per year = {:.1} runs, what the on-prem chips finish in a year at {:.0}% utilisation",
+        c.runs_per_year,
+        r.onprem.utilisation * 100.0
+    );
+    outln!(out, "verdict: {}", c.verdict);
+    outln!(out, "on-prem figures:");
+    for i in &r.inputs {
+        let v = if i.value >= 100.0 {
+            thousands(i.value)
+        } else {
+            format!("{}", (i.value * 1000.0).round() / 1000.0)
+        };
+        let unit = if i.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", i.unit)
+        };
+        outln!(out, "  - {} {v}{unit}: {}", i.name, i.source);
+    }
+    outln!(
+        out,
+        "  = ${:.2} per useful chip-hour: (purchase / lifetime + ops) / (8766 h x utilisation) + electricity ${:.3}",
+        c.onprem_cost_per_chip_hour,
+        c.onprem_energy_per_chip_hour
+    );
+    outln!(out, "cloud prices:");
+    for o in &c.cloud {
+        outln!(
+            out,
+            "  - {} ${:.2} per chip-hour: {}",
+            o.kind,
+            o.price_per_chip_hour,
+            o.source
+        );
+    }
+    outln!(out, "time: on-prem MFU source: {}", r.onprem_mfu_source);
+    if !r.assumed.is_empty() {
+        outln!(
+            out,
+            "note: {} {} flopcal assumption(s), not published figures; override them with flags",
+            r.assumed.join(", "),
+            if r.assumed.len() == 1 { "is a" } else { "are" }
+        );
+    }
+    out
+}
+
+/// Run `flopcal compare`.
+pub fn run(args: &CompareArgs) -> Result<Outcome> {
+    let r = compute(args)?;
+    match args.plan.format {
+        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Csv => {
+            return Err(Error::Usage("compare prints --format table or json".into()))
+        }
+        OutputFormat::Table => emit(&render(&r)),
+    }
+    Ok(Outcome::Success)
+}
