@@ -276,7 +276,7 @@ fn load_profile(
 /// the minute a validation takes, and interleaving exposes the prediction's kernels
 /// and the step to the same mix of quiet and busy periods, instead of timing the step
 /// in whichever period happens to follow the profile.
-pub const ROUNDS: usize = 3;
+pub const ROUNDS: usize = 5;
 
 /// Harness settings of one round: the mode's budget split across the rounds, and a
 /// per-round sample floor that gives every kernel and the step at least the mode's
