@@ -131,7 +131,8 @@ fn measured(file: &ResultFile) -> impl Iterator<Item = (&Benchmark, f64)> {
 }
 
 /// A few lines saying what the profile found: the best GEMM throughput, the
-/// time-weighted throughput of the model's training-step kernels, and bandwidth.
+/// aggregate throughput of the model's distinct training-step GEMM shapes (total FLOPs
+/// over total time, each shape once), and bandwidth.
 pub fn profile_findings(file: &ResultFile) -> String {
     let mut lines = Vec::new();
     let h = &file.host;
@@ -187,7 +188,7 @@ pub fn profile_findings(file: &ResultFile) -> String {
     }
     if secs > 0.0 {
         lines.push(format!(
-            "{} training-step GEMMs (seq {}, batch {}): {} GFLOP/s time-weighted over {} kernels",
+            "{} training-step GEMMs (seq {}, batch {}): {} GFLOP/s aggregate over its {} distinct shapes, each run once (the estimate below weights them by layer count)",
             file.profile.model.name,
             file.profile.seq,
             file.profile.batch,
