@@ -188,7 +188,7 @@ pub fn profile_findings(file: &ResultFile) -> String {
     }
     if secs > 0.0 {
         lines.push(format!(
-            "{} training-step GEMMs (seq {}, batch {}): {} GFLOP/s aggregate over its {} distinct shapes, each run once (the estimate below weights them by layer count)",
+            "{} training-step GEMMs (seq {}, batch {}): {} GFLOP/s aggregate over its {} distinct shapes, each once (estimates weight them by their share of training FLOPs)",
             file.profile.model.name,
             file.profile.seq,
             file.profile.batch,
