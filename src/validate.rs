@@ -15,6 +15,7 @@
 //! | `heads.train` (head split + merge copies, fwd + bwd) | `L`                 |
 //! | `embedding.train`, `xent.train`                    | 1 each                |
 //! | `grad_accum.train` (zeros + add, per GEMM operand gradient) | one per operand |
+//! | `handover.<gemm>` − `<gemm>` − `grad_accum` of its first operand | the GEMM's count |
 //!
 //! The GEMMs and batched products are the standard profile suite's. The memory-bound
 //! ops are measured forward *and* backward through autograd (`*.train` kernels) because
@@ -30,6 +31,14 @@
 //! the difference is the pre-emptions every kernel pays now and then and the step,
 //! hundreds of kernels long, pays on average.
 //!
+//! The `handover` terms are the GEMMs' overhead inside the step, each measured by a
+//! kernel ([`flopcal_kernels::step::HandoverKernel`]) that runs the GEMM as the step
+//! does, after an element-wise op and with its operands out of cache, less the GEMM
+//! and the accumulation measured on their own. On a 2-core CPU it is 0.3–1 ms per
+//! large GEMM: candle's element-wise thread pool spins after each op while the GEMM's
+//! rayon threads need the cores, and the step streams each weight from memory. On
+//! one thread it is near zero.
+//!
 //! The interval of the prediction combines the kernels' 95% intervals of their means:
 //! each kernel's half-widths scale with its count (the same measurement is reused),
 //! and different kernels are independent, so half-widths add in quadrature.
@@ -37,7 +46,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use candle_core::DType;
-use flopcal_kernels::step::{StepConfig, TrainOp, TrainOpKernel};
+use flopcal_kernels::step::{HandoverKernel, StepConfig, TrainOp, TrainOpKernel};
+use flopcal_kernels::Kernel;
 use flopcal_model::ModelConfig;
 use serde::Serialize;
 
@@ -134,8 +144,12 @@ pub fn model_config(step: &StepConfig, name: &str) -> ModelConfig {
 pub struct Need {
     /// The kernel (to measure it, or to name its id).
     pub entry: Entry,
-    /// Times per step.
+    /// Times per step (0 for a kernel measured only to be subtracted, see `overhead`).
     pub count: f64,
+    /// For an overhead term: the ids of the kernels whose times are subtracted from
+    /// this one's (a GEMM and the accumulation it runs after); the term is
+    /// `count × (time − Σ subtracted times)`.
+    pub minus: Vec<String>,
 }
 
 /// The standard-suite kernels and the `*.train` kernels one step runs, with counts.
@@ -157,7 +171,10 @@ pub fn needed_kernels(step: &StepConfig) -> Result<Vec<Need>> {
         stream_elements: 0,
     };
     let mut needs = Vec::new();
+    let mut handovers = Vec::new();
+    let mut again = suite::derive(&spec)?.into_iter();
     for entry in suite::derive(&spec)? {
+        let copy = again.next();
         let label = entry.kernel.label();
         let count = if label.starts_with("vocab.") {
             1.0
@@ -169,7 +186,22 @@ pub fn needed_kernels(step: &StepConfig) -> Result<Vec<Need>> {
         } else {
             continue;
         };
-        needs.push(Need { entry, count });
+        if let Some(copy) = copy {
+            let dim = |name: &str| {
+                copy.kernel
+                    .dims()
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map_or(1, |(_, v)| *v as usize)
+            };
+            let elements = dim("b") * dim("m") * dim("k");
+            handovers.push((copy, elements, count));
+        }
+        needs.push(Need {
+            entry,
+            count,
+            minus: Vec::new(),
+        });
     }
     let bh = step.batch * step.heads;
     let mut train = vec![
@@ -245,6 +277,19 @@ pub fn needed_kernels(step: &StepConfig) -> Result<Vec<Need>> {
     for n in [t * h, h * v] {
         *accum.entry(n).or_default() += 1.0;
     }
+    // Every GEMM runs after an element-wise op; the accumulation of its first
+    // operand's size stands for that op. Those sizes are measured (count 0 unless the
+    // step accumulates that size anyway) so that the hand-over term can subtract them.
+    for (_, elements, _) in &handovers {
+        accum.entry(*elements).or_default();
+    }
+    let accum_id = |elements: usize| {
+        TrainOpKernel {
+            op: TrainOp::Accumulate { elements },
+            dtype: DType::F32,
+        }
+        .id()
+    };
     train.extend(
         accum
             .into_iter()
@@ -260,6 +305,21 @@ pub fn needed_kernels(step: &StepConfig) -> Result<Vec<Need>> {
                 }),
             },
             count,
+            minus: Vec::new(),
+        });
+    }
+    for (gemm, elements, count) in handovers {
+        let minus = vec![gemm.kernel.id(), accum_id(elements)];
+        needs.push(Need {
+            entry: Entry {
+                group: Group::Model,
+                kernel: Box::new(HandoverKernel {
+                    gemm: gemm.kernel,
+                    elements,
+                }),
+            },
+            count,
+            minus,
         });
     }
     Ok(needs)
@@ -344,33 +404,55 @@ pub fn predict(needs: &[Need], file: &ResultFile) -> Result<Prediction> {
     }
     let by_id: HashMap<&str, &Benchmark> =
         file.benchmarks.iter().map(|b| (b.id.as_str(), b)).collect();
-    let (mut total, mut median_sum, mut var_low, mut var_high) = (0.0, 0.0, 0.0, 0.0);
-    let mut terms = Vec::with_capacity(needs.len());
-    for n in needs {
-        let id = n.entry.kernel.id();
-        let Some(b) = by_id.get(id.as_str()) else {
-            continue;
-        };
-        let Some(s) = b.summary.as_ref() else {
-            continue;
-        };
-        let (mean, low, high) = match mean_and_half_width(&b.samples_s) {
-            Some((mean, half)) => (mean, half, half),
+    // Mean and interval half-widths (below, above) of one kernel.
+    let stats_of = |b: &Benchmark| -> Option<(f64, f64, f64, f64)> {
+        let s = b.summary.as_ref()?;
+        Some(match mean_and_half_width(&b.samples_s) {
+            Some((mean, half)) => (mean, half, half, s.median_s),
             None => (
                 s.mean_s,
                 (s.median_s - s.ci95_low_s).max(0.0),
                 (s.ci95_high_s - s.median_s).max(0.0),
+                s.median_s,
             ),
+        })
+    };
+    let (mut total, mut median_sum, mut var_low, mut var_high) = (0.0, 0.0, 0.0, 0.0);
+    let mut terms = Vec::with_capacity(needs.len());
+    for n in needs {
+        if n.count == 0.0 {
+            continue;
+        }
+        let id = n.entry.kernel.id();
+        let Some((mut mean, low, high, mut median)) =
+            by_id.get(id.as_str()).and_then(|b| stats_of(b))
+        else {
+            continue;
         };
+        // An overhead term: its kernel's time less the parts measured on their own.
+        let (mut v_low, mut v_high) = (low * low, high * high);
+        for other in &n.minus {
+            if let Some((m, lo, hi, med)) = by_id.get(other.as_str()).and_then(|b| stats_of(b)) {
+                mean -= m;
+                median -= med;
+                // Subtracting swaps which side of the interval each part widens.
+                v_low += hi * hi;
+                v_high += lo * lo;
+            }
+        }
         total += n.count * mean;
-        median_sum += n.count * s.median_s;
-        var_low += (n.count * low).powi(2);
-        var_high += (n.count * high).powi(2);
+        median_sum += n.count * median;
+        var_low += n.count * n.count * v_low;
+        var_high += n.count * n.count * v_high;
         terms.push(Term {
-            id,
+            id: if n.minus.is_empty() {
+                id
+            } else {
+                format!("{id} − GEMM − accumulation")
+            },
             count: n.count,
             mean_s: mean,
-            median_s: s.median_s,
+            median_s: median,
             total_s: n.count * mean,
         });
     }
@@ -455,11 +537,34 @@ mod tests {
         let gemm: f64 = needs
             .iter()
             .filter(|n| n.entry.kernel.kind() == flopcal_kernels::KernelKind::Matmul)
+            .filter(|n| n.minus.is_empty())
             .map(|n| n.count * n.entry.kernel.work().flops as f64)
             .sum();
         let (t, h, f, v, s) = (256.0, 128.0, 512.0, 2048.0, 64.0);
         let fwd = 3.0 * t * (8.0 * h * h + 4.0 * h * f + 4.0 * s * h) + t * 2.0 * h * v;
         assert_eq!(gemm, 3.0 * fwd);
+    }
+
+    #[test]
+    fn every_gemm_has_a_handover_term_that_subtracts_it_and_a_measured_accumulation() {
+        let needs = needed_kernels(&cfg(2)).unwrap();
+        let ids: Vec<String> = needs.iter().map(|n| n.entry.kernel.id()).collect();
+        let gemms: Vec<&Need> = needs
+            .iter()
+            .filter(|n| n.minus.is_empty() && n.entry.kernel.label().contains(".fwd"))
+            .filter(|n| n.entry.kernel.kind() == flopcal_kernels::KernelKind::Matmul)
+            .collect();
+        assert!(!gemms.is_empty());
+        for g in gemms {
+            let id = g.entry.kernel.id();
+            let h = needs
+                .iter()
+                .find(|n| n.minus.first() == Some(&id))
+                .unwrap_or_else(|| panic!("no handover for {id}"));
+            assert_eq!(h.count, g.count);
+            assert!(h.entry.kernel.label().starts_with("handover."));
+            assert!(ids.contains(&h.minus[1]), "{} is not measured", h.minus[1]);
+        }
     }
 
     #[test]
@@ -491,11 +596,15 @@ mod tests {
             .collect();
         let file = fake_file(benchmarks);
         let p = predict(&needs, &file).unwrap();
-        let counts: f64 = needs.iter().map(|n| n.count).sum();
+        // An overhead term subtracts its parts: 1 ms − 1 ms − 1 ms.
+        let counts: f64 = needs
+            .iter()
+            .map(|n| n.count * (1.0 - n.minus.len() as f64))
+            .sum();
         assert!((p.step_s - counts * 1e-3).abs() < 1e-12);
         let hw: f64 = needs
             .iter()
-            .map(|n| (n.count * 0.1e-3).powi(2))
+            .map(|n| (1 + n.minus.len()) as f64 * (n.count * 0.1e-3).powi(2))
             .sum::<f64>()
             .sqrt();
         assert!((p.ci_high_s - p.step_s - hw).abs() < 1e-12);
@@ -557,7 +666,10 @@ mod tests {
                 .collect(),
         );
         let p = predict(&needs, &file).unwrap();
-        let counts: f64 = needs.iter().map(|n| n.count).sum();
+        let counts: f64 = needs
+            .iter()
+            .map(|n| n.count * (1.0 - n.minus.len() as f64))
+            .sum();
         assert!((p.step_s - counts * 2e-3).abs() < 1e-12, "{}", p.step_s);
         assert!((p.median_sum_s - counts * 1e-3).abs() < 1e-12);
         assert!(p.ci_low_s < p.step_s && p.step_s < p.ci_high_s);

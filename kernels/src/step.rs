@@ -808,6 +808,127 @@ impl Prepared for PreparedTrainOp {
     }
 }
 
+/// Bytes of operands a [`HandoverKernel`] rotates through: more than a large L3 cache
+/// (32 MiB), so that each GEMM finds its operands out of cache, as in the step.
+pub const COLD_BYTES: u64 = 40 << 20;
+
+/// Most GEMM copies a [`HandoverKernel`] rotates through (bounds its memory).
+pub const MAX_COPIES: u64 = 16;
+
+/// A GEMM as the step runs it: right after a gradient accumulation (`zeros + add`)
+/// over its first operand's size, and with its operands out of cache.
+///
+/// Two things make a GEMM inside the step slower than the same GEMM repeated on its
+/// own, and this kernel contains both:
+/// - on the CPU, candle runs GEMMs on rayon's pool and element-wise ops on its own
+///   spinning barrier pool; after an element-wise op the barrier pool's workers spin
+///   for a while, competing with the GEMM's threads for the cores, and a parked pool
+///   has to be woken;
+/// - the step touches hundreds of megabytes between two uses of a weight, so each GEMM
+///   streams its weight from memory, while a GEMM repeated on its own finds it in
+///   cache. The kernel rotates through enough prepared copies of the GEMM (at least
+///   [`COLD_BYTES`] of operands, at most [`MAX_COPIES`]) that each run finds its operands
+///   evicted.
+///
+/// `time(handover) − time(GEMM) − time(accumulation)` is the GEMM's overhead in the
+/// step, measured for each GEMM shape.
+pub struct HandoverKernel {
+    /// The GEMM (a suite kernel).
+    pub gemm: Box<dyn crate::Kernel>,
+    /// Elements of the accumulation before it (the GEMM's first operand).
+    pub elements: usize,
+}
+
+impl crate::Kernel for HandoverKernel {
+    fn kind(&self) -> crate::KernelKind {
+        self.gemm.kind()
+    }
+
+    fn label(&self) -> String {
+        format!("handover.{}", self.gemm.label())
+    }
+
+    fn dims(&self) -> Vec<(&'static str, u64)> {
+        self.gemm.dims()
+    }
+
+    fn dtype(&self) -> DType {
+        self.gemm.dtype()
+    }
+
+    fn work(&self) -> crate::Work {
+        let mut w = self.gemm.work();
+        w.bytes += 3 * self.elements as u64 * dtype_size(self.dtype());
+        w
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.gemm.memory_bytes() + 3 * self.elements as u64 * dtype_size(self.dtype())
+    }
+
+    fn prepare(&self, device: &Device) -> Result<Box<dyn Prepared>> {
+        let accumulate = TrainOpKernel {
+            op: TrainOp::Accumulate {
+                elements: self.elements,
+            },
+            dtype: self.dtype(),
+        };
+        let copies = COLD_BYTES
+            .div_ceil(self.gemm.memory_bytes().max(1))
+            .clamp(1, MAX_COPIES) as usize;
+        Ok(Box::new(PreparedHandover {
+            accumulate: crate::Kernel::prepare(&accumulate, device)?,
+            gemms: (0..copies)
+                .map(|_| self.gemm.prepare(device))
+                .collect::<Result<Vec<_>>>()?,
+            next: 0,
+        }))
+    }
+}
+
+struct PreparedHandover {
+    accumulate: Box<dyn Prepared>,
+    gemms: Vec<Box<dyn Prepared>>,
+    next: usize,
+}
+
+impl Prepared for PreparedHandover {
+    fn run(&mut self) -> Result<()> {
+        self.accumulate.run()?;
+        let n = self.gemms.len();
+        let gemm =
+            self.gemms
+                .get_mut(self.next % n.max(1))
+                .ok_or_else(|| KernelError::InvalidShape {
+                    kernel: "handover".into(),
+                    reason: "no GEMM was prepared".into(),
+                })?;
+        self.next = (self.next + 1) % n.max(1);
+        gemm.run()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        match self.gemms.first() {
+            Some(g) => g.synchronize(),
+            None => Ok(()),
+        }
+    }
+
+    /// The first GEMM copy's own check (the copies run the same code on other
+    /// random inputs), and the accumulation's.
+    fn verify(&mut self) -> Result<Verification> {
+        let mut v = self.accumulate.verify()?;
+        for g in self.gemms.iter_mut().take(1) {
+            let gv = g.verify()?;
+            v.passed &= gv.passed;
+            v.checked += gv.checked;
+            v.max_rel_err = v.max_rel_err.max(gv.max_rel_err);
+            v.tolerance = v.tolerance.max(gv.tolerance);
+        }
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,6 +1056,23 @@ mod tests {
             let v = k.prepare(&Device::Cpu).unwrap().verify().unwrap();
             assert!(v.passed && v.checked > 0, "{op:?}: {v:?}");
             assert!(k.id().contains(".train/"), "{}", k.id());
+        }
+    }
+
+    #[test]
+    fn handover_runs_an_accumulation_then_rotating_gemm_copies_that_verify() {
+        use crate::Kernel;
+        let k = HandoverKernel {
+            gemm: Box::new(crate::gemm::Matmul::square(8, DType::F32)),
+            elements: 64,
+        };
+        assert!(k.label().starts_with("handover."), "{}", k.label());
+        assert_eq!(k.dims(), k.gemm.dims());
+        let mut p = k.prepare(&Device::Cpu).unwrap();
+        let v = p.verify().unwrap();
+        assert!(v.passed && v.checked > 0, "{v:?}");
+        for _ in 0..2 * MAX_COPIES {
+            p.run().unwrap();
         }
     }
 

@@ -130,6 +130,9 @@ pub struct ValidateReport {
     pub rounds: usize,
     /// Step samples pooled over the rounds.
     pub step_samples: usize,
+    /// Seconds of every timed step, in the order they ran (rounds one after the
+    /// other), to see warm-up or load bursts.
+    pub measured_samples_s: Vec<f64>,
     /// 1-minute load average at the start and at the end of the run (Linux), and
     /// the logical CPUs it is out of: how busy the machine was while measuring.
     pub load_average: Option<[f64; 2]>,
@@ -206,6 +209,10 @@ fn profile_args(args: &ValidateArgs, c: &StepConfig) -> ProfileArgs {
         vocab: Some(c.vocab as u64),
         causal: Some(c.causal),
         squares: Some(vec![0]),
+        // The first pass verifies and sizes the kernels; the interleaved rounds
+        // give the samples that count.
+        min_samples: Some(3),
+        target_ci: Some(0.1),
         quick: args.quick,
         device: args.device,
         threads: args.threads,
@@ -271,28 +278,32 @@ fn load_profile(
     Ok(file)
 }
 
-/// Measurement rounds. The kernels and the step are measured in turn, `ROUNDS` times,
-/// and each keeps the samples of every round: on a shared machine the load drifts over
-/// the minute a validation takes, and interleaving exposes the prediction's kernels
-/// and the step to the same mix of quiet and busy periods, instead of timing the step
-/// in whichever period happens to follow the profile.
-pub const ROUNDS: usize = 5;
+/// Interleaved rounds. After a first pass that verifies every kernel (and gives the
+/// saved profile its shape), the kernels and the step are timed in turn, `ROUNDS`
+/// times: every kernel for `1/ROUNDS` of its budget, then the step for at least one
+/// iteration. The prediction and the measurement use only these interleaved samples,
+/// so on a shared machine, where the load changes within seconds (a compile starting,
+/// another benchmark finishing), both sides see the same mix of quiet and busy
+/// periods. Measured on a 2-core machine at load 3–4, the step's own samples were
+/// bimodal (0.7 s quiet, 3.5 s busy, for `base-short`) with regimes lasting ~10 s; 3
+/// or 5 coarse rounds of ~15 s each left the two sides in different regimes.
+pub const ROUNDS: usize = 10;
 
-/// Harness settings of one round: the mode's budget split across the rounds, and a
-/// per-round sample floor that gives every kernel and the step at least the mode's
-/// floor in total.
-fn round_config(quick: bool) -> HarnessConfig {
+/// Harness settings of the first (verifying) pass: the mode's settings with a floor of
+/// 3 samples, since the interleaved rounds provide the samples that count.
+fn first_pass_config(quick: bool) -> HarnessConfig {
     let mut config = if quick {
         HarnessConfig::quick()
     } else {
         HarnessConfig::standard()
     };
     config.budget_s /= ROUNDS as f64;
-    config.min_samples = config.min_samples.div_ceil(ROUNDS).max(3);
+    config.min_samples = 3;
     config
 }
 
-/// Profile the suite GEMMs and the `*.train` kernels in this run (the first round).
+/// Profile the suite GEMMs and the `*.train` kernels in this run (the first pass:
+/// verification and a first estimate of iterations per sample).
 fn measure_profile(
     args: &ValidateArgs,
     c: &StepConfig,
@@ -303,7 +314,7 @@ fn measure_profile(
     if let Some(out) = &args.out {
         results::check_writable(out)?;
     }
-    let config = round_config(args.quick);
+    let config = first_pass_config(args.quick);
     for need in needs {
         let id = need.entry.kernel.id();
         if run.file.benchmarks.iter().any(|b| b.id == id) {
@@ -320,32 +331,97 @@ fn measure_profile(
     Ok(run.file)
 }
 
-/// Another round of every needed kernel (verified in the first round): its samples
-/// join the first round's in `file`.
-fn remeasure(
-    file: &mut ResultFile,
+/// One kernel kept prepared across the interleaved rounds.
+struct Timed {
+    id: String,
+    prepared: Box<dyn Prepared>,
+    iters_per_sample: u64,
+    samples: Vec<f64>,
+}
+
+/// Time `exec` for about `budget_s`: one untimed iteration (the previous kernel or
+/// step left the caches in another state), then samples of `iters` iterations until
+/// the budget is spent, at least one. Returns per-iteration seconds.
+fn time_slice(exec: &mut dyn harness::Executor, iters: u64, budget_s: f64) -> Result<Vec<f64>> {
+    exec.run_batch(1)?;
+    let iters = iters.max(1);
+    let mut out = Vec::new();
+    let mut spent = 0.0;
+    while out.is_empty() || (spent < budget_s && !interrupt::requested()) {
+        let t = exec.run_batch(iters)?;
+        spent += t;
+        out.push(t / iters as f64);
+    }
+    Ok(out)
+}
+
+/// The interleaved rounds: kernels (when `file` is to be measured) then the step,
+/// `ROUNDS` times. Replaces every kernel's samples in `file` with its interleaved ones.
+fn interleave(
+    file: Option<&mut ResultFile>,
     needs: &[validate::Need],
+    timer: &mut StepTimer,
     device: &candle_core::Device,
-    config: &HarnessConfig,
+    quick: bool,
 ) -> Result<()> {
-    for need in needs {
-        if interrupt::requested() {
-            file.partial = true;
-            return Ok(());
+    let base = if quick {
+        HarnessConfig::quick()
+    } else {
+        HarnessConfig::standard()
+    };
+    let kernel_slice = base.budget_s / ROUNDS as f64;
+    let step_slice = base.budget_s.max(2.0) / ROUNDS as f64;
+    let mut kernels = Vec::new();
+    if let Some(file) = file.as_deref() {
+        for need in needs {
+            let id = need.entry.kernel.id();
+            let Some(b) = file.benchmarks.iter().find(|b| b.id == id) else {
+                continue;
+            };
+            // Aim at the harness's minimum sample duration with the first pass's median.
+            let median = b.summary.as_ref().map_or(0.0, |s| s.median_s);
+            let iters = if median > 0.0 {
+                (base.min_sample_s / median).ceil().max(1.0) as u64
+            } else {
+                b.iters_per_sample
+            };
+            kernels.push(Timed {
+                id,
+                prepared: need.entry.kernel.prepare(device)?,
+                iters_per_sample: iters,
+                samples: Vec::new(),
+            });
         }
-        let id = need.entry.kernel.id();
-        let Some(b) = file.benchmarks.iter_mut().find(|b| b.id == id) else {
-            continue;
-        };
-        let mut prepared = need.entry.kernel.prepare(device)?;
-        let mut exec = KernelExecutor::new(prepared.as_mut());
-        let m = harness::measure(&mut exec, config, &interrupt::requested)?;
-        validate::pool_samples(b, &m.samples);
+    }
+    for _ in 0..ROUNDS {
+        for k in &mut kernels {
+            if interrupt::requested() {
+                return Err(Error::Interrupted { saved: None });
+            }
+            let mut exec = KernelExecutor::new(k.prepared.as_mut());
+            let got = time_slice(&mut exec, k.iters_per_sample, kernel_slice)?;
+            k.samples.extend(got);
+        }
+        if interrupt::requested() {
+            return Err(Error::Interrupted { saved: None });
+        }
+        let mut exec = KernelExecutor::new(&mut timer.step);
+        let got = time_slice(&mut exec, 1, step_slice)?;
+        timer.samples.extend(got);
+    }
+    if let Some(file) = file {
+        for k in kernels {
+            if let Some(b) = file.benchmarks.iter_mut().find(|b| b.id == k.id) {
+                b.samples_s.clear();
+                b.iters_per_sample = k.iters_per_sample;
+                validate::pool_samples(b, &k.samples);
+            }
+        }
     }
     Ok(())
 }
 
-/// The real training step, verified, timed in rounds.
+/// The real training step, verified, and its timed samples.
 struct StepTimer {
     step: TrainingStep,
     samples: Vec<f64>,
@@ -354,9 +430,7 @@ struct StepTimer {
 
 impl StepTimer {
     /// Build and verify the step, then run it twice more so that the timed
-    /// iterations find their activations' memory already allocated and faulted in
-    /// (the harness's warm-up, 0.1 s in quick mode, is less than one step of the
-    /// larger presets).
+    /// iterations find their activations' memory already allocated and faulted in.
     fn new(c: &StepConfig, device: &candle_core::Device) -> Result<Self> {
         let mut step = TrainingStep::new(c, device)?;
         let v = step.verify()?;
@@ -377,20 +451,6 @@ impl StepTimer {
             samples: Vec::new(),
             loss,
         })
-    }
-
-    /// One round: at least as many samples as a kernel gets per round, and at least
-    /// 2 s / `ROUNDS` of steps (a step lasts tens of milliseconds or more).
-    fn round(&mut self, config: &HarnessConfig) -> Result<()> {
-        let mut config = config.clone();
-        config.budget_s = config.budget_s.max(2.0 / ROUNDS as f64);
-        let mut exec = KernelExecutor::new(&mut self.step);
-        let m = harness::measure(&mut exec, &config, &interrupt::requested)?;
-        if m.summary.is_none() {
-            return Err(Error::Interrupted { saved: None });
-        }
-        self.samples.extend(m.samples);
-        Ok(())
     }
 
     /// Mean, its 95% CI low and high, and the median, over the samples of every round.
@@ -497,20 +557,21 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         Some(path) => path.display().to_string(),
         None => {
             file = Some(measure_profile(args, &c, &needs, &dev)?);
-            format!("measured in this run, {ROUNDS} rounds interleaved with the step")
+            format!("measured in this run, in {ROUNDS} rounds interleaved with the step")
         }
     };
     let mut file = file.ok_or(Error::Interrupted { saved: None })?;
-    let config = round_config(args.quick);
-    for round in 0..ROUNDS {
-        if round > 0 && args.profile.is_none() {
-            remeasure(&mut file, &needs, &dev, &config)?;
-        }
-        if file.partial || interrupt::requested() {
-            return Err(Error::Interrupted { saved: None });
-        }
-        timer.round(&config)?;
+    if file.partial || interrupt::requested() {
+        return Err(Error::Interrupted { saved: None });
     }
+    let measure_kernels = args.profile.is_none();
+    interleave(
+        measure_kernels.then_some(&mut file),
+        &needs,
+        &mut timer,
+        &dev,
+        args.quick,
+    )?;
     if let (None, Some(out)) = (&args.profile, &args.out) {
         results::save(&file, out)?;
         eprintln!("saved {}", out.display());
@@ -541,6 +602,7 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         profile_source: source,
         rounds: ROUNDS,
         step_samples: timer.samples.len(),
+        measured_samples_s: timer.samples.clone(),
         load_average: load_start.zip(load_average()).map(|(a, b)| [a, b]),
         logical_cpus: host.logical_cpus,
         terms: pred.terms.clone(),
