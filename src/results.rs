@@ -235,6 +235,18 @@ pub fn write_atomic_with(
         .tempfile_in(&dir)
         .map_err(|e| Error::io(path, e))?;
     fill(tmp.as_file_mut()).map_err(|e| Error::io(path, e))?;
+    // Temp files are created 0600; a result file is meant to be shared like any other
+    // file, so keep the replaced file's mode, or use the usual 0644.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0o644);
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(path, e))?;
+    }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // Make the rename itself durable.
@@ -421,6 +433,20 @@ mod tests {
             1,
             "temp file removed"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_result_file_is_readable_by_others_and_a_replaced_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        write_atomic(&p, b"1").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o644);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_atomic(&p, b"2").unwrap();
+        assert_eq!(mode(&p), 0o600);
     }
 
     #[test]
