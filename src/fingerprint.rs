@@ -100,6 +100,10 @@ pub fn build_features() -> Vec<String> {
     if cfg!(target_arch = "x86_64") {
         f.push("gemm-x86-v4".to_string());
     }
+    // The allocator policy changes memory-bound timings severalfold (see `alloc`).
+    if crate::alloc::pages_kept() {
+        f.push("mimalloc-keep-pages".to_string());
+    }
     f
 }
 

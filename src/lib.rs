@@ -1,6 +1,7 @@
 //! flopcal: measure transformer kernels on this machine, calibrate against published
 //! training runs, and estimate training time and cost with honest uncertainty.
 
+pub mod alloc;
 pub mod cli;
 pub mod commands;
 pub mod device;

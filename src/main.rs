@@ -2,15 +2,13 @@
 
 use clap::Parser;
 
-/// candle allocates a fresh output for every op. With glibc's default allocator every
-/// large buffer is a new mmap, so each iteration of a memory-bound kernel pays for
-/// page faults on fresh memory (measured: STREAM scale on 64 MiB arrays 6x slower).
-/// mimalloc keeps freed pages for reuse, as a training framework's caching allocator
-/// does, so flopcal measures the kernel rather than the kernel's page faults.
+/// mimalloc, configured by [`flopcal::alloc::keep_freed_pages`], so memory-bound
+/// kernels are measured rather than their page faults (see that module for numbers).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    flopcal::alloc::keep_freed_pages();
     let cli = flopcal::cli::Cli::parse();
     let code = match flopcal::cli::run(cli) {
         Ok(outcome) => outcome.exit_code(),
