@@ -289,6 +289,18 @@ fn load_profile(
 /// or 5 coarse rounds of ~15 s each left the two sides in different regimes.
 pub const ROUNDS: usize = 10;
 
+/// Rounds in `--quick` mode: fewer, so that `base-short` stays near a minute.
+pub const QUICK_ROUNDS: usize = 6;
+
+/// The number of interleaved rounds for the mode.
+pub fn rounds(quick: bool) -> usize {
+    if quick {
+        QUICK_ROUNDS
+    } else {
+        ROUNDS
+    }
+}
+
 /// Harness settings of the first (verifying) pass: the mode's settings with a floor of
 /// 3 samples, since the interleaved rounds provide the samples that count.
 fn first_pass_config(quick: bool) -> HarnessConfig {
@@ -297,7 +309,7 @@ fn first_pass_config(quick: bool) -> HarnessConfig {
     } else {
         HarnessConfig::standard()
     };
-    config.budget_s /= ROUNDS as f64;
+    config.budget_s /= rounds(quick) as f64;
     config.min_samples = 3;
     config
 }
@@ -369,8 +381,9 @@ fn interleave(
     } else {
         HarnessConfig::standard()
     };
-    let kernel_slice = base.budget_s / ROUNDS as f64;
-    let step_slice = base.budget_s.max(2.0) / ROUNDS as f64;
+    let rounds = rounds(quick);
+    let kernel_slice = base.budget_s / rounds as f64;
+    let step_slice = base.budget_s.max(2.0) / rounds as f64;
     let mut kernels = Vec::new();
     if let Some(file) = file.as_deref() {
         for need in needs {
@@ -393,7 +406,7 @@ fn interleave(
             });
         }
     }
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for k in &mut kernels {
             if interrupt::requested() {
                 return Err(Error::Interrupted { saved: None });
@@ -557,7 +570,10 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         Some(path) => path.display().to_string(),
         None => {
             file = Some(measure_profile(args, &c, &needs, &dev)?);
-            format!("measured in this run, in {ROUNDS} rounds interleaved with the step")
+            format!(
+                "measured in this run, in {} rounds interleaved with the step",
+                rounds(args.quick)
+            )
         }
     };
     let mut file = file.ok_or(Error::Interrupted { saved: None })?;
@@ -600,7 +616,7 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         within_bound: within,
         loss_at_init: timer.loss,
         profile_source: source,
-        rounds: ROUNDS,
+        rounds: rounds(args.quick),
         step_samples: timer.samples.len(),
         measured_samples_s: timer.samples.clone(),
         load_average: load_start.zip(load_average()).map(|(a, b)| [a, b]),
