@@ -142,33 +142,6 @@ pub struct ValidateReport {
     pub terms: Vec<Term>,
 }
 
-/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in both mimalloc v2
-/// and v3, which `libmimalloc-sys` builds).
-const MI_OPTION_PURGE_DELAY: std::os::raw::c_int = 15;
-
-extern "C" {
-    /// mimalloc's run-time option setter (always compiled into `libmimalloc-sys`).
-    fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
-}
-
-/// Make the allocator keep freed pages for reuse instead of returning them to the OS.
-///
-/// mimalloc purges (decommits) freed memory after a delay. The training step frees
-/// and re-allocates hundreds of megabytes per iteration, tensors far apart in time, so
-/// with purging every step re-faults its activations (measured on `small`: 4,400 page
-/// faults per step, 11% of its time in the kernel's `clear_page`), while an isolated
-/// kernel re-uses its few buffers before they are purged. A training framework's
-/// caching allocator keeps its pages, so validate measures the step, and the kernels it
-/// predicts from, with purging off.
-fn keep_freed_pages() {
-    // Naming the crate makes sure the mimalloc library is linked into every binary
-    // that links this one (the `flopcal` binary uses it as its global allocator).
-    let _ = mimalloc::MiMalloc;
-    // SAFETY: setting an option is thread-safe in mimalloc and takes plain integers;
-    // -1 means "never purge".
-    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
-}
-
 fn step_config(args: &ValidateArgs) -> Result<StepConfig> {
     let p = validate::preset(&args.model)?;
     let positive = |flag: &str, v: Option<usize>, default: usize| match v {
@@ -556,7 +529,6 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
     let c = step_config(args)?;
     let needs = validate::needed_kernels(&c)?;
     let threads = device::configure_threads(args.threads)?;
-    keep_freed_pages();
     let dev = device::open(args.device)?;
     let device_name = device::device_name(&dev);
     let host = fingerprint::collect(&dev, threads);
