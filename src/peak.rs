@@ -367,18 +367,12 @@ fn normalise_dtype(dtype: &str) -> String {
 }
 
 fn best_and_median(samples: &[f64]) -> (f64, f64) {
-    let mut s: Vec<f64> = samples.iter().copied().filter(|x| *x > 0.0).collect();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return (f64::NAN, f64::NAN);
+    let positive: Vec<f64> = samples.iter().copied().filter(|x| *x > 0.0).collect();
+    let s = crate::harness::stats::sorted(&positive);
+    match s.first() {
+        Some(&best) => (best, crate::harness::stats::median_sorted(&s)),
+        None => (f64::NAN, f64::NAN),
     }
-    let mid = s.len() / 2;
-    let median = if s.len() % 2 == 0 {
-        0.5 * (s[mid - 1] + s[mid])
-    } else {
-        s[mid]
-    };
-    (s[0], median)
 }
 
 /// Seconds per repetition and number of repetitions for a measurement of `duration_s`.
