@@ -56,6 +56,13 @@ pub struct ProfileConfig {
     pub dtypes: Vec<String>,
     /// Whether this was a `--quick` profile.
     pub quick: bool,
+    /// Rounds through the suite whose samples were pooled per kernel.
+    #[serde(default = "one")]
+    pub rounds: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Statistics of one benchmark, in seconds per iteration and derived rates.
@@ -143,6 +150,10 @@ pub struct Benchmark {
     pub iters_per_sample: u64,
     /// Raw per-iteration seconds, one per sample.
     pub samples_s: Vec<f64>,
+    /// Samples per round, in order (`samples_s` is their concatenation) when the
+    /// kernel was measured in several rounds through the suite.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_sizes: Vec<usize>,
     /// Statistics; absent when nothing was timed.
     pub summary: Option<BenchSummary>,
     /// Output matched the f64 reference.

@@ -630,6 +630,7 @@ mod tests {
             bytes_per_iter: 0,
             iters_per_sample: 1,
             samples_s,
+            round_sizes: Vec::new(),
             summary: Some(BenchSummary {
                 median_s: 1e-3,
                 mad_s: 0.0,
@@ -713,6 +714,7 @@ mod tests {
                 batch: 4,
                 dtypes: vec!["f32".into()],
                 quick: true,
+                rounds: 1,
             },
             peak: None,
             benchmarks,

@@ -70,6 +70,11 @@ pub struct ProfileArgs {
     /// Total time budget in seconds for the whole profile; kernels share what is left.
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub budget: Option<f64>,
+    /// Measure every kernel in this many rounds through the suite and pool the samples,
+    /// so each kernel's samples span the whole run and its confidence interval covers
+    /// the machine's slow and fast phases, not one burst.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Fewest samples per kernel (at least 10 unless you lower it here).
     #[arg(long)]
     pub min_samples: Option<usize>,
@@ -124,6 +129,7 @@ impl Default for ProfileArgs {
             target_ci: None,
             budget: None,
             min_samples: None,
+            rounds: 3,
             device: DeviceChoice::Auto,
             threads: None,
             max_memory: None,
@@ -361,6 +367,7 @@ fn skeleton(entry: &Entry) -> Benchmark {
         bytes_per_iter: work.bytes,
         iters_per_sample: 0,
         samples_s: Vec::new(),
+        round_sizes: Vec::new(),
         summary: None,
         verified: false,
         verification: None,
@@ -412,6 +419,7 @@ pub fn measure_one(
         Ok(m) => {
             b.summary = summary_of(&m, entry.kernel.work());
             b.iters_per_sample = m.iters_per_sample;
+            b.round_sizes = vec![m.samples.len()];
             b.samples_s = m.samples;
             b.status = if b.summary.is_some() {
                 Status::Ok
@@ -425,6 +433,72 @@ pub fn measure_one(
         }
     }
     b
+}
+
+/// Order of severity of stop reasons, for a benchmark measured in several rounds.
+fn severity(stop: harness::StopReason) -> u8 {
+    match stop {
+        harness::StopReason::Converged => 0,
+        harness::StopReason::MaxSamples => 1,
+        harness::StopReason::Budget => 2,
+        harness::StopReason::Interrupted => 3,
+    }
+}
+
+/// One more round of an already verified kernel: prepare it afresh, sample, and pool
+/// the new samples with the earlier rounds' (the summary is recomputed over all).
+fn measure_again(
+    b: &mut Benchmark,
+    entry: &Entry,
+    device: &candle_core::Device,
+    config: &HarnessConfig,
+) {
+    let measured = entry.kernel.prepare(device).and_then(|mut p| {
+        let mut exec = KernelExecutor::new(p.as_mut());
+        harness::measure(&mut exec, config, &interrupt::requested)
+    });
+    match measured {
+        Ok(m) => {
+            let stop = match &b.summary {
+                Some(s) if severity(s.stop) > severity(m.stop) => s.stop,
+                _ => m.stop,
+            };
+            b.round_sizes.push(m.samples.len());
+            b.samples_s.extend(m.samples);
+            let mut summary = harness::summarize(&b.samples_s);
+            // Widen the i.i.d. interval by the two-level (rounds, then samples)
+            // bootstrap, which accounts for the rounds disagreeing.
+            let mut rest = b.samples_s.as_slice();
+            let rounds: Vec<&[f64]> = b
+                .round_sizes
+                .iter()
+                .map(|&n| {
+                    let (head, tail) = rest.split_at(n.min(rest.len()));
+                    rest = tail;
+                    head
+                })
+                .collect();
+            if let (Some(s), Some((lo, hi))) = (
+                summary.as_mut(),
+                harness::stats::clustered_median_ci(&rounds, 1000),
+            ) {
+                s.ci_low = s.ci_low.min(lo);
+                s.ci_high = s.ci_high.max(hi);
+            }
+            let pooled = harness::Measurement {
+                summary,
+                samples: Vec::new(),
+                iters_per_sample: b.iters_per_sample,
+                warmup_iters: m.warmup_iters,
+                stop,
+            };
+            b.summary = summary_of(&pooled, entry.kernel.work());
+        }
+        Err(e) => {
+            b.status = Status::Error;
+            b.message = Some(format!("run (round 2+): {e}"));
+        }
+    }
 }
 
 /// A progress bar on stderr, only when stderr is a terminal (never in pipes or CI).
@@ -519,46 +593,67 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
             batch: spec.batch,
             dtypes: spec.dtypes.iter().map(|d| d.as_str().to_string()).collect(),
             quick: args.quick,
+            rounds: args.rounds,
         },
         peak,
         benchmarks: Vec::with_capacity(suite.len()),
     };
 
-    let pb = progress_bar(suite.len());
-    let total = suite.len();
-    for (i, entry) in suite.iter().enumerate() {
-        if interrupt::requested() {
-            file.partial = true;
-            break;
+    if args.rounds == 0 {
+        return Err(Error::Usage("--rounds must be at least 1".into()));
+    }
+    let rounds = args.rounds;
+    // Each round takes its share of the per-kernel sample floor and budget.
+    let mut round_cfg = config.clone();
+    round_cfg.min_samples = config.min_samples.div_ceil(rounds).max(2);
+    round_cfg.budget_s = config.budget_s / rounds as f64;
+    let pb = progress_bar(suite.len() * rounds);
+    let total = suite.len() * rounds;
+    let mut done = 0;
+    file.benchmarks = suite.iter().map(skeleton).collect();
+    'rounds: for round in 0..rounds {
+        for (entry, bench) in suite.iter().zip(file.benchmarks.iter_mut()) {
+            if interrupt::requested() {
+                file.partial = true;
+                break 'rounds;
+            }
+            pb.set_message(format!(
+                "round {}/{rounds} {}",
+                round + 1,
+                entry.kernel.id()
+            ));
+            let mut cfg = round_cfg.clone();
+            if let Some(b) = args.budget {
+                // Share what is left of the total budget equally among the remaining
+                // kernel rounds (preparation and verification come out of the same
+                // share); the hard limit stops even a kernel whose samples would not
+                // fit, so every kernel gets measured and the total stays in budget.
+                let share = (b - deadline.elapsed_s()).max(0.0) / (total - done) as f64;
+                cfg.budget_s = cfg.budget_s.min(0.6 * share);
+                cfg.warmup_s = cfg.warmup_s.min(0.2 * share);
+                cfg.hard_limit_s = Some(0.8 * share);
+            }
+            done += 1;
+            pb.inc(1);
+            if deadline.expired() {
+                if bench.summary.is_none() && bench.status == Status::Skipped {
+                    bench.message = Some("skipped: --budget spent".into());
+                }
+                continue;
+            }
+            if round == 0 {
+                *bench = measure_one(entry, &device, &cfg);
+            } else if bench.status == Status::Ok {
+                measure_again(bench, entry, &device, &cfg);
+            }
+            if bench
+                .summary
+                .as_ref()
+                .is_some_and(|s| s.stop == harness::StopReason::Interrupted)
+            {
+                file.partial = true;
+            }
         }
-        pb.set_message(entry.kernel.id());
-        let mut cfg = config.clone();
-        if let Some(b) = args.budget {
-            // Share what is left of the total budget equally among the remaining
-            // kernels (preparation and verification come out of the same share); the
-            // hard limit stops even a kernel whose ten samples would not fit, so every
-            // kernel gets measured and the total stays within the budget.
-            let share = (b - deadline.elapsed_s()).max(0.0) / (total - i) as f64;
-            cfg.budget_s = cfg.budget_s.min(0.6 * share);
-            cfg.warmup_s = cfg.warmup_s.min(0.2 * share);
-            cfg.hard_limit_s = Some(0.8 * share);
-        }
-        let bench = if deadline.expired() {
-            let mut b = skeleton(entry);
-            b.message = Some("skipped: --budget spent".into());
-            b
-        } else {
-            measure_one(entry, &device, &cfg)
-        };
-        if bench
-            .summary
-            .as_ref()
-            .is_some_and(|s| s.stop == harness::StopReason::Interrupted)
-        {
-            file.partial = true;
-        }
-        file.benchmarks.push(bench);
-        pb.inc(1);
     }
     pb.finish_and_clear();
     if interrupt::requested() {

@@ -156,10 +156,65 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     })
 }
 
+/// 95% CI of the median of samples taken in several rounds (clusters), by a two-level
+/// bootstrap: resample whole rounds with replacement, then samples within each drawn
+/// round. Samples within one round are correlated (a slow phase of a shared machine
+/// slows a whole burst), so an i.i.d. interval over the pooled samples is too narrow;
+/// this one widens with the disagreement between rounds. Deterministic (fixed seed).
+/// Returns `None` with fewer than two non-empty rounds.
+pub fn clustered_median_ci(rounds: &[&[f64]], resamples: usize) -> Option<(f64, f64)> {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    let rounds: Vec<&[f64]> = rounds.iter().copied().filter(|r| !r.is_empty()).collect();
+    if rounds.len() < 2 || resamples == 0 {
+        return None;
+    }
+    let mut rng = StdRng::seed_from_u64(0x00c1_05e5);
+    let mut medians = Vec::with_capacity(resamples);
+    let mut pool = Vec::new();
+    for _ in 0..resamples {
+        pool.clear();
+        for _ in 0..rounds.len() {
+            let r = rounds[rng.random_range(0..rounds.len())];
+            pool.extend((0..r.len()).map(|_| r[rng.random_range(0..r.len())]));
+        }
+        pool.sort_unstable_by(|a, b| a.total_cmp(b));
+        medians.push(median_sorted(&pool));
+    }
+    medians.sort_unstable_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| medians[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
+    Some((at(0.025), at(0.975)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    #[test]
+    fn rounds_that_disagree_widen_the_interval_beyond_the_pooled_one() {
+        // Three tight rounds at 10, 10.5 and 11 ms: pooled i.i.d. CI is narrow, but
+        // another run could land anywhere between the rounds.
+        let r: Vec<Vec<f64>> = [10.0, 10.5, 11.0]
+            .iter()
+            .map(|m| (0..10).map(|i| m + 0.001 * i as f64).collect())
+            .collect();
+        let refs: Vec<&[f64]> = r.iter().map(|v| v.as_slice()).collect();
+        let pooled: Vec<f64> = r.concat();
+        let iid = summarize(&pooled).unwrap();
+        let (lo, hi) = clustered_median_ci(&refs, 1000).unwrap();
+        assert!(lo < iid.ci_low && hi > iid.ci_high, "{lo} {hi} vs {iid:?}");
+        assert!(lo >= 10.0 && hi <= 11.01);
+        assert_eq!(
+            clustered_median_ci(&refs, 1000),
+            Some((lo, hi)),
+            "deterministic"
+        );
+    }
+
+    #[test]
+    fn a_single_round_has_no_clustered_interval() {
+        assert_eq!(clustered_median_ci(&[&[1.0, 2.0]], 100), None);
+    }
 
     #[test]
     fn median_and_mad_of_a_known_set() {
