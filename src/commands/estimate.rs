@@ -1245,14 +1245,30 @@ pub fn default_run_table(file: &ResultFile) -> String {
                     } else {
                         format!("{} ({})", e.hardware, e.dtype)
                     };
+                    // Every figure with its band from the calibrated MFU spread.
+                    let band = |mid: String, lo: String, hi: String| {
+                        if lo == hi {
+                            mid
+                        } else {
+                            format!("{mid} ({lo}–{hi})")
+                        }
+                    };
                     t.add_row(vec![
                         Cell::new(&e.model),
                         Cell::new(hw),
                         r(format!("{}", e.devices)),
-                        r(pct(e.mfu)),
-                        r(human_hours(e.wall_hours)),
+                        r(band(pct(e.mfu), pct(e.mfu_low), pct(e.mfu_high))),
+                        r(band(
+                            human_hours(e.wall_hours),
+                            human_hours(e.wall_hours_low),
+                            human_hours(e.wall_hours_high),
+                        )),
                         r(num(Some(e.device_hours))),
-                        r(usd(e.cost_usd)),
+                        r(band(
+                            usd(e.cost_usd),
+                            usd(e.cost_usd_low),
+                            usd(e.cost_usd_high),
+                        )),
                         r(usd(e.cost_usd_preemptible)),
                     ]);
                 }
@@ -1262,7 +1278,7 @@ pub fn default_run_table(file: &ResultFile) -> String {
     }
     outln!(
         out,
-        "\nEstimated pre-training (BERT's published schedule: 1M steps x 256 sequences, 90% at seq 128, 10% at 512):"
+        "\nEstimated pre-training (BERT's published schedule: 1M steps x 256 sequences, 90% at seq 128, 10% at 512); bands in brackets span the calibrated MFU:"
     );
     outln!(out, "{t}");
     for n in notes {
