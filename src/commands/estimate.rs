@@ -260,24 +260,17 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
             (m.config(), m.family, m.training.clone())
         }
         None if has_config => {
-            let hidden = count(
-                "hidden",
-                args.hidden.ok_or_else(|| {
-                    Error::Usage("a custom config needs --layers, --hidden and --heads".into())
-                })?,
-            )?;
-            let heads = count(
-                "heads",
-                args.heads.ok_or_else(|| {
-                    Error::Usage("a custom config needs --layers, --hidden and --heads".into())
-                })?,
-            )?;
-            let layers = count(
-                "layers",
-                args.layers.ok_or_else(|| {
-                    Error::Usage("a custom config needs --layers, --hidden and --heads".into())
-                })?,
-            )?;
+            let required = |flag: &str, v: Option<_>| {
+                count(
+                    flag,
+                    v.ok_or_else(|| {
+                        Error::Usage("a custom config needs --layers, --hidden and --heads".into())
+                    })?,
+                )
+            };
+            let hidden = required("hidden", args.hidden)?;
+            let heads = required("heads", args.heads)?;
+            let layers = required("layers", args.layers)?;
             (
                 ModelConfig {
                     name: "custom".into(),
