@@ -70,9 +70,15 @@ pub fn device_name(device: &Device) -> String {
     }
 }
 
-/// Physical cores of this machine (falls back to logical CPUs).
+/// Physical cores of this machine: sysinfo's count, else one CPU per core from the
+/// topology the peak microkernels pin to, else the logical CPUs.
 pub fn physical_cores() -> usize {
     sysinfo::System::physical_core_count()
+        .filter(|n| *n > 0)
+        .or_else(|| {
+            let cpus = flopcal_kernels::peak::physical_core_cpus();
+            (!cpus.is_empty()).then_some(cpus.len())
+        })
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .max(1)

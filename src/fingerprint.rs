@@ -57,24 +57,13 @@ pub fn isa_features() -> Vec<String> {
             "avx512fp16",
             "avx512vnni"
         );
-        // AMX detection through is_x86_feature_detected! is not stable yet: read
-        // CPUID leaf 7 directly (EDX bit 24 = AMX-TILE, bit 22 = AMX-BF16).
-        #[allow(unused_unsafe)]
-        // SAFETY: CPUID leaf 7 exists on every x86-64 CPU that reports AVX (checked
-        // by its max-leaf query below); executing CPUID has no side effects.
-        let edx = unsafe {
-            if std::arch::x86_64::__cpuid(0).eax >= 7 {
-                std::arch::x86_64::__cpuid_count(7, 0).edx
-            } else {
-                0
-            }
-        };
-        if edx & (1 << 24) != 0 {
-            f.push("amx-tile");
-        }
-        if edx & (1 << 22) != 0 {
-            f.push("amx-bf16");
-        }
+        // AMX is not detectable through is_x86_feature_detected! on stable Rust; the
+        // peak microkernels read CPUID for it, so take their answer.
+        f.extend(
+            flopcal_kernels::peak::cpu_features()
+                .into_iter()
+                .filter(|name| name.starts_with("amx")),
+        );
     }
     #[cfg(target_arch = "aarch64")]
     {

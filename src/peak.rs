@@ -51,7 +51,7 @@ impl PeakOptions {
     pub fn new() -> Self {
         PeakOptions {
             duration_s: 1.0,
-            threads: physical_cores(),
+            threads: crate::device::physical_cores(),
             limit: IsaLimit::Native,
             reference: true,
             dram_bytes: None,
@@ -64,13 +64,6 @@ impl Default for PeakOptions {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Physical cores of this machine (sysinfo; falls back to the pinning list's length).
-pub fn physical_cores() -> usize {
-    sysinfo::System::physical_core_count()
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| kpeak::physical_core_cpus().len().max(1))
 }
 
 /// Roofline class of a kernel.
@@ -820,7 +813,7 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
         spec: spec_for(&cpu_model),
         cpu_model,
         arch: std::env::consts::ARCH.into(),
-        physical_cores: physical_cores(),
+        physical_cores: crate::device::physical_cores(),
         threads: opts.threads,
         max_isa: opts.limit.as_str().into(),
         cpu_features: kpeak::cpu_features()

@@ -79,7 +79,7 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
     }
     let opts = PeakOptions {
         duration_s: if args.quick { 0.2 } else { args.duration },
-        threads: args.threads.unwrap_or_else(peak::physical_cores),
+        threads: args.threads.unwrap_or_else(crate::device::physical_cores),
         limit: args.max_isa,
         reference: !args.no_reference,
         dram_bytes: args
