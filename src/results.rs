@@ -505,6 +505,21 @@ mod tests {
             std::fs::write(&p, &json).unwrap();
             let _ = load(&p);
         }
+
+        /// Raw samples survive a save and a load bit for bit, so a saved profile
+        /// predicts exactly what the live one did (serde_json's default float parser
+        /// can be one ulp off; the `float_roundtrip` feature makes it exact).
+        #[test]
+        fn raw_samples_round_trip_bit_exactly(samples in proptest::collection::vec(1e-9f64..10.0, 1..64)) {
+            let mut f = sample_file();
+            f.benchmarks[0].samples_s = samples.clone();
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("exact.json");
+            save(&f, &p).unwrap();
+            let back = load(&p).unwrap();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(bits(&back.benchmarks[0].samples_s), bits(&samples));
+        }
     }
 
     fn sample_file() -> ResultFile {
