@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
 BIN=target/release/flopcal
-DIR=$(mktemp -d)
-trap 'rm -rf "$DIR"' EXIT
+# KEEP=dir keeps the two result files there for a closer look.
+if [ -n "${KEEP:-}" ]; then DIR=$KEEP; mkdir -p "$DIR"; else DIR=$(mktemp -d); trap 'rm -rf "$DIR"' EXIT; fi
 "$BIN" profile --quick --no-peak --format json "$@" > "$DIR/a.json"
 "$BIN" profile --quick --no-peak --format json "$@" > "$DIR/b.json"
 python3 - "$DIR/a.json" "$DIR/b.json" <<'PY'
@@ -23,6 +23,10 @@ for i in ids:
     if i not in overlap:
         r = sb[i]["median_s"] / sa[i]["median_s"]
         print(f"  CIs disjoint: {i} (second/first median {r:.3f})")
+for name, f in (("first", a), ("second", b)):
+    c = f.get("contention")
+    if c:
+        print(f"{name}: {c['contended_rounds']} contended rounds, {c['retried_rounds']} retried, waited {c['waited_s']:.1f} s, probe best {c['best_probe_s']*1e6:.1f} us")
 print(f"CIs overlap for {len(overlap)}/{len(ids)} benchmarks ({100*len(overlap)/max(len(ids),1):.0f}%)")
 PY
 "$BIN" regress "$DIR/a.json" "$DIR/b.json" > "$DIR/regress.txt" && echo "regress: no regression" || { echo "regress exit $?"; tail -5 "$DIR/regress.txt"; }

@@ -169,7 +169,7 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
                     run: ri,
                     created_at: run.file.created_at.clone(),
                     flops_per_s: f,
-                    n: b.samples_s.len(),
+                    n: b.quiet_samples().len(),
                 });
                 if let Some((pi, pb)) = prev {
                     let change = median_flops(pb).map_or(0.0, |p| f / p - 1.0);
@@ -184,7 +184,9 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
                             note: Some(diffs.join("; ")),
                         });
                     } else if pb.flops_per_iter == b.flops_per_iter {
-                        if let Some(s) = compare_samples(&pb.samples_s, &b.samples_s, opts) {
+                        if let Some(s) =
+                            compare_samples(&pb.quiet_samples(), &b.quiet_samples(), opts)
+                        {
                             let kind = match s.verdict {
                                 Verdict::Regression => Some("regression"),
                                 Verdict::Faster if s.ci_low > opts.noise => Some("improvement"),

@@ -296,12 +296,14 @@ pub fn validate(file: &ResultFile, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Median FLOP/s of a benchmark's raw samples, if it has any.
+/// Median FLOP/s of a benchmark's raw samples (those of its quiet rounds, see
+/// [`Benchmark::quiet_samples`]), if it has any.
 pub fn median_flops(b: &Benchmark) -> Option<f64> {
-    if b.samples_s.is_empty() {
+    let samples = b.quiet_samples();
+    if samples.is_empty() {
         return None;
     }
-    let m = crate::harness::stats::median_sorted(&crate::harness::stats::sorted(&b.samples_s));
+    let m = crate::harness::stats::median_sorted(&crate::harness::stats::sorted(&samples));
     (m > 0.0).then(|| b.flops_per_iter as f64 / m)
 }
 
@@ -322,8 +324,8 @@ fn compare_pair(base: &Benchmark, cand: &Benchmark, hosts_ok: bool, opts: &Regre
         baseline_flops_per_s: median_flops(base),
         candidate_flops_per_s: median_flops(cand),
         stats: None,
-        baseline_n: base.samples_s.len(),
-        candidate_n: cand.samples_s.len(),
+        baseline_n: base.quiet_samples().len(),
+        candidate_n: cand.quiet_samples().len(),
         note: None,
     };
     if !hosts_ok {
@@ -362,7 +364,9 @@ fn compare_pair(base: &Benchmark, cand: &Benchmark, hosts_ok: bool, opts: &Regre
             return row;
         }
     }
-    match compare_samples(&base.samples_s, &cand.samples_s, opts) {
+    // Rounds that ran while another tenant slowed the machine are left out on both
+    // sides, as they are in each file's own statistics.
+    match compare_samples(&base.quiet_samples(), &cand.quiet_samples(), opts) {
         Some(s) => {
             row.verdict = s.verdict;
             row.fails = s.fails;
@@ -404,7 +408,7 @@ pub fn compare_files(
                 baseline_flops_per_s: median_flops(b),
                 candidate_flops_per_s: None,
                 stats: None,
-                baseline_n: b.samples_s.len(),
+                baseline_n: b.quiet_samples().len(),
                 candidate_n: 0,
                 note: Some("only in the baseline".into()),
             }),
@@ -420,7 +424,7 @@ pub fn compare_files(
                 candidate_flops_per_s: median_flops(c),
                 stats: None,
                 baseline_n: 0,
-                candidate_n: c.samples_s.len(),
+                candidate_n: c.quiet_samples().len(),
                 note: Some("only in the candidate".into()),
             });
         }

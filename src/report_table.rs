@@ -208,6 +208,9 @@ pub fn profile_findings(file: &ResultFile) -> String {
             fmt_giga(bw)
         ));
     }
+    if let Some(line) = contention_line(file) {
+        lines.push(line);
+    }
     let failed = file
         .benchmarks
         .iter()
@@ -217,4 +220,31 @@ pub fn profile_findings(file: &ResultFile) -> String {
         lines.push(format!("{failed} kernel(s) FAILED verification"));
     }
     lines.join("\n")
+}
+
+/// What the contention watch saw, when any round ran under contention.
+fn contention_line(file: &ResultFile) -> Option<String> {
+    let c = file.contention.as_ref()?;
+    if c.contended_rounds == 0 {
+        return None;
+    }
+    let rounds: usize = file.benchmarks.iter().map(|b| b.round_sizes.len()).sum();
+    let unresolved = file
+        .benchmarks
+        .iter()
+        .filter(|b| !b.round_contended.is_empty() && b.round_contended.iter().all(|&x| x))
+        .count();
+    let mut line = format!(
+        "contention: {} of {rounds} kernel rounds ran while another tenant slowed this machine (cache probe over {:.0}% slower than its best); {} re-measured after {:.1} s of waiting, statistics use the quiet rounds",
+        c.contended_rounds,
+        (c.threshold_ratio - 1.0) * 100.0,
+        c.retried_rounds,
+        c.waited_s
+    );
+    if unresolved > 0 {
+        line.push_str(&format!(
+            "; {unresolved} kernel(s) had no quiet round and report contended figures"
+        ));
+    }
+    Some(line)
 }

@@ -154,6 +154,15 @@ pub struct Benchmark {
     /// kernel was measured in several rounds through the suite.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub round_sizes: Vec<usize>,
+    /// Contention probe reading per round, seconds: the slower of the readings taken
+    /// just before and just after the round (see `harness::contention`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_probe_s: Vec<f64>,
+    /// Per round: whether it ran while the machine was contended (its probe reading
+    /// beyond the threshold over the run's fastest). Such rounds' samples stay in
+    /// `samples_s` but not in `summary`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_contended: Vec<bool>,
     /// Statistics; absent when nothing was timed.
     pub summary: Option<BenchSummary>,
     /// Output matched the f64 reference.
@@ -175,6 +184,48 @@ impl Benchmark {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The samples of each round, in order (one round holding every sample when the
+    /// file records no rounds).
+    pub fn rounds(&self) -> Vec<&[f64]> {
+        if self.round_sizes.iter().sum::<usize>() != self.samples_s.len() {
+            return vec![self.samples_s.as_slice()];
+        }
+        let mut rest = self.samples_s.as_slice();
+        self.round_sizes
+            .iter()
+            .map(|&n| {
+                let (head, tail) = rest.split_at(n);
+                rest = tail;
+                head
+            })
+            .collect()
+    }
+
+    /// The rounds the statistics rest on: those that did not run under contention,
+    /// or every round when none was quiet (or none was judged).
+    pub fn quiet_rounds(&self) -> Vec<&[f64]> {
+        let rounds = self.rounds();
+        if self.round_contended.len() != rounds.len() || self.round_contended.iter().all(|&c| c) {
+            return rounds;
+        }
+        rounds
+            .into_iter()
+            .zip(&self.round_contended)
+            .filter(|(_, &c)| !c)
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// The samples of [`Benchmark::quiet_rounds`], concatenated.
+    pub fn quiet_samples(&self) -> Vec<f64> {
+        self.quiet_rounds().concat()
+    }
+
+    /// Rounds run under contention.
+    pub fn contended_rounds(&self) -> usize {
+        self.round_contended.iter().filter(|&&c| c).count()
     }
 
     /// Arithmetic intensity, FLOP per byte.
@@ -210,8 +261,35 @@ pub struct ResultFile {
     /// Measured compute and bandwidth ceilings (`flopcal peak`), when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak: Option<crate::peak::PeakSection>,
+    /// How the run watched for contention from other tenants, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contention: Option<ContentionRecord>,
+    /// Typical drift of the machine's speed between rounds of this run: the median
+    /// over kernels of the standard deviation of their log round medians. Every
+    /// interval of a multi-round run is widened by at least this much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_drift_sd: Option<f64>,
     /// The measurements.
     pub benchmarks: Vec<Benchmark>,
+}
+
+/// The contention watch of one run (see `harness::contention`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentionRecord {
+    /// What the probe does.
+    pub probe: String,
+    /// Fastest probe reading of the run, seconds: the machine's uncontended speed.
+    pub best_probe_s: f64,
+    /// A round whose reading exceeds `best_probe_s` times this ran under contention.
+    pub threshold_ratio: f64,
+    /// Probe readings taken.
+    pub readings: usize,
+    /// Kernel rounds that ran under contention, over all kernels (retries included).
+    pub contended_rounds: usize,
+    /// Extra rounds run to replace contended ones.
+    pub retried_rounds: usize,
+    /// Seconds spent waiting for the machine to become quiet before a retry.
+    pub waited_s: f64,
 }
 
 /// A fresh run id: UTC timestamp plus random suffix, sortable by time.

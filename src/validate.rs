@@ -631,6 +631,8 @@ mod tests {
             iters_per_sample: 1,
             samples_s,
             round_sizes: Vec::new(),
+            round_probe_s: Vec::new(),
+            round_contended: Vec::new(),
             summary: Some(BenchSummary {
                 median_s: 1e-3,
                 mad_s: 0.0,
@@ -717,6 +719,8 @@ mod tests {
                 rounds: 1,
             },
             peak: None,
+            contention: None,
+            round_drift_sd: None,
             benchmarks,
         }
     }

@@ -69,7 +69,31 @@ fn tiny_profile_writes_a_schema_valid_result_file_and_csv_twin() {
         assert_eq!(b["verified"], true);
         let n = s["n"].as_u64().unwrap();
         assert!(n >= 10);
-        assert_eq!(b["samples_s"].as_array().unwrap().len() as u64, n);
+        // Every round is bracketed by a contention probe reading; the statistics
+        // rest on the quiet rounds (all of them when none was quiet).
+        let sizes: Vec<u64> = b["round_sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        let contended: Vec<bool> = b["round_contended"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_bool().unwrap())
+            .collect();
+        assert_eq!(b["round_probe_s"].as_array().unwrap().len(), sizes.len());
+        assert_eq!(contended.len(), sizes.len());
+        let total: u64 = sizes.iter().sum();
+        assert_eq!(b["samples_s"].as_array().unwrap().len() as u64, total);
+        let quiet: u64 = sizes
+            .iter()
+            .zip(&contended)
+            .filter(|(_, &c)| !c)
+            .map(|(n, _)| n)
+            .sum();
+        assert_eq!(n, if quiet == 0 { total } else { quiet }, "{b}");
         let (lo, med, hi) = (
             s["ci95_low_s"].as_f64().unwrap(),
             s["median_s"].as_f64().unwrap(),
@@ -80,6 +104,10 @@ fn tiny_profile_writes_a_schema_valid_result_file_and_csv_twin() {
         let rate = s["flops_per_s"].as_f64().unwrap();
         assert!((rate - flops / med).abs() <= 1e-6 * rate);
     }
+    let c = &v["contention"];
+    assert!(c["best_probe_s"].as_f64().unwrap() > 0.0, "{c}");
+    assert!(c["readings"].as_u64().unwrap() >= 2 * benches.len() as u64);
+    assert!(v["round_drift_sd"].as_f64().unwrap() >= 0.0);
     let csv = std::fs::read_to_string(dir.path().join("tiny.csv")).unwrap();
     assert_eq!(csv.lines().count(), benches.len() + 1);
     assert!(csv.starts_with("id,kernel,label"));
@@ -89,12 +117,13 @@ fn tiny_profile_writes_a_schema_valid_result_file_and_csv_twin() {
 fn json_format_prints_only_json_on_stdout() {
     let out = flopcal()
         .args(TINY)
-        .args(["--filter", "matmul/square", "--format", "json"])
+        .args(["--filter", "matmul/square,layernorm", "--format", "json"])
         .output()
         .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
-    assert_eq!(v["benchmarks"].as_array().unwrap().len(), 1);
+    // Comma-separated alternatives: the square GEMM and the layernorm.
+    assert_eq!(v["benchmarks"].as_array().unwrap().len(), 2);
 }
 
 #[test]

@@ -9,6 +9,7 @@ use clap::Args;
 use flopcal_model::ModelConfig;
 
 use crate::device::{self, DeviceChoice};
+use crate::harness::contention::{self, is_contended, KernelProbe, Monitor};
 use crate::harness::{self, HarnessConfig, KernelExecutor};
 use crate::output::{print_json, OutputFormat};
 use crate::results::{self, BenchSummary, Benchmark, ProfileConfig, ResultFile, Status};
@@ -87,7 +88,8 @@ pub struct ProfileArgs {
     /// Refuse kernels needing more than this many GiB (default: available memory).
     #[arg(long, value_name = "GIB", allow_negative_numbers = true)]
     pub max_memory: Option<f64>,
-    /// Only run kernels whose id contains this text (e.g. `matmul/qkv`).
+    /// Only run kernels whose id contains this text (e.g. `matmul/qkv`); several
+    /// alternatives separated by commas (`qkv,layernorm`) run every kernel matching any.
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
     /// Skip measuring the machine's compute and bandwidth ceilings first (without
@@ -368,6 +370,8 @@ fn skeleton(entry: &Entry) -> Benchmark {
         iters_per_sample: 0,
         samples_s: Vec::new(),
         round_sizes: Vec::new(),
+        round_probe_s: Vec::new(),
+        round_contended: Vec::new(),
         summary: None,
         verified: false,
         verification: None,
@@ -465,40 +469,188 @@ fn measure_again(
             };
             b.round_sizes.push(m.samples.len());
             b.samples_s.extend(m.samples);
-            let mut summary = harness::summarize(&b.samples_s);
-            // Widen the i.i.d. interval by the two-level (rounds, then samples)
-            // bootstrap, which accounts for the rounds disagreeing.
-            let mut rest = b.samples_s.as_slice();
-            let rounds: Vec<&[f64]> = b
-                .round_sizes
-                .iter()
-                .map(|&n| {
-                    let (head, tail) = rest.split_at(n.min(rest.len()));
-                    rest = tail;
-                    head
-                })
-                .collect();
-            if let (Some(s), Some((lo, hi))) = (
-                summary.as_mut(),
-                harness::stats::clustered_median_ci(&rounds, 1000),
-            ) {
-                s.ci_low = s.ci_low.min(lo);
-                s.ci_high = s.ci_high.max(hi);
-            }
-            let pooled = harness::Measurement {
-                summary,
-                samples: Vec::new(),
-                iters_per_sample: b.iters_per_sample,
-                warmup_iters: m.warmup_iters,
-                stop,
-            };
-            b.summary = summary_of(&pooled, entry.kernel.work());
+            resummarize(b, entry.kernel.work(), stop, None);
         }
         Err(e) => {
             b.status = Status::Error;
             b.message = Some(format!("run (round 2+): {e}"));
         }
     }
+}
+
+/// Recompute a benchmark's statistics from its quiet rounds (every round when none
+/// was flagged, or none was quiet): the pooled median with its i.i.d. interval,
+/// widened by the two-level (rounds, then samples) bootstrap, which accounts for the
+/// rounds disagreeing.
+/// With `drift_sd`, the interval is widened further for the machine's speed moving
+/// between rounds (see [`harness::stats::widen_for_drift`]).
+fn resummarize(
+    b: &mut Benchmark,
+    work: flopcal_kernels::Work,
+    stop: harness::StopReason,
+    drift_sd: Option<f64>,
+) {
+    let rounds = b.quiet_rounds();
+    let pooled: Vec<f64> = rounds.concat();
+    let mut summary = harness::summarize(&pooled);
+    if let (Some(s), Some((lo, hi))) = (
+        summary.as_mut(),
+        harness::stats::clustered_median_ci(&rounds, 1000),
+    ) {
+        s.ci_low = s.ci_low.min(lo);
+        s.ci_high = s.ci_high.max(hi);
+    }
+    if let (Some(s), Some(sd)) = (summary.as_mut(), drift_sd) {
+        (s.ci_low, s.ci_high) =
+            harness::stats::widen_for_drift(s.median, (s.ci_low, s.ci_high), sd);
+    }
+    let pooled = harness::Measurement {
+        summary,
+        samples: Vec::new(),
+        iters_per_sample: b.iters_per_sample,
+        warmup_iters: 0,
+        stop,
+    };
+    b.summary = summary_of(&pooled, work);
+}
+
+/// Measure one round of `entry` (the first prepares and verifies it), bracketed by
+/// contention probe readings when a monitor watches. Returns whether a round of
+/// samples was added.
+fn measure_round(
+    bench: &mut Benchmark,
+    entry: &Entry,
+    device: &candle_core::Device,
+    cfg: &HarnessConfig,
+    first: bool,
+    monitor: Option<&mut Monitor>,
+) -> bool {
+    let before_rounds = bench.round_sizes.len();
+    if !first && bench.status != Status::Ok {
+        return false;
+    }
+    let mut monitor = monitor;
+    let before = monitor.as_deref_mut().map(Monitor::read);
+    if first {
+        *bench = measure_one(entry, device, cfg);
+    } else {
+        measure_again(bench, entry, device, cfg);
+    }
+    let added = bench.round_sizes.len() > before_rounds;
+    if let (true, Some(m), Some(before)) = (added, monitor, before) {
+        let reading = before.max(m.read());
+        bench.round_probe_s.push(reading);
+        bench.round_contended.push(is_contended(reading, m.best()));
+    }
+    added
+}
+
+/// Judge every round against the run's fastest probe reading (known only now).
+fn judge_rounds(benchmarks: &mut [Benchmark], best: f64) {
+    for b in benchmarks {
+        b.round_contended = b
+            .round_probe_s
+            .iter()
+            .map(|&p| is_contended(p, best))
+            .collect();
+    }
+}
+
+/// Final statistics of a multi-round run: judge the rounds (when a contention
+/// monitor watched), then recompute every summary from its quiet rounds with the
+/// interval widened for drift between rounds. A kernel's drift is the larger of its
+/// own between-round spread and the run's typical one (the median over kernels), so
+/// three rounds that happen to agree do not claim a machine steadier than it is.
+/// Returns the run's typical drift.
+fn finalize_rounds(
+    benchmarks: &mut [Benchmark],
+    suite: &[Entry],
+    best: Option<f64>,
+) -> Option<f64> {
+    if let Some(best) = best {
+        judge_rounds(benchmarks, best);
+    }
+    let mut sds: Vec<f64> = benchmarks
+        .iter()
+        .filter(|b| b.summary.is_some())
+        .filter_map(|b| harness::stats::between_round_sd(&b.quiet_rounds()))
+        .collect();
+    sds.sort_unstable_by(f64::total_cmp);
+    let typical = (!sds.is_empty()).then(|| harness::stats::median_sorted(&sds));
+    for (b, entry) in benchmarks.iter_mut().zip(suite) {
+        let Some(stop) = b.summary.as_ref().map(|s| s.stop) else {
+            continue;
+        };
+        let own = harness::stats::between_round_sd(&b.quiet_rounds());
+        let drift = match (own, typical) {
+            (Some(o), Some(t)) => Some(o.max(t)),
+            (o, t) => o.or(t),
+        };
+        resummarize(
+            b,
+            entry.kernel.work(),
+            stop,
+            drift.filter(|_| b.round_sizes.len() > 1),
+        );
+    }
+    typical
+}
+
+/// Re-measure rounds that ran under contention, once the machine is quiet again,
+/// within `allowance_s` seconds (waiting included) and the run's deadline. Each
+/// contended round earns at most one retry.
+#[allow(clippy::too_many_arguments)]
+fn retry_contended(
+    file: &mut ResultFile,
+    suite: &[Entry],
+    device: &candle_core::Device,
+    cfg: &HarnessConfig,
+    monitor: &mut Monitor,
+    allowance_s: f64,
+    deadline: &harness::Deadline,
+    pb: &indicatif::ProgressBar,
+) -> (usize, f64) {
+    let start = std::time::Instant::now();
+    let left = |start: &std::time::Instant| allowance_s - start.elapsed().as_secs_f64();
+    let (mut retried, mut waited) = (0, 0.0);
+    judge_rounds(&mut file.benchmarks, monitor.best());
+    let owed: Vec<(usize, usize)> = file
+        .benchmarks
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.status == Status::Ok)
+        .map(|(i, b)| (i, b.contended_rounds()))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    'kernels: for (i, n) in owed {
+        for _ in 0..n {
+            // Wait for the episode to pass, in short naps that cost no CPU time.
+            while monitor.contended_now() {
+                if left(&start) <= 0.0 || deadline.expired() || interrupt::requested() {
+                    break 'kernels;
+                }
+                pb.set_message("waiting for the machine to become quiet (contention)");
+                let nap = 0.25f64.min(left(&start).max(0.0));
+                std::thread::sleep(Duration::from_secs_f64(nap));
+                waited += nap;
+            }
+            if left(&start) <= 0.0 || deadline.expired() || interrupt::requested() {
+                break 'kernels;
+            }
+            pb.set_message(format!("re-measuring {}", suite[i].kernel.id()));
+            if measure_round(
+                &mut file.benchmarks[i],
+                &suite[i],
+                device,
+                cfg,
+                false,
+                Some(monitor),
+            ) {
+                retried += 1;
+            }
+        }
+    }
+    (retried, waited)
 }
 
 /// A progress bar on stderr, only when stderr is a terminal (never in pipes or CI).
@@ -534,7 +686,8 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     let spec = suite_spec(args, model.clone())?;
     let mut suite = suite::derive(&spec)?;
     if let Some(f) = &args.filter {
-        suite.retain(|e| e.kernel.id().contains(f.as_str()));
+        let wanted: Vec<&str> = f.split(',').filter(|t| !t.is_empty()).collect();
+        suite.retain(|e| wanted.iter().any(|t| e.kernel.id().contains(t)));
         if suite.is_empty() {
             return Err(Error::Usage(format!(
                 "--filter {f:?} matches no kernel of this suite"
@@ -596,6 +749,8 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
             rounds: args.rounds,
         },
         peak,
+        contention: None,
+        round_drift_sd: None,
         benchmarks: Vec::with_capacity(suite.len()),
     };
 
@@ -608,6 +763,26 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     round_cfg.min_samples = config.min_samples.div_ceil(rounds).max(2);
     round_cfg.budget_s = config.budget_s / rounds as f64;
     let pb = progress_bar(suite.len() * rounds);
+    // Other tenants of a shared host slow this one in episodes; a cache probe around
+    // every kernel round tells those rounds apart (CPU only: a GPU kernel does not
+    // share the host's last-level cache).
+    let mut monitor = if device.is_cpu() {
+        let probe = flopcal_kernels::elementwise::Elementwise {
+            label: "probe".into(),
+            op: flopcal_kernels::elementwise::Op::LayerNorm,
+            rows: 1024,
+            cols: 768,
+            dtype: DType::F32,
+        };
+        let kernel = flopcal_kernels::Kernel::prepare(&probe, &device)?;
+        let mut m = Monitor::new(Box::new(KernelProbe::new(kernel)));
+        for _ in 0..3 {
+            m.read();
+        }
+        Some(m)
+    } else {
+        None
+    };
     let total = suite.len() * rounds;
     let mut done = 0;
     file.benchmarks = suite.iter().map(skeleton).collect();
@@ -641,11 +816,7 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
                 }
                 continue;
             }
-            if round == 0 {
-                *bench = measure_one(entry, &device, &cfg);
-            } else if bench.status == Status::Ok {
-                measure_again(bench, entry, &device, &cfg);
-            }
+            measure_round(bench, entry, &device, &cfg, round == 0, monitor.as_mut());
             if bench
                 .summary
                 .as_ref()
@@ -654,6 +825,35 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
                 file.partial = true;
             }
         }
+    }
+    if let Some(m) = monitor.as_mut() {
+        // Retries may take half as long again as the planned rounds took (at least
+        // five seconds), within the --budget.
+        let allowance = (0.5 * deadline.elapsed_s()).max(5.0);
+        let (retried, waited) = if interrupt::requested() {
+            (0, 0.0)
+        } else {
+            retry_contended(
+                &mut file, &suite, &device, &round_cfg, m, allowance, &deadline, &pb,
+            )
+        };
+        file.contention = Some(results::ContentionRecord {
+            probe: "fastest of three candle layernorms over 1024×768 f32".into(),
+            best_probe_s: m.best(),
+            threshold_ratio: contention::CONTENDED_RATIO,
+            readings: m.readings(),
+            contended_rounds: file.benchmarks.iter().map(|b| b.contended_rounds()).sum(),
+            retried_rounds: retried,
+            waited_s: waited,
+        });
+    }
+    file.round_drift_sd = finalize_rounds(
+        &mut file.benchmarks,
+        &suite,
+        monitor.as_ref().map(Monitor::best),
+    );
+    if let Some(c) = file.contention.as_mut() {
+        c.contended_rounds = file.benchmarks.iter().map(|b| b.contended_rounds()).sum();
     }
     pb.finish_and_clear();
     if interrupt::requested() {
@@ -724,6 +924,78 @@ mod tests {
         };
         let m = resolve_model(&args).unwrap();
         assert_eq!((m.hidden, m.heads, m.head_dim, m.ffn), (512, 8, 64, 2048));
+    }
+
+    /// A measured square GEMM with three rounds of five samples at these medians,
+    /// each round bracketed by these probe readings.
+    fn three_rounds(medians: [f64; 3], probes: [f64; 3]) -> (Benchmark, Entry) {
+        let entry = Entry {
+            group: suite::Group::Square,
+            kernel: Box::new(flopcal_kernels::gemm::Matmul::square(64, DType::F32)),
+        };
+        let mut b = skeleton(&entry);
+        b.status = Status::Ok;
+        b.iters_per_sample = 1;
+        for m in medians {
+            b.samples_s
+                .extend((0..5).map(|i| m * (1.0 + 0.001 * i as f64)));
+            b.round_sizes.push(5);
+        }
+        b.round_probe_s = probes.to_vec();
+        resummarize(
+            &mut b,
+            entry.kernel.work(),
+            harness::StopReason::Converged,
+            None,
+        );
+        (b, entry)
+    }
+
+    #[test]
+    fn a_round_under_contention_is_kept_in_the_file_but_left_out_of_the_statistics() {
+        let (b, entry) = three_rounds([1.0, 2.5, 1.0], [1.0, 3.0, 1.1]);
+        let mut benches = vec![b];
+        finalize_rounds(&mut benches, std::slice::from_ref(&entry), Some(1.0));
+        let b = &benches[0];
+        assert_eq!(b.round_contended, vec![false, true, false]);
+        assert_eq!(b.samples_s.len(), 15, "raw samples all kept");
+        let s = b.summary.as_ref().unwrap();
+        assert_eq!(s.n, 10);
+        assert!(s.median_s < 1.01 && s.ci95_high_s < 1.1, "{s:?}");
+        assert_eq!(b.contended_rounds(), 1);
+    }
+
+    #[test]
+    fn without_a_quiet_round_every_round_counts() {
+        let (b, entry) = three_rounds([2.5, 2.5, 2.5], [3.0, 3.0, 3.0]);
+        let mut benches = vec![b];
+        finalize_rounds(&mut benches, std::slice::from_ref(&entry), Some(1.0));
+        assert_eq!(benches[0].summary.as_ref().unwrap().n, 15);
+    }
+
+    #[test]
+    fn rounds_that_agree_still_get_the_runs_typical_drift() {
+        // One kernel whose rounds moved by 4%, one whose rounds agree exactly: the
+        // second's interval widens to the run's typical drift, not its own zero.
+        let (steady, entry) = three_rounds([1.0, 1.0, 1.0], [1.0; 3]);
+        let (drifting, _) = three_rounds([1.0, 1.04, 0.98], [1.0; 3]);
+        let narrow = steady.summary.clone().unwrap();
+        let mut benches = vec![steady, drifting.clone(), drifting];
+        let suite: Vec<Entry> = (0..3)
+            .map(|_| Entry {
+                group: suite::Group::Square,
+                kernel: Box::new(flopcal_kernels::gemm::Matmul::square(64, DType::F32)),
+            })
+            .collect();
+        drop(entry);
+        let typical = finalize_rounds(&mut benches, &suite, None).unwrap();
+        assert!(typical > 0.02 && typical < 0.04, "{typical}");
+        let wide = benches[0].summary.as_ref().unwrap();
+        assert!(
+            wide.ci95_high_s > narrow.ci95_high_s * 1.03,
+            "{wide:?} vs {narrow:?}"
+        );
+        assert!(wide.ci95_low_s < narrow.ci95_low_s / 1.03);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! the statistics deterministically, as hyperfine does with its mock executor.
 
 pub mod compare;
+pub mod contention;
 pub mod stats;
 
 use std::time::{Duration, Instant};

@@ -185,10 +185,74 @@ pub fn clustered_median_ci(rounds: &[&[f64]], resamples: usize) -> Option<(f64, 
     Some((at(0.025), at(0.975)))
 }
 
+/// Standard deviation of the log round medians: how much a kernel's speed moved
+/// between rounds of one run (0.02 = about 2%). `None` with fewer than two rounds.
+pub fn between_round_sd(rounds: &[&[f64]]) -> Option<f64> {
+    let logs: Vec<f64> = rounds
+        .iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| median_sorted(&sorted(r)).ln())
+        .filter(|x| x.is_finite())
+        .collect();
+    if logs.len() < 2 {
+        return None;
+    }
+    let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+    let var = logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64;
+    Some(var.sqrt())
+}
+
+/// Widen a 95% interval around `median` for drift of the machine's speed with
+/// standard deviation `sd` (in log space): each side's half-width becomes
+/// `sqrt(h² + (1.96·sd)²)`, where `h` is its sampling half-width. Another run of
+/// the same kernel lands at a median that differs by that drift as well as by
+/// sampling, so an interval meant to hold the next run's median needs both.
+pub fn widen_for_drift(median: f64, ci: (f64, f64), sd: f64) -> (f64, f64) {
+    if !(median > 0.0 && sd.is_finite() && sd > 0.0) {
+        return ci;
+    }
+    let d = 1.96 * sd;
+    let side = |end: f64| {
+        let h = if end > 0.0 {
+            (end / median).ln().abs()
+        } else {
+            0.0
+        };
+        (h * h + d * d).sqrt()
+    };
+    let lo = median * (-side(ci.0)).exp();
+    let hi = median * side(ci.1).exp();
+    (lo.min(ci.0), hi.max(ci.1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    #[test]
+    fn rounds_that_agree_have_no_drift_and_rounds_that_differ_by_ten_percent_do() {
+        let same: Vec<f64> = vec![1.0; 5];
+        assert_eq!(between_round_sd(&[&same, &same]), Some(0.0));
+        let slow: Vec<f64> = vec![1.1; 5];
+        let sd = between_round_sd(&[&same, &slow]).unwrap();
+        // Two log medians 0 and ln 1.1: sd = ln(1.1)/sqrt(2).
+        assert!((sd - 1.1f64.ln() / 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(between_round_sd(&[&same]), None);
+    }
+
+    #[test]
+    fn drift_widens_a_narrow_interval_and_leaves_a_wide_one_nearly_alone() {
+        let (lo, hi) = widen_for_drift(1.0, (0.999, 1.001), 0.02);
+        assert!((hi.ln() - (0.001f64.powi(2) + 0.0392f64.powi(2)).sqrt()).abs() < 1e-3);
+        assert!(lo < 0.965 && hi > 1.035, "{lo} {hi}");
+        let (lo, hi) = widen_for_drift(1.0, (0.5, 2.0), 0.02);
+        assert!(
+            (0.49..=0.5).contains(&lo) && (2.0..2.03).contains(&hi),
+            "{lo} {hi}"
+        );
+        assert_eq!(widen_for_drift(1.0, (0.9, 1.1), 0.0), (0.9, 1.1));
+    }
 
     #[test]
     fn rounds_that_disagree_widen_the_interval_beyond_the_pooled_one() {
