@@ -828,9 +828,10 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     }
     if let Some(m) = monitor.as_mut() {
         // Retries may take half as long again as the planned rounds took (at least
-        // five seconds), within the --budget.
+        // five seconds). A --budget run has shared its time out already: it keeps
+        // its contended rounds flagged but does not retry them.
         let allowance = (0.5 * deadline.elapsed_s()).max(5.0);
-        let (retried, waited) = if interrupt::requested() {
+        let (retried, waited) = if interrupt::requested() || args.budget.is_some() {
             (0, 0.0)
         } else {
             retry_contended(
