@@ -71,15 +71,12 @@ fn tiny_profile_writes_a_schema_valid_result_file_and_csv_twin() {
         assert!(n >= 10);
         // Every round is bracketed by a contention probe reading; the statistics
         // rest on the quiet rounds (all of them when none was quiet).
-        let sizes: Vec<u64> = b["round_sizes"]
-            .as_array()
-            .unwrap()
+        let list = |key: &str| b[key].as_array().unwrap().clone();
+        let sizes: Vec<u64> = list("round_sizes")
             .iter()
             .map(|x| x.as_u64().unwrap())
             .collect();
-        let contended: Vec<bool> = b["round_contended"]
-            .as_array()
-            .unwrap()
+        let contended: Vec<bool> = list("round_contended")
             .iter()
             .map(|x| x.as_bool().unwrap())
             .collect();
