@@ -469,7 +469,7 @@ fn measure_again(
             };
             b.round_sizes.push(m.samples.len());
             b.samples_s.extend(m.samples);
-            resummarize(b, entry.kernel.work(), stop, None);
+            resummarize(b, entry.kernel.work(), stop, None, None);
         }
         Err(e) => {
             b.status = Status::Error;
@@ -489,6 +489,7 @@ fn resummarize(
     work: flopcal_kernels::Work,
     stop: harness::StopReason,
     drift_sd: Option<f64>,
+    slowdown: Option<f64>,
 ) {
     let rounds = b.quiet_rounds();
     let pooled: Vec<f64> = rounds.concat();
@@ -503,6 +504,11 @@ fn resummarize(
     if let (Some(s), Some(sd)) = (summary.as_mut(), drift_sd) {
         (s.ci_low, s.ci_high) =
             harness::stats::widen_for_drift(s.median, (s.ci_low, s.ci_high), sd);
+    }
+    // Every round ran under contention: the quiet machine may be faster by as much as
+    // the probe (the most sensitive kernel) was slowed, and no more.
+    if let (Some(s), Some(k)) = (summary.as_mut(), slowdown.filter(|k| *k > 1.0)) {
+        s.ci_low = s.ci_low.min(s.median / k);
     }
     let pooled = harness::Measurement {
         summary,
@@ -559,8 +565,9 @@ fn judge_rounds(benchmarks: &mut [Benchmark], best: f64) {
 /// Final statistics of a multi-round run: judge the rounds (when a contention
 /// monitor watched), then recompute every summary from its quiet rounds with the
 /// interval widened for drift between rounds. A kernel's drift is the larger of its
-/// own between-round spread and the run's typical one (the median over kernels), so
-/// three rounds that happen to agree do not claim a machine steadier than it is.
+/// own between-round spread and the run's typical one (the median over kernels, each
+/// corrected for the shrinkage of a few-round spread), so three rounds that happen
+/// to agree do not claim a machine steadier than it is.
 /// Returns the run's typical drift.
 fn finalize_rounds(
     benchmarks: &mut [Benchmark],
@@ -573,7 +580,11 @@ fn finalize_rounds(
     let mut sds: Vec<f64> = benchmarks
         .iter()
         .filter(|b| b.summary.is_some())
-        .filter_map(|b| harness::stats::between_round_sd(&b.quiet_rounds()))
+        .filter_map(|b| {
+            let rounds = b.quiet_rounds();
+            harness::stats::between_round_sd(&rounds)
+                .map(|sd| sd / harness::stats::sd_median_fraction(rounds.len()))
+        })
         .collect();
     sds.sort_unstable_by(f64::total_cmp);
     let typical = (!sds.is_empty()).then(|| harness::stats::median_sorted(&sds));
@@ -586,11 +597,21 @@ fn finalize_rounds(
             (Some(o), Some(t)) => Some(o.max(t)),
             (o, t) => o.or(t),
         };
+        let all_contended = !b.round_contended.is_empty() && b.round_contended.iter().all(|&c| c);
+        let slowdown = best.filter(|_| all_contended).and_then(|best| {
+            let least = b
+                .round_probe_s
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            (least.is_finite() && best > 0.0).then(|| least / best)
+        });
         resummarize(
             b,
             entry.kernel.work(),
             stop,
             drift.filter(|_| b.round_sizes.len() > 1),
+            slowdown,
         );
     }
     typical
@@ -948,6 +969,7 @@ mod tests {
             entry.kernel.work(),
             harness::StopReason::Converged,
             None,
+            None,
         );
         (b, entry)
     }
@@ -967,11 +989,17 @@ mod tests {
     }
 
     #[test]
-    fn without_a_quiet_round_every_round_counts() {
+    fn without_a_quiet_round_every_round_counts_and_the_interval_reaches_down_by_the_probes_slowdown(
+    ) {
         let (b, entry) = three_rounds([2.5, 2.5, 2.5], [3.0, 3.0, 3.0]);
         let mut benches = vec![b];
         finalize_rounds(&mut benches, std::slice::from_ref(&entry), Some(1.0));
-        assert_eq!(benches[0].summary.as_ref().unwrap().n, 15);
+        let s = benches[0].summary.as_ref().unwrap();
+        assert_eq!(s.n, 15);
+        // The probe ran 3x slower than its best: the quiet figure may be that much
+        // faster, and the interval says so.
+        assert!((s.ci95_low_s - s.median_s / 3.0).abs() < 1e-12, "{s:?}");
+        assert!(s.ci95_high_s >= s.median_s);
     }
 
     #[test]

@@ -202,6 +202,19 @@ pub fn between_round_sd(rounds: &[&[f64]]) -> Option<f64> {
     Some(var.sqrt())
 }
 
+/// The median of the sample standard deviation of `n` normal values, as a fraction
+/// of the true σ: `sqrt(median(χ²(n−1)) / (n−1))`, 0.83 for three values. A median
+/// over kernels of three-round spreads, divided by this, estimates σ without the
+/// small-sample shrinkage. 1 for fewer than two values.
+pub fn sd_median_fraction(n: usize) -> f64 {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    if n < 2 {
+        return 1.0;
+    }
+    let df = (n - 1) as f64;
+    ChiSquared::new(df).map_or(1.0, |c| (c.inverse_cdf(0.5) / df).sqrt())
+}
+
 /// Widen a 95% interval around `median` for drift of the machine's speed with
 /// standard deviation `sd` (in log space): each side's half-width becomes
 /// `sqrt(h² + (1.96·sd)²)`, where `h` is its sampling half-width. Another run of
@@ -239,6 +252,34 @@ mod tests {
         // Two log medians 0 and ln 1.1: sd = ln(1.1)/sqrt(2).
         assert!((sd - 1.1f64.ln() / 2f64.sqrt()).abs() < 1e-12);
         assert_eq!(between_round_sd(&[&same]), None);
+    }
+
+    #[test]
+    fn the_sample_sd_of_three_values_is_typically_five_sixths_of_sigma() {
+        assert!((sd_median_fraction(3) - (2f64.ln() * 2.0 / 2.0).sqrt()).abs() < 1e-9);
+        assert!(sd_median_fraction(1000) > 0.99);
+        assert_eq!(sd_median_fraction(1), 1.0);
+        // Check by simulation: the median sample sd of three N(0, 1) draws.
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut sds: Vec<f64> = (0..20_000)
+            .map(|_| {
+                let x: Vec<f64> = (0..3)
+                    .map(|_| {
+                        // Box-Muller.
+                        let (u, v): (f64, f64) = (rng.random(), rng.random());
+                        (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+                    })
+                    .collect();
+                let m = x.iter().sum::<f64>() / 3.0;
+                (x.iter().map(|a| (a - m).powi(2)).sum::<f64>() / 2.0).sqrt()
+            })
+            .collect();
+        sds.sort_unstable_by(f64::total_cmp);
+        assert!(
+            (sds[10_000] - sd_median_fraction(3)).abs() < 0.02,
+            "{}",
+            sds[10_000]
+        );
     }
 
     #[test]
