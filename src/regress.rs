@@ -222,6 +222,10 @@ pub struct Comparison {
     pub options: RegressOptions,
     /// Host fingerprint fields that differ, as `field: baseline → candidate`.
     pub host_differences: Vec<String>,
+    /// Set when the two runs' fastest contention-probe readings differ by more than
+    /// [`PROBE_MISMATCH`]: one run may have sat inside a contention episode throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_state_warning: Option<String>,
     /// One row per benchmark id in either file (baseline order, then new ones).
     pub rows: Vec<Row>,
     /// Rows that fail the run.
@@ -371,6 +375,25 @@ fn compare_pair(base: &Benchmark, cand: &Benchmark, hosts_ok: bool, opts: &Regre
             row.verdict = s.verdict;
             row.fails = s.fails;
             row.stats = Some(s);
+            // A side with no quiet round measured the contended machine, not the
+            // kernel: show the change, but do not judge it.
+            let contended: Vec<&str> = [("baseline", base), ("candidate", cand)]
+                .into_iter()
+                .filter(|(_, b)| b.all_contended())
+                .map(|(side, _)| side)
+                .collect();
+            if !contended.is_empty() {
+                row.verdict = Verdict::Incomparable;
+                row.fails = false;
+                if let Some(st) = row.stats.as_mut() {
+                    st.verdict = Verdict::Incomparable;
+                    st.fails = false;
+                }
+                row.note = Some(format!(
+                    "{} measured only under contention (no quiet round); re-run it on a quiet machine",
+                    contended.join(" and ")
+                ));
+            }
         }
         None => {
             row.verdict = Verdict::Unmeasured;
@@ -378,6 +401,27 @@ fn compare_pair(base: &Benchmark, cand: &Benchmark, hosts_ok: bool, opts: &Regre
         }
     }
     row
+}
+
+/// Fastest probe readings further apart than this ratio mean the machine was in
+/// different states for the two runs (the episodes seen slow the probe 2.4–3.3×).
+pub const PROBE_MISMATCH: f64 = 1.25;
+
+/// A warning when the runs' fastest contention-probe readings disagree.
+fn machine_state_warning(baseline: &ResultFile, candidate: &ResultFile) -> Option<String> {
+    let (a, b) = (
+        baseline.contention.as_ref()?.best_probe_s,
+        candidate.contention.as_ref()?.best_probe_s,
+    );
+    let ratio = a.max(b) / a.min(b);
+    (ratio.is_finite() && ratio > PROBE_MISMATCH).then(|| {
+        format!(
+            "the contention probe's best reading was {:.0} µs in the baseline and {:.0} µs in the candidate ({ratio:.2}×): the {} run may have been slowed by another tenant throughout; re-run it before trusting the changes",
+            a * 1e6,
+            b * 1e6,
+            if b > a { "candidate" } else { "baseline" }
+        )
+    })
 }
 
 /// Compare `candidate` against `baseline`. Both files must have passed [`validate`].
@@ -438,6 +482,7 @@ pub fn compare_files(
         candidate: candidate_path.to_path_buf(),
         options: opts.clone(),
         host_differences,
+        machine_state_warning: machine_state_warning(baseline, candidate),
         failures: rows.iter().filter(|r| r.fails).count(),
         rows,
         counts,

@@ -229,11 +229,7 @@ fn contention_line(file: &ResultFile) -> Option<String> {
         return None;
     }
     let rounds: usize = file.benchmarks.iter().map(|b| b.round_sizes.len()).sum();
-    let unresolved = file
-        .benchmarks
-        .iter()
-        .filter(|b| !b.round_contended.is_empty() && b.round_contended.iter().all(|&x| x))
-        .count();
+    let unresolved = file.benchmarks.iter().filter(|b| b.all_contended()).count();
     let mut line = format!(
         "contention: {} of {rounds} kernel rounds ran while another tenant slowed this machine (cache probe over {:.0}% slower than its best); {} re-measured after {:.1} s of waiting, statistics use the quiet rounds",
         c.contended_rounds,

@@ -223,6 +223,11 @@ impl Benchmark {
         self.quiet_rounds().concat()
     }
 
+    /// Whether every round ran under contention (so no quiet figure exists).
+    pub fn all_contended(&self) -> bool {
+        !self.round_contended.is_empty() && self.round_contended.iter().all(|&c| c)
+    }
+
     /// Rounds run under contention.
     pub fn contended_rounds(&self) -> usize {
         self.round_contended.iter().filter(|&&c| c).count()

@@ -160,6 +160,71 @@ fn a_slowdown_fails_with_exit_1_and_the_table_shows_each_change_with_its_ci() {
         .stdout(predicate::str::contains("new"));
 }
 
+/// The pair of [`pair`], with the candidate's slow `b` measured in two rounds that
+/// both ran under contention, and the candidate's probe `probe_ratio`× slower at best.
+fn contended_pair(dir: &Path, probe_ratio: f64) -> (PathBuf, PathBuf) {
+    let (base, cand) = pair(dir);
+    let contention = |best: f64| {
+        json!({"probe": "test", "best_probe_s": best, "threshold_ratio": 2.0, "readings": 10,
+               "contended_rounds": 2, "retried_rounds": 0, "waited_s": 0.0})
+    };
+    let mut b: Value = serde_json::from_slice(&std::fs::read(&base).unwrap()).unwrap();
+    b["contention"] = contention(2e-4);
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&cand).unwrap()).unwrap();
+    c["contention"] = contention(2e-4 * probe_ratio);
+    let slow = &mut c["benchmarks"][1];
+    slow["round_sizes"] = json!([15, 15]);
+    slow["round_probe_s"] = json!([6e-4, 6e-4]);
+    slow["round_contended"] = json!([true, true]);
+    (write(dir, "base-c.json", &b), write(dir, "cand-c.json", &c))
+}
+
+#[test]
+fn a_slowdown_measured_only_under_contention_is_shown_but_not_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = contended_pair(dir.path(), 1.0);
+    let out = flopcal()
+        .args(["regress", "--format", "json"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "matmul/b/f32")
+        .unwrap();
+    assert_eq!(row["verdict"], "incomparable", "{row}");
+    assert!(row["note"]
+        .as_str()
+        .unwrap()
+        .contains("candidate measured only under contention"));
+    assert!(
+        row["change"].as_f64().unwrap() < -0.15,
+        "the change is still shown"
+    );
+    assert!(v.get("machine_state_warning").is_none());
+}
+
+#[test]
+fn runs_whose_probe_bests_disagree_get_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = contended_pair(dir.path(), 2.5);
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "the candidate run may have been slowed by another tenant",
+        ));
+}
+
 #[test]
 fn comparing_a_file_with_itself_exits_0() {
     let dir = tempfile::tempdir().unwrap();

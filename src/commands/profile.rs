@@ -597,8 +597,7 @@ fn finalize_rounds(
             (Some(o), Some(t)) => Some(o.max(t)),
             (o, t) => o.or(t),
         };
-        let all_contended = !b.round_contended.is_empty() && b.round_contended.iter().all(|&c| c);
-        let slowdown = best.filter(|_| all_contended).and_then(|best| {
+        let slowdown = best.filter(|_| b.all_contended()).and_then(|best| {
             let least = b
                 .round_probe_s
                 .iter()

@@ -103,6 +103,9 @@ pub fn run(args: &RegressArgs) -> Result<Outcome> {
             cmp.host_differences.join("; ")
         );
     }
+    if let Some(w) = &cmp.machine_state_warning {
+        eprintln!("warning: {w}");
+    }
     match args.format {
         RegressFormat::Table => println!("{}", table(&cmp)),
         RegressFormat::Json => print_json(&cmp)?,
