@@ -231,9 +231,9 @@ fn contention_line(file: &ResultFile) -> Option<String> {
     let rounds: usize = file.benchmarks.iter().map(|b| b.round_sizes.len()).sum();
     let unresolved = file.benchmarks.iter().filter(|b| b.all_contended()).count();
     let mut line = format!(
-        "contention: {} of {rounds} kernel rounds ran while another tenant slowed this machine (cache probe over {:.0}% slower than its best); {} re-measured after {:.1} s of waiting, statistics use the quiet rounds",
+        "contention: {} of {rounds} kernel rounds ran while something outside flopcal slowed this machine (probe layernorm over {:.1}× its best time); {} re-measured after {:.1} s of waiting, statistics use the quiet rounds",
         c.contended_rounds,
-        (c.threshold_ratio - 1.0) * 100.0,
+        c.threshold_ratio,
         c.retried_rounds,
         c.waited_s
     );
@@ -243,4 +243,40 @@ fn contention_line(file: &ResultFile) -> Option<String> {
         ));
     }
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference() -> ResultFile {
+        serde_json::from_str(include_str!("../results/amd-epyc-2core-quick.json"))
+            .expect("the committed reference profile parses")
+    }
+
+    #[test]
+    fn a_run_without_contended_rounds_says_nothing_about_contention() {
+        let mut f = reference();
+        if let Some(c) = f.contention.as_mut() {
+            c.contended_rounds = 0;
+        }
+        assert_eq!(contention_line(&f), None);
+    }
+
+    #[test]
+    fn contended_rounds_and_kernels_left_without_a_quiet_round_are_reported() {
+        let mut f = reference();
+        let c = f
+            .contention
+            .as_mut()
+            .expect("the reference run was watched");
+        c.contended_rounds = 4;
+        c.retried_rounds = 3;
+        let b = &mut f.benchmarks[0];
+        b.round_contended = vec![true; b.round_sizes.len()];
+        let line = contention_line(&f).unwrap();
+        assert!(line.starts_with("contention: 4 of "), "{line}");
+        assert!(line.contains("3 re-measured"), "{line}");
+        assert!(line.contains("1 kernel(s) had no quiet round"), "{line}");
+    }
 }
