@@ -86,13 +86,14 @@ pub struct ChangePoint {
     pub run: usize,
     /// When that run was made.
     pub created_at: String,
-    /// `regression`, `improvement` or `host_changed`.
+    /// `regression`, `improvement`, `host_changed`, or `contended` (a change seen
+    /// where one of the two runs had no quiet round: the neighbour, not the kernel).
     pub kind: String,
     /// Relative change of median throughput against the previous run.
     pub change: f64,
     /// 95% CI of the change (absent for host changes).
     pub ci: Option<(f64, f64)>,
-    /// What changed on the host, for host changes.
+    /// What changed on the host, for host changes; why a change is `contended`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -192,14 +193,19 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
                                 Verdict::Faster if s.ci_low > opts.noise => Some("improvement"),
                                 _ => None,
                             };
+                            // A side measured only under contention shows the
+                            // neighbour, not the kernel (as in `regress`).
+                            let contended = pb.all_contended() || b.all_contended();
                             if let Some(kind) = kind {
                                 change_points.push(ChangePoint {
                                     run: ri,
                                     created_at: run.file.created_at.clone(),
-                                    kind: kind.into(),
+                                    kind: if contended { "contended" } else { kind }.into(),
                                     change: s.change,
                                     ci: Some((s.ci_low, s.ci_high)),
-                                    note: None,
+                                    note: contended.then(|| {
+                                        "measured only under contention (no quiet round) in one of the two runs".into()
+                                    }),
                                 });
                             }
                         }

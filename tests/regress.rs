@@ -498,6 +498,35 @@ fn history_orders_runs_by_time_and_finds_the_change_point() {
 }
 
 #[test]
+fn history_marks_a_change_seen_only_under_contention_as_contended() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    let (base, cand) = contended_pair(dir.path(), 1.0);
+    std::fs::copy(&base, runs.join("1.json")).unwrap();
+    std::fs::copy(&cand, runs.join("2.json")).unwrap();
+    let out = flopcal()
+        .args(["history", "--format", "json"])
+        .arg(&runs)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let b = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "matmul/b/f32")
+        .unwrap()
+        .clone();
+    let cps = b["change_points"].as_array().unwrap();
+    assert_eq!(cps.len(), 1, "{b}");
+    assert_eq!(cps[0]["kind"], "contended", "{b}");
+}
+
+#[test]
 fn history_table_names_change_points_and_a_broken_file_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     history_dir(dir.path());
