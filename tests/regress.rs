@@ -160,6 +160,30 @@ fn a_slowdown_fails_with_exit_1_and_the_table_shows_each_change_with_its_ci() {
         .stdout(predicate::str::contains("new"));
 }
 
+/// `flopcal regress --format json BASE CAND`, expecting exit `code`: its JSON.
+fn regress_json(base: &Path, cand: &Path, code: i32) -> Value {
+    let out = flopcal()
+        .args(["regress", "--format", "json"])
+        .arg(base)
+        .arg(cand)
+        .assert()
+        .code(code)
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("stdout is pure JSON")
+}
+
+/// The entry of `list` (a JSON array) whose `id` is `id`.
+fn by_id(list: &Value, id: &str) -> Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {list}"))
+        .clone()
+}
+
 /// The pair of [`pair`], with the candidate's slow `b` measured in two rounds that
 /// both ran under contention, and the candidate's probe `probe_ratio`× slower at best.
 fn contended_pair(dir: &Path, probe_ratio: f64) -> (PathBuf, PathBuf) {
@@ -183,21 +207,8 @@ fn contended_pair(dir: &Path, probe_ratio: f64) -> (PathBuf, PathBuf) {
 fn a_slowdown_measured_only_under_contention_is_shown_but_not_judged() {
     let dir = tempfile::tempdir().unwrap();
     let (base, cand) = contended_pair(dir.path(), 1.0);
-    let out = flopcal()
-        .args(["regress", "--format", "json"])
-        .arg(&base)
-        .arg(&cand)
-        .assert()
-        .code(0)
-        .get_output()
-        .clone();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "matmul/b/f32")
-        .unwrap();
+    let v = regress_json(&base, &cand, 0);
+    let row = by_id(&v["rows"], "matmul/b/f32");
     assert_eq!(row["verdict"], "incomparable", "{row}");
     assert!(row["note"]
         .as_str()
@@ -255,16 +266,7 @@ fn a_threshold_above_the_slowdown_does_not_fail() {
 fn json_output_has_verdicts_and_cis_per_benchmark() {
     let dir = tempfile::tempdir().unwrap();
     let (base, cand) = pair(dir.path());
-    let out = flopcal()
-        .args(["regress", "--format", "json"])
-        .arg(&base)
-        .arg(&cand)
-        .assert()
-        .code(1)
-        .get_output()
-        .stdout
-        .clone();
-    let v: Value = serde_json::from_slice(&out).expect("stdout is pure JSON");
+    let v = regress_json(&base, &cand, 1);
     let rows = v["rows"].as_array().unwrap();
     let verdict = |id: &str| {
         rows.iter()
@@ -475,15 +477,7 @@ fn history_orders_runs_by_time_and_finds_the_change_point() {
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 4);
     assert_eq!(runs[0][1], "2026-02-01T00:00:00Z");
-    let series = |id: &str| {
-        v["series"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let series = |id: &str| by_id(&v["series"], id);
     let a = series("matmul/a/f32");
     assert_eq!(a["change_points"].as_array().unwrap().len(), 0, "{a}");
     assert_eq!(a["trend"], "flat");
@@ -514,13 +508,7 @@ fn history_marks_a_change_seen_only_under_contention_as_contended() {
         .stdout
         .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
-    let b = v["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "matmul/b/f32")
-        .unwrap()
-        .clone();
+    let b = by_id(&v["series"], "matmul/b/f32");
     let cps = b["change_points"].as_array().unwrap();
     assert_eq!(cps.len(), 1, "{b}");
     assert_eq!(cps[0]["kind"], "contended", "{b}");
