@@ -207,7 +207,7 @@ impl Benchmark {
     /// or every round when none was quiet (or none was judged).
     pub fn quiet_rounds(&self) -> Vec<&[f64]> {
         let rounds = self.rounds();
-        if self.round_contended.len() != rounds.len() || self.round_contended.iter().all(|&c| c) {
+        if self.round_contended.len() != rounds.len() || self.all_contended() {
             return rounds;
         }
         rounds

@@ -9,7 +9,7 @@ use clap::Args;
 use flopcal_model::ModelConfig;
 
 use crate::device::{self, DeviceChoice};
-use crate::harness::contention::{self, is_contended, KernelProbe, Monitor};
+use crate::harness::contention::{self, is_contended, Monitor};
 use crate::harness::{self, HarnessConfig, KernelExecutor};
 use crate::output::{print_json, OutputFormat};
 use crate::results::{self, BenchSummary, Benchmark, ProfileConfig, ResultFile, Status};
@@ -521,21 +521,21 @@ fn resummarize(
 }
 
 /// Measure one round of `entry` (the first prepares and verifies it), bracketed by
-/// contention probe readings when a monitor watches. Returns whether a round of
-/// samples was added.
+/// contention probe readings when a monitor watches (the rounds are judged against
+/// the run's fastest reading once it is known, in [`judge_rounds`]). Returns whether
+/// a round of samples was added.
 fn measure_round(
     bench: &mut Benchmark,
     entry: &Entry,
     device: &candle_core::Device,
     cfg: &HarnessConfig,
     first: bool,
-    monitor: Option<&mut Monitor>,
+    mut monitor: Option<&mut Monitor>,
 ) -> bool {
     let before_rounds = bench.round_sizes.len();
     if !first && bench.status != Status::Ok {
         return false;
     }
-    let mut monitor = monitor;
     let before = monitor.as_deref_mut().map(Monitor::read);
     if first {
         *bench = measure_one(entry, device, cfg);
@@ -544,9 +544,7 @@ fn measure_round(
     }
     let added = bench.round_sizes.len() > before_rounds;
     if let (true, Some(m), Some(before)) = (added, monitor, before) {
-        let reading = before.max(m.read());
-        bench.round_probe_s.push(reading);
-        bench.round_contended.push(is_contended(reading, m.best()));
+        bench.round_probe_s.push(before.max(m.read()));
     }
     added
 }
@@ -577,22 +575,23 @@ fn finalize_rounds(
     if let Some(best) = best {
         judge_rounds(benchmarks, best);
     }
-    let mut sds: Vec<f64> = benchmarks
+    // Each measured kernel's own spread, and that spread corrected for shrinkage.
+    let spreads: Vec<Option<(f64, f64)>> = benchmarks
         .iter()
-        .filter(|b| b.summary.is_some())
-        .filter_map(|b| {
+        .map(|b| {
             let rounds = b.quiet_rounds();
-            harness::stats::between_round_sd(&rounds)
-                .map(|sd| sd / harness::stats::sd_median_fraction(rounds.len()))
+            let sd = harness::stats::between_round_sd(&rounds).filter(|_| b.summary.is_some())?;
+            Some((sd, sd / harness::stats::sd_median_fraction(rounds.len())))
         })
         .collect();
-    sds.sort_unstable_by(f64::total_cmp);
-    let typical = (!sds.is_empty()).then(|| harness::stats::median_sorted(&sds));
-    for (b, entry) in benchmarks.iter_mut().zip(suite) {
+    let mut corrected: Vec<f64> = spreads.iter().flatten().map(|&(_, c)| c).collect();
+    corrected.sort_unstable_by(f64::total_cmp);
+    let typical = (!corrected.is_empty()).then(|| harness::stats::median_sorted(&corrected));
+    for ((b, entry), spread) in benchmarks.iter_mut().zip(suite).zip(spreads) {
         let Some(stop) = b.summary.as_ref().map(|s| s.stop) else {
             continue;
         };
-        let own = harness::stats::between_round_sd(&b.quiet_rounds());
+        let own = spread.map(|(sd, _)| sd);
         let drift = match (own, typical) {
             (Some(o), Some(t)) => Some(o.max(t)),
             (o, t) => o.or(t),
@@ -631,7 +630,7 @@ fn retry_contended(
     pb: &indicatif::ProgressBar,
 ) -> (usize, f64) {
     let start = std::time::Instant::now();
-    let left = |start: &std::time::Instant| allowance_s - start.elapsed().as_secs_f64();
+    let left = || allowance_s - start.elapsed().as_secs_f64();
     let (mut retried, mut waited) = (0, 0.0);
     judge_rounds(&mut file.benchmarks, monitor.best());
     let owed: Vec<(usize, usize)> = file
@@ -646,15 +645,15 @@ fn retry_contended(
         for _ in 0..n {
             // Wait for the episode to pass, in short naps that cost no CPU time.
             while monitor.contended_now() {
-                if left(&start) <= 0.0 || deadline.expired() || interrupt::requested() {
+                if left() <= 0.0 || deadline.expired() || interrupt::requested() {
                     break 'kernels;
                 }
                 pb.set_message("waiting for the machine to become quiet (contention)");
-                let nap = 0.25f64.min(left(&start).max(0.0));
+                let nap = 0.25f64.min(left().max(0.0));
                 std::thread::sleep(Duration::from_secs_f64(nap));
                 waited += nap;
             }
-            if left(&start) <= 0.0 || deadline.expired() || interrupt::requested() {
+            if left() <= 0.0 || deadline.expired() || interrupt::requested() {
                 break 'kernels;
             }
             pb.set_message(format!("re-measuring {}", suite[i].kernel.id()));
@@ -783,23 +782,11 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     round_cfg.min_samples = config.min_samples.div_ceil(rounds).max(2);
     round_cfg.budget_s = config.budget_s / rounds as f64;
     let pb = progress_bar(suite.len() * rounds);
-    // Other tenants of a shared host slow this one in episodes; a cache probe around
-    // every kernel round tells those rounds apart (CPU only: a GPU kernel does not
-    // share the host's last-level cache).
+    // Something outside the process slows a shared host in episodes; a probe reading
+    // around every kernel round tells those rounds apart (CPU only: the episodes
+    // seen slow the host's own memory-bound kernels).
     let mut monitor = if device.is_cpu() {
-        let probe = flopcal_kernels::elementwise::Elementwise {
-            label: "probe".into(),
-            op: flopcal_kernels::elementwise::Op::LayerNorm,
-            rows: 1024,
-            cols: 768,
-            dtype: DType::F32,
-        };
-        let kernel = flopcal_kernels::Kernel::prepare(&probe, &device)?;
-        let mut m = Monitor::new(Box::new(KernelProbe::new(kernel)));
-        for _ in 0..3 {
-            m.read();
-        }
-        Some(m)
+        Some(contention::layernorm_monitor(&device)?)
     } else {
         None
     };
@@ -846,36 +833,32 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
             }
         }
     }
-    if let Some(m) = monitor.as_mut() {
-        // Retries may take half as long again as the planned rounds took (at least
-        // five seconds). A --budget run has shared its time out already: it keeps
-        // its contended rounds flagged but does not retry them.
-        let allowance = (0.5 * deadline.elapsed_s()).max(5.0);
-        let (retried, waited) = if interrupt::requested() || args.budget.is_some() {
-            (0, 0.0)
-        } else {
+    // Retries may take half as long again as the planned rounds took (at least five
+    // seconds). A --budget run has shared its time out already: it keeps its
+    // contended rounds flagged but does not retry them.
+    let (retried, waited) = match monitor.as_mut() {
+        Some(m) if !interrupt::requested() && args.budget.is_none() => {
+            let allowance = (0.5 * deadline.elapsed_s()).max(5.0);
             retry_contended(
                 &mut file, &suite, &device, &round_cfg, m, allowance, &deadline, &pb,
             )
-        };
-        file.contention = Some(results::ContentionRecord {
-            probe: "fastest of three candle layernorms over 1024×768 f32".into(),
-            best_probe_s: m.best(),
-            threshold_ratio: contention::CONTENDED_RATIO,
-            readings: m.readings(),
-            contended_rounds: file.benchmarks.iter().map(|b| b.contended_rounds()).sum(),
-            retried_rounds: retried,
-            waited_s: waited,
-        });
-    }
+        }
+        _ => (0, 0.0),
+    };
     file.round_drift_sd = finalize_rounds(
         &mut file.benchmarks,
         &suite,
         monitor.as_ref().map(Monitor::best),
     );
-    if let Some(c) = file.contention.as_mut() {
-        c.contended_rounds = file.benchmarks.iter().map(|b| b.contended_rounds()).sum();
-    }
+    file.contention = monitor.map(|m| results::ContentionRecord {
+        probe: contention::LAYERNORM_PROBE.into(),
+        best_probe_s: m.best(),
+        threshold_ratio: contention::CONTENDED_RATIO,
+        readings: m.readings(),
+        contended_rounds: file.benchmarks.iter().map(|b| b.contended_rounds()).sum(),
+        retried_rounds: retried,
+        waited_s: waited,
+    });
     pb.finish_and_clear();
     if interrupt::requested() {
         file.partial = true;

@@ -65,6 +65,29 @@ impl Probe for KernelProbe {
     }
 }
 
+/// What [`layernorm_monitor`] probes with, as recorded in result files.
+pub const LAYERNORM_PROBE: &str = "fastest of three candle layernorms over 1024×768 f32";
+
+/// A monitor probing with a candle layernorm over 1024×768 f32 on `device`, the
+/// kernel the episodes slow most; three readings are taken to settle it.
+pub fn layernorm_monitor(
+    device: &candle_core::Device,
+) -> Result<Monitor, flopcal_kernels::KernelError> {
+    let probe = flopcal_kernels::elementwise::Elementwise {
+        label: "probe".into(),
+        op: flopcal_kernels::elementwise::Op::LayerNorm,
+        rows: 1024,
+        cols: 768,
+        dtype: candle_core::DType::F32,
+    };
+    let kernel = flopcal_kernels::Kernel::prepare(&probe, device)?;
+    let mut m = Monitor::new(Box::new(KernelProbe::new(kernel)));
+    for _ in 0..3 {
+        m.read();
+    }
+    Ok(m)
+}
+
 /// A probe for tests: readings come from a function of the call index.
 pub struct MockProbe<F: FnMut(usize) -> f64> {
     next: F,
