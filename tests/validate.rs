@@ -101,41 +101,32 @@ fn a_profile_lacking_the_steps_kernels_or_from_another_device_or_cpu_is_refused(
     let mut v: Value = serde_json::from_str(&text).unwrap();
     let this_device = v["host"]["device"].clone();
     v["host"]["device"] = Value::from("cuda:0");
-    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
-    flopcal()
-        .args([
-            "validate",
-            "--model",
-            "tiny",
-            "--device",
-            "cpu",
-            "--profile",
-        ])
-        .arg(&p)
-        .assert()
+    // `validate --model tiny --device cpu --profile` on the profile edited as `v`.
+    let validate_cpu = |v: &Value| {
+        std::fs::write(&p, serde_json::to_string(v).unwrap()).unwrap();
+        flopcal()
+            .args([
+                "validate",
+                "--model",
+                "tiny",
+                "--device",
+                "cpu",
+                "--profile",
+            ])
+            .arg(&p)
+            .assert()
+    };
+    validate_cpu(&v)
         .code(2)
         .stderr(predicate::str::contains("device `cuda:0`"));
     // The same device name on another CPU model is refused too: a profile predicts
     // only the machine it was measured on.
     v["host"]["device"] = this_device;
     v["host"]["cpu_model"] = Value::from("Some Other CPU 9000");
-    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
-    flopcal()
-        .args([
-            "validate",
-            "--model",
-            "tiny",
-            "--device",
-            "cpu",
-            "--profile",
-        ])
-        .arg(&p)
-        .assert()
-        .code(2)
-        .stderr(
-            predicate::str::contains("CPU `Some Other CPU 9000`")
-                .and(predicate::str::contains("--out FILE")),
-        );
+    validate_cpu(&v).code(2).stderr(
+        predicate::str::contains("CPU `Some Other CPU 9000`")
+            .and(predicate::str::contains("--out FILE")),
+    );
 }
 
 #[test]
