@@ -3,28 +3,15 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use assert_cmd::Command;
 use flopcal_model::catalog::Catalog;
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn flopcal() -> Command {
-    let mut c = Command::cargo_bin("flopcal").unwrap();
-    c.env_remove("FLOPCAL_CATALOG");
-    c
-}
+mod common;
+use common::flopcal;
 
 fn calibrate_json() -> Value {
-    let out = flopcal()
-        .args(["calibrate", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
+    common::json_of::<&str>("calibrate", &[])
 }
 
 #[test]

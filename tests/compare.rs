@@ -2,37 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use assert_cmd::Command;
 use flopcal_model::catalog::Catalog;
 use flopcal_model::onprem::HOURS_PER_YEAR;
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn flopcal() -> Command {
-    let mut c = Command::cargo_bin("flopcal").unwrap();
-    c.env_remove("FLOPCAL_CATALOG");
-    c
-}
+mod common;
+use common::{f, flopcal};
 
 fn json(args: &[&str]) -> Value {
-    let out = flopcal()
-        .arg("compare")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "flopcal compare {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
-}
-
-fn f(v: &Value, key: &str) -> f64 {
-    v[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
+    common::json_of("compare", args)
 }
 
 #[test]

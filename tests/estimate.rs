@@ -8,31 +8,11 @@ use flopcal_model::catalog::{Catalog, Run};
 use predicates::prelude::*;
 use serde_json::Value;
 
-fn flopcal() -> Command {
-    let mut c = Command::cargo_bin("flopcal").unwrap();
-    c.env_remove("FLOPCAL_CATALOG");
-    c
-}
+mod common;
+use common::{f, flopcal};
 
 fn json(args: &[String]) -> Value {
-    let out = flopcal()
-        .arg("estimate")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "flopcal estimate {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
-}
-
-fn f(v: &Value, key: &str) -> f64 {
-    v[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
+    common::json_of("estimate", args)
 }
 
 fn run(id: &str) -> Run {

@@ -1,0 +1,40 @@
+//! Helpers shared by the integration tests (each test crate uses its own subset).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::ffi::OsStr;
+use std::fmt::Debug;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// The binary, with any `FLOPCAL_CATALOG` of the caller's environment removed, so
+/// the tests see the embedded catalog unless they set one themselves.
+pub fn flopcal() -> Command {
+    let mut c = Command::cargo_bin("flopcal").unwrap();
+    c.env_remove("FLOPCAL_CATALOG");
+    c
+}
+
+/// `flopcal SUBCOMMAND ARGS... --format json`, which must succeed: its JSON.
+pub fn json_of<S: AsRef<OsStr> + Debug>(subcommand: &str, args: &[S]) -> Value {
+    let out = flopcal()
+        .arg(subcommand)
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "flopcal {subcommand} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
+}
+
+/// The number at `key` in `v`, or a panic naming it.
+pub fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
+}
