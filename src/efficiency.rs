@@ -419,6 +419,7 @@ mod tests {
             vocab: 1000,
             seq: 32,
             causal: false,
+            ..ModelConfig::default()
         }
     }
 

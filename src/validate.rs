@@ -137,6 +137,7 @@ pub fn model_config(step: &StepConfig, name: &str) -> ModelConfig {
         vocab: step.vocab as u64,
         seq: step.seq as u64,
         causal: step.causal,
+        ..ModelConfig::default()
     }
 }
 

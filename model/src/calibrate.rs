@@ -116,7 +116,7 @@ impl Fit {
     /// MFU source for catalog hardware: its reference kernel efficiency × the fit.
     pub fn calibrated_mfu(&self, hw: &Hardware) -> Result<MfuSource, ModelError> {
         Ok(MfuSource::Calibrated {
-            kernel_efficiency: hw.kernel_efficiency.value,
+            kernel_efficiency: hw.kernel_efficiency_value(),
             system: self.system_efficiency(&hw.class)?,
         })
     }
@@ -163,7 +163,7 @@ fn run_point(cat: &Catalog, run: &Run) -> Result<Option<FitPoint>, ModelError> {
     Ok(implied_mfu(cat, run)?.map(|(mfu, _)| FitPoint {
         run: run.id.clone(),
         class: hw.class.clone(),
-        system_efficiency: mfu / hw.kernel_efficiency.value,
+        system_efficiency: mfu / hw.kernel_efficiency_value(),
     }))
 }
 
@@ -395,7 +395,7 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
             .and_then(|u| repro(basis_pre, hw.chips(run.count, u)));
         let flops = run_flops(cat, run)?;
         let implied = implied_mfu(cat, run)?.map(|(m, _)| m);
-        let k = hw.kernel_efficiency.value;
+        let k = hw.kernel_efficiency_value();
         let used = implied.is_some();
         let peak = hw.peak_flops(Some(&run.dtype))?;
 

@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
+use crate::config::{Family, FfnKind, ModelConfig, Norm, Position};
 use crate::error::ModelError;
-use crate::flops::{Family, Phase};
+use crate::flops::Phase;
 use crate::suggest;
 
 /// Environment variable naming a catalog override file (the `--catalog` flag wins).
@@ -33,6 +33,87 @@ pub struct Figure {
     pub source: String,
     /// When the source published it (YYYY-MM).
     pub date: String,
+}
+
+/// Prefix of the source of a figure that no public source states.
+pub const ASSUMPTION: &str = "flopcal assumption";
+
+impl Figure {
+    /// Whether no public source states this figure (its source says "flopcal assumption").
+    pub fn is_assumption(&self) -> bool {
+        self.source.trim_start().starts_with(ASSUMPTION)
+    }
+}
+
+/// One tier of the interconnect, as seen by one device: the devices it reaches at this
+/// tier's bandwidth (an NVLink domain of 8 GPUs, a TPU slice) and the bandwidth and
+/// latency of one transfer. The step model puts a collective on the smallest tier whose
+/// group holds all the collective's devices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTier {
+    /// `nvlink`, `infiniband`, `ici`, `dcn`, ...
+    pub name: String,
+    /// Devices in this tier's domain; 0 = unbounded (scale-out network).
+    pub group_size: u32,
+    /// Bandwidth per device, one direction, GB/s (10⁹ bytes per second).
+    pub bw_gbs: Figure,
+    /// Latency of one message, µs.
+    pub latency_us: Figure,
+}
+
+/// Kind of a cloud price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriceKind {
+    /// On-demand (list) price.
+    OnDemand,
+    /// Spot / preemptible price (varies; the row's date says when).
+    Spot,
+    /// One-year committed use / reservation / savings plan.
+    Committed1y,
+    /// Three-year committed use.
+    Committed3y,
+}
+
+impl PriceKind {
+    /// Name as in the catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceKind::OnDemand => "on-demand",
+            PriceKind::Spot => "spot",
+            PriceKind::Committed1y => "committed-1y",
+            PriceKind::Committed3y => "committed-3y",
+        }
+    }
+}
+
+/// One published cloud price: what the provider charges for an instance (or a chip),
+/// and how many chips that buys; the per-chip price is computed from the two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// Provider, lower case: `aws`, `gcp`, `azure`, `oci`, `lambda`, ...
+    pub provider: String,
+    /// Kind of price.
+    pub kind: PriceKind,
+    /// Instance type (or `per chip`) and region.
+    pub instance: String,
+    /// USD per hour of the instance as published.
+    pub usd_per_hour: f64,
+    /// Chips in the instance.
+    pub chips: u32,
+    /// The pricing page (or paper) and what it says.
+    pub source: String,
+    /// When (YYYY-MM).
+    pub date: String,
+}
+
+impl Price {
+    /// USD per chip-hour: `usd_per_hour / chips`.
+    pub fn per_chip_hour(&self) -> f64 {
+        self.usd_per_hour / f64::from(self.chips.max(1))
+    }
 }
 
 /// Dense peak throughput for one data type.
@@ -83,8 +164,25 @@ pub struct Hardware {
     /// Preemptible / spot price, USD per device-hour.
     #[serde(default)]
     pub price_preemptible: Option<Figure>,
-    /// Reference kernel efficiency (achieved / peak on the kernel suite), in (0, 1].
-    pub kernel_efficiency: Figure,
+    /// Reference kernel efficiency (achieved / peak on the kernel suite), in (0, 1];
+    /// an assumption of the MFU model that the step model replaces (issue 12).
+    #[serde(default)]
+    pub kernel_efficiency: Option<Figure>,
+    /// HBM bandwidth per chip, GB/s.
+    #[serde(default)]
+    pub memory_bw_gbs: Option<Figure>,
+    /// Compute units per chip: SMs (NVIDIA), CUs (AMD), MMEs+TPCs (Gaudi) or
+    /// TensorCores×MXUs (TPU), for the wave-quantisation model.
+    #[serde(default)]
+    pub compute_units: Option<Figure>,
+    /// Interconnect tiers, innermost first.
+    #[serde(default)]
+    pub links: Vec<LinkTier>,
+    /// Every published cloud price, all providers; `price_on_demand`,
+    /// `price_preemptible` and `price_committed` are chosen from these
+    /// ([`Catalog::select_price_source`]) when a row does not set them.
+    #[serde(default)]
+    pub prices: Vec<Price>,
     /// Committed-use (1-year) cloud price, USD per device-hour.
     #[serde(default)]
     pub price_committed: Option<Figure>,
@@ -95,8 +193,26 @@ pub struct Hardware {
     #[serde(default)]
     pub lifetime_years: Option<Figure>,
     /// On-prem operations overhead (support, admin, space), USD per device per year.
+    /// When absent it is derived: `purchase_price × ops_fraction_per_year` ([`Rules`]).
     #[serde(default)]
     pub ops_per_year: Option<Figure>,
+    /// Fields of this row that were computed from others (prices chosen from
+    /// `prices`, committed price and ops overhead by a [`Rules`] factor), not typed in.
+    #[serde(skip)]
+    pub derived: Vec<String>,
+}
+
+/// The factors of the derived figures, each with its source: the catalog computes a
+/// figure from its inputs and these, and states the rule in the figure's source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Discount of a 1-year commitment off on-demand, for hardware whose provider
+    /// publishes no committed price: `committed = on-demand × (1 − discount)`.
+    pub committed_discount_1y: Figure,
+    /// Yearly operations overhead as a fraction of the purchase price:
+    /// `ops_per_year = purchase_price × fraction`.
+    pub ops_fraction_per_year: Figure,
 }
 
 /// How a published run counted its hardware.
@@ -155,6 +271,155 @@ impl Hardware {
         fig.map(|f| f.value / f64::from(self.chips_per_device))
     }
 
+    /// The catalog's kernel efficiency, 1 where the row has none (transitional: the
+    /// MFU model that reads it is being replaced by the step model, issue 12).
+    pub fn kernel_efficiency_value(&self) -> f64 {
+        self.kernel_efficiency.as_ref().map_or(1.0, |f| f.value)
+    }
+
+    /// Every figure of this row whose source is a flopcal assumption, by field name.
+    pub fn assumptions(&self) -> Vec<(String, &Figure)> {
+        let mut out: Vec<(String, &Figure)> = [
+            ("memory_gib", &self.memory_gib),
+            ("memory_bw_gbs", &self.memory_bw_gbs),
+            ("compute_units", &self.compute_units),
+            ("tdp_w", &self.tdp_w),
+            ("kernel_efficiency", &self.kernel_efficiency),
+            ("price_on_demand", &self.price_on_demand),
+            ("price_preemptible", &self.price_preemptible),
+            ("price_committed", &self.price_committed),
+            ("purchase_price", &self.purchase_price),
+            ("lifetime_years", &self.lifetime_years),
+            ("ops_per_year", &self.ops_per_year),
+        ]
+        .into_iter()
+        .filter_map(|(k, f)| f.as_ref().map(|f| (k.to_string(), f)))
+        .collect();
+        for l in &self.links {
+            out.push((format!("links.{}.bw_gbs", l.name), &l.bw_gbs));
+            out.push((format!("links.{}.latency_us", l.name), &l.latency_us));
+        }
+        out.retain(|(_, f)| f.is_assumption());
+        out
+    }
+
+    /// The providers with a published price for this hardware, in catalog order.
+    pub fn price_providers(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = vec![];
+        for p in &self.prices {
+            if !v.contains(&p.provider.as_str()) {
+                v.push(&p.provider);
+            }
+        }
+        v
+    }
+
+    /// The published price of `kind` from `provider` (the first provider listed with
+    /// such a price when `None`).
+    pub fn price(&self, kind: PriceKind, provider: Option<&str>) -> Option<&Price> {
+        self.prices.iter().find(|p| {
+            p.kind == kind && provider.is_none_or(|want| p.provider.eq_ignore_ascii_case(want))
+        })
+    }
+
+    /// Fill the price fields from the published `prices` of `provider` (the first
+    /// listed provider when `None`), and the committed price and ops overhead by the
+    /// catalog's [`Rules`] where no figure is published. Fields set in the file are
+    /// kept; fields derived before are recomputed. Errors when `provider` is named
+    /// and sells nothing of this hardware.
+    pub fn derive(&mut self, rules: &Rules, provider: Option<&str>) -> Result<(), ModelError> {
+        if let Some(want) = provider {
+            if self.price(PriceKind::OnDemand, Some(want)).is_none() {
+                return Err(ModelError::InvalidInput(format!(
+                    "hardware `{}` has no on-demand price from `{want}` (price sources: {})",
+                    self.name,
+                    match self.price_providers().join(", ") {
+                        p if p.is_empty() => "none".to_string(),
+                        p => p,
+                    }
+                )));
+            }
+        }
+        for f in std::mem::take(&mut self.derived) {
+            match f.as_str() {
+                "price_on_demand" => self.price_on_demand = None,
+                "price_preemptible" => self.price_preemptible = None,
+                "price_committed" => self.price_committed = None,
+                "ops_per_year" => self.ops_per_year = None,
+                _ => {}
+            }
+        }
+        let provider: Option<String> = provider
+            .or_else(|| self.price_providers().first().copied())
+            .map(str::to_string);
+        let per_device = f64::from(self.chips_per_device);
+        let from_row = |p: &Price| Figure {
+            value: p.per_chip_hour() * per_device,
+            source: format!(
+                "{}: {} ${}/h for {} chip(s) = ${:.4} per chip-hour ({})",
+                p.provider,
+                p.instance,
+                p.usd_per_hour,
+                p.chips,
+                p.per_chip_hour(),
+                p.source
+            ),
+            date: p.date.clone(),
+        };
+        let mut derived = vec![];
+        for (field, kind) in [
+            ("price_on_demand", PriceKind::OnDemand),
+            ("price_preemptible", PriceKind::Spot),
+            ("price_committed", PriceKind::Committed1y),
+        ] {
+            let slot = match field {
+                "price_on_demand" => &mut self.price_on_demand,
+                "price_preemptible" => &mut self.price_preemptible,
+                _ => &mut self.price_committed,
+            };
+            if slot.is_none() {
+                if let Some(p) = self
+                    .prices
+                    .iter()
+                    .find(|p| p.kind == kind && provider.as_deref() == Some(p.provider.as_str()))
+                {
+                    *slot = Some(from_row(p));
+                    derived.push(field.to_string());
+                }
+            }
+        }
+        if self.price_committed.is_none() {
+            if let Some(od) = &self.price_on_demand {
+                let d = &rules.committed_discount_1y;
+                self.price_committed = Some(Figure {
+                    value: od.value * (1.0 - d.value),
+                    source: format!(
+                        "{}; derived: on-demand ${:.4} × (1 − {}) [on-demand: {}]",
+                        d.source, od.value, d.value, od.source
+                    ),
+                    date: od.date.clone(),
+                });
+                derived.push("price_committed".into());
+            }
+        }
+        if self.ops_per_year.is_none() {
+            if let Some(buy) = &self.purchase_price {
+                let r = &rules.ops_fraction_per_year;
+                self.ops_per_year = Some(Figure {
+                    value: buy.value * r.value,
+                    source: format!(
+                        "{}; derived: purchase ${} × {} per year",
+                        r.source, buy.value, r.value
+                    ),
+                    date: r.date.clone(),
+                });
+                derived.push("ops_per_year".into());
+            }
+        }
+        self.derived = derived;
+        Ok(())
+    }
+
     /// Chips in `count` units.
     pub fn chips(&self, count: f64, unit: Unit) -> f64 {
         match unit {
@@ -204,16 +469,22 @@ impl Hardware {
             tdp_w: None,
             price_on_demand: None,
             price_preemptible: None,
-            kernel_efficiency: fig(1.0),
+            kernel_efficiency: Some(fig(1.0)),
+            memory_bw_gbs: None,
+            compute_units: None,
+            links: vec![],
+            prices: vec![],
             price_committed: None,
             purchase_price: None,
             lifetime_years: None,
             ops_per_year: None,
+            derived: vec![],
         }
     }
 }
 
 /// One model of the catalog: its architecture and, when published, its schedule.
+/// Fields after `causal` default to the family's conventions ([`Family::defaults`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
@@ -233,7 +504,7 @@ pub struct ModelEntry {
     pub heads: u64,
     /// Width of one head.
     pub head_dim: u64,
-    /// FFN width.
+    /// FFN width (per expert).
     pub ffn: u64,
     /// Vocabulary.
     pub vocab: u64,
@@ -241,6 +512,50 @@ pub struct ModelEntry {
     pub seq: u64,
     /// Causal attention.
     pub causal: bool,
+    /// Key/value heads (grouped-query attention).
+    #[serde(default)]
+    pub kv_heads: Option<u64>,
+    /// FFN kind.
+    #[serde(default)]
+    pub ffn_kind: FfnKind,
+    /// Routed experts.
+    #[serde(default)]
+    pub experts: Option<u64>,
+    /// Experts per token.
+    #[serde(default)]
+    pub top_k: Option<u64>,
+    /// Shared experts.
+    #[serde(default)]
+    pub shared_experts: Option<u64>,
+    /// Tied input/output embeddings (default: tied).
+    #[serde(default)]
+    pub tied: Option<bool>,
+    /// Parallel attention + FFN block.
+    #[serde(default)]
+    pub parallel: bool,
+    /// Position embedding kind (default: the family's).
+    #[serde(default)]
+    pub position: Option<Position>,
+    /// Decoder blocks of an encoder–decoder model.
+    #[serde(default)]
+    pub decoder_layers: Option<u64>,
+    /// Biases (default: the family's).
+    #[serde(default)]
+    pub biases: Option<bool>,
+    /// Norm kind (default: the family's).
+    #[serde(default)]
+    pub norm: Option<Norm>,
+    /// Parameter count the source publishes, to check the architecture against.
+    #[serde(default)]
+    pub published_params: Option<f64>,
+    /// The unit the source rounds `published_params` to ("1.7B": 1e8), when coarser
+    /// than 1%: a count matches when within 1% or within half this unit.
+    #[serde(default)]
+    pub published_params_rounding: Option<f64>,
+    /// A model no one published: flopcal built it (e.g. for a size a paper names
+    /// without an architecture). Shown in output.
+    #[serde(default)]
+    pub constructed: bool,
     /// Where the architecture comes from.
     pub source: String,
     /// When (YYYY-MM).
@@ -254,8 +569,9 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
-    /// The architecture as a [`ModelConfig`].
+    /// The architecture as a [`ModelConfig`], family defaults filled in.
     pub fn config(&self) -> ModelConfig {
+        let (biases, norm, position) = self.family.defaults();
         ModelConfig {
             name: self.name.clone(),
             layers: self.layers,
@@ -266,6 +582,18 @@ impl ModelEntry {
             vocab: self.vocab,
             seq: self.seq,
             causal: self.causal,
+            family: self.family,
+            kv_heads: self.kv_heads,
+            ffn_kind: self.ffn_kind,
+            experts: self.experts,
+            top_k: self.top_k,
+            shared_experts: self.shared_experts,
+            tied: self.tied.unwrap_or(true),
+            parallel: self.parallel,
+            position: self.position.unwrap_or(position),
+            decoder_layers: self.decoder_layers,
+            biases: self.biases.unwrap_or(biases),
+            norm: self.norm.unwrap_or(norm),
         }
     }
 
@@ -390,6 +718,8 @@ struct CatalogFile {
     runs: Vec<Run>,
     #[serde(default)]
     ranges: Vec<CostRange>,
+    #[serde(default)]
+    rules: Option<Rules>,
 }
 
 /// The merged catalog.
@@ -403,6 +733,10 @@ pub struct Catalog {
     pub runs: Vec<Run>,
     /// Published cost ranges.
     pub ranges: Vec<CostRange>,
+    /// Factors of the derived figures.
+    pub rules: Rules,
+    /// The provider prices are chosen from (`None`: each row's first).
+    pub price_source: Option<String>,
 }
 
 fn norm(s: &str) -> String {
@@ -484,14 +818,24 @@ impl Catalog {
     }
 
     fn parse_embedded() -> Result<Catalog, ModelError> {
+        let hw = parse_file("<embedded>/hardware.toml", HARDWARE_TOML)?;
+        let rules = hw.rules.clone().ok_or_else(|| ModelError::BadCatalog {
+            path: "<embedded>/hardware.toml".into(),
+            line: None,
+            field: "rules".into(),
+            reason: "the embedded catalog needs a [rules] table".into(),
+        })?;
         let mut cat = Catalog {
             hardware: vec![],
             models: vec![],
             runs: vec![],
             ranges: vec![],
+            rules,
+            price_source: None,
         };
+        cat.merge(hw);
+        cat.validate("<embedded>/hardware.toml", HARDWARE_TOML)?;
         for (name, text) in [
-            ("<embedded>/hardware.toml", HARDWARE_TOML),
             ("<embedded>/models.toml", MODELS_TOML),
             ("<embedded>/runs.toml", RUNS_TOML),
         ] {
@@ -525,7 +869,55 @@ impl Catalog {
         self.validate(path, text)
     }
 
+    /// Choose every row's prices from `provider` (`None`: each row's first listed
+    /// provider), recomputing the figures derived from them. Errors when no hardware
+    /// has an on-demand price from `provider`; rows that it does not sell keep their
+    /// defaults (ask [`Hardware::derive`] on one row for a per-row error).
+    pub fn select_price_source(&mut self, provider: Option<&str>) -> Result<(), ModelError> {
+        let provider = provider.map(|p| p.trim().to_ascii_lowercase());
+        if let Some(want) = &provider {
+            let known = self.price_sources();
+            if !known.iter().any(|k| k == want) {
+                let hint = suggest::closest(want, &known)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(ModelError::InvalidInput(format!(
+                    "unknown price source `{want}`{hint} (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        self.price_source = provider;
+        self.derive_all();
+        Ok(())
+    }
+
+    /// Every provider with a price in the catalog, sorted.
+    pub fn price_sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .hardware
+            .iter()
+            .flat_map(|h| h.price_providers().into_iter().map(str::to_string))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn derive_all(&mut self) {
+        let rules = self.rules.clone();
+        for h in &mut self.hardware {
+            let src = self.price_source.as_deref();
+            let chosen = src.filter(|p| h.price(PriceKind::OnDemand, Some(p)).is_some());
+            // A provider that does not sell this row leaves it on its default.
+            let _ = h.derive(&rules, chosen);
+        }
+    }
+
     fn merge(&mut self, f: CatalogFile) {
+        if let Some(r) = f.rules {
+            self.rules = r;
+        }
         for h in f.hardware {
             let key = norm(&h.name);
             match self.hardware.iter_mut().find(|x| norm(&x.name) == key) {
@@ -552,6 +944,7 @@ impl Catalog {
                 None => self.ranges.push(r),
             }
         }
+        self.derive_all();
     }
 
     /// Check values and cross-references; errors point into `text` (the file `path`).
@@ -591,6 +984,8 @@ impl Catalog {
                 .map_err(|e| bad(n, "default_dtype", e.to_string()))?;
             for (field, fig) in [
                 ("memory_gib", &h.memory_gib),
+                ("memory_bw_gbs", &h.memory_bw_gbs),
+                ("compute_units", &h.compute_units),
                 ("tdp_w", &h.tdp_w),
                 ("price_on_demand", &h.price_on_demand),
                 ("price_preemptible", &h.price_preemptible),
@@ -603,12 +998,68 @@ impl Catalog {
                     pos(n, field, f.value)?;
                 }
             }
-            let k = h.kernel_efficiency.value;
-            if !(k.is_finite() && k > 0.0 && k <= 1.0) {
+            if let Some(k) = h.kernel_efficiency.as_ref().map(|f| f.value) {
+                if !(k.is_finite() && k > 0.0 && k <= 1.0) {
+                    return Err(bad(
+                        n,
+                        "kernel_efficiency",
+                        format!("must be in (0, 1] (got {k})"),
+                    ));
+                }
+            }
+            for l in &h.links {
+                if l.name.trim().is_empty() {
+                    return Err(bad(n, "links", "a link tier needs a name".into()));
+                }
+                pos(n, "bw_gbs", l.bw_gbs.value)?;
+                if !(l.latency_us.value.is_finite() && l.latency_us.value >= 0.0) {
+                    return Err(bad(
+                        n,
+                        "latency_us",
+                        format!(
+                            "link `{}`: must be zero or positive (got {})",
+                            l.name, l.latency_us.value
+                        ),
+                    ));
+                }
+            }
+            for w in h.links.windows(2) {
+                let inner = w[0].group_size;
+                let outer = w[1].group_size;
+                if inner == 0 || (outer != 0 && outer < inner) {
+                    return Err(bad(
+                        n,
+                        "group_size",
+                        format!(
+                            "link tiers go innermost first: `{}` ({inner}) cannot enclose `{}` ({outer})",
+                            w[0].name, w[1].name
+                        ),
+                    ));
+                }
+            }
+            for p in &h.prices {
+                pos(n, "usd_per_hour", p.usd_per_hour)?;
+                if p.chips == 0 {
+                    return Err(bad(n, "chips", "a price needs chips >= 1".into()));
+                }
+                if p.provider.trim().is_empty() || p.source.trim().is_empty() {
+                    return Err(bad(
+                        n,
+                        "prices",
+                        "a price needs a provider and a source".into(),
+                    ));
+                }
+            }
+        }
+        for (field, f) in [
+            ("committed_discount_1y", &self.rules.committed_discount_1y),
+            ("ops_fraction_per_year", &self.rules.ops_fraction_per_year),
+        ] {
+            if !(f.value.is_finite() && f.value >= 0.0 && f.value < 1.0) {
                 return Err(bad(
-                    n,
-                    "kernel_efficiency",
-                    format!("must be in (0, 1] (got {k})"),
+                    "rules",
+                    field,
+                    format!("must be in [0, 1) (got {})", f.value),
                 ));
             }
         }
@@ -748,6 +1199,21 @@ impl Catalog {
     }
 }
 
+/// Names of the built-in models, for `--help` and suggestions.
+pub fn builtin_names() -> Vec<String> {
+    Catalog::embedded()
+        .models
+        .iter()
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// Look up a built-in model by name or alias (case-insensitive; `_` and `-` are
+/// equivalent). Unknown names get the nearest known name as a suggestion.
+pub fn builtin(name: &str) -> Result<ModelConfig, ModelError> {
+    Catalog::embedded().model(name).map(|m| m.config())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -780,7 +1246,7 @@ mod tests {
             for f in figs
                 .into_iter()
                 .flatten()
-                .chain(std::iter::once(&h.kernel_efficiency))
+                .chain(h.kernel_efficiency.as_ref())
             {
                 assert!(!f.source.is_empty() && f.date.len() == 7, "{}", h.name);
             }
@@ -791,6 +1257,36 @@ mod tests {
         for r in &c.runs {
             assert!(!r.source.is_empty() && r.date.len() == 7, "{}", r.id);
         }
+    }
+
+    #[test]
+    fn every_published_parameter_count_is_matched_within_one_percent() {
+        let mut checked = 0;
+        for m in &Catalog::embedded().models {
+            if let Some(want) = m.published_params {
+                let got = crate::flops::params(&m.config()).total;
+                let err = (got - want).abs() / want;
+                let half_unit = m.published_params_rounding.unwrap_or(0.0) / 2.0;
+                assert!(
+                    err < 0.01 || (got - want).abs() <= half_unit,
+                    "{}: {got:.4e} vs published {want:.4e} ({:.2}%)",
+                    m.name,
+                    err * 100.0
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 24,
+            "only {checked} models carry a published count"
+        );
+    }
+
+    #[test]
+    fn the_constructed_bert_is_marked() {
+        let c = Catalog::embedded();
+        assert!(c.model("bert-1.5b").unwrap().constructed);
+        assert!(!c.model("bert-large").unwrap().constructed);
     }
 
     #[test]

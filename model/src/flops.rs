@@ -31,11 +31,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
+pub use crate::config::Family;
+use crate::config::{ModelConfig, Norm, Position};
 use crate::error::ModelError;
 
 /// Activation recomputation (gradient checkpointing) policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Recompute {
     /// No recomputation: training = 3 × forward.
@@ -148,27 +149,169 @@ impl Default for FlopOptions {
     }
 }
 
-/// Forward FLOPs per token per layer at context length `seq` (no vocabulary term).
-pub fn forward_per_token_layer(cfg: &ModelConfig, seq: u64) -> OpFlops {
-    let h = cfg.hidden as f64;
-    let a = cfg.attn_dim() as f64;
-    let f = cfg.ffn as f64;
-    let s = seq as f64;
-    let causal = if cfg.causal { 0.5 } else { 1.0 };
-    OpFlops {
-        qkv: 6.0 * h * a,
-        attn_out: 2.0 * a * h,
-        ffn: 4.0 * h * f,
-        scores: 2.0 * s * a * causal,
-        pv: 2.0 * s * a * causal,
-        vocab: 0.0,
+/// How tensor parallelism splits a weight matmul `[k × n]` (Megatron-LM, Shoeybi et
+/// al. 2019): column-parallel splits `n`, row-parallel splits `k`, replicated
+/// matmuls (the MoE router) run whole on every device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TpSplit {
+    /// `n` is split across the tensor-parallel group (QKV, FFN in, vocabulary).
+    Column,
+    /// `k` is split across the group, followed by a reduction (attention out, FFN out).
+    Row,
+    /// Not split.
+    Replicated,
+}
+
+/// One weight matmul of a block: per token it multiplies a `k`-vector by a `k × n`
+/// weight, `per_token` times, so its forward FLOPs per token are `2·k·n·per_token`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Matmul {
+    /// `qkv`, `attn_out`, `ffn_in`, `ffn_out`, `router`, `shared_ffn_in`,
+    /// `shared_ffn_out`, `cross_q`, `cross_kv`, `cross_out` or `vocab`.
+    pub name: &'static str,
+    /// Inner (reduction) dimension.
+    pub k: u64,
+    /// Output dimension (a gated FFN's gate and up projections are one fused `n = 2f`).
+    pub n: u64,
+    /// Times per token: 1 for a dense matmul; `top_k` for routed experts; the number
+    /// of shared experts; and for the cross-attention of an encoder–decoder model the
+    /// fraction of blocks that are decoder blocks, so that `layers ×` the block's sum
+    /// is the model's.
+    pub per_token: f64,
+    /// How tensor parallelism splits it.
+    pub split: TpSplit,
+    /// A routed-expert matmul (split by expert parallelism, dispatched by all-to-all).
+    pub expert: bool,
+}
+
+impl Matmul {
+    /// Forward FLOPs per token, `2·k·n·per_token`.
+    pub fn flops_per_token(&self) -> f64 {
+        2.0 * self.k as f64 * self.n as f64 * self.per_token
     }
+
+    /// Weights of this matmul; `instances` of them (routed experts) when `all` is set.
+    fn weights(&self, cfg: &ModelConfig, all: bool) -> f64 {
+        let copies = if self.expert && all {
+            cfg.experts() as f64
+        } else {
+            self.per_token
+        };
+        self.k as f64 * self.n as f64 * copies
+    }
+}
+
+/// The weight matmuls of one transformer block, per token, in execution order.
+///
+/// QKV is one fused projection of width `heads·d + 2·kv_heads·d` (grouped-query
+/// attention narrows K and V); a gated FFN's gate and up projections are one fused
+/// `h × 2f` matmul. A mixture-of-experts block has a replicated router `h × E` and
+/// routed expert FFNs used `top_k` times per token, plus any shared experts.
+/// Encoder–decoder models add the decoder's cross-attention (Q on the decoder stream,
+/// K and V on the encoder's output, output projection), weighted by the fraction of
+/// blocks that are decoder blocks.
+pub fn block_matmuls(cfg: &ModelConfig) -> Vec<Matmul> {
+    let (h, a, kv, f) = (cfg.hidden, cfg.attn_dim(), cfg.kv_dim(), cfg.ffn);
+    let gate = cfg.ffn_matrices() - 1;
+    let mm = |name, k, n, per_token, split, expert| Matmul {
+        name,
+        k,
+        n,
+        per_token,
+        split,
+        expert,
+    };
+    let mut v = vec![
+        mm("qkv", h, a + 2 * kv, 1.0, TpSplit::Column, false),
+        mm("attn_out", a, h, 1.0, TpSplit::Row, false),
+    ];
+    if cfg.encoder_decoder() {
+        let frac = cfg.decoder_layers() as f64 / cfg.layers as f64;
+        v.push(mm("cross_q", h, a, frac, TpSplit::Column, false));
+        v.push(mm("cross_kv", h, 2 * kv, frac, TpSplit::Column, false));
+        v.push(mm("cross_out", a, h, frac, TpSplit::Row, false));
+    }
+    if cfg.is_moe() {
+        let k = cfg.top_k() as f64;
+        v.push(mm(
+            "router",
+            h,
+            cfg.experts(),
+            1.0,
+            TpSplit::Replicated,
+            false,
+        ));
+        v.push(mm("ffn_in", h, gate * f, k, TpSplit::Column, true));
+        v.push(mm("ffn_out", f, h, k, TpSplit::Row, true));
+        let shared = cfg.shared_experts() as f64;
+        if shared > 0.0 {
+            v.push(mm(
+                "shared_ffn_in",
+                h,
+                gate * f,
+                shared,
+                TpSplit::Column,
+                false,
+            ));
+            v.push(mm("shared_ffn_out", f, h, shared, TpSplit::Row, false));
+        }
+    } else {
+        v.push(mm("ffn_in", h, gate * f, 1.0, TpSplit::Column, false));
+        v.push(mm("ffn_out", f, h, 1.0, TpSplit::Row, false));
+    }
+    v
+}
+
+/// The output projection onto the vocabulary, `h × V`, column-parallel.
+pub fn vocab_matmul(cfg: &ModelConfig) -> Matmul {
+    Matmul {
+        name: "vocab",
+        k: cfg.hidden,
+        n: cfg.vocab,
+        per_token: 1.0,
+        split: TpSplit::Column,
+        expert: false,
+    }
+}
+
+/// Forward FLOPs of one block's attention core per token at context length `seq`:
+/// scores `Q·Kᵀ` and `P·V`, `2·s·a` each, halved with a causal mask; plus, for an
+/// encoder–decoder model, the cross-attention core `4·s·a` weighted by the fraction
+/// of decoder blocks (never causal). Returns `(scores, pv)`.
+pub fn attention_core_per_token(cfg: &ModelConfig, seq: u64) -> (f64, f64) {
+    let s = seq as f64;
+    let a = cfg.attn_dim() as f64;
+    let causal = if cfg.causal { 0.5 } else { 1.0 };
+    let cross = if cfg.encoder_decoder() {
+        cfg.decoder_layers() as f64 / cfg.layers as f64
+    } else {
+        0.0
+    };
+    let one = 2.0 * s * a * (causal + cross);
+    (one, one)
+}
+
+/// Forward FLOPs per token per layer at context length `seq` (no vocabulary term):
+/// the sums of [`block_matmuls`] by operation plus [`attention_core_per_token`].
+pub fn forward_per_token_layer(cfg: &ModelConfig, seq: u64) -> OpFlops {
+    let mut ops = OpFlops::default();
+    for m in block_matmuls(cfg) {
+        let slot = match m.name {
+            "qkv" | "cross_q" | "cross_kv" => &mut ops.qkv,
+            "attn_out" | "cross_out" => &mut ops.attn_out,
+            _ => &mut ops.ffn,
+        };
+        *slot += m.flops_per_token();
+    }
+    (ops.scores, ops.pv) = attention_core_per_token(cfg, seq);
+    ops
 }
 
 /// Forward FLOPs per token for the whole model at context length `seq`.
 pub fn forward_per_token(cfg: &ModelConfig, seq: u64, vocab_fraction: f64) -> OpFlops {
     let mut ops = forward_per_token_layer(cfg, seq).scaled(cfg.layers as f64);
-    ops.vocab = 2.0 * cfg.hidden as f64 * cfg.vocab as f64 * vocab_fraction;
+    ops.vocab = vocab_matmul(cfg).flops_per_token() * vocab_fraction;
     ops
 }
 
@@ -191,67 +334,89 @@ pub fn train_per_token(cfg: &ModelConfig, seq: u64, opts: &FlopOptions) -> OpFlo
 /// Parameter counts of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ParamCount {
-    /// Weights of the transformer blocks' matmuls, `L · (4·h·a + 2·h·f)`: the `N` of
-    /// `6·N·D` (Kaplan et al. 2020, no biases, norms or embeddings).
+    /// Weights of the transformer blocks' matmuls (every expert counted): the `N` of
+    /// `6·N·D` for a dense model (Kaplan et al. 2020, no biases, norms or embeddings).
     pub non_embedding: f64,
-    /// Token (and, when learned, position/segment) embeddings.
+    /// As `non_embedding`, counting only the experts a token uses (`top_k` routed plus
+    /// the shared ones): the `N` of `6·N·D` for a mixture-of-experts model.
+    pub non_embedding_active: f64,
+    /// Token (and, when learned, position/segment) embeddings, and an untied output
+    /// projection.
     pub embedding: f64,
-    /// Everything: matmul weights, biases, layer norms, embeddings and any heads.
+    /// Everything: matmul weights, biases, norms, embeddings and any heads.
     pub total: f64,
+    /// As `total`, counting only the experts one token uses.
+    pub active: f64,
 }
 
-/// Architecture family, for the parts of the parameter count that the dense
-/// config does not describe (embeddings, biases, heads).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// BERT: learned positions, 2 segment embeddings, embedding LayerNorm, biases
-    /// everywhere, post-LN, pooler (`h² + h`). The MLM head's output layer is tied.
-    Bert,
-    /// GPT-2: learned positions, biases, pre-LN plus a final LayerNorm, tied output.
-    Gpt,
-    /// T5: relative position buckets (negligible), no biases, RMS norms, tied output.
-    T5,
-    /// Generic: learned positions, biases, two LayerNorms per block, tied output.
-    #[default]
-    Generic,
+/// Parameter counts of `cfg` under the conventions of its own family.
+pub fn params(cfg: &ModelConfig) -> ParamCount {
+    param_count(cfg, cfg.family)
 }
 
-/// Parameter counts of `cfg` under the conventions of `family`.
+/// Parameter counts of `cfg`: matmul weights from [`block_matmuls`] (every expert),
+/// biases and norms as the config says, embeddings (tied or untied, position table if
+/// learned), and the extras of `family` (BERT's segments, embedding norm and pooler).
 pub fn param_count(cfg: &ModelConfig, family: Family) -> ParamCount {
-    let (l, h, a, f, v, s) = (
+    let (l, h, a, kv, f, v, s) = (
         cfg.layers as f64,
         cfg.hidden as f64,
         cfg.attn_dim() as f64,
+        cfg.kv_dim() as f64,
         cfg.ffn as f64,
         cfg.vocab as f64,
         cfg.seq as f64,
     );
-    let matmul = 4.0 * h * a + 2.0 * h * f;
-    let non_embedding = l * matmul;
-    let biases = 3.0 * a + h + f + h;
-    let norms = 2.0 * 2.0 * h;
-    let (embedding, total) = match family {
-        Family::Bert => {
-            let emb = v * h + s * h + 2.0 * h;
-            let block = matmul + biases + norms;
-            (emb, emb + 2.0 * h + l * block + h * h + h)
-        }
-        Family::Gpt | Family::Generic => {
-            let emb = v * h + s * h;
-            let block = matmul + biases + norms;
-            (emb, emb + l * block + 2.0 * h)
-        }
-        Family::T5 => {
-            let emb = v * h;
-            let block = matmul + 2.0 * h;
-            (emb, emb + l * block + h)
+    let blocks = block_matmuls(cfg);
+    let total_mm: f64 = blocks.iter().map(|m| m.weights(cfg, true)).sum();
+    let active_mm: f64 = blocks.iter().map(|m| m.weights(cfg, false)).sum();
+    let norm = match cfg.norm {
+        Norm::LayerNorm => 2.0 * h,
+        Norm::RmsNorm => h,
+    };
+    let dec_frac = if cfg.encoder_decoder() {
+        cfg.decoder_layers() as f64 / l
+    } else {
+        0.0
+    };
+    // Per block: attention biases (q, k, v, out; cross-attention in decoder blocks),
+    // FFN biases per expert instance, and two norms (three in decoder blocks).
+    let attn_bias = (a + 2.0 * kv + h) * (1.0 + dec_frac);
+    let ffn_bias = (cfg.ffn_matrices() - 1) as f64 * f + h;
+    let instances = |all: bool| {
+        let routed = if all { cfg.experts() } else { cfg.top_k() };
+        (routed + cfg.shared_experts()) as f64
+    };
+    let bias = |all: bool| {
+        if cfg.biases {
+            attn_bias + ffn_bias * instances(all)
+        } else {
+            0.0
         }
     };
+    let norms = norm * (2.0 + dec_frac);
+    let stacks = if cfg.encoder_decoder() { 2.0 } else { 1.0 };
+    let positions = match cfg.position {
+        Position::Learned => s * h,
+        Position::Relative => 32.0 * cfg.heads as f64 * stacks,
+        Position::Rotary | Position::None => 0.0,
+    };
+    let output = if cfg.tied { 0.0 } else { v * h };
+    let (embedding, extra) = match family {
+        // Segment embeddings and embedding LayerNorm; pooler `h² + h`.
+        Family::Bert => (v * h + positions + 2.0 * h + output, 2.0 * h + h * h + h),
+        _ => (v * h + positions + output, norm * stacks),
+    };
+    let all = |all: bool| {
+        let mm = if all { total_mm } else { active_mm };
+        embedding + extra + l * (mm + bias(all) + norms)
+    };
     ParamCount {
-        non_embedding,
+        non_embedding: l * total_mm,
+        non_embedding_active: l * active_mm,
         embedding,
-        total,
+        total: all(true),
+        active: all(false),
     }
 }
 
@@ -264,7 +429,7 @@ pub struct FlopReport {
     pub train_flops: f64,
     /// Training FLOPs by operation, summed over all phases.
     pub by_op: OpFlops,
-    /// `N` of `6·N·D`: non-embedding parameters.
+    /// `N` of `6·N·D`: non-embedding parameters (those a token uses, for MoE).
     pub params_non_embedding: f64,
     /// `6·N·D`.
     pub flops_6nd: f64,
@@ -303,7 +468,7 @@ pub fn train_flops(
         tokens += t;
         by_op = by_op.add(&train_per_token(cfg, p.seq, opts).scaled(t));
     }
-    let n = param_count(cfg, Family::Generic).non_embedding;
+    let n = param_count(cfg, cfg.family).non_embedding_active;
     let train = by_op.total();
     let nd6 = 6.0 * n * tokens;
     Ok(FlopReport {
@@ -372,7 +537,7 @@ pub fn check_fraction(what: &str, x: f64) -> Result<(), ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::builtin;
+    use crate::catalog::builtin;
     use proptest::prelude::*;
 
     fn megatron_cfg(l: u64, h: u64, v: u64, s: u64) -> ModelConfig {
@@ -385,7 +550,7 @@ mod tests {
             ffn: 4 * h,
             vocab: v,
             seq: s,
-            causal: false,
+            ..ModelConfig::default()
         }
     }
 
@@ -520,7 +685,7 @@ mod tests {
             frac in 0.001f64..=1.0,
         ) {
             let cfg = ModelConfig { name: "p".into(), layers: l, hidden: h, heads, head_dim: hd,
-                ffn: f, vocab: v, seq: s, causal };
+                ffn: f, vocab: v, seq: s, causal, ..ModelConfig::default() };
             let opts = FlopOptions { recompute: Recompute::None, vocab_fraction: frac };
             let p = Phase { steps, batch, seq: s };
             let r = train_flops(&cfg, &[p], &opts).unwrap();

@@ -23,8 +23,8 @@ pub mod onprem;
 pub mod suggest;
 
 pub use calibrate::{calibrate, Calibration, Fit};
-pub use catalog::{Catalog, Hardware, Unit};
-pub use config::{builtin, builtin_names, ModelConfig};
+pub use catalog::{builtin, builtin_names, Catalog, Hardware, Unit};
+pub use config::{FfnKind, ModelConfig, Position};
 pub use cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Workload};
 pub use error::ModelError;
 pub use flops::{FlopOptions, FlopReport, Phase, Recompute};

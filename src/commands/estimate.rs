@@ -282,6 +282,7 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
                     vocab: 32000,
                     seq: 2048,
                     causal: args.causal,
+                    ..ModelConfig::default()
                 },
                 Family::Generic,
                 vec![],

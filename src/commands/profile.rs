@@ -172,6 +172,7 @@ pub fn resolve_model(args: &ProfileArgs) -> Result<ModelConfig> {
             vocab: 32000,
             seq: 512,
             causal: false,
+            ..ModelConfig::default()
         },
         (None, false) if args.quick => flopcal_model::builtin("bert-base")?,
         (None, false) => flopcal_model::builtin("bert-large")?,
