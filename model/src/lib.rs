@@ -15,12 +15,21 @@
 
 pub mod calibrate;
 pub mod catalog;
+pub mod comm;
 pub mod config;
 pub mod cost;
 pub mod error;
+pub mod fit;
 pub mod flops;
+pub mod gemm_rate;
+pub mod layout;
+pub mod memory;
 pub mod onprem;
+pub mod published;
+pub mod search;
+pub mod step;
 pub mod suggest;
+pub mod system;
 
 pub use calibrate::{calibrate, Calibration, Fit};
 pub use catalog::{builtin, builtin_names, Catalog, Hardware, Unit};

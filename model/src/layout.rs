@@ -1,0 +1,295 @@
+//! A parallel layout of a training run (Narayanan et al. 2021; Korthikanti et al. 2022;
+//! Rajbhandari et al. 2020): how `devices = tp · pp · dp` chips split the model and
+//! the batch, and the memory-saving choices. [`Layout::check`] refuses impossible
+//! layouts with the arithmetic.
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::flops::Recompute;
+
+/// Optimizer-state sharding across the data-parallel group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Zero {
+    /// Every data-parallel rank holds the whole optimizer state.
+    #[default]
+    None,
+    /// ZeRO-1 / Megatron's distributed optimizer: optimizer state sharded.
+    Optimizer,
+    /// ZeRO-3 / FSDP: weights, gradients and optimizer state sharded; weights are
+    /// all-gathered before use.
+    Full,
+}
+
+impl Zero {
+    /// The ZeRO stage number (0, 1 or 3), as on the command line and in JSON.
+    pub fn level(self) -> u8 {
+        match self {
+            Zero::None => 0,
+            Zero::Optimizer => 1,
+            Zero::Full => 3,
+        }
+    }
+
+    /// From a stage number; `None` for stages flopcal does not model.
+    pub fn from_level(level: u8) -> Option<Zero> {
+        match level {
+            0 => Some(Zero::None),
+            1 => Some(Zero::Optimizer),
+            3 => Some(Zero::Full),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for Zero {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.level())
+    }
+}
+
+/// How the attention core runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attention {
+    /// Scores materialised in memory (Megatron 2021–22): full `s×s` batched GEMMs,
+    /// softmax and dropout as memory-bound passes.
+    Materialized,
+    /// A fused flash-style kernel (Dao et al. 2022): no `s×s` tensor in memory,
+    /// causal blocks skipped, the forward recomputed in the backward pass.
+    #[default]
+    Flash,
+}
+
+impl Attention {
+    /// Name as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attention::Materialized => "materialized",
+            Attention::Flash => "flash",
+        }
+    }
+}
+
+/// One parallel layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Layout {
+    /// Tensor-parallel degree `t`.
+    pub tp: u32,
+    /// Pipeline stages `p`.
+    pub pp: u32,
+    /// Data-parallel degree `d`.
+    pub dp: u32,
+    /// Expert-parallel degree (a divisor of `dp`; 1 for dense models).
+    pub ep: u32,
+    /// Micro-batch `b`, sequences.
+    pub microbatch: u32,
+    /// Virtual stages per device `v` (interleaved 1F1B; 1 = plain 1F1B).
+    pub virtual_stages: u32,
+    /// Sequence parallelism (norms and dropout split across the tensor group).
+    pub sequence_parallel: bool,
+    /// Optimizer sharding.
+    pub zero: Zero,
+    /// Activation recomputation.
+    pub recompute: Recompute,
+    /// Attention implementation.
+    pub attention: Attention,
+}
+
+impl Layout {
+    /// One device, micro-batch `b`, nothing split.
+    pub fn single(microbatch: u32) -> Layout {
+        Layout {
+            tp: 1,
+            pp: 1,
+            dp: 1,
+            ep: 1,
+            microbatch,
+            virtual_stages: 1,
+            sequence_parallel: false,
+            zero: Zero::None,
+            recompute: Recompute::None,
+            attention: Attention::Materialized,
+        }
+    }
+
+    /// `tp · pp · dp`.
+    pub fn devices(&self) -> u64 {
+        u64::from(self.tp) * u64::from(self.pp) * u64::from(self.dp)
+    }
+
+    /// Micro-batches per step, `m = B / (d · b)`.
+    pub fn micro_batches(&self, global_batch: u64) -> u64 {
+        global_batch / (u64::from(self.dp) * u64::from(self.microbatch)).max(1)
+    }
+
+    /// Refuse a layout that cannot run `cfg` with `global_batch` sequences on
+    /// `devices` chips; the message shows the arithmetic.
+    pub fn check(
+        &self,
+        cfg: &ModelConfig,
+        devices: u64,
+        global_batch: u64,
+    ) -> Result<(), ModelError> {
+        self.check_stages(cfg, devices, global_batch, true)
+    }
+
+    /// As [`Layout::check`]; with `even_stages` false a pipeline may split the layers
+    /// unevenly (published runs such as Llama 3 405B's 126 layers on 16 stages; the
+    /// step model then balances `L/p` layers per stage).
+    pub fn check_stages(
+        &self,
+        cfg: &ModelConfig,
+        devices: u64,
+        global_batch: u64,
+        even_stages: bool,
+    ) -> Result<(), ModelError> {
+        let bad = |s: String| Err(ModelError::InvalidInput(s));
+        for (name, v) in [
+            ("tp", self.tp),
+            ("pp", self.pp),
+            ("dp", self.dp),
+            ("ep", self.ep),
+            ("microbatch", self.microbatch),
+            ("virtual-stages", self.virtual_stages),
+        ] {
+            if v == 0 {
+                return bad(format!("--{name} must be at least 1"));
+            }
+        }
+        let (t, p, d, b, v) = (
+            u64::from(self.tp),
+            u64::from(self.pp),
+            u64::from(self.dp),
+            u64::from(self.microbatch),
+            u64::from(self.virtual_stages),
+        );
+        if t * p * d != devices {
+            return bad(format!(
+                "layout does not use the devices: tp {t} x pp {p} x dp {d} = {} but --devices is {devices}",
+                t * p * d
+            ));
+        }
+        let layers = cfg.layers;
+        if even_stages && !layers.is_multiple_of(p * v) {
+            return bad(format!(
+                "pp {p} x virtual stages {v} = {} does not divide the {layers} layers ({layers} / {} = {:.2})",
+                p * v,
+                p * v,
+                layers as f64 / (p * v) as f64
+            ));
+        }
+        if !cfg.heads.is_multiple_of(t) {
+            return bad(format!(
+                "tp {t} does not divide the {} attention heads ({} / {t} = {:.2})",
+                cfg.heads,
+                cfg.heads,
+                cfg.heads as f64 / t as f64
+            ));
+        }
+        if !global_batch.is_multiple_of(d * b) {
+            return bad(format!(
+                "batch {global_batch} is not divisible by dp {d} x microbatch {b} = {} ({global_batch} / {} = {:.2})",
+                d * b,
+                d * b,
+                global_batch as f64 / (d * b) as f64
+            ));
+        }
+        let m = global_batch / (d * b);
+        if v > 1 && (p == 1 || !m.is_multiple_of(p)) {
+            return bad(format!(
+                "virtual stages {v} need pp > 1 and micro-batches divisible by pp: m = batch {global_batch} / (dp {d} x microbatch {b}) = {m}, pp = {p}"
+            ));
+        }
+        let ep = u64::from(self.ep);
+        if ep > 1 {
+            if !cfg.is_moe() {
+                return bad(format!(
+                    "ep {ep} needs a mixture-of-experts model (experts > 1)"
+                ));
+            }
+            if d % ep != 0 || !cfg.experts().is_multiple_of(ep) {
+                return bad(format!(
+                    "ep {ep} must divide dp {d} and the {} experts",
+                    cfg.experts()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ModelConfig {
+        ModelConfig {
+            layers: 48,
+            hidden: 6144,
+            heads: 64,
+            head_dim: 96,
+            ffn: 4 * 6144,
+            vocab: 51200,
+            seq: 2048,
+            causal: true,
+            ..ModelConfig::default()
+        }
+    }
+
+    fn layout(tp: u32, pp: u32, dp: u32, b: u32) -> Layout {
+        Layout {
+            tp,
+            pp,
+            dp,
+            microbatch: b,
+            ..Layout::single(b)
+        }
+    }
+
+    #[test]
+    fn refusals_show_the_arithmetic() {
+        let c = cfg();
+        let e = layout(8, 4, 3, 1)
+            .check(&c, 128, 512)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("8 x pp 4 x dp 3 = 96") && e.contains("128"),
+            "{e}"
+        );
+        let e = layout(1, 5, 1, 1)
+            .check(&c, 5, 512)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("does not divide the 48 layers") && e.contains("9.60"),
+            "{e}"
+        );
+        let e = layout(1, 1, 3, 4)
+            .check(&c, 3, 512)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dp 3 x microbatch 4 = 12"), "{e}");
+        let e = layout(3, 1, 1, 1)
+            .check(&c, 3, 512)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("64 attention heads"), "{e}");
+        assert!(layout(8, 4, 4, 1).check(&c, 128, 512).is_ok());
+        assert_eq!(layout(8, 4, 4, 2).micro_batches(512), 64);
+    }
+
+    #[test]
+    fn interleaving_needs_a_pipeline_and_divisible_micro_batches() {
+        let c = cfg();
+        let mut l = layout(1, 1, 1, 1);
+        l.virtual_stages = 2;
+        assert!(l.check(&c, 1, 8).is_err());
+        let mut l = layout(1, 4, 1, 1);
+        l.virtual_stages = 2;
+        assert!(l.check(&c, 4, 8).is_ok());
+        assert!(l.check(&c, 4, 6).is_err());
+    }
+}

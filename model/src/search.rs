@@ -1,0 +1,351 @@
+//! `plan`: search every layout of a model on `N` devices and rank the feasible ones by
+//! step time.
+//!
+//! Enumerated: tensor degree `t` dividing `N` and the heads, within the scale-up
+//! domain (the first link tier); pipeline degree `p` dividing `N/t` (and the layers);
+//! `d = N/(t·p)`; expert degree dividing `d` and the experts (MoE only); micro-batch
+//! `b` with `B` divisible by `d·b`; virtual stages `v` dividing the layers per stage
+//! with `m` divisible by `p`; sequence parallelism (with `t > 1`); ZeRO 0/1/3 (with
+//! `d > 1`); recomputation none/selective/full; materialised or flash attention. A
+//! [`Constraints`] field that is set fixes that dimension. Memory is checked first
+//! (cheap); the per-layer cost is computed once per distinct (t, b, sp, recompute,
+//! attention, ep) and reused.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::error::ModelError;
+use crate::flops::Recompute;
+use crate::layout::{Attention, Layout, Zero};
+use crate::step::{usable_memory, Batch, LayerCost, Prediction, StepModel};
+use crate::system::GIB;
+
+/// Dimensions the caller fixes; `None` = searched.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Constraints {
+    /// Tensor degree.
+    pub tp: Option<u32>,
+    /// Pipeline degree.
+    pub pp: Option<u32>,
+    /// Data degree.
+    pub dp: Option<u32>,
+    /// Expert degree.
+    pub ep: Option<u32>,
+    /// Micro-batch.
+    pub microbatch: Option<u32>,
+    /// Virtual stages.
+    pub virtual_stages: Option<u32>,
+    /// Sequence parallelism.
+    pub sequence_parallel: Option<bool>,
+    /// Optimizer sharding.
+    pub zero: Option<Zero>,
+    /// Recomputation.
+    pub recompute: Option<Recompute>,
+    /// Attention kernel.
+    pub attention: Option<Attention>,
+    /// Allow pipelines that split the layers unevenly (published runs only).
+    pub uneven_stages: bool,
+}
+
+/// Layouts refused for one reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejected {
+    /// The reason, e.g. `does not fit in memory`.
+    pub reason: String,
+    /// How many layouts.
+    pub count: u64,
+    /// One of them, with its numbers.
+    pub example: String,
+}
+
+/// The result of a search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchResult {
+    /// Feasible layouts, fastest first (at most the number asked for).
+    pub plans: Vec<Prediction>,
+    /// Layouts considered.
+    pub evaluated: u64,
+    /// Feasible layouts found.
+    pub feasible: u64,
+    /// Refusals grouped by reason.
+    pub rejected: Vec<Rejected>,
+    /// The least memory per device any considered layout needed, bytes.
+    pub smallest_memory_bytes: Option<f64>,
+}
+
+fn divisors(n: u64) -> Vec<u64> {
+    let mut v = vec![];
+    let mut i = 1;
+    while i * i <= n {
+        if n.is_multiple_of(i) {
+            v.push(i);
+            if i * i != n {
+                v.push(n / i);
+            }
+        }
+        i += 1;
+    }
+    v.sort_unstable();
+    v
+}
+
+fn pick<T: Copy>(fixed: Option<T>, all: &[T]) -> Vec<T> {
+    match fixed {
+        Some(x) => vec![x],
+        None => all.to_vec(),
+    }
+}
+
+struct Rejections(Vec<Rejected>);
+
+impl Rejections {
+    fn add(&mut self, reason: &str, example: impl FnOnce() -> String) {
+        match self.0.iter_mut().find(|r| r.reason == reason) {
+            Some(r) => r.count += 1,
+            None => self.0.push(Rejected {
+                reason: reason.to_string(),
+                count: 1,
+                example: example(),
+            }),
+        }
+    }
+}
+
+fn recompute_key(r: Recompute) -> u8 {
+    match r {
+        Recompute::None => 0,
+        Recompute::Selective => 1,
+        Recompute::Full => 2,
+    }
+}
+
+/// Search the layouts of `model` on `devices` chips for `batch`, keeping the `keep`
+/// fastest feasible ones. Errors only on a zero device count or batch; a search with
+/// no feasible layout returns empty `plans` and the reasons.
+pub fn search(
+    model: &StepModel<'_>,
+    devices: u64,
+    batch: Batch,
+    c: &Constraints,
+    keep: usize,
+) -> Result<SearchResult, ModelError> {
+    if devices == 0 || batch.global_batch == 0 || batch.seq == 0 {
+        return Err(ModelError::InvalidInput(format!(
+            "devices, batch and seq must be positive (got {devices}, {}, {})",
+            batch.global_batch, batch.seq
+        )));
+    }
+    model.system.check()?;
+    let cfg = model.cfg;
+    let usable = usable_memory(model.system);
+    let mut rej = Rejections(vec![]);
+    let mut cache: HashMap<(u32, u32, bool, u8, Attention, u32), LayerCost> = HashMap::new();
+    let mut best: Vec<Prediction> = vec![];
+    let (mut evaluated, mut feasible) = (0u64, 0u64);
+    let mut smallest = f64::INFINITY;
+    let scale_up = model.system.scale_up();
+
+    let tps: Vec<u64> = match c.tp {
+        Some(t) => vec![u64::from(t)],
+        None => divisors(devices),
+    };
+    for t in tps {
+        if !devices.is_multiple_of(t) {
+            rej.add("tp does not divide the devices", || {
+                format!("tp {t}, {devices} devices")
+            });
+            continue;
+        }
+        if c.tp.is_none() && t > scale_up {
+            rej.add("tp exceeds the scale-up domain", || {
+                format!("tp {t} > {scale_up} devices on the first link tier")
+            });
+            continue;
+        }
+        if !cfg.heads.is_multiple_of(t) {
+            rej.add("tp does not divide the attention heads", || {
+                format!("tp {t}, {} heads", cfg.heads)
+            });
+            continue;
+        }
+        let pps = match c.pp {
+            Some(p) => vec![u64::from(p)],
+            None => divisors(devices / t),
+        };
+        for p in pps {
+            if !(devices / t).is_multiple_of(p) {
+                rej.add("tp x pp does not divide the devices", || {
+                    format!("tp {t} x pp {p}, {devices} devices")
+                });
+                continue;
+            }
+            if p > cfg.layers {
+                continue;
+            }
+            if !c.uneven_stages && !cfg.layers.is_multiple_of(p) {
+                rej.add("pp does not divide the layers", || {
+                    format!("pp {p}, {} layers", cfg.layers)
+                });
+                continue;
+            }
+            let d = devices / (t * p);
+            if let Some(fd) = c.dp {
+                if u64::from(fd) != d {
+                    rej.add("tp x pp x dp is not the device count", || {
+                        format!("tp {t} x pp {p} x dp {fd} != {devices}")
+                    });
+                    continue;
+                }
+            }
+            let eps: Vec<u64> = if cfg.is_moe() {
+                match c.ep {
+                    Some(e) => vec![u64::from(e)],
+                    None => divisors(d)
+                        .into_iter()
+                        .filter(|e| cfg.experts().is_multiple_of(*e))
+                        .collect(),
+                }
+            } else {
+                vec![1]
+            };
+            let per_dp = batch.global_batch / d;
+            if !batch.global_batch.is_multiple_of(d) {
+                rej.add("batch not divisible by dp", || {
+                    format!("batch {} / dp {d}", batch.global_batch)
+                });
+                continue;
+            }
+            let bs: Vec<u64> = match c.microbatch {
+                Some(b) => vec![u64::from(b)],
+                None => divisors(per_dp).into_iter().filter(|b| *b <= 64).collect(),
+            };
+            for ep in eps {
+                for &b in &bs {
+                    if !per_dp.is_multiple_of(b) {
+                        rej.add("batch not divisible by dp x microbatch", || {
+                            format!("batch {} / (dp {d} x microbatch {b})", batch.global_batch)
+                        });
+                        continue;
+                    }
+                    let m = per_dp / b;
+                    let chunks = cfg.layers / p;
+                    let vs: Vec<u64> = match c.virtual_stages {
+                        Some(v) => vec![u64::from(v)],
+                        None if p == 1 => vec![1],
+                        None => divisors(chunks.max(1))
+                            .into_iter()
+                            .filter(|v| *v <= 8)
+                            .collect(),
+                    };
+                    for v in vs {
+                        if v > 1 && (p == 1 || !m.is_multiple_of(p)) {
+                            rej.add("interleaving needs micro-batches divisible by pp", || {
+                                format!("v {v}, m {m}, pp {p}")
+                            });
+                            continue;
+                        }
+                        let sps = pick(
+                            c.sequence_parallel,
+                            if t > 1 { &[true, false] } else { &[false] },
+                        );
+                        let zeros = pick(
+                            c.zero,
+                            if d > 1 {
+                                &[Zero::Optimizer, Zero::None, Zero::Full]
+                            } else {
+                                &[Zero::None]
+                            },
+                        );
+                        let recs = pick(
+                            c.recompute,
+                            &[Recompute::None, Recompute::Selective, Recompute::Full],
+                        );
+                        let atts = pick(c.attention, &[Attention::Flash, Attention::Materialized]);
+                        for &sp in &sps {
+                            for &zero in &zeros {
+                                for &recompute in &recs {
+                                    for &attention in &atts {
+                                        evaluated += 1;
+                                        let layout = Layout {
+                                            tp: t as u32,
+                                            pp: p as u32,
+                                            dp: d as u32,
+                                            ep: ep as u32,
+                                            microbatch: b as u32,
+                                            virtual_stages: v as u32,
+                                            sequence_parallel: sp,
+                                            zero,
+                                            recompute,
+                                            attention,
+                                        };
+                                        let mem = model.memory(&layout, m);
+                                        smallest = smallest.min(mem.total);
+                                        if mem.total > usable {
+                                            rej.add("does not fit in memory", || {
+                                                format!(
+                                                    "tp {t} pp {p} dp {d} b {b} recompute {} zero {}: needs {:.1} GiB of {:.1} GiB usable",
+                                                    recompute.as_str(),
+                                                    zero.level(),
+                                                    mem.total / GIB,
+                                                    usable / GIB
+                                                )
+                                            });
+                                            continue;
+                                        }
+                                        feasible += 1;
+                                        let key = (
+                                            layout.tp,
+                                            layout.microbatch,
+                                            sp,
+                                            recompute_key(recompute),
+                                            attention,
+                                            layout.ep,
+                                        );
+                                        let layer = *cache.entry(key).or_insert_with(|| {
+                                            model.layer_cost(&layout, batch.seq)
+                                        });
+                                        let pred = model.predict_with(&layout, batch, &layer);
+                                        insert(&mut best, pred, keep);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(SearchResult {
+        plans: best,
+        evaluated,
+        feasible,
+        rejected: rej.0,
+        smallest_memory_bytes: smallest.is_finite().then_some(smallest),
+    })
+}
+
+/// Keep `best` sorted by step time and at most `keep` long.
+fn insert(best: &mut Vec<Prediction>, p: Prediction, keep: usize) {
+    if keep == 0 {
+        return;
+    }
+    if best.len() == keep && best.last().is_some_and(|w| w.step_time_s <= p.step_time_s) {
+        return;
+    }
+    let at = best.partition_point(|x| x.step_time_s <= p.step_time_s);
+    best.insert(at, p);
+    best.truncate(keep);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn divisors_are_sorted_and_complete() {
+        assert_eq!(divisors(12), vec![1, 2, 3, 4, 6, 12]);
+        assert_eq!(divisors(1), vec![1]);
+        assert_eq!(divisors(16384).len(), 15);
+    }
+}

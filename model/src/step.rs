@@ -1,0 +1,511 @@
+//! Per-device time of one optimizer step (DESIGN.md, "Performance model").
+//!
+//! For a model config, a [`System`], a [`Layout`] and a batch, the step is what the
+//! busiest device does:
+//!
+//! - **compute**: every weight GEMM of a block from [`flops::block_matmuls`] at its
+//!   per-device shape after the tensor (and expert) split, forward `X·W` and both
+//!   backward layouts (`dY·Wᵀ`, `Xᵀ·dY`), each at the rate its shape gets from the
+//!   [`RateSource`]; the attention core as batched GEMMs (materialised: the full
+//!   `s×s` products; flash: causal blocks skipped and 2.5 forwards in the backward,
+//!   Dao 2023); the memory-bound ops as bytes ÷ achievable HBM bandwidth: per token
+//!   and layer 22·h bytes forward for two norms and two dropout+residual passes (split
+//!   by `t` with sequence parallelism), 4·f (MLP) or 6·f (gated) for the activation,
+//!   and 9 bytes per score for softmax and dropout when scores are materialised; the
+//!   backward moves twice the forward's bytes. Recomputation adds a forward of the
+//!   blocks (full) or of the attention core (selective). The last stage adds the
+//!   vocabulary projection and the loss (`20·V/t` bytes per token).
+//! - **tensor parallel**: per layer, forward and backward, one all-reduce (or
+//!   reduce-scatter + all-gather with sequence parallelism, the same bytes) of the
+//!   micro-batch's `b·s·h` activations after attention and one after the FFN (one
+//!   in all for a parallel block); full recomputation repeats the forward's. Not
+//!   overlapped.
+//! - **expert parallel**: per MoE layer a dispatch and a combine all-to-all forward and
+//!   backward of `b·s·h·top_k`.
+//! - **pipeline**: per micro-batch `2·v` sends of `b·s·h/t` (Megatron's scatter/gather)
+//!   between stages, and the bubble `(p−1)/v` micro-batch times (interleaved 1F1B).
+//! - **data parallel**: the gradient reduction of the device's parameters (all-reduce,
+//!   or reduce-scatter + all-gather when sharded, the same bytes) overlapped with the
+//!   last micro-batch's backward; ZeRO-3 also all-gathers the weights twice per
+//!   micro-batch, overlapped with compute.
+//! - **optimizer**: Adam reads and writes 28 bytes per local parameter at HBM speed.
+//!
+//! Groups are laid out tensor-fastest, then data, then pipeline, so a tensor group
+//! spans `t` devices, a data group `t·d` and a stage boundary `t·d + 1`; each
+//! collective runs on the innermost link tier that holds its span.
+
+use serde::Serialize;
+
+use crate::comm::{self, Collective};
+use crate::config::{FfnKind, ModelConfig};
+use crate::error::ModelError;
+use crate::flops::{self, FlopOptions, Recompute, TpSplit};
+use crate::gemm_rate::{Gemm, RateSource, ShapeModel};
+use crate::layout::{Attention, Layout, Zero};
+use crate::memory::{self, Memory, ParamSplit};
+use crate::system::System;
+
+/// Bytes per activation element on the wire and in memory-bound passes (bf16).
+const ACT_BYTES: f64 = 2.0;
+/// Adam's traffic per parameter: read fp32 master, momentum, variance and the bf16
+/// gradient, write the three fp32 states and the bf16 weight.
+const ADAM_BYTES: f64 = 28.0;
+
+/// Calibration parameters of the physics that are not GEMM rates (see
+/// [`crate::calibrate`]): what fraction of nominal link and memory bandwidth a
+/// framework reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Efficiency {
+    /// Achieved fraction of a link tier's nominal bandwidth.
+    pub link: f64,
+    /// Achieved fraction of HBM bandwidth by memory-bound ops.
+    pub hbm: f64,
+}
+
+/// The batch of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Batch {
+    /// Sequences per step (global batch).
+    pub global_batch: u64,
+    /// Tokens per sequence.
+    pub seq: u64,
+}
+
+/// Step time by part, seconds (the JSON `step_breakdown_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Breakdown {
+    /// GEMMs and memory-bound ops, recomputation included.
+    pub compute: f64,
+    /// Exposed tensor-parallel communication.
+    pub tp_comm: f64,
+    /// Pipeline sends.
+    pub pp_comm: f64,
+    /// Exposed data-parallel communication.
+    pub dp_comm: f64,
+    /// Expert-parallel all-to-all.
+    pub ep_comm: f64,
+    /// Pipeline bubble.
+    pub bubble: f64,
+    /// Optimizer update.
+    pub optimizer: f64,
+}
+
+impl Breakdown {
+    /// Sum of the parts.
+    pub fn total(&self) -> f64 {
+        self.compute
+            + self.tp_comm
+            + self.pp_comm
+            + self.dp_comm
+            + self.ep_comm
+            + self.bubble
+            + self.optimizer
+    }
+}
+
+/// Per micro-batch, per layer, on one device.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LayerCost {
+    /// GEMM seconds, forward + backward + recomputation.
+    pub gemm: f64,
+    /// Memory-bound seconds, forward + backward + recomputation.
+    pub memory_bound: f64,
+    /// Backward seconds (the window data-parallel reduction can hide in).
+    pub backward: f64,
+    /// Tensor-parallel seconds.
+    pub tp: f64,
+    /// Expert all-to-all seconds.
+    pub ep: f64,
+}
+
+/// The prediction for one layout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The layout.
+    pub layout: Layout,
+    /// Seconds per optimizer step.
+    pub step_time_s: f64,
+    /// By part.
+    pub step_breakdown_s: Breakdown,
+    /// Tokens per second, whole run.
+    pub tokens_per_s: f64,
+    /// Model FLOPs per step (flopcal's accounting, no recomputation).
+    pub model_flops_per_step: f64,
+    /// Hardware FLOPs per step (with recomputation).
+    pub hardware_flops_per_step: f64,
+    /// Model FLOPs utilisation.
+    pub mfu: f64,
+    /// Hardware FLOPs utilisation.
+    pub hfu: f64,
+    /// Memory per device, bytes (the JSON `memory_per_device_bytes`).
+    pub memory_per_device_bytes: Memory,
+    /// Whether it fits in the device's memory.
+    pub fits: bool,
+    /// The largest part of the step.
+    pub bottleneck: String,
+}
+
+/// Everything the step model reads besides the layout.
+#[derive(Debug, Clone)]
+pub struct StepModel<'a> {
+    /// The architecture.
+    pub cfg: &'a ModelConfig,
+    /// The chips and their network.
+    pub system: &'a System,
+    /// GEMM rates.
+    pub rates: &'a RateSource,
+    /// The shape model, for shapes the rate source cannot answer.
+    pub shape: &'a ShapeModel,
+    /// Link and memory efficiencies.
+    pub eff: Efficiency,
+    params: ParamSplit,
+    seq: u64,
+    /// Training FLOPs per token at `seq`: no recomputation, selective, full.
+    per_token: [f64; 3],
+}
+
+fn per_token_flops(cfg: &ModelConfig, seq: u64) -> [f64; 3] {
+    [Recompute::None, Recompute::Selective, Recompute::Full].map(|recompute| {
+        flops::train_per_token(
+            cfg,
+            seq,
+            &FlopOptions {
+                recompute,
+                ..FlopOptions::default()
+            },
+        )
+        .total()
+    })
+}
+
+impl<'a> StepModel<'a> {
+    /// A step model of `cfg` on `system` for sequences of `seq` tokens.
+    pub fn new(
+        cfg: &'a ModelConfig,
+        system: &'a System,
+        rates: &'a RateSource,
+        shape: &'a ShapeModel,
+        eff: Efficiency,
+        seq: u64,
+    ) -> StepModel<'a> {
+        StepModel {
+            cfg,
+            system,
+            rates,
+            shape,
+            eff,
+            params: ParamSplit::of(cfg),
+            seq,
+            per_token: per_token_flops(cfg, seq),
+        }
+    }
+
+    /// Parameters on one device of `layout`.
+    pub fn params_per_device(&self, layout: &Layout) -> f64 {
+        self.params.per_device(layout)
+    }
+
+    /// Memory per device of `layout` with `micro_batches` per step.
+    pub fn memory(&self, layout: &Layout, micro_batches: u64) -> Memory {
+        memory::per_device(
+            self.cfg,
+            layout,
+            self.seq,
+            micro_batches,
+            self.params.per_device(layout),
+        )
+    }
+
+    fn gemm(&self, g: Gemm) -> f64 {
+        self.rates.seconds(&g, self.shape)
+    }
+
+    /// Forward and backward seconds of `[m×k]·[k×n]`, `batch` times.
+    fn train_gemm(&self, batch: u64, m: u64, k: u64, n: u64) -> (f64, f64) {
+        let fwd = self.gemm(Gemm { batch, m, n, k });
+        let dgrad = self.gemm(Gemm {
+            batch,
+            m,
+            n: k,
+            k: n,
+        });
+        let wgrad = self.gemm(Gemm {
+            batch,
+            m: k,
+            n,
+            k: m,
+        });
+        (fwd, dgrad + wgrad)
+    }
+
+    fn hbm(&self, bytes: f64) -> f64 {
+        bytes / (self.system.hbm_bw * self.eff.hbm)
+    }
+
+    /// Cost of one layer for one micro-batch on one device.
+    pub fn layer_cost(&self, layout: &Layout, seq: u64) -> LayerCost {
+        let cfg = self.cfg;
+        let t = u64::from(layout.tp);
+        let tokens = u64::from(layout.microbatch) * seq;
+        let (h, f) = (cfg.hidden as f64, cfg.ffn as f64);
+        let sp = layout.sequence_parallel && layout.tp > 1;
+        let tf = t as f64;
+
+        // Weight GEMMs.
+        let (mut gemm_f, mut gemm_b) = (0.0, 0.0);
+        for mm in flops::block_matmuls(cfg) {
+            let (k, n) = match mm.split {
+                TpSplit::Column => (mm.k, mm.n.div_ceil(t)),
+                TpSplit::Row => (mm.k.div_ceil(t), mm.n),
+                TpSplit::Replicated => (mm.k, mm.n),
+            };
+            let (batch, m) = if mm.expert {
+                let e = cfg.experts();
+                let ep = u64::from(layout.ep);
+                let local = e.div_ceil(ep);
+                let routed = (tokens as f64 * mm.per_token * ep as f64 / e as f64).ceil() as u64;
+                (local, routed.max(1))
+            } else {
+                (1, (tokens as f64 * mm.per_token).ceil().max(1.0) as u64)
+            };
+            let (fw, bw) = self.train_gemm(batch, m, k, n);
+            gemm_f += fw;
+            gemm_b += bw;
+        }
+
+        // Attention core: per head, `Q·Kᵀ` (s×s×d) and `P·V` (s×d×s).
+        let heads = cfg.heads.div_ceil(t) * u64::from(layout.microbatch);
+        let d = cfg.head_dim;
+        let s = seq;
+        let causal = if cfg.causal { 0.5 } else { 1.0 };
+        let qk = Gemm {
+            batch: heads,
+            m: s,
+            n: s,
+            k: d,
+        };
+        let pv = Gemm {
+            batch: heads,
+            m: s,
+            n: d,
+            k: s,
+        };
+        let (attn_f, attn_b) = match layout.attention {
+            Attention::Materialized => {
+                let f = self.gemm(qk) + self.gemm(pv);
+                (f, 2.0 * f)
+            }
+            Attention::Flash => {
+                let f = causal * (self.gemm(qk) + self.gemm(pv));
+                (f, 2.5 * f)
+            }
+        };
+
+        // Memory-bound ops, forward bytes.
+        let tk = tokens as f64;
+        let h_bytes = 22.0 * tk * h / if sp { tf } else { 1.0 };
+        let act = match cfg.ffn_kind {
+            FfnKind::Mlp => 4.0,
+            FfnKind::SwiGlu | FfnKind::GeGlu => 6.0,
+        };
+        let experts = (cfg.top_k() + cfg.shared_experts()) as f64;
+        let f_bytes = act * tk * f * experts / tf;
+        let score_bytes = match layout.attention {
+            Attention::Materialized => 9.0 * heads as f64 * (s * s) as f64,
+            Attention::Flash => 0.0,
+        };
+        let mem_f = self.hbm(h_bytes + f_bytes + score_bytes);
+        let mem_b = 2.0 * mem_f;
+
+        // Recomputation.
+        let (re_gemm, re_mem) = match layout.recompute {
+            Recompute::None => (0.0, 0.0),
+            Recompute::Full => (gemm_f + attn_f, mem_f),
+            Recompute::Selective => match layout.attention {
+                Attention::Materialized => (attn_f, self.hbm(score_bytes)),
+                Attention::Flash => (0.0, 0.0),
+            },
+        };
+
+        // Tensor parallel.
+        let tp = if t > 1 {
+            let tier = self.system.tier_for(t);
+            let n = tk * h * ACT_BYTES;
+            let per_pass = if cfg.parallel_block() { 1.0 } else { 2.0 };
+            let passes = per_pass
+                * if layout.recompute == Recompute::Full {
+                    3.0
+                } else {
+                    2.0
+                };
+            passes * comm::time(Collective::AllReduce, n, t, tier, self.eff.link)
+        } else {
+            0.0
+        };
+
+        // Expert parallel.
+        let ep = if cfg.is_moe() && layout.ep > 1 {
+            let k = u64::from(layout.ep);
+            let n = tk * h * ACT_BYTES * cfg.top_k() as f64 / tf;
+            let passes = if layout.recompute == Recompute::Full {
+                6.0
+            } else {
+                4.0
+            };
+            passes * comm::group_time(Collective::AllToAll, n, k, t, self.system, self.eff.link)
+        } else {
+            0.0
+        };
+
+        LayerCost {
+            gemm: gemm_f + gemm_b + attn_f + attn_b + re_gemm,
+            memory_bound: mem_f + mem_b + re_mem,
+            backward: gemm_b + attn_b + mem_b + re_gemm + re_mem,
+            tp,
+            ep,
+        }
+    }
+
+    /// Vocabulary projection and loss for one micro-batch on the last stage:
+    /// `(gemm seconds, memory-bound seconds)`.
+    pub fn vocab_cost(&self, layout: &Layout, seq: u64) -> (f64, f64) {
+        let vm = flops::vocab_matmul(self.cfg);
+        let t = u64::from(layout.tp);
+        let tokens = u64::from(layout.microbatch) * seq;
+        let (fw, bw) = self.train_gemm(1, tokens, vm.k, vm.n.div_ceil(t));
+        let loss = self.hbm(20.0 * tokens as f64 * self.cfg.vocab as f64 / t as f64);
+        (fw + bw, loss)
+    }
+
+    /// Predict one step of `layout` with `batch`, given the per-layer cost (from
+    /// [`StepModel::layer_cost`], which callers may cache: it depends only on the tensor
+    /// degree, micro-batch, sequence parallelism, recomputation, attention and expert
+    /// degree).
+    pub fn predict_with(&self, layout: &Layout, batch: Batch, layer: &LayerCost) -> Prediction {
+        let cfg = self.cfg;
+        let sys = self.system;
+        let (t, p, d) = (
+            u64::from(layout.tp),
+            u64::from(layout.pp),
+            u64::from(layout.dp),
+        );
+        let v = f64::from(layout.virtual_stages);
+        let m = layout.micro_batches(batch.global_batch).max(1);
+        let mf = m as f64;
+        let per_stage = cfg.layers as f64 / p as f64;
+        let (vocab_gemm, vocab_mem) = self.vocab_cost(layout, batch.seq);
+
+        let compute = mf * (per_stage * (layer.gemm + layer.memory_bound) + vocab_gemm + vocab_mem);
+        let tp_comm = mf * per_stage * layer.tp;
+        let ep_comm = mf * per_stage * layer.ep;
+
+        let tokens = f64::from(layout.microbatch) * batch.seq as f64;
+        let send = if p > 1 {
+            let tier = sys.tier_for(t * d + 1);
+            let n = tokens * cfg.hidden as f64 * ACT_BYTES / t as f64;
+            2.0 * v * comm::time(Collective::SendRecv, n, 2, tier, self.eff.link)
+        } else {
+            0.0
+        };
+        let pp_comm = mf * send;
+        let stage_mb = per_stage * (layer.gemm + layer.memory_bound + layer.tp + layer.ep) + send;
+        let bubble = (p - 1) as f64 / v * stage_mb;
+
+        let params = self.params.per_device(layout);
+        let grads = params * memory::GRAD_BYTES;
+        let reduce = comm::group_time(Collective::AllReduce, grads, d, t, sys, self.eff.link);
+        let window = per_stage * layer.backward;
+        let mut dp_comm = (reduce - window).max(0.0);
+        if layout.zero == Zero::Full {
+            let gather = comm::group_time(
+                Collective::AllGather,
+                params * memory::WEIGHT_BYTES,
+                d,
+                t,
+                sys,
+                self.eff.link,
+            );
+            dp_comm += (2.0 * mf * gather - compute).max(0.0);
+        }
+        let local = if layout.zero == Zero::None {
+            params
+        } else {
+            params / d as f64
+        };
+        let optimizer = self.hbm(local * ADAM_BYTES);
+
+        let b = Breakdown {
+            compute,
+            tp_comm,
+            pp_comm,
+            dp_comm,
+            ep_comm,
+            bubble,
+            optimizer,
+        };
+        let step = b.total();
+        let devices = layout.devices() as f64;
+        let seq_tokens = batch.global_batch as f64 * batch.seq as f64;
+        let per_token = if batch.seq == self.seq {
+            self.per_token
+        } else {
+            per_token_flops(cfg, batch.seq)
+        };
+        let model = per_token[0] * seq_tokens;
+        let hardware = seq_tokens
+            * match (layout.recompute, layout.attention) {
+                (Recompute::Full, _) => per_token[2],
+                (Recompute::Selective, _) | (Recompute::None, Attention::Flash) => per_token[1],
+                (Recompute::None, Attention::Materialized) => per_token[0],
+            };
+        let mem = memory::per_device(cfg, layout, batch.seq, m, params);
+        let gemm_total = mf * (per_stage * layer.gemm + vocab_gemm);
+        let parts = [
+            ("gemm compute", gemm_total),
+            ("memory-bound ops", compute - gemm_total),
+            ("tensor-parallel communication", tp_comm),
+            ("pipeline sends", pp_comm),
+            ("data-parallel communication", dp_comm),
+            ("expert all-to-all", ep_comm),
+            ("pipeline bubble", bubble),
+            ("optimizer", optimizer),
+        ];
+        let bottleneck = parts
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|p| p.0.to_string())
+            .unwrap_or_default();
+        Prediction {
+            layout: *layout,
+            step_time_s: step,
+            step_breakdown_s: b,
+            tokens_per_s: seq_tokens / step,
+            model_flops_per_step: model,
+            hardware_flops_per_step: hardware,
+            mfu: model / (devices * sys.peak_flops * step),
+            hfu: hardware / (devices * sys.peak_flops * step),
+            memory_per_device_bytes: mem,
+            fits: mem.total <= usable_memory(sys),
+            bottleneck,
+        }
+    }
+
+    /// Check `layout` for `devices` and `batch`, then predict its step.
+    pub fn predict(
+        &self,
+        layout: &Layout,
+        devices: u64,
+        batch: Batch,
+    ) -> Result<Prediction, ModelError> {
+        self.system.check()?;
+        layout.check(self.cfg, devices, batch.global_batch)?;
+        let layer = self.layer_cost(layout, batch.seq);
+        Ok(self.predict_with(layout, batch, &layer))
+    }
+}
+
+/// Memory a layout may use: 95% of capacity (allocator fragmentation and framework
+/// workspace; flopcal assumption).
+pub fn usable_memory(sys: &System) -> f64 {
+    0.95 * sys.memory_bytes
+}
