@@ -22,6 +22,7 @@ pub mod error;
 pub mod fit;
 pub mod flops;
 pub mod gemm_rate;
+pub mod hf;
 pub mod layout;
 pub mod memory;
 pub mod onprem;

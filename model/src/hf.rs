@@ -1,0 +1,577 @@
+//! Hugging Face `config.json` → [`ModelConfig`].
+//!
+//! Every modern checkpoint ships a `config.json` whose `model_type` names the family
+//! and whose fields name the shape. The fields differ by family (`hidden_size` vs
+//! `n_embd` vs `d_model`), so each family has a reader; all of them end in
+//! [`ModelConfig::validate`], so contradictory fields (heads not dividing the width,
+//! kv-heads not dividing heads, top-k above the expert count) are refused the same way
+//! as on the command line.
+//!
+//! The training context length is `rope_scaling.original_max_position_embeddings` when
+//! present (Llama 3.1 extends 8,192 to 131,072 after pre-training), else the family's
+//! maximum-position field; pass `--seq` to say otherwise.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::config::{Family, FfnKind, ModelConfig, Norm, Position};
+use crate::error::ModelError;
+use crate::suggest;
+
+/// The `model_type`s this module reads.
+pub const FAMILIES: &[&str] = &[
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "gemma",
+    "gemma2",
+    "gpt2",
+    "gpt_neox",
+    "gpt_bigcode",
+    "falcon",
+    "bloom",
+    "mpt",
+    "opt",
+    "bert",
+    "roberta",
+    "t5",
+];
+
+/// Read and convert the config file at `path`.
+pub fn load(path: &Path) -> Result<ModelConfig, ModelError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ModelError::InvalidInput(format!("{shown}: cannot read: {e}")))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "hf-config".into());
+    parse(&shown, &text, &stem)
+}
+
+/// Convert the text of a `config.json` (named `path` in errors); `fallback_name`
+/// names the model when the file has no `_name_or_path`.
+pub fn parse(path: &str, text: &str, fallback_name: &str) -> Result<ModelConfig, ModelError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        ModelError::InvalidInput(format!(
+            "{path}:{}:{}: malformed JSON: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let obj = v.as_object().ok_or_else(|| {
+        ModelError::InvalidInput(format!("{path}: a config.json is a JSON object"))
+    })?;
+    let r = Reader { path, obj };
+    let model_type = r.string("model_type")?;
+    let name = obj
+        .get("_name_or_path")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.rsplit('/').next().unwrap_or(s).to_ascii_lowercase())
+        .unwrap_or_else(|| fallback_name.to_string());
+    let mut cfg = match model_type.as_str() {
+        "llama" | "mistral" | "mixtral" | "qwen2" | "gemma" | "gemma2" => r.llama(&model_type)?,
+        "gpt2" => r.gpt2()?,
+        "gpt_neox" => r.neox()?,
+        "gpt_bigcode" => r.bigcode()?,
+        "falcon" => r.falcon()?,
+        "bloom" => r.bloom()?,
+        "mpt" => r.mpt()?,
+        "opt" => r.opt_family()?,
+        "bert" | "roberta" => r.bert()?,
+        "t5" => r.t5()?,
+        other => {
+            let known: Vec<String> = FAMILIES.iter().map(|s| s.to_string()).collect();
+            let hint = suggest::closest(other, &known)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(ModelError::InvalidInput(format!(
+                "{path}: unknown model_type `{other}`{hint} (known: {})",
+                FAMILIES.join(", ")
+            )));
+        }
+    };
+    cfg.name = name;
+    cfg.validate()
+        .map_err(|e| ModelError::InvalidInput(format!("{path}: {e}")))?;
+    Ok(cfg)
+}
+
+struct Reader<'a> {
+    path: &'a str,
+    obj: &'a Map<String, Value>,
+}
+
+impl Reader<'_> {
+    fn err(&self, msg: String) -> ModelError {
+        ModelError::InvalidInput(format!("{}: {msg}", self.path))
+    }
+
+    fn string(&self, key: &str) -> Result<String, ModelError> {
+        match self.obj.get(key) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(self.err(format!("`{key}` must be a string (got {other})"))),
+            None => Err(self.err(format!("missing required field `{key}`"))),
+        }
+    }
+
+    /// The first of `keys` present (null counts as absent), as a positive integer.
+    fn opt(&self, keys: &[&str]) -> Result<Option<u64>, ModelError> {
+        for k in keys {
+            match self.obj.get(*k) {
+                None | Some(Value::Null) => continue,
+                Some(v) => {
+                    return match v.as_u64() {
+                        Some(0) | None => {
+                            Err(self
+                                .err(format!("`{k}` must be a positive whole number (got {v})")))
+                        }
+                        Some(n) => Ok(Some(n)),
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn req(&self, family: &str, keys: &[&str]) -> Result<u64, ModelError> {
+        self.opt(keys)?.ok_or_else(|| {
+            self.err(format!(
+                "model_type `{family}` needs `{}`: missing required field",
+                keys.join("` or `")
+            ))
+        })
+    }
+
+    fn flag(&self, key: &str, default: bool) -> Result<bool, ModelError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.err(format!("`{key}` must be true or false (got {other})"))),
+        }
+    }
+
+    fn float(&self, key: &str) -> Result<Option<f64>, ModelError> {
+        match self.obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(x) if x > 0.0 => Ok(Some(x)),
+                _ => Err(self.err(format!("`{key}` must be a positive number (got {v})"))),
+            },
+        }
+    }
+
+    /// `head_dim` as given, else `hidden / heads`, refusing heads that do not divide it.
+    fn head_dim(&self, hidden: u64, heads: u64, given: Option<u64>) -> Result<u64, ModelError> {
+        match given {
+            Some(d) => Ok(d),
+            None if hidden.is_multiple_of(heads) => Ok(hidden / heads),
+            None => Err(self.err(format!(
+                "{heads} attention heads do not divide hidden size {hidden}"
+            ))),
+        }
+    }
+
+    /// Training context: the pre-extension length of a RoPE-scaled model, else `keys`.
+    fn seq(&self, keys: &[&str], default: u64) -> Result<u64, ModelError> {
+        let original = self
+            .obj
+            .get("rope_scaling")
+            .and_then(|r| r.get("original_max_position_embeddings"))
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0);
+        Ok(match original {
+            Some(n) => n,
+            None => self.opt(keys)?.unwrap_or(default),
+        })
+    }
+
+    /// Llama and its descendants: RMSNorm, rotary, no biases, gated FFN.
+    fn llama(&self, t: &str) -> Result<ModelConfig, ModelError> {
+        let hidden = self.req(t, &["hidden_size"])?;
+        let heads = self.req(t, &["num_attention_heads"])?;
+        let gemma = t.starts_with("gemma");
+        let act = self
+            .obj
+            .get("hidden_activation")
+            .or_else(|| self.obj.get("hidden_act"))
+            .and_then(Value::as_str)
+            .unwrap_or(if gemma { "gelu" } else { "silu" });
+        let ffn_kind = if act.starts_with("gelu") {
+            FfnKind::GeGlu
+        } else {
+            FfnKind::SwiGlu
+        };
+        let experts = self.opt(&["num_local_experts"])?;
+        Ok(ModelConfig {
+            layers: self.req(t, &["num_hidden_layers"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, self.opt(&["head_dim"])?)?,
+            ffn: self.req(t, &["intermediate_size"])?,
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["max_position_embeddings"], 2048)?,
+            causal: true,
+            family: Family::Llama,
+            kv_heads: self.opt(&["num_key_value_heads"])?,
+            ffn_kind,
+            experts,
+            top_k: if experts.is_some() {
+                self.opt(&["num_experts_per_tok"])?
+            } else {
+                None
+            },
+            tied: self.flag("tie_word_embeddings", gemma)?,
+            position: Position::Rotary,
+            biases: false,
+            norm: Norm::RmsNorm,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn gpt2(&self) -> Result<ModelConfig, ModelError> {
+        let t = "gpt2";
+        let hidden = self.req(t, &["n_embd"])?;
+        let heads = self.req(t, &["n_head"])?;
+        Ok(ModelConfig {
+            layers: self.req(t, &["n_layer"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, None)?,
+            ffn: self.opt(&["n_inner"])?.unwrap_or(4 * hidden),
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["n_positions", "n_ctx"], 1024)?,
+            causal: true,
+            family: Family::Gpt,
+            tied: self.flag("tie_word_embeddings", true)?,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn neox(&self) -> Result<ModelConfig, ModelError> {
+        let t = "gpt_neox";
+        let hidden = self.req(t, &["hidden_size"])?;
+        let heads = self.req(t, &["num_attention_heads"])?;
+        Ok(ModelConfig {
+            layers: self.req(t, &["num_hidden_layers"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, None)?,
+            ffn: self.opt(&["intermediate_size"])?.unwrap_or(4 * hidden),
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["max_position_embeddings"], 2048)?,
+            causal: true,
+            tied: self.flag("tie_word_embeddings", false)?,
+            parallel: self.flag("use_parallel_residual", true)?,
+            position: Position::Rotary,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn bigcode(&self) -> Result<ModelConfig, ModelError> {
+        let t = "gpt_bigcode";
+        let hidden = self.req(t, &["n_embd"])?;
+        let heads = self.req(t, &["n_head"])?;
+        Ok(ModelConfig {
+            layers: self.req(t, &["n_layer"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, None)?,
+            ffn: self.opt(&["n_inner"])?.unwrap_or(4 * hidden),
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["n_positions"], 2048)?,
+            causal: true,
+            family: Family::Gpt,
+            kv_heads: self.flag("multi_query", true)?.then_some(1),
+            ..ModelConfig::default()
+        })
+    }
+
+    fn falcon(&self) -> Result<ModelConfig, ModelError> {
+        let t = "falcon";
+        let hidden = self.req(t, &["hidden_size"])?;
+        let heads = self.req(t, &["num_attention_heads", "n_head"])?;
+        let new_arch = self.flag("new_decoder_architecture", false)?;
+        let kv_heads = if new_arch {
+            self.opt(&["num_kv_heads", "n_head_kv"])?
+        } else if self.flag("multi_query", true)? {
+            Some(1)
+        } else {
+            None
+        };
+        Ok(ModelConfig {
+            layers: self.req(t, &["num_hidden_layers", "n_layer"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, self.opt(&["head_dim"])?)?,
+            ffn: self.opt(&["ffn_hidden_size"])?.unwrap_or(4 * hidden),
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["max_position_embeddings"], 2048)?,
+            causal: true,
+            kv_heads,
+            tied: self.flag("tie_word_embeddings", true)?,
+            parallel: new_arch || self.flag("parallel_attn", true)?,
+            position: if self.flag("alibi", false)? {
+                Position::None
+            } else {
+                Position::Rotary
+            },
+            biases: self.flag("bias", false)?,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn bloom(&self) -> Result<ModelConfig, ModelError> {
+        let t = "bloom";
+        let hidden = self.req(t, &["hidden_size", "n_embed"])?;
+        let heads = self.req(t, &["n_head", "num_attention_heads"])?;
+        Ok(ModelConfig {
+            layers: self.req(t, &["n_layer", "num_hidden_layers"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, None)?,
+            ffn: 4 * hidden,
+            vocab: self.req(t, &["vocab_size"])?,
+            // BLOOM's config has no context field; it was trained at 2,048 (Le Scao
+            // et al. 2022, section 3.5).
+            seq: self.seq(&["seq_length"], 2048)?,
+            causal: true,
+            position: Position::None,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn mpt(&self) -> Result<ModelConfig, ModelError> {
+        let t = "mpt";
+        let hidden = self.req(t, &["d_model"])?;
+        let heads = self.req(t, &["n_heads"])?;
+        let ratio = self.float("expansion_ratio")?.unwrap_or(4.0);
+        let alibi = self
+            .obj
+            .get("attn_config")
+            .and_then(|a| a.get("alibi"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(ModelConfig {
+            layers: self.req(t, &["n_layers"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, None)?,
+            ffn: (ratio * hidden as f64).round() as u64,
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["max_seq_len"], 2048)?,
+            causal: true,
+            position: if alibi {
+                Position::None
+            } else {
+                Position::Learned
+            },
+            biases: !self.flag("no_bias", true)?,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn opt_family(&self) -> Result<ModelConfig, ModelError> {
+        let t = "opt";
+        let hidden = self.req(t, &["hidden_size"])?;
+        let heads = self.req(t, &["num_attention_heads"])?;
+        Ok(ModelConfig {
+            layers: self.req(t, &["num_hidden_layers"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, None)?,
+            ffn: self.req(t, &["ffn_dim"])?,
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["max_position_embeddings"], 2048)?,
+            causal: true,
+            family: Family::Gpt,
+            tied: self.flag("tie_word_embeddings", true)?,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn bert(&self) -> Result<ModelConfig, ModelError> {
+        let t = "bert";
+        let hidden = self.req(t, &["hidden_size"])?;
+        let heads = self.req(t, &["num_attention_heads"])?;
+        Ok(ModelConfig {
+            layers: self.req(t, &["num_hidden_layers"])?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, None)?,
+            ffn: self.req(t, &["intermediate_size"])?,
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["max_position_embeddings"], 512)?,
+            causal: false,
+            family: Family::Bert,
+            ..ModelConfig::default()
+        })
+    }
+
+    fn t5(&self) -> Result<ModelConfig, ModelError> {
+        let t = "t5";
+        let enc = self.req(t, &["num_layers"])?;
+        let dec = self.opt(&["num_decoder_layers"])?.unwrap_or(enc);
+        let proj = self
+            .obj
+            .get("feed_forward_proj")
+            .and_then(Value::as_str)
+            .unwrap_or("relu");
+        Ok(ModelConfig {
+            layers: enc + dec,
+            hidden: self.req(t, &["d_model"])?,
+            heads: self.req(t, &["num_heads"])?,
+            head_dim: self.req(t, &["d_kv"])?,
+            ffn: self.req(t, &["d_ff"])?,
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(&["n_positions"], 512)?,
+            causal: false,
+            family: Family::T5,
+            ffn_kind: if proj.starts_with("gated") {
+                FfnKind::GeGlu
+            } else {
+                FfnKind::Mlp
+            },
+            tied: self.flag("tie_word_embeddings", true)?,
+            position: Position::Relative,
+            decoder_layers: Some(dec),
+            biases: false,
+            norm: Norm::RmsNorm,
+            ..ModelConfig::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flops::params;
+
+    fn fixture(name: &str) -> ModelConfig {
+        let path = format!(
+            "{}/../tests/fixtures/hf/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        load(Path::new(&path)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn within(got: f64, want: f64, tol: f64) -> bool {
+        ((got - want) / want).abs() < tol
+    }
+
+    /// Each fixture is the published `config.json` of the checkpoint (its shape fields),
+    /// and its parameter count is the one the model card or paper publishes.
+    #[test]
+    fn every_family_parses_and_matches_its_published_parameter_count() {
+        for (name, want) in [
+            ("llama-2-7b", 6.738e9),
+            ("llama-2-70b", 68.98e9),
+            ("llama-3.1-8b", 8.03e9),
+            ("mistral-7b-v0.1", 7.24e9),
+            ("mixtral-8x7b-v0.1", 46.7e9),
+            ("qwen2.5-7b", 7.62e9),
+            ("gemma-7b", 8.54e9),
+            ("gemma-2-9b", 9.24e9),
+            ("gpt2", 124.44e6),
+            ("pythia-70m", 70.43e6),
+            ("falcon-7b", 6.92e9),
+            ("bloom", 176.25e9),
+            ("mpt-7b", 6.65e9),
+            ("opt-1.3b", 1.316e9),
+            ("bert-base-uncased", 109.48e6),
+            ("roberta-base", 124.65e6),
+            ("t5-11b", 11.31e9),
+        ] {
+            let cfg = fixture(name);
+            let got = params(&cfg).total;
+            assert!(within(got, want, 0.01), "{name}: {got:.4e} vs {want:.4e}");
+        }
+    }
+
+    #[test]
+    fn mixtral_is_twelve_point_nine_billion_active() {
+        let cfg = fixture("mixtral-8x7b-v0.1");
+        assert_eq!((cfg.experts(), cfg.top_k()), (8, 2));
+        // Mistral AI, "Mixtral of experts" (2024-01): 46.7B total, 12.9B active.
+        assert!(within(params(&cfg).active, 12.9e9, 0.01));
+    }
+
+    #[test]
+    fn llama_3_1_trains_at_its_pre_extension_context() {
+        assert_eq!(fixture("llama-3.1-8b").seq, 8192);
+        assert_eq!(fixture("llama-2-70b").kv_heads(), 8);
+        assert_eq!(fixture("starcoderbase-1b").kv_heads(), 1);
+    }
+
+    #[test]
+    fn malformed_json_names_file_line_and_column() {
+        let e = parse("c.json", "{\n  \"model_type\": \"llama\",\n  oops\n}", "x").unwrap_err();
+        assert!(
+            e.to_string().starts_with("c.json:3:3: malformed JSON"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_type_and_missing_field_are_named() {
+        let e = parse("c.json", r#"{"model_type": "lama"}"#, "x").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown model_type `lama` (did you mean `llama`?)"),
+            "{e}"
+        );
+        let e = parse(
+            "c.json",
+            r#"{"model_type": "llama", "hidden_size": 64}"#,
+            "x",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs `num_attention_heads`"), "{e}");
+        let e = parse("c.json", r#"{"hidden_size": 64}"#, "x").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("missing required field `model_type`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn contradictory_and_non_positive_fields_are_refused() {
+        let base = |extra: &str| {
+            format!(
+                r#"{{"model_type": "mixtral", "num_hidden_layers": 2, "vocab_size": 100,
+                "intermediate_size": 256, {extra}}}"#
+            )
+        };
+        let cases = [
+            (
+                r#""hidden_size": 100, "num_attention_heads": 3"#,
+                "do not divide hidden size",
+            ),
+            (
+                r#""hidden_size": 64, "num_attention_heads": 8, "num_key_value_heads": 3"#,
+                "kv_heads 3 must divide heads 8",
+            ),
+            (
+                r#""hidden_size": 64, "num_attention_heads": 8, "num_local_experts": 4, "num_experts_per_tok": 5"#,
+                "top_k 5 exceeds the 4 experts",
+            ),
+            (
+                r#""hidden_size": -64, "num_attention_heads": 8"#,
+                "`hidden_size` must be a positive whole number",
+            ),
+            (
+                r#""hidden_size": 0, "num_attention_heads": 8"#,
+                "`hidden_size` must be a positive whole number",
+            ),
+        ];
+        for (extra, want) in cases {
+            let e = parse("c.json", &base(extra), "x").unwrap_err().to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+            assert!(e.starts_with("c.json: "), "{e}");
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The flags that say which model to train, shared by `estimate`, `plan` and
+//! `compare`: a catalog name, a Hugging Face `config.json`, or a custom shape, each
+//! field overridable. [`ModelArgs::resolve`] turns them into a [`ModelConfig`].
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use flopcal_model::catalog::Catalog;
+use flopcal_model::flops::Phase;
+use flopcal_model::{FfnKind, ModelConfig};
+
+use crate::{Error, Result};
+
+/// FFN kind on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FfnKindArg {
+    /// Two matrices with an activation between (GPT, BERT, OPT).
+    Mlp,
+    /// Gated, SiLU gate: three matrices (Llama, Mistral, Qwen).
+    Swiglu,
+    /// Gated, GELU gate: three matrices (Gemma, T5 v1.1).
+    Geglu,
+}
+
+impl From<FfnKindArg> for FfnKind {
+    fn from(k: FfnKindArg) -> FfnKind {
+        match k {
+            FfnKindArg::Mlp => FfnKind::Mlp,
+            FfnKindArg::Swiglu => FfnKind::SwiGlu,
+            FfnKindArg::Geglu => FfnKind::GeGlu,
+        }
+    }
+}
+
+/// Which model: `--model NAME`, `--hf-config FILE`, or a custom shape
+/// (`--layers --hidden --heads`), with every field overridable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ModelArgs {
+    /// Catalog model (e.g. bert-large, llama2-70b, mixtral-8x7b); its published schedule
+    /// is used unless --tokens or --steps/--batch are given. Config flags override its
+    /// fields.
+    #[arg(long, conflicts_with = "hf_config")]
+    pub model: Option<String>,
+    /// A Hugging Face config.json (llama, mistral, mixtral, qwen2, gemma, gemma2, gpt2,
+    /// gpt_neox, gpt_bigcode, falcon, bloom, mpt, opt, bert, roberta, t5). Config flags
+    /// override its fields.
+    #[arg(long, value_name = "FILE")]
+    pub hf_config: Option<PathBuf>,
+    /// Transformer blocks (custom config, or override of --model).
+    #[arg(long)]
+    pub layers: Option<f64>,
+    /// Model width h (custom config, or override).
+    #[arg(long)]
+    pub hidden: Option<f64>,
+    /// Attention heads (custom config, or override).
+    #[arg(long)]
+    pub heads: Option<f64>,
+    /// Width of one head (default: hidden / heads).
+    #[arg(long)]
+    pub head_dim: Option<f64>,
+    /// FFN width (default: 4 × hidden); per expert with --experts.
+    #[arg(long)]
+    pub ffn: Option<f64>,
+    /// Vocabulary size (default for a custom config: 32000).
+    #[arg(long)]
+    pub vocab: Option<f64>,
+    /// Sequence length (default: the model's).
+    #[arg(long, allow_negative_numbers = true)]
+    pub seq: Option<f64>,
+    /// Causal (decoder) attention: halves the score and P·V FLOPs.
+    #[arg(long)]
+    pub causal: bool,
+    /// Key/value heads: grouped-query attention (1 = multi-query; default: --heads).
+    #[arg(long, allow_negative_numbers = true)]
+    pub kv_heads: Option<f64>,
+    /// FFN kind (a gated FFN has three h×f matrices).
+    #[arg(long, value_enum)]
+    pub ffn_kind: Option<FfnKindArg>,
+    /// Separate input and output embedding matrices (default: tied, or the model's).
+    #[arg(long)]
+    pub untied_embeddings: bool,
+    /// Routed experts per layer (mixture of experts).
+    #[arg(long, allow_negative_numbers = true)]
+    pub experts: Option<f64>,
+    /// Experts each token is routed to (with --experts; default 1).
+    #[arg(long, allow_negative_numbers = true, requires = "experts")]
+    pub top_k: Option<f64>,
+}
+
+fn count(flag: &str, v: f64) -> Result<u64> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(Error::Usage(format!(
+            "--{flag} must be a positive number (got {v})"
+        )));
+    }
+    if v.fract() != 0.0 || v > 9.0e15 {
+        return Err(Error::Usage(format!(
+            "--{flag} must be a whole number (got {v})"
+        )));
+    }
+    Ok(v as u64)
+}
+
+fn opt_count(flag: &str, v: Option<f64>) -> Result<Option<u64>> {
+    v.map(|x| count(flag, x)).transpose()
+}
+
+impl ModelArgs {
+    /// Whether any shape flag is given (a custom config or overrides).
+    pub fn has_config(&self) -> bool {
+        self.layers.is_some() || self.hidden.is_some() || self.heads.is_some()
+    }
+
+    /// Whether any flag names a model at all (`--model`, `--hf-config` or a shape).
+    pub fn is_given(&self) -> bool {
+        self.model.is_some() || self.hf_config.is_some() || self.has_config()
+    }
+
+    /// The catalog model's published schedule (empty for a config file or a shape).
+    pub fn schedule(&self, cat: &Catalog) -> Result<Vec<Phase>> {
+        Ok(match &self.model {
+            Some(name) => cat.model(name)?.training.clone(),
+            None => vec![],
+        })
+    }
+
+    /// The model these flags describe: the base (catalog model, config file, or a
+    /// custom shape that needs --layers --hidden --heads) with every given flag
+    /// applied, validated.
+    pub fn resolve(&self, cat: &Catalog) -> Result<ModelConfig> {
+        let based = self.model.is_some() || self.hf_config.is_some();
+        let mut cfg = match (&self.model, &self.hf_config) {
+            (Some(name), _) => cat.model(name)?.config(),
+            (None, Some(path)) => flopcal_model::hf::load(path)?,
+            (None, None) => {
+                let required = |flag: &str, v: Option<f64>| {
+                    count(
+                        flag,
+                        v.ok_or_else(|| {
+                            Error::Usage(
+                                "a custom config needs --layers, --hidden and --heads".into(),
+                            )
+                        })?,
+                    )
+                };
+                let hidden = required("hidden", self.hidden)?;
+                let heads = required("heads", self.heads)?;
+                ModelConfig {
+                    name: "custom".into(),
+                    layers: required("layers", self.layers)?,
+                    hidden,
+                    heads,
+                    head_dim: (hidden / heads).max(1),
+                    ffn: 4 * hidden,
+                    vocab: 32000,
+                    seq: 2048,
+                    causal: self.causal,
+                    ..ModelConfig::default()
+                }
+            }
+        };
+        if let Some(v) = opt_count("layers", self.layers)? {
+            cfg.layers = v;
+        }
+        if let Some(v) = opt_count("hidden", self.hidden)? {
+            cfg.hidden = v;
+        }
+        if let Some(v) = opt_count("heads", self.heads)? {
+            cfg.heads = v;
+        }
+        if let Some(v) = opt_count("head-dim", self.head_dim)? {
+            cfg.head_dim = v;
+        } else if !based || self.hidden.is_some() || self.heads.is_some() {
+            cfg.head_dim = (cfg.hidden / cfg.heads).max(1);
+        }
+        if let Some(v) = opt_count("ffn", self.ffn)? {
+            cfg.ffn = v;
+        } else if !based {
+            cfg.ffn = 4 * cfg.hidden;
+        }
+        if let Some(v) = opt_count("vocab", self.vocab)? {
+            cfg.vocab = v;
+        }
+        if self.causal {
+            cfg.causal = true;
+        }
+        if let Some(s) = opt_count("seq", self.seq)? {
+            cfg.seq = s;
+        }
+        if let Some(k) = opt_count("kv-heads", self.kv_heads)? {
+            cfg.kv_heads = Some(k);
+        }
+        if let Some(k) = self.ffn_kind {
+            cfg.ffn_kind = k.into();
+        }
+        if self.untied_embeddings {
+            cfg.tied = false;
+        }
+        if let Some(e) = opt_count("experts", self.experts)? {
+            cfg.experts = Some(e);
+        }
+        if let Some(k) = opt_count("top-k", self.top_k)? {
+            cfg.top_k = Some(k);
+        }
+        cfg.validate().map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ModelArgs {
+        ModelArgs::default()
+    }
+
+    #[test]
+    fn a_custom_shape_gets_the_documented_defaults() {
+        let a = ModelArgs {
+            layers: Some(2.0),
+            hidden: Some(64.0),
+            heads: Some(4.0),
+            ..args()
+        };
+        let c = a.resolve(Catalog::embedded()).unwrap();
+        assert_eq!((c.head_dim, c.ffn, c.vocab, c.seq), (16, 256, 32000, 2048));
+        assert!(c.tied_embeddings() && !c.is_moe());
+    }
+
+    #[test]
+    fn new_flags_reach_the_config() {
+        let a = ModelArgs {
+            model: Some("llama2-7b".into()),
+            kv_heads: Some(8.0),
+            ffn_kind: Some(FfnKindArg::Geglu),
+            experts: Some(8.0),
+            top_k: Some(2.0),
+            ..args()
+        };
+        let c = a.resolve(Catalog::embedded()).unwrap();
+        assert_eq!((c.kv_heads(), c.experts(), c.top_k()), (8, 8, 2));
+        assert_eq!(c.ffn_kind, FfnKind::GeGlu);
+        assert_eq!(c.ffn, 11008, "a catalog model keeps its FFN width");
+    }
+
+    #[test]
+    fn contradictions_and_bad_numbers_are_usage_errors() {
+        let base = ModelArgs {
+            layers: Some(2.0),
+            hidden: Some(64.0),
+            heads: Some(8.0),
+            ..args()
+        };
+        for (a, want) in [
+            (
+                ModelArgs {
+                    kv_heads: Some(3.0),
+                    ..base.clone()
+                },
+                "kv_heads 3 must divide heads 8",
+            ),
+            (
+                ModelArgs {
+                    experts: Some(4.0),
+                    top_k: Some(5.0),
+                    ..base.clone()
+                },
+                "top_k 5 exceeds",
+            ),
+            (
+                ModelArgs {
+                    layers: Some(-1.0),
+                    ..base.clone()
+                },
+                "--layers must be a positive number",
+            ),
+            (
+                ModelArgs {
+                    hidden: Some(6.5),
+                    ..base.clone()
+                },
+                "--hidden must be a whole number",
+            ),
+            (
+                ModelArgs {
+                    layers: None,
+                    ..base.clone()
+                },
+                "a custom config needs",
+            ),
+        ] {
+            let e = a.resolve(Catalog::embedded()).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}
