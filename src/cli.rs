@@ -27,6 +27,9 @@ pub enum Command {
     Peak(commands::peak::PeakArgs),
     /// Estimate training time, cost, energy and CO2 for a model and token budget.
     Estimate(commands::estimate::EstimateArgs),
+    /// Search every parallel layout of a model on N devices: the best ones ranked, and
+    /// the ones refused with the reason.
+    Plan(commands::plan::PlanArgs),
     /// On-prem vs cloud for one training plan: cost per run and per year, break-even
     /// utilisation, verdict.
     Compare(commands::compare::CompareArgs),
@@ -49,6 +52,7 @@ pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
         Some(Command::Profile(args)) => commands::profile::run(&args),
         Some(Command::Peak(args)) => commands::peak::run(&args),
         Some(Command::Estimate(args)) => commands::estimate::run(&args),
+        Some(Command::Plan(args)) => commands::plan::run(&args),
         Some(Command::Compare(args)) => commands::compare::run(&args),
         Some(Command::Calibrate(args)) => commands::calibrate::run(&args),
         Some(Command::Regress(args)) => commands::regress::run(&args),

@@ -13,11 +13,13 @@ pub mod history;
 pub mod interrupt;
 pub mod output;
 pub mod peak;
+pub mod planning;
 pub mod regress;
 pub mod report;
 pub mod report_table;
 pub mod results;
 pub mod suite;
+pub mod text;
 pub mod validate;
 
 pub use error::{Error, Outcome, Result};

@@ -3,8 +3,10 @@
 //!
 //! - `device_hours = train_FLOPs / (peak(dtype) × MFU) / 3600` (per chip; a GPU is one);
 //!   `wall_hours = device_hours / chips`;
-//! - `MFU = kernel_efficiency × system_efficiency` ([`MfuSource`]); the band comes from
-//!   the spread of the calibrated system efficiency (or is a point for a user MFU);
+//! - MFU ([`MfuSource`]) from the step model's best layout ([`crate::forecast`]), with a
+//!   band of the fit's typical leave-one-out error; or a user MFU (a point); or, for
+//!   hardware the step model cannot describe (no link tiers or memory bandwidth in the
+//!   catalog), the older `kernel efficiency × system efficiency` fitted on whole runs;
 //! - `$ = device_hours × price per chip-hour` (on demand and preemptible);
 //!   fully loaded = single run × configurations × runs per configuration;
 //! - energy (Strubell et al. 2019): `kWh = PUE × (device_hours × P_chip + wall_hours ×
@@ -97,6 +99,18 @@ pub enum MfuSource {
         /// The MFU.
         mfu: f64,
     },
+    /// Predicted by the step model ([`crate::forecast`]): the best layout's MFU, and
+    /// the MFU at the lowest and highest GEMM efficiency the class's runs reached.
+    Modelled {
+        /// The run's MFU.
+        mfu: f64,
+        /// At the lowest fitted efficiency.
+        mfu_low: f64,
+        /// At the highest.
+        mfu_high: f64,
+        /// What the prediction rests on, in words.
+        basis: String,
+    },
     /// Kernel efficiency measured by `flopcal profile` × calibrated system efficiency.
     Measured {
         /// Measured kernel efficiency (achieved / peak on the model's kernel suite).
@@ -119,6 +133,16 @@ impl MfuSource {
                 system,
             } => system.band.scale(*kernel_efficiency),
             MfuSource::User { mfu } => Band::point(*mfu),
+            MfuSource::Modelled {
+                mfu,
+                mfu_low,
+                mfu_high,
+                ..
+            } => Band {
+                mid: *mfu,
+                low: mfu_low.min(*mfu),
+                high: mfu_high.max(*mfu),
+            },
         };
         Band {
             mid: b.mid.min(1.0),
@@ -131,6 +155,9 @@ impl MfuSource {
     pub fn describe(&self) -> String {
         match self {
             MfuSource::User { mfu } => format!("user (--mfu {mfu})"),
+            MfuSource::Modelled { basis, .. } => format!(
+                "step model at the best layout: {basis}; the band is the step model at the lowest and highest efficiency those runs reached"
+            ),
             MfuSource::Calibrated {
                 kernel_efficiency,
                 system,
@@ -284,6 +311,16 @@ impl Assumptions {
             MfuSource::Measured {
                 kernel_efficiency, ..
             } => check_fraction("measured kernel efficiency", *kernel_efficiency)?,
+            MfuSource::Modelled {
+                mfu,
+                mfu_low,
+                mfu_high,
+                ..
+            } => {
+                for m in [mfu, mfu_low, mfu_high] {
+                    check_fraction("modelled MFU", *m)?;
+                }
+            }
             MfuSource::Calibrated { .. } => {}
         }
         if let Some(p) = self.price_per_chip_hour {

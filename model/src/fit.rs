@@ -89,6 +89,10 @@ pub struct StepFit {
 pub struct Chosen {
     /// The value.
     pub gemm_efficiency: f64,
+    /// Lowest solved efficiency among the runs it rests on.
+    pub low: f64,
+    /// Highest.
+    pub high: f64,
     /// In words: which parameter, fitted on which runs.
     pub basis: String,
 }
@@ -128,21 +132,27 @@ impl StepFit {
         StepFit::from_points(self.points.iter().filter(|p| p.id != id).cloned().collect())
     }
 
-    /// The efficiency for `class` in `era` (`None`: the class's latest era); a class
-    /// or era without runs falls back to the class's runs, then to all runs.
+    /// The efficiency for `class` in `era`. Without an era (a new run, whose software
+    /// is unknown), or for an era without runs, the geometric mean of the class's runs
+    /// across its eras, with their lowest and highest as the band; a class without runs
+    /// falls back to all runs.
     pub fn choose(&self, class: &str, era: Option<&str>) -> Result<Chosen, ModelError> {
-        let of_class: Vec<&EraEfficiency> = self
-            .parameters
-            .iter()
-            .filter(|p| p.class == class)
-            .collect();
-        let exact = match era {
-            Some(e) => of_class.iter().find(|p| p.era == e).copied(),
-            None => of_class.iter().max_by(|a, b| a.date.cmp(&b.date)).copied(),
-        };
+        let exact = era.and_then(|e| {
+            self.parameters
+                .iter()
+                .find(|p| p.class == class && p.era == e)
+        });
         if let Some(p) = exact {
+            let own: Vec<f64> = self
+                .points
+                .iter()
+                .filter(|x| x.class == class && x.era == p.era)
+                .map(|x| x.eta)
+                .collect();
             return Ok(Chosen {
                 gemm_efficiency: p.gemm_efficiency,
+                low: own.iter().copied().fold(f64::INFINITY, f64::min),
+                high: own.iter().copied().fold(0.0, f64::max),
                 basis: format!(
                     "GEMM efficiency {:.3} of class {} in era {}, fitted on {}",
                     p.gemm_efficiency,
@@ -165,16 +175,31 @@ impl StepFit {
                 "no published run to calibrate the step model from".into(),
             ));
         }
-        let v = geomean(&pool.iter().map(|p| p.eta).collect::<Vec<_>>());
+        let etas: Vec<f64> = pool.iter().map(|p| p.eta).collect();
+        let v = geomean(&etas);
+        let (low, high) = (
+            etas.iter().copied().fold(f64::INFINITY, f64::min),
+            etas.iter().copied().fold(0.0, f64::max),
+        );
+        let mut eras: Vec<&str> = pool.iter().map(|p| p.era.as_str()).collect();
+        eras.sort_unstable();
+        eras.dedup();
+        let scope = if pool.iter().all(|p| p.class == class) {
+            format!("class {class}, pooled over its eras")
+        } else {
+            format!("every class (no run of class {class})")
+        };
         Ok(Chosen {
             gemm_efficiency: v,
+            low,
+            high,
             basis: format!(
-                "GEMM efficiency {v:.3} pooled over {} (no run of class {class}{})",
+                "GEMM efficiency {v:.3} (its runs {low:.3}-{high:.3}) of {scope} {}: {}",
+                eras.join(", "),
                 pool.iter()
                     .map(|p| p.id.as_str())
                     .collect::<Vec<_>>()
-                    .join(", "),
-                era.map(|e| format!(" in era {e}")).unwrap_or_default()
+                    .join(", ")
             ),
         })
     }

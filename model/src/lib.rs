@@ -21,6 +21,7 @@ pub mod cost;
 pub mod error;
 pub mod fit;
 pub mod flops;
+pub mod forecast;
 pub mod gemm_rate;
 pub mod hf;
 pub mod layout;

@@ -3,12 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use flopcal_model::catalog::{Catalog, Unit, CATALOG_ENV};
+use flopcal_model::catalog::{Catalog, Unit};
 use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Workload};
 use flopcal_model::flops::{Family, FlopOptions, Phase, Recompute};
+use flopcal_model::layout::{Attention, Layout, Zero};
+use flopcal_model::memory::Memory;
+use flopcal_model::search::Constraints;
+use flopcal_model::step::Breakdown;
 use flopcal_model::{calibrate::Fit, ModelConfig};
+
+pub(crate) use crate::planning::load_catalog;
+use crate::planning::local_hardware;
+pub(crate) use crate::text::{emit, emit_csv, human_hours, outln, thousands};
+use crate::text::{num, pct, sci, usd};
 
 use crate::device::DeviceChoice;
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
@@ -36,6 +46,43 @@ pub enum RecomputeArg {
     Full,
     /// Recompute the attention core only (+1 forward of scores and P·V).
     Selective,
+}
+
+/// Attention kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttentionArg {
+    /// Scores materialised in memory (batched GEMMs, softmax as memory passes).
+    Materialized,
+    /// A fused flash-style kernel.
+    Flash,
+}
+
+fn recompute_of(r: RecomputeArg) -> Recompute {
+    match r {
+        RecomputeArg::None => Recompute::None,
+        RecomputeArg::Full => Recompute::Full,
+        RecomputeArg::Selective => Recompute::Selective,
+    }
+}
+
+/// The layout dimensions the flags fix.
+pub fn constraints(args: &EstimateArgs) -> Constraints {
+    Constraints {
+        tp: args.tp,
+        pp: args.pp,
+        dp: args.dp,
+        ep: None,
+        microbatch: args.microbatch,
+        virtual_stages: args.virtual_stages,
+        sequence_parallel: args.sequence_parallel,
+        zero: args.zero.and_then(Zero::from_level),
+        recompute: args.recompute.map(recompute_of),
+        attention: args.attention.map(|a| match a {
+            AttentionArg::Materialized => Attention::Materialized,
+            AttentionArg::Flash => Attention::Flash,
+        }),
+        uneven_stages: false,
+    }
 }
 
 /// Arguments of `flopcal estimate`.
@@ -81,9 +128,36 @@ pub struct EstimateArgs {
     /// Sequence length (default: the model's).
     #[arg(long, allow_negative_numbers = true)]
     pub seq: Option<f64>,
-    /// Activation recomputation.
-    #[arg(long, value_enum, default_value_t = RecomputeArg::None)]
-    pub recompute: RecomputeArg,
+    /// Activation recomputation: counted in the training FLOPs and fixed in the layout
+    /// (unset: searched, and the FLOPs counted without recomputation).
+    #[arg(long, value_enum)]
+    pub recompute: Option<RecomputeArg>,
+    /// Tensor-parallel degree (unset: searched within the scale-up domain).
+    #[arg(long)]
+    pub tp: Option<u32>,
+    /// Pipeline stages (unset: searched among divisors of the layers).
+    #[arg(long)]
+    pub pp: Option<u32>,
+    /// Data-parallel degree (unset: devices / (tp x pp)).
+    #[arg(long)]
+    pub dp: Option<u32>,
+    /// Micro-batch, sequences (unset: searched).
+    #[arg(long)]
+    pub microbatch: Option<u32>,
+    /// Virtual pipeline stages per device, interleaved 1F1B (unset: searched).
+    #[arg(long)]
+    pub virtual_stages: Option<u32>,
+    /// Sequence parallelism on (`--sequence-parallel` or `=true`) or off (`=false`);
+    /// unset: searched.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub sequence_parallel: Option<bool>,
+    /// Optimizer sharding: 0 none, 1 ZeRO-1 / distributed optimizer, 3 ZeRO-3 / FSDP
+    /// (unset: searched).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["0", "1", "3"]).map(|s| s.parse::<u8>().unwrap_or(0)))]
+    pub zero: Option<u8>,
+    /// Attention kernel (unset: searched).
+    #[arg(long, value_enum)]
+    pub attention: Option<AttentionArg>,
     /// Fraction of positions through the vocabulary projection (BERT's MLM: 0.15).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub vocab_fraction: f64,
@@ -159,40 +233,6 @@ pub struct EstimateArgs {
     pub format: OutputFormat,
 }
 
-/// `writeln!` into a `String` (writing to a `String` cannot fail).
-macro_rules! outln {
-    ($out:expr, $($arg:tt)*) => {{
-        use std::fmt::Write as _;
-        let _ = writeln!($out, $($arg)*);
-    }};
-}
-pub(crate) use outln;
-
-/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic or a message.
-pub(crate) fn emit(text: &str) {
-    use std::io::Write as _;
-    let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
-}
-
-/// Finish a CSV writer that wrote into memory and print it.
-pub(crate) fn emit_csv(w: csv::Writer<Vec<u8>>) -> Result<()> {
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
-    emit(&String::from_utf8_lossy(&bytes));
-    Ok(())
-}
-
-/// The embedded catalog, overridden by `--catalog` or `$FLOPCAL_CATALOG`.
-pub fn load_catalog(flag: Option<&Path>) -> Result<Catalog> {
-    let env = std::env::var_os(CATALOG_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    let path = flag.map(Path::to_path_buf).or(env);
-    Ok(Catalog::load(path.as_deref())?)
-}
-
 fn positive(flag: &str, v: f64) -> Result<f64> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
@@ -220,11 +260,7 @@ fn opt_count(flag: &str, v: Option<f64>) -> Result<Option<u64>> {
 /// Build the plan (what is trained) from the arguments.
 pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
     let options = FlopOptions {
-        recompute: match args.recompute {
-            RecomputeArg::None => Recompute::None,
-            RecomputeArg::Full => Recompute::Full,
-            RecomputeArg::Selective => Recompute::Selective,
-        },
+        recompute: args.recompute.map_or(Recompute::None, recompute_of),
         vocab_fraction: args.vocab_fraction,
     };
     let has_config = args.layers.is_some() || args.hidden.is_some() || args.heads.is_some();
@@ -339,6 +375,15 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
                 seq: s,
             }]
         }
+        (Some(t), None, Some(b)) => {
+            let t = positive("tokens", t)?;
+            let b = count("batch", b)?;
+            vec![Phase {
+                steps: (t / (b * cfg.seq) as f64).ceil().max(1.0) as u64,
+                batch: b,
+                seq: cfg.seq,
+            }]
+        }
         (None, Some(st), Some(b)) => vec![Phase {
             steps: count("steps", st)?,
             batch: count("batch", b)?,
@@ -393,6 +438,20 @@ pub struct Computed {
     /// Kernel efficiency from the profile (`--profile` / `--hardware local`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_efficiency: Option<KernelEfficiency>,
+    /// The best layout (the step model's; null where it did not run).
+    pub layout: Option<Layout>,
+    /// Seconds per optimizer step.
+    pub step_time_s: Option<f64>,
+    /// The step by part, seconds.
+    pub step_breakdown_s: Option<Breakdown>,
+    /// Memory per device, bytes.
+    pub memory_per_device_bytes: Option<Memory>,
+    /// Hardware FLOPs utilisation (recomputation counted).
+    pub hfu: Option<f64>,
+    /// Tokens per second, whole run.
+    pub tokens_per_s: Option<f64>,
+    /// The largest part of the step.
+    pub bottleneck: Option<String>,
 }
 
 /// Compute the estimate for the arguments (no printing).
@@ -559,26 +618,6 @@ fn profile_now(args: &EstimateArgs, cfg: &ModelConfig) -> Result<ResultFile> {
     Ok(run.file)
 }
 
-/// Hardware standing for the machine a profile measured: its measured peak.
-fn local_hardware(k: &KernelEfficiency) -> flopcal_model::Hardware {
-    let class = if k.device == "cpu" {
-        "local-cpu"
-    } else {
-        "local-gpu"
-    };
-    let date = k.profile_created_at.get(..7).unwrap_or("-");
-    let mut hw = flopcal_model::Hardware::custom(
-        &format!("local ({})", k.device_name),
-        class,
-        &k.dtype,
-        k.peak_flops_per_s / 1e12,
-        &k.peak_source,
-        date,
-    );
-    hw.description = format!("this machine as profiled ({})", k.profile_run_id);
-    hw
-}
-
 /// Compute the estimate and the kernel efficiency behind it (no printing).
 pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     let cat = load_catalog(args.catalog.as_deref())?;
@@ -727,18 +766,37 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     let chips = match args.devices {
         Some(d) => {
             let d = positive("devices", d)?;
-            hw.chips(
-                d,
-                match args.unit {
-                    DeviceUnit::Chip => Unit::Chip,
-                    DeviceUnit::Core => Unit::Core,
-                    DeviceUnit::Device => Unit::Device,
-                },
-            )
+            hw.chips(d, unit_of(args.unit))
         }
         None => f64::from(hw.chips_per_device),
     };
+    let fixed = args.mfu.is_some()
+        || args.kernel_efficiency.is_some()
+        || measured.is_some()
+        || args.hours.is_some();
+    let dtype = if local_hw.is_some() {
+        None
+    } else {
+        kernel_dtype.as_deref().or(args.dtype.as_deref())
+    };
+    let modelled = if fixed {
+        None
+    } else {
+        crate::planning::modelled(
+            &plan,
+            hw,
+            chips,
+            dtype,
+            constraints(args),
+            1,
+            opt_count("seq", args.seq)?,
+        )?
+    };
     let mfu = match (args.mfu, args.kernel_efficiency, &measured) {
+        _ if modelled.is_some() => modelled
+            .as_ref()
+            .map(|m| m.source.clone())
+            .ok_or_else(|| Error::Usage("no modelled MFU".into()))?,
         (_, _, Some(k)) => Fit::from_catalog(&cat)?.measured_mfu(hw, k.kernel_efficiency)?,
         (Some(m), _, None) => {
             if !(m.is_finite() && m > 0.0 && m <= 1.0) {
@@ -796,10 +854,59 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
         ));
         e.assumptions.extend(k.notes.iter().cloned());
     }
+    let best = modelled.as_ref().map(|m| &m.forecast.best);
+    if let Some(m) = &modelled {
+        e.assumptions.extend(m.notes.iter().cloned());
+    }
     Ok(Computed {
         estimate: e,
         kernel_efficiency: measured,
+        layout: best.map(|b| b.layout),
+        step_time_s: best.map(|b| b.step_time_s),
+        step_breakdown_s: best.map(|b| b.step_breakdown_s),
+        memory_per_device_bytes: best.map(|b| b.memory_per_device_bytes),
+        hfu: best.map(|b| b.hfu),
+        tokens_per_s: best.map(|b| b.tokens_per_s),
+        bottleneck: best.map(|b| b.bottleneck.clone()),
     })
+}
+
+/// What `plan` needs from the flags (catalog hardware only).
+pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
+    let cat = load_catalog(args.catalog.as_deref())?;
+    let plan = plan_from_args(args, &cat)?;
+    let name = args.hardware.as_deref().ok_or_else(|| {
+        Error::Usage(
+            "plan needs --hardware NAME (a catalog accelerator such as a100, h100, tpu-v4)".into(),
+        )
+    })?;
+    if is_local(Some(name)) || args.profile.is_some() {
+        return Err(Error::Usage(
+            "plan searches catalog hardware: give --hardware NAME (not local or --profile)".into(),
+        ));
+    }
+    let hw = cat.hardware(name)?.clone();
+    let chips = match args.devices {
+        Some(d) => hw.chips(positive("devices", d)?, unit_of(args.unit)),
+        None => f64::from(hw.chips_per_device),
+    };
+    Ok(crate::planning::PlanInputs {
+        plan,
+        hw,
+        chips,
+        dtype: args.dtype.clone(),
+        constraints: constraints(args),
+        seq: opt_count("seq", args.seq)?,
+        price: args.price,
+    })
+}
+
+fn unit_of(u: DeviceUnit) -> Unit {
+    match u {
+        DeviceUnit::Chip => Unit::Chip,
+        DeviceUnit::Core => Unit::Core,
+        DeviceUnit::Device => Unit::Device,
+    }
 }
 
 /// Run `flopcal estimate`.
@@ -810,6 +917,7 @@ pub fn run(args: &EstimateArgs) -> Result<Outcome> {
         OutputFormat::Csv => print_csv(&c.estimate)?,
         OutputFormat::Table => {
             let mut out = render_table(&c.estimate);
+            out.push_str(&step_lines(&c));
             if let Some(k) = &c.kernel_efficiency {
                 out.push_str(&kernel_table(k, 8));
             }
@@ -868,51 +976,6 @@ pub fn kernel_table(k: &KernelEfficiency, top: usize) -> String {
     outln!(out, "{t}");
     outln!(out, "dominant: {}", k.dominant(3));
     out
-}
-
-/// `1234567.8` → `1,234,568`.
-pub fn thousands(x: f64) -> String {
-    if !x.is_finite() {
-        return x.to_string();
-    }
-    let s = format!("{:.0}", x.abs());
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if x < 0.0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-fn usd(x: Option<f64>) -> String {
-    x.map(|v| format!("${}", thousands(v)))
-        .unwrap_or_else(|| "—".into())
-}
-
-fn num(x: Option<f64>) -> String {
-    x.map(|v| {
-        if v.abs() >= 100.0 {
-            thousands(v)
-        } else {
-            format!("{v:.2}")
-        }
-    })
-    .unwrap_or_else(|| "—".into())
-}
-
-fn sci(x: Option<f64>) -> String {
-    x.map(|v| format!("{v:.3e}")).unwrap_or_else(|| "—".into())
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.1}%", v * 100.0))
-        .unwrap_or_else(|| "—".into())
 }
 
 fn render_table(e: &Estimate) -> String {
@@ -1032,6 +1095,63 @@ fn render_table(e: &Estimate) -> String {
     out
 }
 
+/// One line of a layout, as a reader writes it.
+pub fn layout_text(l: &Layout) -> String {
+    format!(
+        "tp {} pp {} dp {}{} b {} v {}{} zero {} recompute {} {}",
+        l.tp,
+        l.pp,
+        l.dp,
+        if l.ep > 1 {
+            format!(" ep {}", l.ep)
+        } else {
+            String::new()
+        },
+        l.microbatch,
+        l.virtual_stages,
+        if l.sequence_parallel { " sp" } else { "" },
+        l.zero.level(),
+        l.recompute.as_str(),
+        l.attention.as_str()
+    )
+}
+
+fn step_lines(c: &Computed) -> String {
+    let mut out = String::new();
+    if let (Some(l), Some(t), Some(b), Some(m)) = (
+        &c.layout,
+        c.step_time_s,
+        &c.step_breakdown_s,
+        &c.memory_per_device_bytes,
+    ) {
+        let gib = |x: f64| x / (1024.0 * 1024.0 * 1024.0);
+        outln!(out, "layout: {}", layout_text(l));
+        outln!(
+            out,
+            "step {t:.3} s: compute {:.3}, tp {:.3}, pp {:.3}, dp {:.3}, bubble {:.3}, optimizer {:.3}; bottleneck: {}; HFU {}, {} tokens/s",
+            b.compute,
+            b.tp_comm,
+            b.pp_comm,
+            b.dp_comm,
+            b.bubble,
+            b.optimizer,
+            c.bottleneck.as_deref().unwrap_or("-"),
+            pct(c.hfu),
+            num(c.tokens_per_s)
+        );
+        outln!(
+            out,
+            "memory per device: {:.1} GiB (weights {:.1}, gradients {:.1}, optimizer {:.1}, activations {:.1})",
+            gib(m.total),
+            gib(m.weights),
+            gib(m.gradients),
+            gib(m.optimizer),
+            gib(m.activations)
+        );
+    }
+    out
+}
+
 fn print_csv(e: &Estimate) -> Result<()> {
     let mut w = csv::Writer::from_writer(vec![]);
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
@@ -1069,218 +1189,4 @@ fn print_csv(e: &Estimate) -> Result<()> {
     w.write_record(rows.iter().map(|r| r.1.as_str()))
         .map_err(csv_err)?;
     emit_csv(w)
-}
-
-/// Wall-clock duration in the unit a reader takes in at a glance.
-pub fn human_hours(h: f64) -> String {
-    if !h.is_finite() {
-        "—".into()
-    } else if h < 48.0 {
-        format!("{h:.1} h")
-    } else if h < 24.0 * 365.0 {
-        format!("{:.1} days", h / 24.0)
-    } else {
-        format!("{:.1} years", h / (24.0 * 365.25))
-    }
-}
-
-/// The published pre-training plan of a catalog model.
-pub fn catalog_plan(cat: &Catalog, model: &str) -> Result<Plan> {
-    let m = cat.model(model)?;
-    Ok(Plan {
-        label: m.name.clone(),
-        workload: Workload::Config {
-            config: m.config(),
-            family: m.family,
-            phases: m.training.clone(),
-            options: FlopOptions::default(),
-        },
-    })
-}
-
-/// Kernel efficiency of `model` from `file`, or of the profile's own model as a proxy
-/// when the file lacks that model's kernels (the quick profile measures BERT-base only).
-fn efficiency_for(
-    file: &ResultFile,
-    plan: &Plan,
-) -> std::result::Result<(KernelEfficiency, bool), String> {
-    let Workload::Config {
-        config,
-        phases,
-        options,
-        ..
-    } = &plan.workload
-    else {
-        return Err("no architecture".into());
-    };
-    let req = efficiency::Request {
-        config,
-        phases,
-        options: *options,
-        dtype: None,
-        peak_flops: None,
-    };
-    match efficiency::from_profile(file, &req) {
-        Ok(k) => Ok((k, false)),
-        Err(EfficiencyError::Missing { .. }) => {
-            let own = vec![Phase {
-                steps: 1,
-                batch: file.profile.batch as u64,
-                seq: file.profile.seq as u64,
-            }];
-            let req = efficiency::Request {
-                config: &file.profile.model,
-                phases: &own,
-                ..req
-            };
-            efficiency::from_profile(file, &req)
-                .map(|k| (k, true))
-                .map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// The end of the no-argument run: BERT-base and BERT-large pre-training on this
-/// machine (MFU from the profile just measured) next to TPU v3, A100 and H100
-/// (catalog, calibrated MFU), one priced device each, with hours and dollars.
-pub fn default_run_table(file: &ResultFile) -> String {
-    let mut out = String::new();
-    let cat = match load_catalog(None) {
-        Ok(c) => c,
-        Err(e) => {
-            outln!(out, "no estimate table: {e}");
-            return out;
-        }
-    };
-    let fit = match Fit::from_catalog(&cat) {
-        Ok(f) => f,
-        Err(e) => {
-            outln!(out, "no estimate table: {e}");
-            return out;
-        }
-    };
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
-        "pre-training",
-        "hardware",
-        "chips",
-        "MFU",
-        "wall-clock",
-        "chip-hours",
-        "on demand",
-        "preemptible",
-    ]);
-    let r = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
-    let mut notes: Vec<String> = vec![];
-    for model in ["bert-base", "bert-large"] {
-        let plan = match catalog_plan(&cat, model) {
-            Ok(p) => p,
-            Err(e) => {
-                notes.push(format!("{model}: {e}"));
-                continue;
-            }
-        };
-        let mut rows: Vec<(String, std::result::Result<Estimate, String>)> = vec![];
-        match efficiency_for(file, &plan) {
-            Ok((k, proxy)) => {
-                let hw = local_hardware(&k);
-                let e = fit
-                    .measured_mfu(&hw, k.kernel_efficiency)
-                    .and_then(|m| estimate(&plan, &hw, &Assumptions::new(1.0, m)))
-                    .map_err(|e| e.to_string());
-                let label = if proxy {
-                    format!("this machine* ({})", k.dtype)
-                } else {
-                    format!("this machine ({})", k.dtype)
-                };
-                if proxy {
-                    notes.push(format!(
-                        "* {model} on this machine uses the kernel efficiency of the {} kernels just measured ({:.1}%); profile its own with `flopcal profile --model {model} --out results/{model}.json` and `flopcal estimate --model {model} --profile results/{model}.json`",
-                        k.profile_model,
-                        k.kernel_efficiency * 100.0
-                    ));
-                } else {
-                    notes.push(format!(
-                        "{model} on this machine: kernel efficiency {:.1}% of the measured {} GFLOP/s {} peak; dominant: {}",
-                        k.kernel_efficiency * 100.0,
-                        crate::report_table::fmt_giga(k.peak_flops_per_s),
-                        k.dtype,
-                        k.dominant(2)
-                    ));
-                }
-                rows.push((label, e));
-            }
-            Err(why) => notes.push(format!("{model} on this machine: no estimate ({why})")),
-        }
-        for name in ["tpu-v3", "a100", "h100"] {
-            let e = cat
-                .hardware(name)
-                .map_err(|e| e.to_string())
-                .and_then(|hw| {
-                    fit.calibrated_mfu(hw)
-                        .and_then(|m| {
-                            estimate(
-                                &plan,
-                                hw,
-                                &Assumptions::new(f64::from(hw.chips_per_device), m),
-                            )
-                        })
-                        .map_err(|e| e.to_string())
-                });
-            rows.push((name.to_string(), e));
-        }
-        for (label, e) in rows {
-            match e {
-                Ok(e) => {
-                    let hw = if label.starts_with("this machine") {
-                        label
-                    } else {
-                        format!("{} ({})", e.hardware, e.dtype)
-                    };
-                    // Every figure with its band from the calibrated MFU spread.
-                    let band = |mid: String, lo: String, hi: String| {
-                        if lo == hi {
-                            mid
-                        } else {
-                            format!("{mid} ({lo}–{hi})")
-                        }
-                    };
-                    t.add_row(vec![
-                        Cell::new(&e.model),
-                        Cell::new(hw),
-                        r(format!("{}", e.devices)),
-                        r(band(pct(e.mfu), pct(e.mfu_low), pct(e.mfu_high))),
-                        r(band(
-                            human_hours(e.wall_hours),
-                            human_hours(e.wall_hours_low),
-                            human_hours(e.wall_hours_high),
-                        )),
-                        r(num(Some(e.device_hours))),
-                        r(band(
-                            usd(e.cost_usd),
-                            usd(e.cost_usd_low),
-                            usd(e.cost_usd_high),
-                        )),
-                        r(usd(e.cost_usd_preemptible)),
-                    ]);
-                }
-                Err(why) => notes.push(format!("{model} on {label}: {why}")),
-            }
-        }
-    }
-    outln!(
-        out,
-        "\nEstimated pre-training (BERT's published schedule: 1M steps x 256 sequences, 90% at seq 128, 10% at 512); bands in brackets span the calibrated MFU:"
-    );
-    outln!(out, "{t}");
-    for n in notes {
-        outln!(out, "{n}");
-    }
-    outln!(
-        out,
-        "MFU: this machine = measured kernel efficiency x system efficiency fitted from published runs (pooled over classes); catalog rows = catalog kernel efficiency x their class's fit. This machine has no price: `flopcal compare` prices on-prem hardware against the cloud."
-    );
-    out
 }

@@ -6,6 +6,7 @@ pub mod estimate;
 pub mod history;
 pub mod model_args;
 pub mod peak;
+pub mod plan;
 pub mod profile;
 pub mod regress;
 pub mod report;

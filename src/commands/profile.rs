@@ -153,7 +153,7 @@ pub fn run_default() -> Result<Outcome> {
         ..ProfileArgs::default()
     };
     run_then(&args, |file| {
-        print!("{}", crate::commands::estimate::default_run_table(file));
+        print!("{}", crate::planning::default_run_table(file));
     })
 }
 

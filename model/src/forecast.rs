@@ -1,0 +1,298 @@
+//! From the step model to a whole run: the best layout (searched under the caller's
+//! fixed dimensions) for every phase of a schedule, the run's time and MFU, and the
+//! calibrated GEMM efficiency it rests on.
+
+use serde::Serialize;
+
+use crate::catalog::Hardware;
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::fit::{self, Chosen, StepFit};
+use crate::flops::Phase;
+use crate::gemm_rate::RateSource;
+use crate::search::{search, Constraints, SearchResult};
+use crate::step::{usable_memory, Batch, Prediction, StepModel};
+use crate::system::{System, GIB};
+
+/// What to forecast.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The architecture.
+    pub cfg: &'a ModelConfig,
+    /// The schedule (each phase: steps × global batch × seq).
+    pub phases: &'a [Phase],
+    /// Catalog hardware.
+    pub hw: &'a Hardware,
+    /// Training dtype (default: the hardware's).
+    pub dtype: Option<&'a str>,
+    /// Chips.
+    pub devices: u64,
+    /// Fixed layout dimensions.
+    pub constraints: Constraints,
+    /// Measured GEMM rates (a profile); `None`: the fitted shape model.
+    pub rates: Option<RateSource>,
+    /// Plans to keep per phase.
+    pub keep: usize,
+    /// GEMM efficiency to use instead of the fitted one (the ends of its band).
+    pub gemm_efficiency: Option<f64>,
+}
+
+/// One phase's plans.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhasePlans {
+    /// The phase.
+    pub phase: Phase,
+    /// The search.
+    pub search: SearchResult,
+}
+
+/// A forecast.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Forecast {
+    /// The best plan of the phase with the most tokens.
+    pub best: Prediction,
+    /// Every phase, best plans first.
+    pub phases: Vec<PhasePlans>,
+    /// Seconds of stepping for the whole schedule.
+    pub step_seconds: f64,
+    /// Run MFU: model FLOPs / (devices × peak × seconds).
+    pub mfu: f64,
+    /// The GEMM efficiency used and what it was fitted on.
+    pub efficiency: Chosen,
+    /// Where GEMM rates came from.
+    pub rate_source: String,
+}
+
+/// Refuse fixed dimensions that cannot work, with the arithmetic.
+pub fn check_constraints(
+    cfg: &ModelConfig,
+    devices: u64,
+    batch: u64,
+    c: &Constraints,
+) -> Result<(), ModelError> {
+    let bad = |s: String| Err(ModelError::InvalidInput(s));
+    let t = c.tp.map(u64::from);
+    let p = c.pp.map(u64::from);
+    let d = c.dp.map(u64::from);
+    for (name, v) in [("tp", t), ("pp", p), ("dp", d)] {
+        if v == Some(0) {
+            return bad(format!("--{name} must be at least 1"));
+        }
+    }
+    if let (Some(t), Some(p), Some(d)) = (t, p, d) {
+        if t * p * d != devices {
+            return bad(format!(
+                "layout does not use the devices: tp {t} x pp {p} x dp {d} = {} but --devices is {devices}",
+                t * p * d
+            ));
+        }
+    }
+    let fixed: u64 = [t, p, d].iter().flatten().product();
+    if devices % fixed != 0 {
+        return bad(format!(
+            "the fixed degrees multiply to {fixed}, which does not divide --devices {devices} ({devices} / {fixed} = {:.2})",
+            devices as f64 / fixed as f64
+        ));
+    }
+    if let Some(p) = p {
+        let v = c.virtual_stages.map_or(1, u64::from);
+        if !c.uneven_stages && cfg.layers % (p * v) != 0 {
+            return bad(format!(
+                "pp {p} x virtual stages {v} = {} does not divide the {} layers ({} / {} = {:.2})",
+                p * v,
+                cfg.layers,
+                cfg.layers,
+                p * v,
+                cfg.layers as f64 / (p * v) as f64
+            ));
+        }
+    }
+    if let Some(t) = t {
+        if cfg.heads % t != 0 {
+            return bad(format!(
+                "tp {t} does not divide the {} attention heads ({} / {t} = {:.2})",
+                cfg.heads,
+                cfg.heads,
+                cfg.heads as f64 / t as f64
+            ));
+        }
+    }
+    if let (Some(d), Some(b)) = (d, c.microbatch.map(u64::from)) {
+        if b == 0 || batch % (d * b) != 0 {
+            return bad(format!(
+                "batch {batch} is not divisible by dp {d} x microbatch {b} = {} ({batch} / {} = {:.2})",
+                d * b,
+                d * b,
+                batch as f64 / (d * b).max(1) as f64
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Forecast `req` with the GEMM efficiency `fit` gives the hardware's class.
+pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError> {
+    let sys = System::from_hardware(req.hw, req.dtype)?;
+    let chosen = fit.choose(&req.hw.class, None)?;
+    let shape = fit::shape_model(&sys, req.gemm_efficiency.unwrap_or(chosen.gemm_efficiency));
+    let rates = req
+        .rates
+        .clone()
+        .unwrap_or_else(|| RateSource::Shape(shape.clone()));
+    if req.phases.is_empty() {
+        return Err(ModelError::InvalidInput(
+            "a training schedule needs at least one phase".into(),
+        ));
+    }
+    let mut phases = vec![];
+    let (mut seconds, mut model_flops) = (0.0, 0.0);
+    let mut best: Option<(f64, Prediction)> = None;
+    for ph in req.phases {
+        check_constraints(req.cfg, req.devices, ph.batch, &req.constraints)?;
+        let m = StepModel::new(req.cfg, &sys, &rates, &shape, fit::efficiency(), ph.seq);
+        let batch = Batch {
+            global_batch: ph.batch,
+            seq: ph.seq,
+        };
+        let r = search(&m, req.devices, batch, &req.constraints, req.keep.max(1))?;
+        let Some(top) = r.plans.first().cloned() else {
+            return Err(no_plan(req, &sys, ph, &r));
+        };
+        seconds += ph.steps as f64 * top.step_time_s;
+        model_flops += ph.steps as f64 * top.model_flops_per_step;
+        let tokens = ph.tokens();
+        if best.as_ref().is_none_or(|(t, _)| tokens > *t) {
+            best = Some((tokens, top));
+        }
+        phases.push(PhasePlans {
+            phase: *ph,
+            search: r,
+        });
+    }
+    let best = best.map(|b| b.1).ok_or_else(|| {
+        ModelError::InvalidInput("a training schedule needs at least one phase".into())
+    })?;
+    Ok(Forecast {
+        best,
+        phases,
+        step_seconds: seconds,
+        mfu: model_flops / (req.devices as f64 * sys.peak_flops * seconds),
+        efficiency: chosen,
+        rate_source: rates.describe(),
+    })
+}
+
+fn no_plan(req: &Request<'_>, sys: &System, ph: &Phase, r: &SearchResult) -> ModelError {
+    let fits_reason = r
+        .rejected
+        .iter()
+        .any(|x| x.reason == "does not fit in memory");
+    if let (true, Some(min)) = (fits_reason, r.smallest_memory_bytes) {
+        return ModelError::InvalidInput(format!(
+            "`{}` fits no layout on {} x {} (batch {} x seq {}): the smallest needs {:.1} GiB per device, {:.1} GiB usable of {:.0} GiB; use more devices or more memory",
+            req.cfg.name,
+            req.devices,
+            req.hw.name,
+            ph.batch,
+            ph.seq,
+            min / GIB,
+            usable_memory(sys) / GIB,
+            sys.memory_bytes / GIB
+        ));
+    }
+    let why: Vec<String> = r
+        .rejected
+        .iter()
+        .map(|x| format!("{} ({} layouts, e.g. {})", x.reason, x.count, x.example))
+        .collect();
+    ModelError::InvalidInput(format!(
+        "no layout of `{}` runs on {} x {} with batch {}: {}",
+        req.cfg.name,
+        req.devices,
+        req.hw.name,
+        ph.batch,
+        if why.is_empty() {
+            "no candidate".to_string()
+        } else {
+            why.join("; ")
+        }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    fn req<'a>(cfg: &'a ModelConfig, phases: &'a [Phase], hw: &'a Hardware, n: u64) -> Request<'a> {
+        Request {
+            cfg,
+            phases,
+            hw,
+            dtype: None,
+            devices: n,
+            constraints: Constraints::default(),
+            rates: None,
+            keep: 3,
+            gemm_efficiency: None,
+        }
+    }
+
+    #[test]
+    fn a_model_too_big_for_the_devices_names_the_smallest_memory() {
+        let cat = Catalog::embedded();
+        let cfg = cat.model("llama3-405b").unwrap().config();
+        let hw = cat.hardware("h100").unwrap();
+        let ph = [Phase {
+            steps: 10,
+            batch: 8,
+            seq: 8192,
+        }];
+        let fit = &fit::embedded_fit().unwrap().0;
+        let e = forecast(&req(&cfg, &ph, hw, 8), fit)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("smallest needs") && e.contains("GiB"), "{e}");
+    }
+
+    #[test]
+    fn fixed_degrees_that_do_not_multiply_to_the_devices_are_refused() {
+        let cat = Catalog::embedded();
+        let cfg = cat.model("megatron-18.4b").unwrap().config();
+        let c = Constraints {
+            tp: Some(8),
+            pp: Some(4),
+            dp: Some(3),
+            ..Constraints::default()
+        };
+        let e = check_constraints(&cfg, 128, 512, &c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tp 8 x pp 4 x dp 3 = 96"), "{e}");
+        let c = Constraints {
+            pp: Some(3),
+            ..Constraints::default()
+        };
+        let e = check_constraints(&cfg, 96, 512, &c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not divide the 40 layers"), "{e}");
+    }
+
+    #[test]
+    fn more_devices_finish_sooner_but_not_for_free() {
+        let cat = Catalog::embedded();
+        let cfg = cat.model("megatron-7.5b").unwrap().config();
+        let hw = cat.hardware("a100-80gb").unwrap();
+        let ph = [Phase {
+            steps: 1000,
+            batch: 512,
+            seq: 2048,
+        }];
+        let fit = &fit::embedded_fit().unwrap().0;
+        let small = forecast(&req(&cfg, &ph, hw, 64), fit).unwrap();
+        let big = forecast(&req(&cfg, &ph, hw, 512), fit).unwrap();
+        assert!(big.step_seconds < small.step_seconds);
+        assert!(big.mfu < small.mfu, "{} vs {}", big.mfu, small.mfu);
+    }
+}

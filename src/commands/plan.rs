@@ -1,0 +1,108 @@
+//! `flopcal plan`: search every layout of a model on N devices and print the best ones
+//! ranked (step time, MFU, memory, training days, cost) and the ones refused, and why.
+
+use clap::Args;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use serde::Serialize;
+
+use crate::commands::estimate::{self, layout_text, EstimateArgs};
+use crate::output::{print_json, OutputFormat};
+use crate::planning::{self, PlanRow};
+use crate::text::{emit, human_hours, outln, usd};
+use crate::{Outcome, Result};
+
+/// Arguments of `flopcal plan`: those of `estimate` (model, hardware, devices, batch,
+/// seq, tokens, fixed layout dimensions, prices) and how many plans to show.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// What to train and where, as for `estimate`.
+    #[command(flatten)]
+    pub run: EstimateArgs,
+    /// Plans to show, best first.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    model: &'a str,
+    hardware: &'a str,
+    devices: u64,
+    plans: &'a [PlanRow],
+    evaluated: u64,
+    feasible: u64,
+    rejected: &'a [flopcal_model::search::Rejected],
+    gemm_efficiency_basis: &'a str,
+    assumptions: &'a [String],
+}
+
+/// Run `flopcal plan`.
+pub fn run(args: &PlanArgs) -> Result<Outcome> {
+    let r = planning::plan(&estimate::plan_inputs(&args.run)?, args.top.max(1))?;
+    match args.run.format {
+        OutputFormat::Json => print_json(&PlanJson {
+            model: &r.model,
+            hardware: &r.hardware,
+            devices: r.devices,
+            plans: &r.rows,
+            evaluated: r.search.evaluated,
+            feasible: r.search.feasible,
+            rejected: &r.search.rejected,
+            gemm_efficiency_basis: &r.basis,
+            assumptions: &r.notes,
+        })?,
+        OutputFormat::Csv | OutputFormat::Table => {
+            let mut out = String::new();
+            outln!(
+                out,
+                "{} on {} x {}: {} layouts considered, {} feasible",
+                r.model,
+                r.devices,
+                r.hardware,
+                r.search.evaluated,
+                r.search.feasible
+            );
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header(vec![
+                "#",
+                "layout",
+                "step",
+                "MFU",
+                "memory/device",
+                "bottleneck",
+                "training",
+                "on demand",
+            ]);
+            let rc = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+            for (i, p) in r.rows.iter().enumerate() {
+                t.add_row(vec![
+                    rc(format!("{}", i + 1)),
+                    Cell::new(layout_text(&p.layout)),
+                    rc(format!("{:.3} s", p.step_time_s)),
+                    rc(format!("{:.1}%", p.mfu * 100.0)),
+                    rc(format!(
+                        "{:.1} GiB",
+                        p.memory_per_device_bytes.total / (1024.0 * 1024.0 * 1024.0)
+                    )),
+                    Cell::new(&p.bottleneck),
+                    rc(human_hours(p.wall_hours)),
+                    rc(usd(p.cost_usd)),
+                ]);
+            }
+            outln!(out, "{t}");
+            if !r.search.rejected.is_empty() {
+                outln!(out, "rejected:");
+                for x in &r.search.rejected {
+                    outln!(out, "  {} x {}: e.g. {}", x.count, x.reason, x.example);
+                }
+            }
+            outln!(out, "GEMM efficiency: {}", r.basis);
+            for n in &r.notes {
+                outln!(out, "  - {n}");
+            }
+            emit(&out);
+        }
+    }
+    Ok(Outcome::Success)
+}

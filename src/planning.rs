@@ -1,0 +1,542 @@
+//! The library side of `estimate` and `plan`: the catalog as the flags name it, the
+//! MFU an estimate rests on (the step model's best layout where the hardware has the
+//! figures it needs, the older whole-run fit where it does not), and the table the
+//! no-argument run ends with.
+
+use std::path::{Path, PathBuf};
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use flopcal_model::calibrate::Fit;
+use flopcal_model::catalog::{Catalog, CATALOG_ENV};
+use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Workload};
+use flopcal_model::fit;
+use flopcal_model::flops::{FlopOptions, Phase};
+use flopcal_model::forecast::{self, Forecast};
+use flopcal_model::search::Constraints;
+use flopcal_model::system::System;
+use flopcal_model::{Hardware, ModelConfig};
+
+use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
+use crate::results::ResultFile;
+use crate::text::{human_hours, num, outln, pct, usd};
+use crate::Result;
+
+/// The embedded catalog, overridden by `--catalog` or `$FLOPCAL_CATALOG`.
+pub fn load_catalog(flag: Option<&Path>) -> Result<Catalog> {
+    let env = std::env::var_os(CATALOG_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let path = flag.map(Path::to_path_buf).or(env);
+    Ok(Catalog::load(path.as_deref())?)
+}
+
+/// Hardware standing for the machine a profile measured: its measured peak.
+pub fn local_hardware(k: &KernelEfficiency) -> flopcal_model::Hardware {
+    let class = if k.device == "cpu" {
+        "local-cpu"
+    } else {
+        "local-gpu"
+    };
+    let date = k.profile_created_at.get(..7).unwrap_or("-");
+    let mut hw = flopcal_model::Hardware::custom(
+        &format!("local ({})", k.device_name),
+        class,
+        &k.dtype,
+        k.peak_flops_per_s / 1e12,
+        &k.peak_source,
+        date,
+    );
+    hw.description = format!("this machine as profiled ({})", k.profile_run_id);
+    hw
+}
+
+/// The published pre-training plan of a catalog model.
+pub fn catalog_plan(cat: &Catalog, model: &str) -> Result<Plan> {
+    let m = cat.model(model)?;
+    Ok(Plan {
+        label: m.name.clone(),
+        workload: Workload::Config {
+            config: m.config(),
+            family: m.family,
+            phases: m.training.clone(),
+            options: FlopOptions::default(),
+        },
+    })
+}
+
+/// Kernel efficiency of `model` from `file`, or of the profile's own model as a proxy
+/// when the file lacks that model's kernels (the quick profile measures BERT-base only).
+fn efficiency_for(
+    file: &ResultFile,
+    plan: &Plan,
+) -> std::result::Result<(KernelEfficiency, bool), String> {
+    let Workload::Config {
+        config,
+        phases,
+        options,
+        ..
+    } = &plan.workload
+    else {
+        return Err("no architecture".into());
+    };
+    let req = efficiency::Request {
+        config,
+        phases,
+        options: *options,
+        dtype: None,
+        peak_flops: None,
+    };
+    match efficiency::from_profile(file, &req) {
+        Ok(k) => Ok((k, false)),
+        Err(EfficiencyError::Missing { .. }) => {
+            let own = vec![Phase {
+                steps: 1,
+                batch: file.profile.batch as u64,
+                seq: file.profile.seq as u64,
+            }];
+            let req = efficiency::Request {
+                config: &file.profile.model,
+                phases: &own,
+                ..req
+            };
+            efficiency::from_profile(file, &req)
+                .map(|k| (k, true))
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The end of the no-argument run: BERT-base and BERT-large pre-training on this
+/// machine (MFU from the profile just measured) next to TPU v3, A100 and H100
+/// (catalog, calibrated MFU), one priced device each, with hours and dollars.
+pub fn default_run_table(file: &ResultFile) -> String {
+    let mut out = String::new();
+    let cat = match load_catalog(None) {
+        Ok(c) => c,
+        Err(e) => {
+            outln!(out, "no estimate table: {e}");
+            return out;
+        }
+    };
+    let fit = match Fit::from_catalog(&cat) {
+        Ok(f) => f,
+        Err(e) => {
+            outln!(out, "no estimate table: {e}");
+            return out;
+        }
+    };
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "pre-training",
+        "hardware",
+        "chips",
+        "MFU",
+        "wall-clock",
+        "chip-hours",
+        "on demand",
+        "preemptible",
+    ]);
+    let r = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
+    let mut notes: Vec<String> = vec![];
+    for model in ["bert-base", "bert-large"] {
+        let plan = match catalog_plan(&cat, model) {
+            Ok(p) => p,
+            Err(e) => {
+                notes.push(format!("{model}: {e}"));
+                continue;
+            }
+        };
+        let mut rows: Vec<(String, std::result::Result<Estimate, String>)> = vec![];
+        match efficiency_for(file, &plan) {
+            Ok((k, proxy)) => {
+                let hw = local_hardware(&k);
+                let e = fit
+                    .measured_mfu(&hw, k.kernel_efficiency)
+                    .and_then(|m| estimate(&plan, &hw, &Assumptions::new(1.0, m)))
+                    .map_err(|e| e.to_string());
+                let label = if proxy {
+                    format!("this machine* ({})", k.dtype)
+                } else {
+                    format!("this machine ({})", k.dtype)
+                };
+                if proxy {
+                    notes.push(format!(
+                        "* {model} on this machine uses the kernel efficiency of the {} kernels just measured ({:.1}%); profile its own with `flopcal profile --model {model} --out results/{model}.json` and `flopcal estimate --model {model} --profile results/{model}.json`",
+                        k.profile_model,
+                        k.kernel_efficiency * 100.0
+                    ));
+                } else {
+                    notes.push(format!(
+                        "{model} on this machine: kernel efficiency {:.1}% of the measured {} GFLOP/s {} peak; dominant: {}",
+                        k.kernel_efficiency * 100.0,
+                        crate::report_table::fmt_giga(k.peak_flops_per_s),
+                        k.dtype,
+                        k.dominant(2)
+                    ));
+                }
+                rows.push((label, e));
+            }
+            Err(why) => notes.push(format!("{model} on this machine: no estimate ({why})")),
+        }
+        for name in ["tpu-v3", "a100", "h100"] {
+            let e = cat
+                .hardware(name)
+                .map_err(|e| e.to_string())
+                .and_then(|hw| {
+                    let chips = f64::from(hw.chips_per_device);
+                    let mfu =
+                        match modelled(&plan, hw, chips, None, Constraints::default(), 1, None) {
+                            Ok(Some(m)) => Ok(m.source),
+                            Ok(None) => fit.calibrated_mfu(hw).map_err(crate::Error::from),
+                            Err(e) => Err(e),
+                        };
+                    mfu.map_err(|e| e.to_string()).and_then(|m| {
+                        estimate(&plan, hw, &Assumptions::new(chips, m)).map_err(|e| e.to_string())
+                    })
+                });
+            rows.push((name.to_string(), e));
+        }
+        for (label, e) in rows {
+            match e {
+                Ok(e) => {
+                    let hw = if label.starts_with("this machine") {
+                        label
+                    } else {
+                        format!("{} ({})", e.hardware, e.dtype)
+                    };
+                    // Every figure with its band from the calibrated MFU spread.
+                    let band = |mid: String, lo: String, hi: String| {
+                        if lo == hi {
+                            mid
+                        } else {
+                            format!("{mid} ({lo}–{hi})")
+                        }
+                    };
+                    t.add_row(vec![
+                        Cell::new(&e.model),
+                        Cell::new(hw),
+                        r(format!("{}", e.devices)),
+                        r(band(pct(e.mfu), pct(e.mfu_low), pct(e.mfu_high))),
+                        r(band(
+                            human_hours(e.wall_hours),
+                            human_hours(e.wall_hours_low),
+                            human_hours(e.wall_hours_high),
+                        )),
+                        r(num(Some(e.device_hours))),
+                        r(band(
+                            usd(e.cost_usd),
+                            usd(e.cost_usd_low),
+                            usd(e.cost_usd_high),
+                        )),
+                        r(usd(e.cost_usd_preemptible)),
+                    ]);
+                }
+                Err(why) => notes.push(format!("{model} on {label}: {why}")),
+            }
+        }
+    }
+    outln!(
+        out,
+        "\nEstimated pre-training (BERT's published schedule: 1M steps x 256 sequences, 90% at seq 128, 10% at 512); bands in brackets span the calibrated MFU:"
+    );
+    outln!(out, "{t}");
+    for n in notes {
+        outln!(out, "{n}");
+    }
+    outln!(
+        out,
+        "MFU: this machine = measured kernel efficiency x system efficiency fitted from published runs (pooled over classes); a100 and h100 = the step model's best single-device layout at the GEMM efficiency fitted on published runs of their class; tpu-v3 (no link tiers in the catalog) = the whole-run fit of 2018-19 runs. This machine has no price: `flopcal compare` prices on-prem hardware against the cloud."
+    );
+    out
+}
+
+/// Tokens per global batch when none is given: 4M, the batch of Llama 2 (Touvron et
+/// al. 2023, §2.2), rounded up to a multiple of the device count.
+pub const DEFAULT_BATCH_TOKENS: f64 = 4_194_304.0;
+
+/// A dense decoder of about `n` non-embedding parameters, for `--params` without an
+/// architecture: `12·L·h² = n` at `L = h/128` (the depth-to-width ratio of Llama 2 7B
+/// and GPT-3 6.7B, h 4096 with 32 layers), `h` a multiple of 128, heads of 128, FFN
+/// `4h`, vocabulary 32,000.
+pub fn dense_for_params(n: f64, seq: u64) -> ModelConfig {
+    let h = ((n * 128.0 / 12.0).cbrt() / 128.0).round().max(1.0) * 128.0;
+    let layers = (n / (12.0 * h * h)).round().max(1.0) as u64;
+    let h = h as u64;
+    ModelConfig {
+        name: format!("dense-{:.3e}", n),
+        layers,
+        hidden: h,
+        heads: h / 128,
+        head_dim: 128,
+        ffn: 4 * h,
+        vocab: 32000,
+        seq,
+        causal: true,
+        ..ModelConfig::default()
+    }
+}
+
+/// The global batch for `seq` on `devices` when none is given.
+pub fn default_batch(seq: u64, devices: u64) -> u64 {
+    let seqs = (DEFAULT_BATCH_TOKENS / seq.max(1) as f64).ceil() as u64;
+    seqs.div_ceil(devices.max(1)).max(1) * devices.max(1)
+}
+
+/// A step-model estimate: the MFU source for the cost model and the forecast behind it.
+#[derive(Debug, Clone)]
+pub struct Modelled {
+    /// MFU for [`estimate`] (train FLOPs as counted / (devices × peak × time)).
+    pub source: MfuSource,
+    /// The forecast.
+    pub forecast: Forecast,
+    /// The architecture the step model ran (`--params` builds one).
+    pub config: ModelConfig,
+    /// Notes for the assumptions list.
+    pub notes: Vec<String>,
+}
+
+/// The step model's estimate of `plan` on `chips` of `hw`, or `None` where it cannot
+/// run: hardware without link tiers or memory bandwidth in the catalog, a fractional
+/// chip count, or a duration-only plan. Bad layouts and models that fit no layout are
+/// errors (exit 2).
+pub fn modelled(
+    plan: &Plan,
+    hw: &Hardware,
+    chips: f64,
+    dtype: Option<&str>,
+    constraints: Constraints,
+    keep: usize,
+    seq_flag: Option<u64>,
+) -> Result<Option<Modelled>> {
+    if hw.links.is_empty()
+        || hw.memory_bw_gbs.is_none()
+        || hw.memory_gib.is_none()
+        || chips.fract() != 0.0
+        || chips < 1.0
+    {
+        return Ok(None);
+    }
+    // Present but invalid figures (a zero bandwidth, a malformed tier) are named.
+    System::from_hardware(hw, dtype)?;
+    let devices = chips as u64;
+    let Some(report) = plan.flops()? else {
+        return Ok(None);
+    };
+    let mut notes = vec![];
+    let (config, phases) = match &plan.workload {
+        Workload::Config { config, phases, .. } => {
+            let phases: Vec<Phase> = phases
+                .iter()
+                .map(|p| {
+                    if p.batch == 1 && p.steps > 1 {
+                        let batch = default_batch(p.seq, devices);
+                        Phase {
+                            steps: (p.tokens() / (batch * p.seq) as f64).ceil().max(1.0) as u64,
+                            batch,
+                            seq: p.seq,
+                        }
+                    } else {
+                        *p
+                    }
+                })
+                .collect();
+            if phases != *phases_of(plan) {
+                notes.push(format!(
+                    "no global batch given: {} sequences per step (4M tokens, Llama 2's batch, rounded to a multiple of the devices)",
+                    phases[0].batch
+                ));
+            }
+            (config.clone(), phases)
+        }
+        Workload::ParamsTokens { params, tokens } => {
+            let seq = seq_flag.unwrap_or(2048);
+            let cfg = dense_for_params(*params, seq);
+            let batch = default_batch(seq, devices);
+            notes.push(format!(
+                "--params without an architecture: the step model runs a dense decoder of {} layers x {} wide ({} heads of 128, FFN 4h, vocab 32000, seq {seq}), L = h/128 as in Llama 2 7B; batch {batch} sequences (4M tokens)",
+                cfg.layers, cfg.hidden, cfg.heads
+            ));
+            let steps = (tokens / (batch * seq) as f64).ceil().max(1.0) as u64;
+            (cfg, vec![Phase { steps, batch, seq }])
+        }
+        Workload::Duration => return Ok(None),
+    };
+    let (fit, _) = fit::embedded_fit()?;
+    let mut req = forecast::Request {
+        cfg: &config,
+        phases: &phases,
+        hw,
+        dtype,
+        devices,
+        constraints,
+        rates: None,
+        keep,
+        gemm_efficiency: None,
+    };
+    let f = forecast::forecast(&req, fit)?;
+    let tokens: f64 = phases.iter().map(Phase::tokens).sum();
+    let peak = hw.peak_flops(dtype)?;
+    let run_mfu = |step_seconds: f64| {
+        let seconds = step_seconds / tokens * report.tokens;
+        (report.train_flops / (chips * peak * seconds)).min(1.0)
+    };
+    let mfu = run_mfu(f.step_seconds);
+    req.gemm_efficiency = Some(f.efficiency.low);
+    let mfu_low = run_mfu(forecast::forecast(&req, fit)?.step_seconds);
+    req.gemm_efficiency = Some(f.efficiency.high);
+    let mfu_high = run_mfu(forecast::forecast(&req, fit)?.step_seconds);
+    notes.push(format!("GEMM rates: {}", f.rate_source));
+    notes.push(format!(
+        "links at {:.0}% and HBM at {:.0}% of nominal bandwidth (flopcal assumptions); usable memory 95% of capacity",
+        fit::LINK_EFFICIENCY * 100.0,
+        fit::HBM_EFFICIENCY * 100.0
+    ));
+    notes.push("step time only: no goodput loss for failures and restarts is applied (no calibration run publishes both a throughput and a total time)".into());
+    Ok(Some(Modelled {
+        source: MfuSource::Modelled {
+            mfu,
+            mfu_low,
+            mfu_high,
+            basis: f.efficiency.basis.clone(),
+        },
+        forecast: f,
+        config,
+        notes,
+    }))
+}
+
+fn phases_of(plan: &Plan) -> &Vec<Phase> {
+    static NONE: Vec<Phase> = Vec::new();
+    match &plan.workload {
+        Workload::Config { phases, .. } => phases,
+        _ => &NONE,
+    }
+}
+
+/// What `plan` (and the step side of `estimate`) needs from the flags.
+#[derive(Debug, Clone)]
+pub struct PlanInputs {
+    /// What is trained.
+    pub plan: Plan,
+    /// Catalog hardware.
+    pub hw: Hardware,
+    /// Chips.
+    pub chips: f64,
+    /// Training dtype.
+    pub dtype: Option<String>,
+    /// Fixed layout dimensions.
+    pub constraints: Constraints,
+    /// `--seq`, for `--params`.
+    pub seq: Option<u64>,
+    /// On-demand price per chip-hour overriding the catalog's.
+    pub price: Option<f64>,
+}
+
+/// One ranked layout with its run time and cost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlanRow {
+    /// The layout.
+    pub layout: flopcal_model::layout::Layout,
+    /// Seconds per step (of the schedule's largest phase).
+    pub step_time_s: f64,
+    /// By part.
+    pub step_breakdown_s: flopcal_model::step::Breakdown,
+    /// Memory per device, bytes.
+    pub memory_per_device_bytes: flopcal_model::memory::Memory,
+    /// Model FLOPs utilisation.
+    pub mfu: f64,
+    /// Hardware FLOPs utilisation.
+    pub hfu: f64,
+    /// Tokens per second.
+    pub tokens_per_s: f64,
+    /// The largest part of the step.
+    pub bottleneck: String,
+    /// Wall-clock hours of the whole schedule.
+    pub wall_hours: f64,
+    /// Chip-hours.
+    pub device_hours: f64,
+    /// Training days.
+    pub training_days: f64,
+    /// On-demand cost, USD.
+    pub cost_usd: Option<f64>,
+}
+
+/// `plan`'s result.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    /// Model name.
+    pub model: String,
+    /// Hardware name.
+    pub hardware: String,
+    /// Chips.
+    pub devices: u64,
+    /// Ranked layouts.
+    pub rows: Vec<PlanRow>,
+    /// The search of the schedule's largest phase.
+    pub search: flopcal_model::search::SearchResult,
+    /// What the GEMM efficiency rests on.
+    pub basis: String,
+    /// Assumptions.
+    pub notes: Vec<String>,
+}
+
+/// Search the layouts of `inp`, keeping the `top` fastest.
+pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
+    let m = modelled(
+        &inp.plan,
+        &inp.hw,
+        inp.chips,
+        inp.dtype.as_deref(),
+        inp.constraints,
+        top,
+        inp.seq,
+    )?
+    .ok_or_else(|| {
+        crate::Error::Usage(format!(
+            "plan needs a catalog accelerator with memory bandwidth and link tiers and a whole --devices count (`{}` with {} chips has not)",
+            inp.hw.name, inp.chips
+        ))
+    })?;
+    let f = &m.forecast;
+    let best_step = f.best.step_time_s;
+    let dominant = f
+        .phases
+        .iter()
+        .max_by(|a, b| a.phase.tokens().total_cmp(&b.phase.tokens()))
+        .ok_or_else(|| crate::Error::Usage("empty schedule".into()))?;
+    let price = inp.price.or_else(|| inp.hw.price_per_chip_hour(false));
+    let rows = dominant
+        .search
+        .plans
+        .iter()
+        .map(|p| {
+            let wall = p.step_time_s * f.step_seconds / best_step / 3600.0;
+            let dev = wall * inp.chips;
+            PlanRow {
+                layout: p.layout,
+                step_time_s: p.step_time_s,
+                step_breakdown_s: p.step_breakdown_s,
+                memory_per_device_bytes: p.memory_per_device_bytes,
+                mfu: p.mfu,
+                hfu: p.hfu,
+                tokens_per_s: p.tokens_per_s,
+                bottleneck: p.bottleneck.clone(),
+                wall_hours: wall,
+                device_hours: dev,
+                training_days: wall / 24.0,
+                cost_usd: price.map(|c| c * dev),
+            }
+        })
+        .collect();
+    Ok(PlanReport {
+        model: m.config.name.clone(),
+        hardware: inp.hw.name.clone(),
+        devices: inp.chips as u64,
+        rows,
+        search: dominant.search.clone(),
+        basis: f.efficiency.basis.clone(),
+        notes: m.notes.clone(),
+    })
+}

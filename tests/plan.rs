@@ -1,0 +1,239 @@
+//! `flopcal plan`: the search's best layouts, their fields, refusals with the numbers,
+//! and the Table 1 check that the best plan is at least as fast as the published one.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use flopcal_model::published;
+use predicates::prelude::*;
+use serde_json::Value;
+
+mod common;
+use common::{f, flopcal};
+
+fn plan(args: &[&str]) -> Value {
+    common::json_of("plan", args)
+}
+
+#[test]
+fn plans_are_ranked_by_step_time_with_every_field() {
+    let v = plan(&[
+        "--model",
+        "megatron-18.4b",
+        "--hardware",
+        "a100-80gb",
+        "--devices",
+        "256",
+        "--batch",
+        "1024",
+        "--tokens",
+        "3e11",
+        "--top",
+        "5",
+    ]);
+    let plans = v["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 5);
+    let times: Vec<f64> = plans.iter().map(|p| f(p, "step_time_s")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    for p in plans {
+        let l = &p["layout"];
+        let n = f(l, "tp") * f(l, "pp") * f(l, "dp");
+        assert_eq!(n, 256.0);
+        for k in ["microbatch", "virtual_stages", "zero"] {
+            assert!(l[k].is_number(), "{k}");
+        }
+        assert!(l["sequence_parallel"].is_boolean() && l["recompute"].is_string());
+        let b = &p["step_breakdown_s"];
+        let sum: f64 = [
+            "compute",
+            "tp_comm",
+            "pp_comm",
+            "dp_comm",
+            "ep_comm",
+            "bubble",
+            "optimizer",
+        ]
+        .iter()
+        .map(|k| f(b, k))
+        .sum();
+        assert!((sum - f(p, "step_time_s")).abs() < 1e-9 * sum);
+        let m = &p["memory_per_device_bytes"];
+        assert!(f(m, "total") <= 0.95 * 80.0 * 1024f64.powi(3));
+        assert!(f(p, "mfu") > 0.0 && f(p, "mfu") < 1.0 && f(p, "hfu") >= f(p, "mfu"));
+        assert!(f(p, "tokens_per_s") > 0.0 && f(p, "training_days") > 0.0);
+    }
+    assert!(v["rejected"].is_array());
+}
+
+#[test]
+fn best_plan_for_each_table_1_model_is_at_least_as_fast_as_the_published_layout() {
+    // Narayanan et al. 2021, Table 1, each at its GPU count and batch: the search may
+    // pick any layout that fits, so its best must not be slower than the published one
+    // under the same model (and the published layout must itself be feasible).
+    for r in published::embedded()
+        .iter()
+        .filter(|r| r.id.starts_with("narayanan-"))
+    {
+        let arch = r.arch.as_ref().unwrap();
+        let n = |k: &str| arch[k].as_integer().unwrap().to_string();
+        let dev = r.devices.to_string();
+        let batch = r.batch.to_string();
+        let base = [
+            "--layers",
+            &n("layers"),
+            "--hidden",
+            &n("hidden"),
+            "--heads",
+            &n("heads"),
+            "--vocab",
+            &n("vocab"),
+            "--seq",
+            "2048",
+            "--causal",
+            "--hardware",
+            "a100-80gb",
+            "--devices",
+            &dev,
+            "--batch",
+            &batch,
+            "--tokens",
+            "1e11",
+        ];
+        let best = plan(&[&base[..], &["--top", "1"]].concat());
+        let best_t = f(&best["plans"][0], "step_time_s");
+        let l = r.layout;
+        let tp = l.tp.unwrap().to_string();
+        let pp = l.pp.unwrap().to_string();
+        let mb = l.microbatch.unwrap().to_string();
+        let v = l.virtual_stages.unwrap().to_string();
+        let published = plan(
+            &[
+                &base[..],
+                &[
+                    "--tp",
+                    &tp,
+                    "--pp",
+                    &pp,
+                    "--microbatch",
+                    &mb,
+                    "--virtual-stages",
+                    &v,
+                    "--recompute",
+                    "full",
+                    "--attention",
+                    "materialized",
+                    "--zero",
+                    "0",
+                    "--sequence-parallel=false",
+                    "--top",
+                    "1",
+                ],
+            ]
+            .concat(),
+        );
+        let pub_t = f(&published["plans"][0], "step_time_s");
+        assert!(
+            best_t <= pub_t * (1.0 + 1e-9),
+            "{}: best {best_t} vs published {pub_t}",
+            r.id
+        );
+    }
+}
+
+#[test]
+fn a_model_that_fits_no_layout_exits_2_with_the_memory_it_needs() {
+    flopcal()
+        .args([
+            "plan",
+            "--model",
+            "llama3-405b",
+            "--hardware",
+            "h100",
+            "--devices",
+            "8",
+            "--batch",
+            "8",
+            "--tokens",
+            "1e9",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("smallest needs").and(predicate::str::contains("GiB")));
+}
+
+#[test]
+fn impossible_fixed_layouts_exit_2_with_the_arithmetic() {
+    let base = [
+        "plan",
+        "--model",
+        "megatron-18.4b",
+        "--hardware",
+        "a100-80gb",
+        "--tokens",
+        "1e10",
+    ];
+    flopcal()
+        .args(base)
+        .args(["--devices", "128", "--tp", "8", "--pp", "4", "--dp", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("tp 8 x pp 4 x dp 3 = 96"));
+    flopcal()
+        .args(base)
+        .args(["--devices", "96", "--pp", "3"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not divide the 40 layers"));
+    flopcal()
+        .args(base)
+        .args([
+            "--devices",
+            "64",
+            "--dp",
+            "8",
+            "--microbatch",
+            "3",
+            "--batch",
+            "512",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("dp 8 x microbatch 3 = 24"));
+}
+
+#[test]
+fn a_malformed_network_tier_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("c.toml");
+    std::fs::write(
+        &cat,
+        r#"[[hardware]]
+name = "bad-gpu"
+class = "gpu-2020"
+chips_per_device = 1
+cores_per_chip = 1
+default_dtype = "bf16"
+peak_tflops = [ { dtype = "bf16", value = 312.0, source = "s", date = "2025-01" } ]
+memory_gib = { value = 80.0, source = "s", date = "2025-01" }
+memory_bw_gbs = { value = 2000.0, source = "s", date = "2025-01" }
+links = [ { name = "nvlink", group_size = 8, bw_gbs = { value = 0.0, source = "s", date = "2025-01" }, latency_us = { value = 1.0, source = "s", date = "2025-01" } } ]
+"#,
+    )
+    .unwrap();
+    flopcal()
+        .args([
+            "plan",
+            "--model",
+            "megatron-1.7b",
+            "--hardware",
+            "bad-gpu",
+            "--devices",
+            "8",
+            "--tokens",
+            "1e9",
+        ])
+        .arg("--catalog")
+        .arg(&cat)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bw_gbs"));
+}
