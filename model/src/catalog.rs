@@ -71,8 +71,10 @@ pub enum PriceKind {
     /// Spot / preemptible price (varies; the row's date says when).
     Spot,
     /// One-year committed use / reservation / savings plan.
+    #[serde(rename = "committed-1y")]
     Committed1y,
     /// Three-year committed use.
+    #[serde(rename = "committed-3y")]
     Committed3y,
 }
 
@@ -1232,9 +1234,15 @@ mod tests {
     #[test]
     fn every_figure_has_source_and_date() {
         let c = Catalog::embedded();
+        let ok = |f: &Figure, what: &str| {
+            assert!(!f.source.is_empty() && f.date.len() == 7, "{what}");
+            assert!(!f.source.contains("DESIGN.md"), "{what} cites DESIGN.md");
+        };
         for h in &c.hardware {
             let figs = [
                 &h.memory_gib,
+                &h.memory_bw_gbs,
+                &h.compute_units,
                 &h.tdp_w,
                 &h.price_on_demand,
                 &h.price_preemptible,
@@ -1248,15 +1256,120 @@ mod tests {
                 .flatten()
                 .chain(h.kernel_efficiency.as_ref())
             {
-                assert!(!f.source.is_empty() && f.date.len() == 7, "{}", h.name);
+                ok(f, &h.name);
+            }
+            for l in &h.links {
+                ok(&l.bw_gbs, &h.name);
+                ok(&l.latency_us, &h.name);
             }
             for p in &h.peak_tflops {
+                assert!(!p.source.is_empty() && p.date.len() == 7, "{}", h.name);
+                assert!(!p.source.contains("DESIGN.md"), "{}", h.name);
+            }
+            for p in &h.prices {
                 assert!(!p.source.is_empty() && p.date.len() == 7, "{}", h.name);
             }
         }
         for r in &c.runs {
             assert!(!r.source.is_empty() && r.date.len() == 7, "{}", r.id);
         }
+    }
+
+    #[test]
+    fn the_issue_s_hardware_is_all_there_with_memory_bandwidth_and_links() {
+        let c = Catalog::embedded();
+        for name in [
+            "v100",
+            "a100-40gb",
+            "a100-80gb",
+            "h100-sxm",
+            "h100-pcie",
+            "h200",
+            "b200",
+            "l4",
+            "l40s",
+            "a10g",
+            "mi250x",
+            "mi300x",
+            "gaudi2",
+            "gaudi3",
+            "tpu-v2",
+            "tpu-v3",
+            "tpu-v4",
+            "tpu-v5e",
+            "tpu-v5p",
+            "tpu-v6e",
+        ] {
+            let h = c.hardware(name).unwrap();
+            assert!(
+                h.memory_gib.is_some() && h.memory_bw_gbs.is_some(),
+                "{name}"
+            );
+            assert!(h.compute_units.is_some() && !h.links.is_empty(), "{name}");
+            assert!(h.peak_flops(None).unwrap() > 0.0, "{name}");
+        }
+    }
+
+    #[test]
+    fn committed_prices_and_ops_are_derived_by_the_stated_rule() {
+        let c = Catalog::embedded();
+        let h100 = c.hardware("h100-sxm").unwrap();
+        let od = h100.price_on_demand.as_ref().unwrap().value;
+        assert!((od - 98.32 / 8.0).abs() < 1e-12, "aws is listed first");
+        let d = c.rules.committed_discount_1y.value;
+        let committed = h100.price_committed.as_ref().unwrap();
+        assert!((committed.value - od * (1.0 - d)).abs() < 1e-12);
+        assert!(committed.is_assumption() && committed.source.contains("derived"));
+        let ops = h100.ops_per_year.as_ref().unwrap().value;
+        let buy = h100.purchase_price.as_ref().unwrap().value;
+        assert!((ops - buy * c.rules.ops_fraction_per_year.value).abs() < 1e-9);
+        // A published committed price wins over the rule.
+        let v5e = c.hardware("tpu-v5e").unwrap();
+        assert_eq!(v5e.price_committed.as_ref().unwrap().value, 0.84);
+        assert!(!v5e.price_committed.as_ref().unwrap().is_assumption());
+        // A 2019 TPU device is 4 chips: the device price is 4 chip prices.
+        assert_eq!(
+            c.hardware("tpu-v3").unwrap().price_per_chip_hour(false),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn price_source_chooses_a_provider_and_keeps_the_others() {
+        let mut c = Catalog::embedded().clone();
+        c.select_price_source(Some("Lambda")).unwrap();
+        let h100 = c.hardware("h100-sxm").unwrap();
+        assert_eq!(h100.price_per_chip_hour(false), Some(23.92 / 8.0));
+        assert!(
+            h100.prices.iter().any(|p| p.provider == "aws"),
+            "rows are kept"
+        );
+        // Hardware that Lambda does not sell keeps its default provider.
+        assert_eq!(
+            c.hardware("tpu-v4").unwrap().price_per_chip_hour(false),
+            Some(3.22)
+        );
+        let e = c
+            .select_price_source(Some("lamda"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `lambda`"), "{e}");
+        let mut v4 = c.hardware("tpu-v4").unwrap().clone();
+        let e = v4.derive(&c.rules, Some("aws")).unwrap_err().to_string();
+        assert!(
+            e.contains("no on-demand price from `aws` (price sources: gcp)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn assumptions_are_listed_by_field() {
+        let c = Catalog::embedded();
+        let a = c.hardware("h100-sxm").unwrap().assumptions();
+        let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"links.nvlink.latency_us"), "{names:?}");
+        assert!(names.contains(&"purchase_price") && names.contains(&"price_committed"));
+        assert!(!names.contains(&"memory_bw_gbs"));
     }
 
     #[test]
