@@ -219,3 +219,82 @@ fn bad_input_is_one_line_and_exit_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+fn cloud_price(v: &Value, kind: &str) -> f64 {
+    let row = v["comparison"]["cloud"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == kind)
+        .unwrap()
+        .clone();
+    f(&row, "price_per_chip_hour")
+}
+
+#[test]
+fn price_source_picks_the_providers_published_price() {
+    let base = ["--model", "bert-large", "--hardware", "h100-sxm"];
+    let default = json(&base);
+    let lambda = json(&[&base[..], &["--price-source", "lambda"]].concat());
+    let hw = Catalog::embedded().hardware("h100-sxm").unwrap();
+    let row = |p: &str| {
+        hw.prices
+            .iter()
+            .find(|r| r.provider == p && r.kind == flopcal_model::catalog::PriceKind::OnDemand)
+            .unwrap()
+            .per_chip_hour()
+    };
+    assert_eq!(cloud_price(&default, "on demand"), row("aws"));
+    assert_eq!(cloud_price(&lambda, "on demand"), row("lambda"));
+    assert_eq!(lambda["price_source"], "lambda");
+    // The committed price follows the chosen on-demand price by the stated rule.
+    let d = Catalog::embedded().rules.committed_discount_1y.value;
+    assert!((cloud_price(&lambda, "committed use") - row("lambda") * (1.0 - d)).abs() < 1e-12);
+}
+
+#[test]
+fn compare_counts_and_lists_the_assumptions_it_relied_on() {
+    let v = json(&["--model", "bert-large", "--hardware", "h100-sxm"]);
+    let a = v["assumptions"].as_array().unwrap();
+    let figures: Vec<&str> = a.iter().map(|x| x["figure"].as_str().unwrap()).collect();
+    assert!(figures.contains(&"purchase price"), "{figures:?}");
+    assert!(
+        figures.contains(&"h100-sxm links.nvlink.latency_us"),
+        "{figures:?}"
+    );
+    assert!(a
+        .iter()
+        .all(|x| x["source"].as_str().unwrap().contains("flopcal assumption")));
+    flopcal()
+        .args(["compare", "--model", "bert-large", "--hardware", "h100-sxm"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "{} flopcal assumption(s)",
+            a.len()
+        )));
+}
+
+#[test]
+fn an_unknown_or_absent_price_source_is_one_line_and_exit_2() {
+    for (args, needle) in [
+        (
+            vec!["--hardware", "h100-sxm", "--price-source", "lamda"],
+            "did you mean `lambda`",
+        ),
+        (
+            vec!["--hardware", "tpu-v4", "--price-source", "aws"],
+            "no on-demand price from `aws` (price sources: gcp)",
+        ),
+    ] {
+        let out = flopcal()
+            .args(["compare", "--model", "bert-large"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

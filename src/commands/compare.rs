@@ -9,13 +9,14 @@
 
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use flopcal_model::catalog::Figure;
+use flopcal_model::catalog::{Figure, ASSUMPTION};
 use flopcal_model::onprem::{self, Comparison, OnPrem};
 use serde::Serialize;
 
 use crate::commands::estimate::{
     compute_full, emit, human_hours, load_catalog, outln, thousands, DeviceUnit, EstimateArgs,
 };
+use crate::commands::model_args::PriceArgs;
 use crate::output::{print_json, OutputFormat};
 use crate::{Error, Outcome, Result};
 
@@ -53,6 +54,9 @@ pub struct CompareArgs {
     /// Committed-use cloud price, USD per chip-hour (default: the catalog's).
     #[arg(long, value_name = "USD", allow_negative_numbers = true)]
     pub committed_price: Option<f64>,
+    /// Which provider's published cloud prices to use.
+    #[command(flatten)]
+    pub prices: PriceArgs,
 }
 
 /// One on-prem figure with its provenance.
@@ -89,8 +93,23 @@ pub struct CompareReport {
     pub inputs: Vec<Input>,
     /// The comparison.
     pub comparison: Comparison,
-    /// Figures that are flopcal assumptions rather than published.
+    /// Figures that are flopcal assumptions rather than published (names).
     pub assumed: Vec<String>,
+    /// The provider the cloud prices come from (`null`: the catalog's default).
+    pub price_source: Option<String>,
+    /// Every flopcal assumption this comparison relied on: the on-prem and cloud
+    /// figures above and the catalog figures of both hardware rows that the time
+    /// estimate reads (link tiers, memory), each with its stated source.
+    pub assumptions: Vec<Assumption>,
+}
+
+/// One figure that no public source states.
+#[derive(Debug, Clone, Serialize)]
+pub struct Assumption {
+    /// Which figure (`power`, `h100-sxm links.nvlink.latency_us`, ...).
+    pub figure: String,
+    /// The assumption, as the catalog or flopcal states it.
+    pub source: String,
 }
 
 fn given(flag: &str, v: f64) -> Result<f64> {
@@ -127,7 +146,13 @@ fn figure(
 
 /// Compute the comparison (no printing).
 pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
-    let cat = load_catalog(args.plan.catalog.as_deref())?;
+    let mut cat = load_catalog(args.plan.catalog.as_deref())?;
+    let cloud_flag = args.cloud.as_deref().or(args.plan.hardware.as_deref());
+    args.prices.apply(
+        &mut cat,
+        cloud_flag.filter(|h| !h.eq_ignore_ascii_case("local")),
+    )?;
+    let chosen = args.prices.price_source.is_some();
     let onprem_run = compute_full(&args.plan)?;
     let e = &onprem_run.estimate;
     let local = onprem_run.kernel_efficiency.is_some()
@@ -180,7 +205,14 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
             .map(|x| format!("{} ({})", x.source, x.date))
             .unwrap_or_default()
     };
-    if let Some(p) = cloud_est.price_per_device_hour {
+    // With --price-source the catalog prices of that provider replace the ones the
+    // estimate read (the default provider's); --price and --preemptible-price win.
+    let pick = |flag: Option<f64>, est: Option<f64>, pre: bool| match flag {
+        Some(_) => est,
+        None if chosen => cloud_hw.price_per_chip_hour(pre),
+        None => est,
+    };
+    if let Some(p) = pick(args.plan.price, cloud_est.price_per_device_hour, false) {
         let s = if args.plan.price.is_some() {
             "--price".into()
         } else {
@@ -188,7 +220,11 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         };
         prices.push(("on demand".into(), p, s));
     }
-    if let Some(p) = cloud_est.preemptible_price_per_device_hour {
+    if let Some(p) = pick(
+        args.plan.preemptible_price,
+        cloud_est.preemptible_price_per_device_hour,
+        true,
+    ) {
         let s = if args.plan.preemptible_price.is_some() {
             "--preemptible-price".into()
         } else {
@@ -328,7 +364,7 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         &prices,
     )?;
     let inputs = vec![purchase, lifetime, ops, watts, pue, kwh, util];
-    let assumed: Vec<String> = inputs
+    let mut assumptions: Vec<Assumption> = inputs
         .iter()
         .map(|i| (i.name.clone(), i.source.clone()))
         .chain(
@@ -336,9 +372,23 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
                 .iter()
                 .map(|(k, _, s)| (format!("{k} price"), s.clone())),
         )
-        .filter(|(_, s)| s.contains("flopcal assumption"))
-        .map(|(n, _)| n)
+        .filter(|(_, s)| s.contains(ASSUMPTION))
+        .map(|(figure, source)| Assumption { figure, source })
         .collect();
+    let assumed: Vec<String> = assumptions.iter().map(|a| a.figure.clone()).collect();
+    // The time estimate reads the hardware rows' memory and link tiers.
+    let mut rows = vec![cloud_hw];
+    rows.extend(onprem_hw.filter(|h| h.name != cloud_hw.name));
+    for h in rows {
+        for (field, f) in h.assumptions() {
+            if field.starts_with("links.") || field.starts_with("memory") {
+                assumptions.push(Assumption {
+                    figure: format!("{} {field}", h.name),
+                    source: f.source.clone(),
+                });
+            }
+        }
+    }
     Ok(CompareReport {
         model: e.model.clone(),
         onprem_hardware: e.hardware.clone(),
@@ -350,6 +400,8 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         inputs,
         comparison,
         assumed,
+        price_source: args.prices.price_source.clone(),
+        assumptions,
     })
 }
 
@@ -447,13 +499,15 @@ fn render(r: &CompareReport) -> String {
         );
     }
     outln!(out, "time: on-prem MFU source: {}", r.onprem_mfu_source);
-    if !r.assumed.is_empty() {
+    if !r.assumptions.is_empty() {
         outln!(
             out,
-            "note: {} {} flopcal assumption(s), not published figures; override them with flags",
-            r.assumed.join(", "),
-            if r.assumed.len() == 1 { "is a" } else { "are" }
+            "{} flopcal assumption(s), not published figures (override the first ones with flags, the catalog's with --catalog):",
+            r.assumptions.len()
         );
+        for a in &r.assumptions {
+            outln!(out, "  - {}: {}", a.figure, a.source);
+        }
     }
     out
 }

@@ -87,6 +87,31 @@ pub struct ModelArgs {
     pub top_k: Option<f64>,
 }
 
+/// Which provider's published prices to use, for `compare` and `estimate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PriceArgs {
+    /// Cloud provider whose published prices to use (aws, azure, coreweave, gcp,
+    /// lambda, oci; default: the first provider the catalog lists for the hardware).
+    #[arg(long, value_name = "PROVIDER")]
+    pub price_source: Option<String>,
+}
+
+impl PriceArgs {
+    /// Choose the provider in `cat`, and check that it sells `hardware` (when named):
+    /// an unknown provider, or one without a price for it, is a one-line error.
+    pub fn apply(&self, cat: &mut Catalog, hardware: Option<&str>) -> Result<()> {
+        let Some(want) = self.price_source.as_deref() else {
+            return Ok(());
+        };
+        cat.select_price_source(Some(want))?;
+        if let Some(name) = hardware {
+            let mut hw = cat.hardware(name)?.clone();
+            hw.derive(&cat.rules, Some(&want.to_ascii_lowercase()))?;
+        }
+        Ok(())
+    }
+}
+
 fn count(flag: &str, v: f64) -> Result<u64> {
     if !(v.is_finite() && v > 0.0) {
         return Err(Error::Usage(format!(
