@@ -14,9 +14,10 @@
 
 use serde::Serialize;
 
-use crate::catalog::{Catalog, Hardware};
+use crate::catalog::{Catalog, Hardware, Run};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
+use crate::flops::Phase;
 use crate::gemm_rate::{RateSource, ShapeModel};
 use crate::layout::Layout;
 use crate::published::{self, StepRun};
@@ -218,14 +219,17 @@ pub struct StepCheck {
     pub era: String,
     /// Chips.
     pub devices: u64,
-    /// Published seconds per step (computed from the published figure).
-    pub published_step_s: f64,
+    /// Whether the figure is a whole run's wall-clock duration (a seed run) rather
+    /// than one step.
+    pub whole_run: bool,
+    /// Published seconds: one step (computed from the published figure), or the run.
+    pub published_s: f64,
     /// Predicted with the full fit.
-    pub predicted_step_s: f64,
+    pub predicted_s: f64,
     /// `predicted / published − 1`.
     pub error: f64,
     /// Predicted from a fit without this run.
-    pub loo_predicted_step_s: f64,
+    pub loo_predicted_s: f64,
     /// `|ln(loo_predicted / published)|`.
     pub loo_abs_log_error: f64,
     /// What the leave-one-out prediction rested on.
@@ -240,58 +244,100 @@ pub struct StepCheck {
     pub source: String,
 }
 
+/// Era of the runs in `runs.toml` (the seeds: TensorFlow on TPU v2/v3 and P100).
+pub const SEED_ERA: &str = "tensorflow-2017-19";
+
+/// A run made ready for the step model: one phase of one step for a step run; the
+/// whole schedule for a seed run (whose published figure is its wall-clock duration).
 struct Prepared<'a> {
-    run: &'a StepRun,
+    id: String,
+    era: String,
+    date: String,
+    source: String,
+    devices: u64,
     cfg: ModelConfig,
     hw: &'a Hardware,
     sys: System,
-    seq: u64,
+    phases: Vec<Phase>,
     constraints: Constraints,
+    /// Published seconds (one step, or the whole run).
+    want: f64,
+    whole_run: bool,
 }
 
 impl Prepared<'_> {
-    fn batch(&self) -> Batch {
-        Batch {
-            global_batch: self.run.batch,
-            seq: self.seq,
-        }
+    fn model<'b>(
+        &'b self,
+        shape: &'b ShapeModel,
+        rates: &'b RateSource,
+        seq: u64,
+    ) -> StepModel<'b> {
+        StepModel::new(&self.cfg, &self.sys, rates, shape, efficiency(), seq)
     }
 
-    /// Best plan at efficiency `eta`.
-    fn best(&self, eta: f64) -> Result<Prediction, ModelError> {
+    /// Best plan of each phase at efficiency `eta`.
+    fn best(&self, eta: f64) -> Result<Vec<Prediction>, ModelError> {
         let shape = shape_model(&self.sys, eta);
         let rates = RateSource::Shape(shape.clone());
-        let m = StepModel::new(&self.cfg, &self.sys, &rates, &shape, efficiency(), self.seq);
-        let r = search(&m, self.run.devices, self.batch(), &self.constraints, 1)?;
-        r.plans.into_iter().next().ok_or_else(|| {
-            ModelError::InvalidInput(format!(
-                "published run `{}`: no layout fits ({})",
-                self.run.id,
-                r.rejected
-                    .iter()
-                    .map(|x| format!("{} x {}: {}", x.count, x.reason, x.example))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ))
-        })
+        self.phases
+            .iter()
+            .map(|ph| {
+                let m = self.model(&shape, &rates, ph.seq);
+                let batch = Batch {
+                    global_batch: ph.batch,
+                    seq: ph.seq,
+                };
+                let r = search(&m, self.devices, batch, &self.constraints, 1)?;
+                r.plans.into_iter().next().ok_or_else(|| {
+                    ModelError::InvalidInput(format!(
+                        "published run `{}`: no layout fits ({})",
+                        self.id,
+                        r.rejected
+                            .iter()
+                            .map(|x| format!("{} x {}: {}", x.count, x.reason, x.example))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ))
+                })
+            })
+            .collect()
     }
 
-    /// Step seconds of `layout` at efficiency `eta`.
-    fn step(&self, layout: &Layout, eta: f64) -> f64 {
+    /// Predicted seconds of the best plans at `eta`.
+    fn seconds(&self, plans: &[Prediction]) -> f64 {
+        self.phases
+            .iter()
+            .zip(plans)
+            .map(|(ph, p)| ph.steps as f64 * p.step_time_s)
+            .sum()
+    }
+
+    /// Seconds of fixed layouts at efficiency `eta`.
+    fn seconds_of(&self, layouts: &[Layout], eta: f64) -> f64 {
         let shape = shape_model(&self.sys, eta);
         let rates = RateSource::Shape(shape.clone());
-        let m = StepModel::new(&self.cfg, &self.sys, &rates, &shape, efficiency(), self.seq);
-        let layer = m.layer_cost(layout, self.seq);
-        m.predict_with(layout, self.batch(), &layer).step_time_s
+        self.phases
+            .iter()
+            .zip(layouts)
+            .map(|(ph, l)| {
+                let m = self.model(&shape, &rates, ph.seq);
+                let layer = m.layer_cost(l, ph.seq);
+                let batch = Batch {
+                    global_batch: ph.batch,
+                    seq: ph.seq,
+                };
+                ph.steps as f64 * m.predict_with(l, batch, &layer).step_time_s
+            })
+            .sum()
     }
 
-    /// The efficiency at which the best layout's step equals the published one.
-    fn solve(&self, want: f64) -> Result<f64, ModelError> {
-        let layout = self.best(START)?.layout;
-        let (mut lo, mut hi) = (0.02f64, 1.0f64);
+    /// The efficiency at which the best layouts' time equals the published one.
+    fn solve(&self) -> Result<f64, ModelError> {
+        let layouts: Vec<Layout> = self.best(START)?.iter().map(|p| p.layout).collect();
+        let (mut lo, mut hi) = (0.01f64, 1.0f64);
         for _ in 0..50 {
             let mid = (lo * hi).sqrt();
-            if self.step(&layout, mid) > want {
+            if self.seconds_of(&layouts, mid) > self.want {
                 lo = mid;
             } else {
                 hi = mid;
@@ -301,72 +347,121 @@ impl Prepared<'_> {
     }
 }
 
-fn prepare<'a>(cat: &'a Catalog, run: &'a StepRun) -> Result<Prepared<'a>, ModelError> {
+fn prepare_step<'a>(cat: &'a Catalog, run: &StepRun) -> Result<Prepared<'a>, ModelError> {
     let cfg = run.config(cat)?;
     let hw = cat.hardware(&run.hardware)?;
     let sys = System::from_hardware(hw, None)?;
     let seq = run.seq(&cfg);
     Ok(Prepared {
+        id: run.id.clone(),
+        era: run.era.clone(),
+        date: run.date.clone(),
+        source: run.source.clone(),
+        devices: run.devices,
         constraints: run.layout.constraints()?,
-        run,
+        want: run.published_step_s(&cfg)?,
+        phases: vec![Phase {
+            steps: 1,
+            batch: run.batch,
+            seq,
+        }],
         cfg,
         hw,
         sys,
-        seq,
+        whole_run: false,
     })
 }
 
-/// Fit the step model on every embedded published run and check each one, in full and
-/// by leave-one-out.
+/// A seed run of `runs.toml` with a published duration and schedule, on hardware the
+/// step model can describe; `None` otherwise (it stays a cost reproduction only).
+fn prepare_seed<'a>(cat: &'a Catalog, run: &Run) -> Result<Option<Prepared<'a>>, ModelError> {
+    let (Some(hours), true) = (run.hours, run.tokens_known) else {
+        return Ok(None);
+    };
+    let hw = cat.hardware(&run.hardware)?;
+    if hw.links.is_empty() || hw.memory_bw_gbs.is_none() {
+        return Ok(None);
+    }
+    let chips = hw.chips(run.count, run.unit);
+    if chips.fract() != 0.0 {
+        return Ok(None);
+    }
+    let sys = System::from_hardware(hw, Some(&run.dtype))?;
+    Ok(Some(Prepared {
+        id: run.id.clone(),
+        era: SEED_ERA.into(),
+        date: run.date.clone(),
+        source: run.source.clone(),
+        devices: chips as u64,
+        cfg: cat.model(&run.model)?.config(),
+        hw,
+        sys,
+        phases: cat.run_schedule(run)?,
+        constraints: Constraints::default(),
+        want: hours * 3600.0,
+        whole_run: true,
+    }))
+}
+
+/// Fit the step model on every embedded published run (the step runs of
+/// `steps.toml` and the seed runs of `runs.toml` with a duration) and check each one,
+/// in full and by leave-one-out.
 pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError> {
-    let runs = published::embedded();
-    let prepared = runs
+    let mut prepared = published::embedded()
         .iter()
-        .map(|r| prepare(cat, r))
+        .map(|r| prepare_step(cat, r))
         .collect::<Result<Vec<_>, _>>()?;
+    for r in &cat.runs {
+        if let Some(p) = prepare_seed(cat, r)? {
+            prepared.push(p);
+        }
+    }
     let mut points = vec![];
-    let mut wants = vec![];
     for p in &prepared {
-        let want = p.run.published_step_s(&p.cfg)?;
-        wants.push(want);
         points.push(Point {
-            id: p.run.id.clone(),
+            id: p.id.clone(),
             class: p.hw.class.clone(),
-            era: p.run.era.clone(),
-            date: p.run.date.clone(),
-            eta: p.solve(want)?,
+            era: p.era.clone(),
+            date: p.date.clone(),
+            eta: p.solve()?,
         });
     }
     let fit = StepFit::from_points(points);
     let mut checks = vec![];
-    for (p, want) in prepared.iter().zip(wants) {
-        let full = fit.choose(&p.hw.class, Some(&p.run.era))?;
+    for p in &prepared {
+        let full = fit.choose(&p.hw.class, Some(&p.era))?;
         let pred = p.best(full.gemm_efficiency)?;
-        let loo = fit
-            .without(&p.run.id)
-            .choose(&p.hw.class, Some(&p.run.era))?;
-        let loo_pred = p.best(loo.gemm_efficiency)?;
+        let loo = fit.without(&p.id).choose(&p.hw.class, Some(&p.era))?;
+        let loo_s = p.seconds(&p.best(loo.gemm_efficiency)?);
+        let predicted = p.seconds(&pred);
         let solved = fit
             .points
             .iter()
-            .find(|x| x.id == p.run.id)
+            .find(|x| x.id == p.id)
             .map_or(f64::NAN, |x| x.eta);
+        let main = pred
+            .iter()
+            .zip(&p.phases)
+            .max_by(|a, b| a.1.tokens().total_cmp(&b.1.tokens()))
+            .map(|x| x.0.clone())
+            .ok_or_else(|| ModelError::InvalidInput(format!("run `{}` has no phase", p.id)))?;
         checks.push(StepCheck {
-            id: p.run.id.clone(),
+            id: p.id.clone(),
             hardware: p.hw.name.clone(),
             class: p.hw.class.clone(),
-            era: p.run.era.clone(),
-            devices: p.run.devices,
-            published_step_s: want,
-            predicted_step_s: pred.step_time_s,
-            error: pred.step_time_s / want - 1.0,
-            loo_predicted_step_s: loo_pred.step_time_s,
-            loo_abs_log_error: (loo_pred.step_time_s / want).ln().abs(),
+            era: p.era.clone(),
+            devices: p.devices,
+            whole_run: p.whole_run,
+            published_s: p.want,
+            predicted_s: predicted,
+            error: predicted / p.want - 1.0,
+            loo_predicted_s: loo_s,
+            loo_abs_log_error: (loo_s / p.want).ln().abs(),
             loo_basis: loo.basis,
             solved_gemm_efficiency: solved,
-            layout: pred.layout,
-            mfu: pred.mfu,
-            source: p.run.source.clone(),
+            layout: main.layout,
+            mfu: main.mfu,
+            source: p.source.clone(),
         });
     }
     Ok((fit, checks))
@@ -457,14 +552,14 @@ mod tests {
             .iter()
             .find(|r| r.id == "korthikanti-175b-selective")
             .unwrap();
-        let p = prepare(cat, run).unwrap();
+        let p = prepare_step(cat, run).unwrap();
         let (fit, _) = embedded_fit().unwrap();
         let eta = fit
             .without(&run.id)
             .choose(&p.hw.class, Some(&run.era))
             .unwrap();
-        let pred = p.best(eta.gemm_efficiency).unwrap().step_time_s;
-        let want = 2.0 * run.published_step_s(&p.cfg).unwrap();
+        let pred = p.seconds(&p.best(eta.gemm_efficiency).unwrap());
+        let want = 2.0 * p.want;
         assert!((pred / want).ln().abs() > 0.5);
     }
 }
