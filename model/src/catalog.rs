@@ -23,6 +23,100 @@ const HARDWARE_TOML: &str = include_str!("catalog/hardware.toml");
 const MODELS_TOML: &str = include_str!("catalog/models.toml");
 const RUNS_TOML: &str = include_str!("catalog/runs.toml");
 
+/// Measured reference GEMM tables shipped as data, by canonical hardware name.
+const GEMM_TABLES: &[(&str, &str)] = &[
+    ("b200", include_str!("catalog/gemm/b200.csv")),
+    ("mi300x", include_str!("catalog/gemm/mi300x.csv")),
+];
+
+/// One measured GEMM: `b` independent `m×k · k×n` products in `dtype` ran at `flops`
+/// FLOP/s, counting `2·b·m·n·k` FLOPs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemmPoint {
+    /// Data type (`bf16`).
+    pub dtype: String,
+    /// Batch of independent matmuls.
+    pub b: u64,
+    /// Rows of the output.
+    pub m: u64,
+    /// Columns of the output.
+    pub n: u64,
+    /// Reduction dimension.
+    pub k: u64,
+    /// Achieved FLOP/s.
+    pub flops: f64,
+}
+
+/// A published table of measured GEMM throughput for one accelerator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GemmTable {
+    /// Where the table comes from: its header comment (file, repository, commit).
+    pub source: String,
+    /// The measured points.
+    pub points: Vec<GemmPoint>,
+}
+
+/// Parse a GEMM table: `#` comment lines (the source), a `dtype,b,m,n,k,flops`
+/// header, then one point per line; errors name `path` and the line.
+pub fn parse_gemm_table(path: &str, text: &str) -> Result<GemmTable, ModelError> {
+    let bad = |line: usize, reason: String| ModelError::BadCatalog {
+        path: path.to_string(),
+        line: Some(line),
+        field: "gemm".into(),
+        reason,
+    };
+    let mut source = vec![];
+    let mut points = vec![];
+    let mut header = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(c) = line.strip_prefix('#') {
+            source.push(c.trim().to_string());
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if !header {
+            if line != "dtype,b,m,n,k,flops" {
+                return Err(bad(
+                    i + 1,
+                    format!("expected the header dtype,b,m,n,k,flops (got `{line}`)"),
+                ));
+            }
+            header = true;
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != 6 {
+            return Err(bad(i + 1, format!("expected 6 fields (got {})", f.len())));
+        }
+        let dim = |j: usize| {
+            f[j].parse::<u64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| bad(i + 1, format!("`{}` is not a positive whole number", f[j])))
+        };
+        let flops = f[5]
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| bad(i + 1, format!("`{}` is not a positive FLOP/s", f[5])))?;
+        points.push(GemmPoint {
+            dtype: f[0].to_ascii_lowercase(),
+            b: dim(1)?,
+            m: dim(2)?,
+            n: dim(3)?,
+            k: dim(4)?,
+            flops,
+        });
+    }
+    Ok(GemmTable {
+        source: source.join(" "),
+        points,
+    })
+}
+
 /// A number with its provenance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,6 +397,19 @@ impl Hardware {
         }
         out.retain(|(_, f)| f.is_assumption());
         out
+    }
+
+    /// The measured reference GEMM table shipped for this hardware, if one is
+    /// published (OpenXLA's for B200 and MI300X).
+    pub fn reference_gemm(&self) -> Option<GemmTable> {
+        GEMM_TABLES
+            .iter()
+            .find(|(name, _)| *name == self.name)
+            .map(|(name, text)| {
+                // The embedded tables are checked by the unit tests.
+                parse_gemm_table(&format!("<embedded>/gemm/{name}.csv"), text)
+                    .expect("embedded GEMM table is valid")
+            })
     }
 
     /// The providers with a published price for this hardware, in catalog order.
@@ -1363,6 +1470,33 @@ mod tests {
     }
 
     #[test]
+    fn reference_gemm_tables_load_and_stay_under_the_peak() {
+        let c = Catalog::embedded();
+        for (name, want) in [("b200", 75), ("mi300x", 50)] {
+            let hw = c.hardware(name).unwrap();
+            let t = hw.reference_gemm().unwrap();
+            assert_eq!(t.points.len(), want, "{name}");
+            assert!(t.source.contains("336bb15c"), "{name}");
+            let peak = hw.peak_flops(Some("bf16")).unwrap();
+            for p in &t.points {
+                assert!(p.flops > 0.0 && p.flops < peak, "{name} {p:?}");
+            }
+            // Larger problems run faster: the 4096-cubed point beats the smallest.
+            let at = |m, n, k| {
+                t.points
+                    .iter()
+                    .filter(|p| p.m == m && p.n == n && p.k == k)
+                    .map(|p| p.flops)
+                    .fold(0.0, f64::max)
+            };
+            assert!(at(4096, 4096, 4096) > at(4096, 256, 256), "{name}");
+        }
+        assert!(c.hardware("h100-sxm").unwrap().reference_gemm().is_none());
+        let e = parse_gemm_table("g.csv", "dtype,b,m,n,k,flops\nbf16,1,0,2,2,5\n").unwrap_err();
+        assert!(e.to_string().starts_with("g.csv:2:"), "{e}");
+    }
+
+    #[test]
     fn assumptions_are_listed_by_field() {
         let c = Catalog::embedded();
         let a = c.hardware("h100-sxm").unwrap().assumptions();
@@ -1461,6 +1595,93 @@ kernel_efficiency = { value = 0.5, source = "me", date = "2025-01" }
             .to_string();
         assert!(e.starts_with("m.toml:"), "{e}");
         assert!(e.contains("hidden") || e.contains("missing"), "{e}");
+    }
+
+    /// FLOP accounting on the catalog's models (here, so flops.rs needs no catalog).
+    mod flops_on_catalog_models {
+        use crate::catalog::builtin;
+        use crate::flops::*;
+
+        fn rel(a: f64, b: f64) -> f64 {
+            ((a - b) / b).abs()
+        }
+
+        #[test]
+        fn causal_halves_scores_and_pv_only() {
+            let mut cfg = builtin("gpt2").unwrap();
+            let c = forward_per_token_layer(&cfg, 1024);
+            cfg.causal = false;
+            let d = forward_per_token_layer(&cfg, 1024);
+            assert_eq!(c.scores * 2.0, d.scores);
+            assert_eq!(c.pv * 2.0, d.pv);
+            assert_eq!(c.qkv, d.qkv);
+            assert_eq!(c.ffn, d.ffn);
+        }
+
+        #[test]
+        fn t5_uses_attention_width_not_hidden() {
+            let cfg = builtin("t5-11b").unwrap();
+            assert_ne!(cfg.attn_dim(), cfg.hidden);
+            let ops = forward_per_token_layer(&cfg, 512);
+            // Half the blocks are decoder blocks with cross-attention: × 1.5 per block.
+            assert_eq!(ops.qkv, 6.0 * 1024.0 * 16384.0 * 1.5);
+            assert_eq!(ops.attn_out, 2.0 * 16384.0 * 1024.0 * 1.5);
+            assert_eq!(ops.scores, 2.0 * 512.0 * 16384.0 * 1.5);
+        }
+
+        #[test]
+        fn bert_parameter_counts_within_two_percent() {
+            let base = param_count(&builtin("bert-base").unwrap(), Family::Bert).total;
+            let large = param_count(&builtin("bert-large").unwrap(), Family::Bert).total;
+            assert!(rel(base, 110e6) < 0.02, "bert-base {base}");
+            assert!(rel(large, 340e6) < 0.02, "bert-large {large}");
+        }
+
+        #[test]
+        fn gpt2_xl_is_one_and_a_half_billion() {
+            let p = param_count(&builtin("gpt2-xl").unwrap(), Family::Gpt).total;
+            assert!(rel(p, 1.558e9) < 0.02, "gpt2-xl {p}");
+        }
+
+        #[test]
+        fn exact_is_close_to_6nd_for_large_models() {
+            let cfg = builtin("gpt2-xl").unwrap();
+            let r = train_flops(
+                &cfg,
+                &[Phase {
+                    steps: 1000,
+                    batch: 512,
+                    seq: 1024,
+                }],
+                &FlopOptions::default(),
+            )
+            .unwrap();
+            assert!(r.ratio_exact_to_6nd > 1.0 && r.ratio_exact_to_6nd < 1.2);
+        }
+
+        #[test]
+        fn rejects_zero_and_bad_fractions() {
+            let cfg = builtin("bert-base").unwrap();
+            let p = Phase {
+                steps: 0,
+                batch: 1,
+                seq: 1,
+            };
+            assert!(train_flops(&cfg, &[p], &FlopOptions::default()).is_err());
+            assert!(train_flops(&cfg, &[], &FlopOptions::default()).is_err());
+            let bad = FlopOptions {
+                vocab_fraction: 1.5,
+                ..FlopOptions::default()
+            };
+            let ok = Phase {
+                steps: 1,
+                batch: 1,
+                seq: 1,
+            };
+            assert!(train_flops(&cfg, &[ok], &bad).is_err());
+            assert!(flops_6nd(-1.0, 1.0).is_err());
+            assert!(flops_6nd(1.0, f64::NAN).is_err());
+        }
     }
 
     proptest! {
