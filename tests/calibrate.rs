@@ -94,6 +94,10 @@ fn table_prints_runs_and_summary() {
         .success()
         .stdout(predicate::str::contains("xlnet-large"))
         .stdout(predicate::str::contains("leave-one-out"))
+        .stdout(predicate::str::contains(
+            "Arithmetic checks, not calibration",
+        ))
+        .stdout(predicate::str::contains("korthikanti-175b-selective"))
         .stdout(predicate::str::contains("ai21-340m"));
 }
 
@@ -133,4 +137,31 @@ fn bad_catalog_exits_2() {
         err.contains("bad.toml:4:") && err.contains("r.hardware"),
         "{err}"
     );
+}
+
+#[test]
+fn step_model_checks_every_published_run_with_leave_one_out() {
+    let v = calibrate_json();
+    let st = &v["step"];
+    let runs = st["runs"].as_array().unwrap();
+    // Every row of steps.toml, plus the seed runs with a duration and schedule.
+    let steps = flopcal_model::published::embedded().len();
+    assert!(runs.len() >= steps + 4, "{}", runs.len());
+    for r in runs {
+        let p = r["published_s"].as_f64().unwrap();
+        let q = r["predicted_s"].as_f64().unwrap();
+        assert!((q / p - 1.0 - r["error"].as_f64().unwrap()).abs() < 1e-9);
+        let loo = r["loo_predicted_s"].as_f64().unwrap();
+        assert!(((loo / p).ln().abs() - r["loo_abs_log_error"].as_f64().unwrap()).abs() < 1e-9);
+    }
+    let med = st["median_abs_log_error"].as_f64().unwrap();
+    assert!(med <= 1.25f64.ln(), "median LOO |ln err| {med}");
+    // Every parameter names the runs it was fitted on, and they are checked runs.
+    for p in st["parameters"].as_array().unwrap() {
+        let fitted = p["runs"].as_array().unwrap();
+        assert!(!fitted.is_empty());
+        for id in fitted {
+            assert!(runs.iter().any(|r| r["id"] == *id), "{id}");
+        }
+    }
 }
