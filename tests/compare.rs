@@ -298,3 +298,19 @@ fn an_unknown_or_absent_price_source_is_one_line_and_exit_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_constructed_model_is_marked_in_json_and_table() {
+    let args = ["--model", "bert-1.5b", "--hardware", "a100"];
+    assert_eq!(json(&args)["model_constructed"], true);
+    assert_eq!(
+        json(&["--model", "bert-large", "--hardware", "a100"])["model_constructed"],
+        false
+    );
+    flopcal()
+        .arg("compare")
+        .args(args)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("a model flopcal constructed"));
+}

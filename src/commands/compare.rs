@@ -95,6 +95,8 @@ pub struct CompareReport {
     pub comparison: Comparison,
     /// Figures that are flopcal assumptions rather than published (names).
     pub assumed: Vec<String>,
+    /// The model is one flopcal constructed (no one published it), e.g. `bert-1.5b`.
+    pub model_constructed: bool,
     /// The provider the cloud prices come from (`null`: the catalog's default).
     pub price_source: Option<String>,
     /// Every flopcal assumption this comparison relied on: the on-prem and cloud
@@ -400,6 +402,12 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         inputs,
         comparison,
         assumed,
+        model_constructed: args
+            .plan
+            .model
+            .as_deref()
+            .and_then(|m| cat.model(m).ok())
+            .is_some_and(|m| m.constructed),
         price_source: args.prices.price_source.clone(),
         assumptions,
     })
@@ -468,6 +476,13 @@ fn render(r: &CompareReport) -> String {
         r.onprem.utilisation * 100.0
     );
     outln!(out, "verdict: {}", c.verdict);
+    if r.model_constructed {
+        outln!(
+            out,
+            "note: {} is a model flopcal constructed (no one published it); see its catalog source",
+            r.model
+        );
+    }
     outln!(out, "on-prem figures:");
     for i in &r.inputs {
         let v = if i.value >= 100.0 {
