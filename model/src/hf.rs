@@ -100,6 +100,40 @@ pub fn parse(path: &str, text: &str, fallback_name: &str) -> Result<ModelConfig,
     Ok(cfg)
 }
 
+/// Where a family keeps its shape fields (the first key present wins).
+struct Keys {
+    hidden: &'static [&'static str],
+    heads: &'static [&'static str],
+    layers: &'static [&'static str],
+    ffn: &'static [&'static str],
+    /// Without it the FFN is 4 × hidden.
+    ffn_required: bool,
+    seq: &'static [&'static str],
+    seq_default: u64,
+}
+
+/// The names most Hugging Face configs use.
+const HF: Keys = Keys {
+    hidden: &["hidden_size"],
+    heads: &["num_attention_heads"],
+    layers: &["num_hidden_layers"],
+    ffn: &["intermediate_size"],
+    ffn_required: true,
+    seq: &["max_position_embeddings"],
+    seq_default: 2048,
+};
+
+/// GPT-2's names (also GPT-BigCode's).
+const GPT2: Keys = Keys {
+    hidden: &["n_embd"],
+    heads: &["n_head"],
+    layers: &["n_layer"],
+    ffn: &["n_inner"],
+    ffn_required: false,
+    seq: &["n_positions", "n_ctx"],
+    seq_default: 1024,
+};
+
 struct Reader<'a> {
     path: &'a str,
     obj: &'a Map<String, Value>,
@@ -189,10 +223,32 @@ impl Reader<'_> {
         })
     }
 
+    /// The shape fields every family has, under the family's names: width, heads
+    /// (and `head_dim` when given), layers, FFN width (4 × width when optional and
+    /// absent), vocabulary and context; causal unless the family says otherwise.
+    fn shape(&self, t: &str, k: &Keys) -> Result<ModelConfig, ModelError> {
+        let hidden = self.req(t, k.hidden)?;
+        let heads = self.req(t, k.heads)?;
+        let ffn = if k.ffn_required {
+            self.req(t, k.ffn)?
+        } else {
+            self.opt(k.ffn)?.unwrap_or(4 * hidden)
+        };
+        Ok(ModelConfig {
+            layers: self.req(t, k.layers)?,
+            hidden,
+            heads,
+            head_dim: self.head_dim(hidden, heads, self.opt(&["head_dim"])?)?,
+            ffn,
+            vocab: self.req(t, &["vocab_size"])?,
+            seq: self.seq(k.seq, k.seq_default)?,
+            causal: true,
+            ..ModelConfig::default()
+        })
+    }
+
     /// Llama and its descendants: RMSNorm, rotary, no biases, gated FFN.
     fn llama(&self, t: &str) -> Result<ModelConfig, ModelError> {
-        let hidden = self.req(t, &["hidden_size"])?;
-        let heads = self.req(t, &["num_attention_heads"])?;
         let gemma = t.starts_with("gemma");
         let act = self
             .obj
@@ -200,100 +256,70 @@ impl Reader<'_> {
             .or_else(|| self.obj.get("hidden_act"))
             .and_then(Value::as_str)
             .unwrap_or(if gemma { "gelu" } else { "silu" });
-        let ffn_kind = if act.starts_with("gelu") {
-            FfnKind::GeGlu
-        } else {
-            FfnKind::SwiGlu
-        };
         let experts = self.opt(&["num_local_experts"])?;
         Ok(ModelConfig {
-            layers: self.req(t, &["num_hidden_layers"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, self.opt(&["head_dim"])?)?,
-            ffn: self.req(t, &["intermediate_size"])?,
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["max_position_embeddings"], 2048)?,
-            causal: true,
             family: Family::Llama,
             kv_heads: self.opt(&["num_key_value_heads"])?,
-            ffn_kind,
-            experts,
-            top_k: if experts.is_some() {
-                self.opt(&["num_experts_per_tok"])?
+            ffn_kind: if act.starts_with("gelu") {
+                FfnKind::GeGlu
             } else {
-                None
+                FfnKind::SwiGlu
+            },
+            experts,
+            top_k: match experts {
+                Some(_) => self.opt(&["num_experts_per_tok"])?,
+                None => None,
             },
             tied: self.flag("tie_word_embeddings", gemma)?,
             position: Position::Rotary,
             biases: false,
             norm: Norm::RmsNorm,
-            ..ModelConfig::default()
+            ..self.shape(t, &HF)?
         })
     }
 
     fn gpt2(&self) -> Result<ModelConfig, ModelError> {
-        let t = "gpt2";
-        let hidden = self.req(t, &["n_embd"])?;
-        let heads = self.req(t, &["n_head"])?;
         Ok(ModelConfig {
-            layers: self.req(t, &["n_layer"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, None)?,
-            ffn: self.opt(&["n_inner"])?.unwrap_or(4 * hidden),
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["n_positions", "n_ctx"], 1024)?,
-            causal: true,
             family: Family::Gpt,
             tied: self.flag("tie_word_embeddings", true)?,
-            ..ModelConfig::default()
+            ..self.shape("gpt2", &GPT2)?
         })
     }
 
     fn neox(&self) -> Result<ModelConfig, ModelError> {
-        let t = "gpt_neox";
-        let hidden = self.req(t, &["hidden_size"])?;
-        let heads = self.req(t, &["num_attention_heads"])?;
+        let keys = Keys {
+            ffn_required: false,
+            ..HF
+        };
         Ok(ModelConfig {
-            layers: self.req(t, &["num_hidden_layers"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, None)?,
-            ffn: self.opt(&["intermediate_size"])?.unwrap_or(4 * hidden),
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["max_position_embeddings"], 2048)?,
-            causal: true,
             tied: self.flag("tie_word_embeddings", false)?,
             parallel: self.flag("use_parallel_residual", true)?,
             position: Position::Rotary,
-            ..ModelConfig::default()
+            ..self.shape("gpt_neox", &keys)?
         })
     }
 
     fn bigcode(&self) -> Result<ModelConfig, ModelError> {
-        let t = "gpt_bigcode";
-        let hidden = self.req(t, &["n_embd"])?;
-        let heads = self.req(t, &["n_head"])?;
+        let keys = Keys {
+            seq: &["n_positions"],
+            seq_default: 2048,
+            ..GPT2
+        };
         Ok(ModelConfig {
-            layers: self.req(t, &["n_layer"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, None)?,
-            ffn: self.opt(&["n_inner"])?.unwrap_or(4 * hidden),
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["n_positions"], 2048)?,
-            causal: true,
             family: Family::Gpt,
             kv_heads: self.flag("multi_query", true)?.then_some(1),
-            ..ModelConfig::default()
+            ..self.shape("gpt_bigcode", &keys)?
         })
     }
 
     fn falcon(&self) -> Result<ModelConfig, ModelError> {
-        let t = "falcon";
-        let hidden = self.req(t, &["hidden_size"])?;
-        let heads = self.req(t, &["num_attention_heads", "n_head"])?;
+        let keys = Keys {
+            heads: &["num_attention_heads", "n_head"],
+            layers: &["num_hidden_layers", "n_layer"],
+            ffn: &["ffn_hidden_size"],
+            ffn_required: false,
+            ..HF
+        };
         let new_arch = self.flag("new_decoder_architecture", false)?;
         let kv_heads = if new_arch {
             self.opt(&["num_kv_heads", "n_head_kv"])?
@@ -303,14 +329,6 @@ impl Reader<'_> {
             None
         };
         Ok(ModelConfig {
-            layers: self.req(t, &["num_hidden_layers", "n_layer"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, self.opt(&["head_dim"])?)?,
-            ffn: self.opt(&["ffn_hidden_size"])?.unwrap_or(4 * hidden),
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["max_position_embeddings"], 2048)?,
-            causal: true,
             kv_heads,
             tied: self.flag("tie_word_embeddings", true)?,
             parallel: new_arch || self.flag("parallel_attn", true)?,
@@ -320,34 +338,39 @@ impl Reader<'_> {
                 Position::Rotary
             },
             biases: self.flag("bias", false)?,
-            ..ModelConfig::default()
+            ..self.shape("falcon", &keys)?
         })
     }
 
     fn bloom(&self) -> Result<ModelConfig, ModelError> {
-        let t = "bloom";
-        let hidden = self.req(t, &["hidden_size", "n_embed"])?;
-        let heads = self.req(t, &["n_head", "num_attention_heads"])?;
+        // BLOOM's config has no context field; it was trained at 2,048 (Le Scao et al.
+        // 2022, section 3.5). Its FFN is 4h.
+        let keys = Keys {
+            hidden: &["hidden_size", "n_embed"],
+            heads: &["n_head", "num_attention_heads"],
+            layers: &["n_layer", "num_hidden_layers"],
+            ffn: &[],
+            ffn_required: false,
+            seq: &["seq_length"],
+            seq_default: 2048,
+        };
         Ok(ModelConfig {
-            layers: self.req(t, &["n_layer", "num_hidden_layers"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, None)?,
-            ffn: 4 * hidden,
-            vocab: self.req(t, &["vocab_size"])?,
-            // BLOOM's config has no context field; it was trained at 2,048 (Le Scao
-            // et al. 2022, section 3.5).
-            seq: self.seq(&["seq_length"], 2048)?,
-            causal: true,
             position: Position::None,
-            ..ModelConfig::default()
+            ..self.shape("bloom", &keys)?
         })
     }
 
     fn mpt(&self) -> Result<ModelConfig, ModelError> {
-        let t = "mpt";
-        let hidden = self.req(t, &["d_model"])?;
-        let heads = self.req(t, &["n_heads"])?;
+        let keys = Keys {
+            hidden: &["d_model"],
+            heads: &["n_heads"],
+            layers: &["n_layers"],
+            ffn: &[],
+            ffn_required: false,
+            seq: &["max_seq_len"],
+            seq_default: 2048,
+        };
+        let base = self.shape("mpt", &keys)?;
         let ratio = self.float("expansion_ratio")?.unwrap_or(4.0);
         let alibi = self
             .obj
@@ -356,58 +379,38 @@ impl Reader<'_> {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         Ok(ModelConfig {
-            layers: self.req(t, &["n_layers"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, None)?,
-            ffn: (ratio * hidden as f64).round() as u64,
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["max_seq_len"], 2048)?,
-            causal: true,
+            ffn: (ratio * base.hidden as f64).round() as u64,
             position: if alibi {
                 Position::None
             } else {
                 Position::Learned
             },
             biases: !self.flag("no_bias", true)?,
-            ..ModelConfig::default()
+            ..base
         })
     }
 
     fn opt_family(&self) -> Result<ModelConfig, ModelError> {
-        let t = "opt";
-        let hidden = self.req(t, &["hidden_size"])?;
-        let heads = self.req(t, &["num_attention_heads"])?;
+        let keys = Keys {
+            ffn: &["ffn_dim"],
+            ..HF
+        };
         Ok(ModelConfig {
-            layers: self.req(t, &["num_hidden_layers"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, None)?,
-            ffn: self.req(t, &["ffn_dim"])?,
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["max_position_embeddings"], 2048)?,
-            causal: true,
             family: Family::Gpt,
             tied: self.flag("tie_word_embeddings", true)?,
-            ..ModelConfig::default()
+            ..self.shape("opt", &keys)?
         })
     }
 
     fn bert(&self) -> Result<ModelConfig, ModelError> {
-        let t = "bert";
-        let hidden = self.req(t, &["hidden_size"])?;
-        let heads = self.req(t, &["num_attention_heads"])?;
+        let keys = Keys {
+            seq_default: 512,
+            ..HF
+        };
         Ok(ModelConfig {
-            layers: self.req(t, &["num_hidden_layers"])?,
-            hidden,
-            heads,
-            head_dim: self.head_dim(hidden, heads, None)?,
-            ffn: self.req(t, &["intermediate_size"])?,
-            vocab: self.req(t, &["vocab_size"])?,
-            seq: self.seq(&["max_position_embeddings"], 512)?,
             causal: false,
             family: Family::Bert,
-            ..ModelConfig::default()
+            ..self.shape("bert", &keys)?
         })
     }
 
