@@ -987,9 +987,7 @@ impl Catalog {
         if let Some(want) = &provider {
             let known = self.price_sources();
             if !known.iter().any(|k| k == want) {
-                let hint = suggest::closest(want, &known)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = suggest::did_you_mean(want, &known);
                 return Err(ModelError::InvalidInput(format!(
                     "unknown price source `{want}`{hint} (known: {})",
                     known.join(", ")

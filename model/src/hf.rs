@@ -85,9 +85,7 @@ pub fn parse(path: &str, text: &str, fallback_name: &str) -> Result<ModelConfig,
         "t5" => r.t5()?,
         other => {
             let known: Vec<String> = FAMILIES.iter().map(|s| s.to_string()).collect();
-            let hint = suggest::closest(other, &known)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
+            let hint = suggest::did_you_mean(other, &known);
             return Err(ModelError::InvalidInput(format!(
                 "{path}: unknown model_type `{other}`{hint} (known: {})",
                 FAMILIES.join(", ")

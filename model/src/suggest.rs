@@ -26,6 +26,13 @@ pub fn closest(name: &str, known: &[String]) -> Option<String> {
         .map(|(_, k)| k.clone())
 }
 
+/// `" (did you mean `x`?)"` for the nearest known name, or nothing.
+pub fn did_you_mean(name: &str, known: &[String]) -> String {
+    closest(name, known)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
