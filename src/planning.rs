@@ -363,7 +363,7 @@ pub fn modelled(
         }
         Workload::Duration => return Ok(None),
     };
-    let (fit, _) = fit::embedded_fit()?;
+    let fit = fit::embedded_parameters()?;
     let mut req = forecast::Request {
         cfg: &config,
         phases: &phases,

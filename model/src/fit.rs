@@ -335,7 +335,7 @@ impl Prepared<'_> {
     fn solve(&self) -> Result<f64, ModelError> {
         let layouts: Vec<Layout> = self.best(START)?.iter().map(|p| p.layout).collect();
         let (mut lo, mut hi) = (0.01f64, 1.0f64);
-        for _ in 0..50 {
+        for _ in 0..32 {
             let mid = (lo * hi).sqrt();
             if self.seconds_of(&layouts, mid) > self.want {
                 lo = mid;
@@ -403,10 +403,7 @@ fn prepare_seed<'a>(cat: &'a Catalog, run: &Run) -> Result<Option<Prepared<'a>>,
     }))
 }
 
-/// Fit the step model on every embedded published run (the step runs of
-/// `steps.toml` and the seed runs of `runs.toml` with a duration) and check each one,
-/// in full and by leave-one-out.
-pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError> {
+fn prepare_all(cat: &Catalog) -> Result<Vec<Prepared<'_>>, ModelError> {
     let mut prepared = published::embedded()
         .iter()
         .map(|r| prepare_step(cat, r))
@@ -416,8 +413,12 @@ pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError>
             prepared.push(p);
         }
     }
+    Ok(prepared)
+}
+
+fn solve_all(prepared: &[Prepared<'_>]) -> Result<StepFit, ModelError> {
     let mut points = vec![];
-    for p in &prepared {
+    for p in prepared {
         points.push(Point {
             id: p.id.clone(),
             class: p.hw.class.clone(),
@@ -426,7 +427,29 @@ pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError>
             eta: p.solve()?,
         });
     }
-    let fit = StepFit::from_points(points);
+    Ok(StepFit::from_points(points))
+}
+
+/// The fitted parameters only (what an estimate needs), from every embedded
+/// published run.
+pub fn fit_parameters(cat: &Catalog) -> Result<StepFit, ModelError> {
+    solve_all(&prepare_all(cat)?)
+}
+
+/// The embedded parameters, computed once per process.
+pub fn embedded_parameters() -> Result<&'static StepFit, ModelError> {
+    static FIT: std::sync::OnceLock<Result<StepFit, String>> = std::sync::OnceLock::new();
+    FIT.get_or_init(|| fit_parameters(Catalog::embedded()).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| ModelError::InvalidInput(e.clone()))
+}
+
+/// Fit the step model on every embedded published run (the step runs of
+/// `steps.toml` and the seed runs of `runs.toml` with a duration) and check each one,
+/// in full and by leave-one-out.
+pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError> {
+    let prepared = prepare_all(cat)?;
+    let fit = solve_all(&prepared)?;
     let mut checks = vec![];
     for p in &prepared {
         let full = fit.choose(&p.hw.class, Some(&p.era))?;

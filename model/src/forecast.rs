@@ -248,7 +248,7 @@ mod tests {
             batch: 8,
             seq: 8192,
         }];
-        let fit = &fit::embedded_fit().unwrap().0;
+        let fit = fit::embedded_parameters().unwrap();
         let e = forecast(&req(&cfg, &ph, hw, 8), fit)
             .unwrap_err()
             .to_string();
@@ -289,7 +289,7 @@ mod tests {
             batch: 512,
             seq: 2048,
         }];
-        let fit = &fit::embedded_fit().unwrap().0;
+        let fit = fit::embedded_parameters().unwrap();
         let small = forecast(&req(&cfg, &ph, hw, 64), fit).unwrap();
         let big = forecast(&req(&cfg, &ph, hw, 512), fit).unwrap();
         assert!(big.step_seconds < small.step_seconds);
