@@ -88,7 +88,7 @@ pub fn check_constraints(
         }
     }
     let fixed: u64 = [t, p, d].iter().flatten().product();
-    if devices % fixed != 0 {
+    if !devices.is_multiple_of(fixed) {
         return bad(format!(
             "the fixed degrees multiply to {fixed}, which does not divide --devices {devices} ({devices} / {fixed} = {:.2})",
             devices as f64 / fixed as f64
@@ -96,7 +96,7 @@ pub fn check_constraints(
     }
     if let Some(p) = p {
         let v = c.virtual_stages.map_or(1, u64::from);
-        if !c.uneven_stages && cfg.layers % (p * v) != 0 {
+        if !c.uneven_stages && !cfg.layers.is_multiple_of(p * v) {
             return bad(format!(
                 "pp {p} x virtual stages {v} = {} does not divide the {} layers ({} / {} = {:.2})",
                 p * v,
@@ -108,7 +108,7 @@ pub fn check_constraints(
         }
     }
     if let Some(t) = t {
-        if cfg.heads % t != 0 {
+        if !cfg.heads.is_multiple_of(t) {
             return bad(format!(
                 "tp {t} does not divide the {} attention heads ({} / {t} = {:.2})",
                 cfg.heads,
@@ -118,7 +118,7 @@ pub fn check_constraints(
         }
     }
     if let (Some(d), Some(b)) = (d, c.microbatch.map(u64::from)) {
-        if b == 0 || batch % (d * b) != 0 {
+        if b == 0 || !batch.is_multiple_of(d * b) {
             return bad(format!(
                 "batch {batch} is not divisible by dp {d} x microbatch {b} = {} ({batch} / {} = {:.2})",
                 d * b,
