@@ -10,6 +10,7 @@ use crate::error::ModelError;
 use crate::fit::{self, Chosen, StepFit};
 use crate::flops::Phase;
 use crate::gemm_rate::RateSource;
+use crate::layout::{check_batch, check_devices, check_heads, check_stages};
 use crate::search::{search, Constraints, SearchResult};
 use crate::step::{usable_memory, Batch, Prediction, StepModel};
 use crate::system::{System, GIB};
@@ -80,12 +81,7 @@ pub fn check_constraints(
         }
     }
     if let (Some(t), Some(p), Some(d)) = (t, p, d) {
-        if t * p * d != devices {
-            return bad(format!(
-                "layout does not use the devices: tp {t} x pp {p} x dp {d} = {} but --devices is {devices}",
-                t * p * d
-            ));
-        }
+        check_devices(t, p, d, devices)?;
     }
     let fixed: u64 = [t, p, d].iter().flatten().product();
     if !devices.is_multiple_of(fixed) {
@@ -94,38 +90,14 @@ pub fn check_constraints(
             devices as f64 / fixed as f64
         ));
     }
-    if let Some(p) = p {
-        let v = c.virtual_stages.map_or(1, u64::from);
-        if !c.uneven_stages && !cfg.layers.is_multiple_of(p * v) {
-            return bad(format!(
-                "pp {p} x virtual stages {v} = {} does not divide the {} layers ({} / {} = {:.2})",
-                p * v,
-                cfg.layers,
-                cfg.layers,
-                p * v,
-                cfg.layers as f64 / (p * v) as f64
-            ));
-        }
+    if let (Some(p), false) = (p, c.uneven_stages) {
+        check_stages(cfg.layers, p, c.virtual_stages.map_or(1, u64::from))?;
     }
     if let Some(t) = t {
-        if !cfg.heads.is_multiple_of(t) {
-            return bad(format!(
-                "tp {t} does not divide the {} attention heads ({} / {t} = {:.2})",
-                cfg.heads,
-                cfg.heads,
-                cfg.heads as f64 / t as f64
-            ));
-        }
+        check_heads(cfg.heads, t)?;
     }
     if let (Some(d), Some(b)) = (d, c.microbatch.map(u64::from)) {
-        if b == 0 || !batch.is_multiple_of(d * b) {
-            return bad(format!(
-                "batch {batch} is not divisible by dp {d} x microbatch {b} = {} ({batch} / {} = {:.2})",
-                d * b,
-                d * b,
-                batch as f64 / (d * b).max(1) as f64
-            ));
-        }
+        check_batch(batch, d, b)?;
     }
     Ok(())
 }

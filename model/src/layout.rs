@@ -165,37 +165,12 @@ impl Layout {
             u64::from(self.microbatch),
             u64::from(self.virtual_stages),
         );
-        if t * p * d != devices {
-            return bad(format!(
-                "layout does not use the devices: tp {t} x pp {p} x dp {d} = {} but --devices is {devices}",
-                t * p * d
-            ));
+        check_devices(t, p, d, devices)?;
+        if even_stages {
+            check_stages(cfg.layers, p, v)?;
         }
-        let layers = cfg.layers;
-        if even_stages && !layers.is_multiple_of(p * v) {
-            return bad(format!(
-                "pp {p} x virtual stages {v} = {} does not divide the {layers} layers ({layers} / {} = {:.2})",
-                p * v,
-                p * v,
-                layers as f64 / (p * v) as f64
-            ));
-        }
-        if !cfg.heads.is_multiple_of(t) {
-            return bad(format!(
-                "tp {t} does not divide the {} attention heads ({} / {t} = {:.2})",
-                cfg.heads,
-                cfg.heads,
-                cfg.heads as f64 / t as f64
-            ));
-        }
-        if !global_batch.is_multiple_of(d * b) {
-            return bad(format!(
-                "batch {global_batch} is not divisible by dp {d} x microbatch {b} = {} ({global_batch} / {} = {:.2})",
-                d * b,
-                d * b,
-                global_batch as f64 / (d * b) as f64
-            ));
-        }
+        check_heads(cfg.heads, t)?;
+        check_batch(global_batch, d, b)?;
         let m = global_batch / (d * b);
         if v > 1 && (p == 1 || !m.is_multiple_of(p)) {
             return bad(format!(
@@ -218,6 +193,54 @@ impl Layout {
         }
         Ok(())
     }
+}
+
+/// `tp · pp · dp` must be the device count.
+pub fn check_devices(t: u64, p: u64, d: u64, devices: u64) -> Result<(), ModelError> {
+    if t * p * d == devices {
+        return Ok(());
+    }
+    Err(ModelError::InvalidInput(format!(
+        "layout does not use the devices: tp {t} x pp {p} x dp {d} = {} but --devices is {devices}",
+        t * p * d
+    )))
+}
+
+/// `pp · v` must divide the layers.
+pub fn check_stages(layers: u64, p: u64, v: u64) -> Result<(), ModelError> {
+    if layers.is_multiple_of(p * v) {
+        return Ok(());
+    }
+    Err(ModelError::InvalidInput(format!(
+        "pp {p} x virtual stages {v} = {} does not divide the {layers} layers ({layers} / {} = {:.2})",
+        p * v,
+        p * v,
+        layers as f64 / (p * v) as f64
+    )))
+}
+
+/// `tp` must divide the attention heads.
+pub fn check_heads(heads: u64, t: u64) -> Result<(), ModelError> {
+    if heads.is_multiple_of(t) {
+        return Ok(());
+    }
+    Err(ModelError::InvalidInput(format!(
+        "tp {t} does not divide the {heads} attention heads ({heads} / {t} = {:.2})",
+        heads as f64 / t as f64
+    )))
+}
+
+/// `dp · microbatch` must divide the global batch.
+pub fn check_batch(batch: u64, d: u64, b: u64) -> Result<(), ModelError> {
+    if b > 0 && batch.is_multiple_of(d * b) {
+        return Ok(());
+    }
+    Err(ModelError::InvalidInput(format!(
+        "batch {batch} is not divisible by dp {d} x microbatch {b} = {} ({batch} / {} = {:.2})",
+        d * b,
+        d * b,
+        batch as f64 / (d * b).max(1) as f64
+    )))
 }
 
 #[cfg(test)]
