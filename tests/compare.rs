@@ -314,3 +314,28 @@ fn a_constructed_model_is_marked_in_json_and_table() {
         .success()
         .stdout(predicate::str::contains("a model flopcal constructed"));
 }
+
+#[test]
+fn ops_overhead_without_a_catalog_figure_follows_the_catalog_rule() {
+    let v = json(&[
+        "--model",
+        "bert-large",
+        "--hardware",
+        "h100-pcie",
+        "--purchase-price",
+        "30000",
+    ]);
+    let rule = &Catalog::embedded().rules.ops_fraction_per_year;
+    assert_eq!(f(&v["onprem"], "ops_usd_per_year"), 30000.0 * rule.value);
+    let ops = v["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "operations overhead")
+        .unwrap()
+        .clone();
+    assert!(ops["source"]
+        .as_str()
+        .unwrap()
+        .contains("derived: purchase"));
+}

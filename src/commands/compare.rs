@@ -286,10 +286,14 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         "USD per chip per year",
         args.ops_per_year.map(|v| ("ops-per-year", v)),
         onprem_hw.and_then(|h| h.ops_per_year.as_ref().map(|f| (f, per))),
-        Some((
-            onprem::DEFAULT_OPS_FRACTION * purchase.value,
-            "flopcal assumption: 10% of the purchase price per year".into(),
-        )),
+        Some({
+            // The catalog's rule, as for catalog hardware: purchase × fraction.
+            let r = &cat.rules.ops_fraction_per_year;
+            (
+                r.value * purchase.value,
+                format!("{}; derived: purchase × {} per year", r.source, r.value),
+            )
+        }),
     )?
     .ok_or_else(|| Error::Usage("no ops overhead".into()))?;
     let watts = figure(
