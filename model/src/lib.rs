@@ -4,8 +4,12 @@
 //!
 //! The pieces, in the order a caller uses them:
 //!
-//! - [`catalog::Catalog`]: hardware, models, published runs (embedded TOML, overridable);
-//! - [`flops`]: per-op training FLOPs of a [`ModelConfig`] and `6·N·D`;
+//! - [`config::ModelConfig`]: the architecture (GQA, gated FFN, MoE, encoder–decoder,
+//!   ...), from a catalog name or a Hugging Face `config.json` ([`hf`]);
+//! - [`flops`]: the weight matmuls of a block ([`flops::block_matmuls`]), per-op training
+//!   FLOPs and parameter counts (total and active) summed from them, and `6·N·D`;
+//! - [`catalog::Catalog`]: hardware (peaks, bandwidth, link tiers, prices by provider,
+//!   reference GEMM tables), models, published runs (embedded TOML, overridable);
 //! - [`calibrate::calibrate`]: implied MFU of every published run, the fit of system
 //!   efficiency by hardware class, and a leave-one-out check ([`calibrate::Fit`]);
 //! - [`cost::estimate`]: FLOPs → hours → dollars, energy and CO2, with a low–high band.
