@@ -69,8 +69,9 @@ pub fn parse(path: &str, text: &str, fallback_name: &str) -> Result<ModelConfig,
     let name = obj
         .get("_name_or_path")
         .and_then(Value::as_str)
+        .and_then(|s| s.trim_end_matches('/').rsplit('/').next())
         .filter(|s| !s.is_empty())
-        .map(|s| s.rsplit('/').next().unwrap_or(s).to_ascii_lowercase())
+        .map(str::to_ascii_lowercase)
         .unwrap_or_else(|| fallback_name.to_string());
     let mut cfg = match model_type.as_str() {
         "llama" | "mistral" | "mixtral" | "qwen2" | "gemma" | "gemma2" => r.llama(&model_type)?,
@@ -451,12 +452,19 @@ mod tests {
     use super::*;
     use crate::flops::params;
 
-    fn fixture(name: &str) -> ModelConfig {
-        let path = format!(
+    fn fixture_path(name: &str) -> String {
+        format!(
             "{}/../tests/fixtures/hf/{name}.json",
             env!("CARGO_MANIFEST_DIR")
-        );
-        load(Path::new(&path)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        )
+    }
+
+    fn fixture(name: &str) -> ModelConfig {
+        load(Path::new(&fixture_path(name))).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn fixture_text(name: &str) -> String {
+        std::fs::read_to_string(fixture_path(name)).unwrap()
     }
 
     fn within(got: f64, want: f64, tol: f64) -> bool {
@@ -505,6 +513,18 @@ mod tests {
         assert_eq!(fixture("llama-3.1-8b").seq, 8192);
         assert_eq!(fixture("llama-2-70b").kv_heads(), 8);
         assert_eq!(fixture("starcoderbase-1b").kv_heads(), 1);
+    }
+
+    #[test]
+    fn the_name_is_the_last_segment_of_name_or_path() {
+        let cfg = |name: &str| {
+            let text =
+                fixture_text("gpt2").replacen('{', &format!("{{\"_name_or_path\": \"{name}\","), 1);
+            parse("c.json", &text, "fallback").unwrap().name
+        };
+        assert_eq!(cfg("openai-community/GPT2"), "gpt2");
+        assert_eq!(cfg("./checkpoints/my-model/"), "my-model");
+        assert_eq!(cfg("/"), "fallback");
     }
 
     #[test]
