@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 
 use flopcal_model::flops::{self, FlopOptions, OpFlops, Phase};
+use flopcal_model::gemm_rate::{Gemm, MeasuredTable};
 use flopcal_model::ModelConfig;
 use serde::Serialize;
 
@@ -402,6 +403,40 @@ pub fn from_profile(
     })
 }
 
+/// The profile's measured GEMMs as a per-shape rate source for the step model (the
+/// first of its sources): every `matmul` benchmark of `dtype` (default: the profile's
+/// first) that ran, at its `(m, n, k)` shape and median FLOP/s. Attention and
+/// memory-bound kernels are not GEMM rates and are left out.
+pub fn gemm_table(file: &ResultFile, dtype: Option<&str>) -> MeasuredTable {
+    let want = dtype
+        .map(normalise)
+        .or_else(|| file.profile.dtypes.first().map(|d| normalise(d)));
+    let points = file
+        .benchmarks
+        .iter()
+        .filter(|b| b.kernel == "matmul" && b.status == Status::Ok)
+        .filter(|b| want.as_deref().is_none_or(|d| normalise(&b.dtype) == d))
+        .filter_map(|b| {
+            let dim = |k: &str| b.shape.get(k).copied().filter(|v| *v > 0);
+            let rate = b.summary.as_ref()?.flops_per_s;
+            let g = Gemm {
+                batch: dim("b").or_else(|| dim("batch")).unwrap_or(1),
+                m: dim("m")?,
+                n: dim("n")?,
+                k: dim("k")?,
+            };
+            (rate.is_finite() && rate > 0.0).then_some((g, rate))
+        })
+        .collect();
+    MeasuredTable {
+        points,
+        source: format!(
+            "flopcal profile {} of {} ({})",
+            file.run_id, file.host.device_name, file.created_at
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +524,43 @@ mod tests {
             dtype: None,
             peak_flops: None,
         }
+    }
+
+    #[test]
+    fn a_profile_becomes_a_per_shape_gemm_rate_source() {
+        let cfg = tiny();
+        let mut f = file(&cfg, None, |label| {
+            if label.starts_with("ffn") {
+                80e9
+            } else {
+                20e9
+            }
+        });
+        // Give each GEMM the shape its id names (`.../m64.n384.k128/f32`).
+        for b in &mut f.benchmarks {
+            let dims = b.id.split('/').nth(2).unwrap_or("").to_string();
+            for part in dims.split('.') {
+                let (k, v) = part.split_at(1);
+                if let Ok(v) = v.parse::<u64>() {
+                    b.shape.insert(k.to_string(), v);
+                }
+            }
+        }
+        let t = gemm_table(&f, None);
+        assert!(!t.points.is_empty());
+        let ffn = f
+            .benchmarks
+            .iter()
+            .find(|b| b.label.starts_with("ffn_in.fwd"))
+            .unwrap();
+        let g = Gemm {
+            batch: 1,
+            m: ffn.shape["m"],
+            n: ffn.shape["n"],
+            k: ffn.shape["k"],
+        };
+        assert_eq!(t.flops_per_s(&g), Some(80e9));
+        assert!(gemm_table(&f, Some("bf16")).points.is_empty());
     }
 
     #[test]

@@ -509,6 +509,73 @@ pub fn ratio(pred: &Prediction, measured: f64, m_low: f64, m_high: f64) -> (f64,
     )
 }
 
+/// The step model's prediction of this step on this machine (the model crate's, the
+/// one `estimate` and `plan` use): the single-device layout (materialised attention,
+/// no recomputation), GEMM rates from the profile interpolated across shapes, and the
+/// memory-bound ops at the best bandwidth the profile measured. Reported beside the
+/// kernel sum; `None` without GEMM and bandwidth measurements.
+pub fn step_model_prediction(
+    file: &ResultFile,
+    cfg: &ModelConfig,
+    batch: u64,
+    seq: u64,
+) -> Option<f64> {
+    use flopcal_model::gemm_rate::{RateSource, ShapeModel};
+    use flopcal_model::layout::Layout;
+    use flopcal_model::step::{Batch, StepModel};
+    use flopcal_model::system::{System, Tier};
+
+    let table = crate::efficiency::gemm_table(file, None);
+    let peak = table.points.iter().map(|p| p.1).fold(0.0, f64::max);
+    let bw = file
+        .benchmarks
+        .iter()
+        .filter(|b| b.kernel == "bandwidth" && b.status == Status::Ok)
+        .filter_map(|b| {
+            b.summary
+                .as_ref()
+                .map(|s| b.bytes_per_iter as f64 / s.median_s)
+        })
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .fold(0.0, f64::max);
+    if table.points.is_empty() || bw <= 0.0 {
+        return None;
+    }
+    let sys = System {
+        name: file.host.device_name.clone(),
+        peak_flops: peak,
+        memory_bytes: file.host.memory_bytes as f64,
+        hbm_bw: bw,
+        compute_units: None,
+        tiers: vec![Tier {
+            name: "none (one device)".into(),
+            group_size: 0,
+            bw: 1.0,
+            latency_s: 0.0,
+        }],
+    };
+    let shape = ShapeModel {
+        peak_flops: peak,
+        hbm_bw: bw,
+        compute_units: None,
+        elem_bytes: 4.0,
+        efficiency: 1.0,
+    };
+    let rates = RateSource::Profile(table);
+    let eff = flopcal_model::step::Efficiency {
+        link: 1.0,
+        hbm: 1.0,
+    };
+    let m = StepModel::new(cfg, &sys, &rates, &shape, eff, seq);
+    let layout = Layout::single(batch.max(1) as u32);
+    let layer = m.layer_cost(&layout, seq);
+    let b = Batch {
+        global_batch: batch.max(1),
+        seq,
+    };
+    Some(m.predict_with(&layout, b, &layer).step_time_s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

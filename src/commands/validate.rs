@@ -140,6 +140,12 @@ pub struct ValidateReport {
     pub logical_cpus: usize,
     /// The prediction's terms, largest first.
     pub terms: Vec<Term>,
+    /// The step model's prediction of the same step (single-device layout, this
+    /// profile's GEMM rates and bandwidth), beside the kernel sum; not yet the judged
+    /// figure.
+    pub step_model_predicted_s: Option<f64>,
+    /// `step_model_predicted_s / measured_step_s`.
+    pub step_model_ratio: Option<f64>,
 }
 
 fn step_config(args: &ValidateArgs) -> Result<StepConfig> {
@@ -512,6 +518,12 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         fmt_duration(r.predicted_median_sum_s),
         fmt_duration(r.measured_median_s)
     );
+    if let (Some(p), Some(q)) = (r.step_model_predicted_s, r.step_model_ratio) {
+        println!(
+            "  step model (single device, this profile's GEMM rates and bandwidth): {:.3} ms, {q:.2}x measured",
+            p * 1e3
+        );
+    }
     println!("  largest terms of the prediction (count × mean):");
     for t in pred.terms.iter().take(8) {
         println!(
@@ -577,6 +589,12 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
     let (measured, m_low, m_high, m_median) = timer.summary()?;
     let (ratio, r_low, r_high) = validate::ratio(&pred, measured, m_low, m_high);
     let within = (ratio - 1.0).abs() <= args.bound;
+    let step_model = validate::step_model_prediction(
+        &file,
+        &validate::model_config(&c, &args.model),
+        c.batch as u64,
+        c.seq as u64,
+    );
     let report = ValidateReport {
         model: args.model.clone(),
         layers: c.layers,
@@ -603,6 +621,8 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         load_average: load_start.zip(load_average()).map(|(a, b)| [a, b]),
         logical_cpus: host.logical_cpus,
         terms: pred.terms.clone(),
+        step_model_predicted_s: step_model,
+        step_model_ratio: step_model.map(|p| p / measured),
     };
     match args.format {
         OutputFormat::Json => print_json(&report)?,
