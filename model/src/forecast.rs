@@ -9,7 +9,7 @@ use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::fit::{self, Chosen, StepFit};
 use crate::flops::Phase;
-use crate::gemm_rate::RateSource;
+use crate::gemm_rate::{Gemm, MeasuredTable, RateSource};
 use crate::layout::{check_batch, check_devices, check_heads, check_stages};
 use crate::search::{search, Constraints, SearchResult};
 use crate::step::{usable_memory, Batch, Prediction, StepModel};
@@ -107,10 +107,11 @@ pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError
     let sys = System::from_hardware(req.hw, req.dtype)?;
     let chosen = fit.choose(&req.hw.class, None)?;
     let shape = fit::shape_model(&sys, req.gemm_efficiency.unwrap_or(chosen.gemm_efficiency));
-    let rates = req
-        .rates
-        .clone()
-        .unwrap_or_else(|| RateSource::Shape(shape.clone()));
+    let rates = match (&req.rates, reference_rates(req.hw, req.dtype)) {
+        (Some(r), _) => r.clone(),
+        (None, Some(t)) => RateSource::Reference(t),
+        (None, None) => RateSource::Shape(shape.clone()),
+    };
     if req.phases.is_empty() {
         return Err(ModelError::InvalidInput(
             "a training schedule needs at least one phase".into(),
@@ -151,6 +152,34 @@ pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError
         mfu: model_flops / (req.devices as f64 * sys.peak_flops * seconds),
         efficiency: chosen,
         rate_source: rates.describe(),
+    })
+}
+
+/// The hardware's measured reference GEMM table for `dtype` (the rate source preferred
+/// over the shape model; its rates are used as measured, without the fitted
+/// efficiency), if the catalog ships one.
+pub fn reference_rates(hw: &Hardware, dtype: Option<&str>) -> Option<MeasuredTable> {
+    let want = hw.dtype_or_default(dtype);
+    let t = hw.reference_gemm()?;
+    let points: Vec<(Gemm, f64)> = t
+        .points
+        .iter()
+        .filter(|p| p.dtype.eq_ignore_ascii_case(&want))
+        .map(|p| {
+            (
+                Gemm {
+                    batch: p.b,
+                    m: p.m,
+                    n: p.n,
+                    k: p.k,
+                },
+                p.flops,
+            )
+        })
+        .collect();
+    (!points.is_empty()).then(|| MeasuredTable {
+        points,
+        source: t.source.clone(),
     })
 }
 
@@ -249,6 +278,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not divide the 40 layers"), "{e}");
+    }
+
+    #[test]
+    fn a_reference_gemm_table_is_preferred_to_the_shape_model() {
+        let cat = Catalog::embedded();
+        let cfg = cat.model("megatron-7.5b").unwrap().config();
+        let b200 = cat.hardware("b200").unwrap();
+        assert!(reference_rates(b200, None).is_some());
+        let ph = [Phase {
+            steps: 10,
+            batch: 512,
+            seq: 2048,
+        }];
+        let fit = fit::embedded_parameters().unwrap();
+        let f = forecast(&req(&cfg, &ph, b200, 64), fit).unwrap();
+        assert!(
+            f.rate_source.contains("reference table"),
+            "{}",
+            f.rate_source
+        );
+        // OpenXLA publishes no A100 entry: the shape model answers.
+        let a100 = cat.hardware("a100").unwrap();
+        assert!(reference_rates(a100, None).is_none());
+        let g = forecast(&req(&cfg, &ph, a100, 64), fit).unwrap();
+        assert!(g.rate_source.contains("shape model"), "{}", g.rate_source);
     }
 
     #[test]
