@@ -59,14 +59,15 @@ fn roofline_cells(file: &ResultFile, b: &Benchmark, flops_per_s: f64) -> [String
 }
 
 /// One row per benchmark: kernel, shape, dtype, median time, GFLOP/s with the
-/// half-width of its 95% CI, GB/s, % of the measured peak, roofline class, samples,
-/// verified.
+/// half-widths of its sampling CI (`none` where too few samples for a 95% one) and
+/// of its prediction interval for another run, GB/s, % of the measured peak,
+/// roofline class, samples, verified.
 pub fn profile_table(file: &ResultFile) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header([
-        "kernel", "shape", "dtype", "median", "GFLOP/s", "±CI", "GB/s", "%peak", "bound", "n",
-        "verified",
+        "kernel", "shape", "dtype", "median", "GFLOP/s", "±CI", "±PI", "GB/s", "%peak", "bound",
+        "n", "verified",
     ]);
     for b in &file.benchmarks {
         let name = format!("{} {}", b.kernel, b.label);
@@ -74,19 +75,22 @@ pub fn profile_table(file: &ResultFile) -> String {
         match &b.summary {
             Some(s) => {
                 let [pct_peak, bound] = roofline_cells(file, b, s.flops_per_s);
-                let half = (s.flops_per_s_ci_high - s.flops_per_s_ci_low) / 2.0;
-                let pct = if s.flops_per_s > 0.0 {
-                    100.0 * half / s.flops_per_s
-                } else {
-                    0.0
+                let half_pct = |lo: Option<f64>, hi: Option<f64>, none: &str| match lo.zip(hi) {
+                    Some((lo, hi)) if s.flops_per_s > 0.0 => {
+                        format!("{:.1}%", 50.0 * (hi - lo) / s.flops_per_s)
+                    }
+                    _ => none.to_string(),
                 };
+                let ci = half_pct(s.flops_per_s_ci_low, s.flops_per_s_ci_high, "none");
+                let pi = half_pct(s.flops_per_s_pi_low, s.flops_per_s_pi_high, "-");
                 t.add_row(vec![
                     Cell::new(name),
                     Cell::new(shape),
                     Cell::new(&b.dtype),
                     right(fmt_duration(s.median_s)),
                     right(fmt_giga(s.flops_per_s)),
-                    right(format!("{pct:.1}%")),
+                    right(ci),
+                    right(pi),
                     right(fmt_giga(s.bytes_per_s)),
                     right(pct_peak),
                     Cell::new(bound),
@@ -99,6 +103,7 @@ pub fn profile_table(file: &ResultFile) -> String {
                     Cell::new(name),
                     Cell::new(shape),
                     Cell::new(&b.dtype),
+                    right("-"),
                     right("-"),
                     right("-"),
                     right("-"),
