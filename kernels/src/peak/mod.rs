@@ -35,6 +35,7 @@ use std::fmt;
 use std::hint::black_box;
 use std::str::FromStr;
 
+pub mod amx;
 pub mod stream;
 
 #[cfg(target_arch = "aarch64")]
@@ -71,8 +72,10 @@ pub enum Isa {
     Avx512,
     /// x86-64 AVX-512 BF16 `vdpbf16ps` (bf16 products, f32 accumulation).
     Avx512Bf16,
-    /// x86-64 AMX tiles (`tdpbf16ps`).
+    /// x86-64 AMX tiles, bf16 (`tdpbf16ps`).
     Amx,
+    /// x86-64 AMX tiles, int8 (`tdpbssd`).
+    AmxInt8,
     /// aarch64 Advanced SIMD (NEON) 128-bit `fmla`.
     Neon,
 }
@@ -86,6 +89,7 @@ impl Isa {
             Isa::Avx512 => "avx512-fma",
             Isa::Avx512Bf16 => "avx512-bf16",
             Isa::Amx => "amx-bf16",
+            Isa::AmxInt8 => "amx-int8",
             Isa::Neon => "neon-fma",
         }
     }
@@ -96,7 +100,7 @@ impl Isa {
             Isa::Scalar => 0,
             Isa::Avx2 | Isa::Neon => 1,
             Isa::Avx512 | Isa::Avx512Bf16 => 2,
-            Isa::Amx => 3,
+            Isa::Amx | Isa::AmxInt8 => 3,
         }
     }
 
@@ -106,12 +110,12 @@ impl Isa {
             Isa::Scalar => return 1,
             Isa::Avx2 => 256,
             Isa::Avx512 | Isa::Avx512Bf16 => 512,
-            Isa::Amx => 512,
+            Isa::Amx | Isa::AmxInt8 => 512,
             Isa::Neon => 128,
         };
         let acc_bits = match dtype {
             Dtype::F64 => 64,
-            Dtype::F32 | Dtype::Bf16 => 32,
+            Dtype::F32 | Dtype::Bf16 | Dtype::Int8 => 32,
         };
         bits / acc_bits
     }
@@ -132,6 +136,9 @@ pub enum Dtype {
     F64,
     /// bfloat16 inputs with f32 accumulation.
     Bf16,
+    /// Signed 8-bit integer inputs with int32 accumulation; counted in integer ops
+    /// (TOPS), never mixed with FLOPs.
+    Int8,
 }
 
 impl Dtype {
@@ -141,6 +148,7 @@ impl Dtype {
             Dtype::F32 => "f32",
             Dtype::F64 => "f64",
             Dtype::Bf16 => "bf16",
+            Dtype::Int8 => "int8",
         }
     }
 }
@@ -253,6 +261,7 @@ pub fn plan(limit: IsaLimit) -> Vec<KernelPlan> {
             (Isa::Avx512, Dtype::F64),
             (Isa::Avx512Bf16, Dtype::Bf16),
             (Isa::Amx, Dtype::Bf16),
+            (Isa::AmxInt8, Dtype::Int8),
         ]);
     }
     if cfg!(target_arch = "aarch64") {
@@ -280,6 +289,7 @@ pub fn availability(isa: Isa, dtype: Dtype, limit: IsaLimit) -> Result<(), Strin
             matches!(dtype, Dtype::F32 | Dtype::F64)
         }
         Isa::Avx512Bf16 | Isa::Amx => dtype == Dtype::Bf16,
+        Isa::AmxInt8 => dtype == Dtype::Int8,
     };
     if !dtype_ok {
         return Err(format!("{isa} has no {dtype} kernel"));
@@ -287,7 +297,9 @@ pub fn availability(isa: Isa, dtype: Dtype, limit: IsaLimit) -> Result<(), Strin
     match isa {
         Isa::Scalar => Ok(()),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx => x86::availability(isa),
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx | Isa::AmxInt8 => {
+            x86::availability(isa)
+        }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::availability(),
         #[allow(unreachable_patterns)]
@@ -314,10 +326,17 @@ pub fn cpu_features() -> Vec<&'static str> {
     }
 }
 
-/// FLOPs one thread performs in one iteration of the `(isa, dtype)` microkernel.
+/// FLOPs (integer ops for int8) one thread performs in one iteration of the
+/// `(isa, dtype)` microkernel.
 pub fn flops_per_iteration(isa: Isa, dtype: Dtype) -> u64 {
+    match isa {
+        Isa::Amx => return amx::AmxOp::Bf16.ops_per_iteration(),
+        Isa::AmxInt8 => return amx::AmxOp::Int8.ops_per_iteration(),
+        _ => {}
+    }
     let per_lane = match dtype {
         Dtype::Bf16 => 4, // two bf16 products + two f32 additions per f32 lane
+        Dtype::Int8 => 8, // four int8 products + four int32 additions per lane
         Dtype::F32 | Dtype::F64 => 2,
     };
     (ACCUMULATORS * isa.lanes(dtype)) as u64 * per_lane
@@ -498,6 +517,9 @@ pub fn fma_peak(cfg: &FmaConfig) -> Result<FmaMeasurement, PeakError> {
         dtype: cfg.dtype,
         reason,
     })?;
+    if let Some(op) = amx_op(cfg.isa) {
+        return amx_peak(cfg, op);
+    }
     let k = kernel(cfg.isa, cfg.dtype).ok_or_else(|| PeakError::Unsupported {
         isa: cfg.isa,
         dtype: cfg.dtype,
@@ -533,6 +555,53 @@ pub fn fma_peak(cfg: &FmaConfig) -> Result<FmaMeasurement, PeakError> {
     })
 }
 
+/// The AMX instruction of an AMX path.
+fn amx_op(isa: Isa) -> Option<amx::AmxOp> {
+    match isa {
+        Isa::Amx => Some(amx::AmxOp::Bf16),
+        Isa::AmxInt8 => Some(amx::AmxOp::Int8),
+        _ => None,
+    }
+}
+
+/// The AMX tile microkernel: like [`fma_peak`], with every call of at most
+/// [`amx::CHUNK`] iterations checked exactly against the scalar matmul.
+fn amx_peak(cfg: &FmaConfig, op: amx::AmxOp) -> Result<FmaMeasurement, PeakError> {
+    let operands = amx::Operands::new(op, 0xA3C5);
+    let timed = threads::run_pinned(
+        cfg.threads,
+        cfg.warmup_reps + cfg.reps,
+        |_| (operands.clone(), None::<String>),
+        |(ops, err)| {
+            let mut left = cfg.iterations;
+            while left > 0 {
+                let n = left.min(amx::CHUNK);
+                left -= n;
+                match amx::run(ops, n) {
+                    Some(tiles) if err.is_none() => *err = ops.check(&tiles, n),
+                    Some(_) => {}
+                    None => *err = Some("AMX became unavailable at run time".into()),
+                }
+            }
+        },
+        |(_, err)| err,
+    );
+    let what = format!("{} {} tile kernel", cfg.isa, cfg.dtype);
+    if let Some(detail) = timed.results.into_iter().flatten().next() {
+        return Err(PeakError::Verification { what, detail });
+    }
+    Ok(FmaMeasurement {
+        isa: cfg.isa,
+        dtype: cfg.dtype,
+        threads: cfg.threads,
+        iterations: cfg.iterations,
+        flops_per_rep: op.ops_per_iteration() * cfg.iterations * cfg.threads as u64,
+        samples_s: timed.samples_s[cfg.warmup_reps..].to_vec(),
+        pinned: timed.pinned,
+        verified: true,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,7 +622,7 @@ mod tests {
     #[test]
     fn peak_every_available_kernel_verifies() {
         for p in plan(IsaLimit::Native) {
-            if p.skip_reason.is_some() || p.isa == Isa::Amx {
+            if p.skip_reason.is_some() {
                 continue;
             }
             let m = quick(p.isa, p.dtype, IsaLimit::Native)
@@ -585,7 +654,10 @@ mod tests {
     #[test]
     fn peak_forced_simd_fallback_excludes_avx512() {
         for p in plan(IsaLimit::Simd) {
-            if matches!(p.isa, Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx) {
+            if matches!(
+                p.isa,
+                Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx | Isa::AmxInt8
+            ) {
                 let reason = p.skip_reason.expect("avx512 must be excluded");
                 assert!(reason.contains("--max-isa"), "{reason}");
             }
