@@ -158,9 +158,20 @@ pub fn profile_findings(file: &ResultFile) -> String {
     if let Some(p) = &file.peak {
         let mut ceil = Vec::new();
         for dt in ["f32", "bf16"] {
-            if let Some(f) = p.best_flops(dt) {
-                ceil.push(format!("{dt} FMA peak {} GFLOP/s", fmt_giga(f)));
+            if let Some(c) = p.best_path(dt) {
+                ceil.push(format!(
+                    "{dt} peak {} GFLOP/s ({})",
+                    fmt_giga(c.total_flops_per_s),
+                    c.isa
+                ));
             }
+        }
+        if let Some(c) = p.best_path("int8") {
+            ceil.push(format!(
+                "int8 peak {:.2} TOPS ({}, integer ops)",
+                c.total_flops_per_s / 1e12,
+                c.isa
+            ));
         }
         if let Some(bw) = p.dram_bandwidth() {
             ceil.push(format!("DRAM triad {} GB/s", fmt_giga(bw)));
@@ -185,6 +196,9 @@ pub fn profile_findings(file: &ResultFile) -> String {
                 .map(|n| format!("{n}³"))
                 .unwrap_or_default()
         ));
+    }
+    if let Some(line) = bf16_gap_line(file) {
+        lines.push(line);
     }
     let (mut flops, mut secs) = (0.0, 0.0);
     for (b, s) in measured(file).filter(|(b, _)| b.group == "model" && b.kernel == "matmul") {
@@ -225,6 +239,37 @@ pub fn profile_findings(file: &ResultFile) -> String {
         lines.push(format!("{failed} kernel(s) FAILED verification"));
     }
     lines.join("\n")
+}
+
+/// How far candle's best bf16 GEMM is from the machine's bf16 ceiling, and why; with
+/// the reason AMX did not run when it did not.
+fn bf16_gap_line(file: &ResultFile) -> Option<String> {
+    let peak = file.peak.as_ref()?;
+    let ceiling = peak.best_path("bf16")?;
+    let (b, rate) = measured(file)
+        .filter(|(b, _)| b.kernel == "matmul" && b.dtype == "bf16")
+        .map(|(b, s)| (b, b.flops_per_iter as f64 / s))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let cpu = file.host.device == "cpu";
+    let mut line = format!(
+        "bf16: candle's best bf16 GEMM ({}) runs at {} GFLOP/s, {:.0}% of the bf16 ceiling {} GFLOP/s ({}){}",
+        b.shape_text(),
+        fmt_giga(rate),
+        100.0 * rate / ceiling.total_flops_per_s,
+        fmt_giga(ceiling.total_flops_per_s),
+        ceiling.isa,
+        if cpu {
+            ": candle's CPU backend widens bf16 to f32 and runs the f32 GEMM, so it never uses vdpbf16ps or AMX tiles"
+        } else {
+            ""
+        }
+    );
+    if ceiling.isa != "amx-bf16" {
+        if let Some(reason) = peak.skip_reason("amx-bf16", "bf16") {
+            line.push_str(&format!("; AMX not measured ({reason})"));
+        }
+    }
+    Some(line)
 }
 
 /// What the contention watch saw, when any round ran under contention.
