@@ -22,7 +22,10 @@
 //! FLOP convention: a fused multiply-add is 2 FLOPs per lane; the portable scalar
 //! kernel does a separate multiply and add (2 FLOPs, two instructions); AVX-512 BF16
 //! `vdpbf16ps` does two bf16 products and two f32 additions per f32 lane (4 FLOPs per
-//! lane, 64 per 512-bit instruction).
+//! lane, 64 per 512-bit instruction). AVX-512 VNNI `vpdpbusd` does four int8
+//! products and four int32 additions per lane (8 integer ops per lane, 128 per
+//! instruction); integer ops are reported as TOPS, never added to FLOPs. The int8
+//! kernel's closed form is `init + 4·3·n` per lane, checked exactly.
 //!
 //! # Portability
 //!
@@ -72,6 +75,8 @@ pub enum Isa {
     Avx512,
     /// x86-64 AVX-512 BF16 `vdpbf16ps` (bf16 products, f32 accumulation).
     Avx512Bf16,
+    /// x86-64 AVX-512 VNNI `vpdpbusd` (u8 × s8 quads, int32 accumulation).
+    Avx512Vnni,
     /// x86-64 AMX tiles, bf16 (`tdpbf16ps`).
     Amx,
     /// x86-64 AMX tiles, int8 (`tdpbssd`).
@@ -88,6 +93,7 @@ impl Isa {
             Isa::Avx2 => "avx2-fma",
             Isa::Avx512 => "avx512-fma",
             Isa::Avx512Bf16 => "avx512-bf16",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Amx => "amx-bf16",
             Isa::AmxInt8 => "amx-int8",
             Isa::Neon => "neon-fma",
@@ -99,7 +105,7 @@ impl Isa {
         match self {
             Isa::Scalar => 0,
             Isa::Avx2 | Isa::Neon => 1,
-            Isa::Avx512 | Isa::Avx512Bf16 => 2,
+            Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni => 2,
             Isa::Amx | Isa::AmxInt8 => 3,
         }
     }
@@ -109,7 +115,7 @@ impl Isa {
         let bits = match self {
             Isa::Scalar => return 1,
             Isa::Avx2 => 256,
-            Isa::Avx512 | Isa::Avx512Bf16 => 512,
+            Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni => 512,
             Isa::Amx | Isa::AmxInt8 => 512,
             Isa::Neon => 128,
         };
@@ -261,6 +267,7 @@ pub fn plan(limit: IsaLimit) -> Vec<KernelPlan> {
             (Isa::Avx512, Dtype::F64),
             (Isa::Avx512Bf16, Dtype::Bf16),
             (Isa::Amx, Dtype::Bf16),
+            (Isa::Avx512Vnni, Dtype::Int8),
             (Isa::AmxInt8, Dtype::Int8),
         ]);
     }
@@ -289,7 +296,7 @@ pub fn availability(isa: Isa, dtype: Dtype, limit: IsaLimit) -> Result<(), Strin
             matches!(dtype, Dtype::F32 | Dtype::F64)
         }
         Isa::Avx512Bf16 | Isa::Amx => dtype == Dtype::Bf16,
-        Isa::AmxInt8 => dtype == Dtype::Int8,
+        Isa::AmxInt8 | Isa::Avx512Vnni => dtype == Dtype::Int8,
     };
     if !dtype_ok {
         return Err(format!("{isa} has no {dtype} kernel"));
@@ -297,7 +304,7 @@ pub fn availability(isa: Isa, dtype: Dtype, limit: IsaLimit) -> Result<(), Strin
     match isa {
         Isa::Scalar => Ok(()),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx | Isa::AmxInt8 => {
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::Amx | Isa::AmxInt8 => {
             x86::availability(isa)
         }
         #[cfg(target_arch = "aarch64")]
@@ -389,6 +396,9 @@ pub struct FmaMeasurement {
 type KernelF32 = fn(u64, f32, f32, &mut [f32]) -> bool;
 /// A kernel call on f64 accumulators.
 type KernelF64 = fn(u64, f64, f64, &mut [f64]) -> bool;
+/// A kernel call on int32 accumulators: `(iterations, byte, accumulators)`, adding
+/// four products `1 · byte` per lane per iteration.
+type KernelI32 = fn(u64, i8, &mut [i32]) -> bool;
 
 enum Kernel {
     F32(KernelF32),
@@ -396,6 +406,9 @@ enum Kernel {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Bf16(KernelF32),
     F64(KernelF64),
+    /// int8 quads, int32 accumulators: increment per iteration is `4·byte`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    I32(KernelI32),
 }
 
 fn kernel(isa: Isa, dtype: Dtype) -> Option<Kernel> {
@@ -412,12 +425,23 @@ fn kernel(isa: Isa, dtype: Dtype) -> Option<Kernel> {
         (Isa::Avx512, Dtype::F64) => Some(Kernel::F64(x86::avx512_f64)),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512Bf16, Dtype::Bf16) => Some(Kernel::Bf16(x86::avx512_bf16)),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512Vnni, Dtype::Int8) => Some(Kernel::I32(x86::avx512_vnni)),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, Dtype::F32) => Some(Kernel::F32(aarch64::neon_f32)),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, Dtype::F64) => Some(Kernel::F64(aarch64::neon_f64)),
         _ => None,
     }
+}
+
+/// The signed byte of the int8 kernels' second operand (the first is all ones):
+/// each lane grows by `4 · 3 = 12` per iteration, `< 2³¹` for a whole [`CHUNK`].
+const INT_BYTE: i8 = 3;
+
+/// Initial value of int32 accumulator lane `k`.
+fn int_init(k: usize) -> i32 {
+    (k as i32 % 1000) * 64 - 5000
 }
 
 /// Initial value of accumulator lane `k`: `1 + k·2⁻⁶` (exact in bf16-free f32/f64).
@@ -429,6 +453,7 @@ fn init_value(k: usize) -> f64 {
 struct FmaState {
     acc32: Vec<f32>,
     acc64: Vec<f64>,
+    acc_i32: Vec<i32>,
     error: Option<String>,
 }
 
@@ -464,6 +489,12 @@ fn run_checked(k: &Kernel, iterations: u64, state: &mut FmaState) {
                 );
                 (ok, f64::from(FACTOR) * f64::from(ADDEND))
             }
+            Kernel::I32(f) => {
+                for (i, v) in state.acc_i32.iter_mut().enumerate() {
+                    *v = int_init(i);
+                }
+                (f(n, black_box(INT_BYTE), &mut state.acc_i32), 0.0)
+            }
         };
         if !ok {
             state.error = Some("CPU feature vanished at run time".into());
@@ -487,6 +518,19 @@ fn check(state: &FmaState, k: &Kernel, n: u64, inc: f64) -> Option<String> {
                 format!(
                     "lane {i}: got {v}, expected {} after {n} iterations",
                     expect(i)
+                )
+            }),
+        Kernel::I32(_) => state
+            .acc_i32
+            .iter()
+            .enumerate()
+            .find(|(i, v)| {
+                i64::from(**v) != i64::from(int_init(*i)) + 4 * i64::from(INT_BYTE) * n as i64
+            })
+            .map(|(i, v)| {
+                format!(
+                    "lane {i}: got {v}, expected {} after {n} iterations",
+                    i64::from(int_init(i)) + 4 * i64::from(INT_BYTE) * n as i64
                 )
             }),
         Kernel::F64(_) => state
@@ -532,6 +576,7 @@ pub fn fma_peak(cfg: &FmaConfig) -> Result<FmaMeasurement, PeakError> {
         |_| FmaState {
             acc32: vec![0.0; lanes],
             acc64: vec![0.0; lanes],
+            acc_i32: vec![0; lanes],
             error: None,
         },
         |s| run_checked(&k, cfg.iterations, s),
@@ -656,7 +701,7 @@ mod tests {
         for p in plan(IsaLimit::Simd) {
             if matches!(
                 p.isa,
-                Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx | Isa::AmxInt8
+                Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::Amx | Isa::AmxInt8
             ) {
                 let reason = p.skip_reason.expect("avx512 must be excluded");
                 assert!(reason.contains("--max-isa"), "{reason}");
@@ -677,6 +722,7 @@ mod tests {
         let mut s = FmaState {
             acc32: vec![0.0; ACCUMULATORS],
             acc64: vec![],
+            acc_i32: vec![],
             error: None,
         };
         run_checked(&Kernel::F32(broken), 10, &mut s);
@@ -684,10 +730,30 @@ mod tests {
         let mut s = FmaState {
             acc32: vec![0.0; ACCUMULATORS],
             acc64: vec![],
+            acc_i32: vec![],
             error: None,
         };
         run_checked(&Kernel::F32(portable::scalar_f32), 10, &mut s);
         assert_eq!(s.error, None);
+        // The int8 closed form: a kernel adding the right products once too few fails.
+        fn int_ok(n: u64, b: i8, acc: &mut [i32]) -> bool {
+            acc.iter_mut()
+                .for_each(|a| *a += 4 * i32::from(b) * n as i32);
+            true
+        }
+        fn int_short(n: u64, b: i8, acc: &mut [i32]) -> bool {
+            int_ok(n - 1, b, acc)
+        }
+        for (f, ok) in [(int_ok as KernelI32, true), (int_short, false)] {
+            let mut s = FmaState {
+                acc32: vec![],
+                acc64: vec![],
+                acc_i32: vec![0; ACCUMULATORS],
+                error: None,
+            };
+            run_checked(&Kernel::I32(f), 10, &mut s);
+            assert_eq!(s.error.is_none(), ok, "{:?}", s.error);
+        }
     }
 
     #[test]

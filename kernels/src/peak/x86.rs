@@ -28,6 +28,10 @@ pub(super) fn availability(isa: Isa) -> Result<(), String> {
             is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"),
             "AVX-512 BF16 (vdpbf16ps)",
         ),
+        Isa::Avx512Vnni => need(
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"),
+            "AVX-512 VNNI (vpdpbusd)",
+        ),
         Isa::Amx => super::amx::availability(super::amx::AmxOp::Bf16),
         Isa::AmxInt8 => super::amx::availability(super::amx::AmxOp::Int8),
         Isa::Scalar | Isa::Neon => Err(format!("{isa} is not an x86 path")),
@@ -192,5 +196,40 @@ pub(super) fn avx512_bf16(n: u64, a: f32, d: f32, acc: &mut [f32]) -> bool {
     }
     // SAFETY: avx512f and avx512bf16 were detected at run time just above.
     unsafe { avx512_bf16_imp(n, a, d, acc) };
+    true
+}
+
+/// `acc += Σ₄ 1·b` per int32 lane via `vpdpbusd` (u8 ones times the signed byte `b`).
+#[target_feature(enable = "avx512f,avx512vnni")]
+#[inline(never)]
+fn avx512_vnni_imp(n: u64, b: i8, acc: &mut [i32; ACCUMULATORS * 16]) {
+    let ones = _mm512_set1_epi8(1);
+    let vb = _mm512_set1_epi8(b);
+    let mut r = [_mm512_setzero_si512(); ACCUMULATORS];
+    for (i, v) in r.iter_mut().enumerate() {
+        // SAFETY: `acc` has ACCUMULATORS * 16 elements; unaligned loads are allowed.
+        *v = unsafe { _mm512_loadu_si512(acc.as_ptr().add(i * 16).cast()) };
+    }
+    for _ in 0..n {
+        for v in r.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, ones, vb);
+        }
+    }
+    for (i, v) in r.iter().enumerate() {
+        // SAFETY: as for the loads above.
+        unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(i * 16).cast(), *v) };
+    }
+}
+
+/// Safe entry of the AVX-512 VNNI kernel: `false` if the CPU lacks the feature.
+pub(super) fn avx512_vnni(n: u64, b: i8, acc: &mut [i32]) -> bool {
+    let Ok(acc) = <&mut [i32; ACCUMULATORS * 16]>::try_from(acc) else {
+        return false;
+    };
+    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")) {
+        return false;
+    }
+    // SAFETY: avx512f and avx512vnni were detected at run time just above.
+    unsafe { avx512_vnni_imp(n, b, acc) };
     true
 }
