@@ -222,17 +222,23 @@ pub fn tile_config() -> [u8; 64] {
     cfg
 }
 
-/// Why `op` cannot run on this CPU and OS, or `Ok` (permission granted).
+/// Why `op` cannot run on this CPU and OS, or `Ok` (permission granted). Asked
+/// once per process (CPUID exits to the hypervisor on a VM; the answer cannot
+/// change).
 pub fn availability(op: AmxOp) -> Result<(), String> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        x86::availability(op)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = op;
-        Err("AMX exists only on x86-64".into())
-    }
+    static ANSWER: [OnceLock<Result<(), String>>; 2] = [OnceLock::new(), OnceLock::new()];
+    ANSWER[op as usize]
+        .get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                x86::availability(op)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                Err("AMX exists only on x86-64".into())
+            }
+        })
+        .clone()
 }
 
 /// CPUID feature bits: (AMX-TILE, AMX-BF16, AMX-INT8).

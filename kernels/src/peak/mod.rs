@@ -582,8 +582,18 @@ pub fn fma_peak(cfg: &FmaConfig) -> Result<FmaMeasurement, PeakError> {
         |s| run_checked(&k, cfg.iterations, s),
         |s| s.error,
     );
-    let what = format!("{} {} FMA kernel", cfg.isa, cfg.dtype);
+    verified_measurement(cfg, "FMA kernel", timed)
+}
+
+/// The measurement of a run whose every worker reported no verification error
+/// (`None`); the first error otherwise.
+fn verified_measurement(
+    cfg: &FmaConfig,
+    kind: &str,
+    timed: threads::Timed<Option<String>>,
+) -> Result<FmaMeasurement, PeakError> {
     if let Some(detail) = timed.results.into_iter().flatten().next() {
+        let what = format!("{} {} {kind}", cfg.isa, cfg.dtype);
         return Err(PeakError::Verification { what, detail });
     }
     Ok(FmaMeasurement {
@@ -631,20 +641,7 @@ fn amx_peak(cfg: &FmaConfig, op: amx::AmxOp) -> Result<FmaMeasurement, PeakError
         },
         |(_, err)| err,
     );
-    let what = format!("{} {} tile kernel", cfg.isa, cfg.dtype);
-    if let Some(detail) = timed.results.into_iter().flatten().next() {
-        return Err(PeakError::Verification { what, detail });
-    }
-    Ok(FmaMeasurement {
-        isa: cfg.isa,
-        dtype: cfg.dtype,
-        threads: cfg.threads,
-        iterations: cfg.iterations,
-        flops_per_rep: op.ops_per_iteration() * cfg.iterations * cfg.threads as u64,
-        samples_s: timed.samples_s[cfg.warmup_reps..].to_vec(),
-        pinned: timed.pinned,
-        verified: true,
-    })
+    verified_measurement(cfg, "tile kernel", timed)
 }
 
 #[cfg(test)]
