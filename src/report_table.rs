@@ -230,6 +230,16 @@ pub fn profile_findings(file: &ResultFile) -> String {
     if let Some(line) = contention_line(file) {
         lines.push(line);
     }
+    let no_interval = file
+        .benchmarks
+        .iter()
+        .filter(|b| b.summary.as_ref().is_some_and(|s| s.ci95_low_s.is_none()))
+        .count();
+    if no_interval > 0 {
+        lines.push(format!(
+            "{no_interval} kernel(s) have no 95% interval (±CI none): too few samples for a distribution-free one; raise --budget or lower --target-ci"
+        ));
+    }
     let failed = file
         .benchmarks
         .iter()
