@@ -237,7 +237,7 @@ pub fn profile_findings(file: &ResultFile) -> String {
         .count();
     if no_interval > 0 {
         lines.push(format!(
-            "{no_interval} kernel(s) have no 95% interval (±CI none): too few samples for a distribution-free one; raise --budget or lower --target-ci"
+            "{no_interval} kernel(s) have no 95% interval (±CI none): too few samples for a distribution-free one; raise --min-samples or drop --quick"
         ));
     }
     let failed = file
