@@ -969,6 +969,41 @@ mod tests {
     }
 
     #[test]
+    fn the_highest_measured_path_per_dtype_is_its_ceiling_and_int8_stays_apart() {
+        let mut s = section();
+        let mut add = |isa: &str, dtype: &str, total: f64| {
+            let mut c = s.compute[1].clone();
+            (c.isa, c.dtype, c.total_flops_per_s) = (isa.into(), dtype.into(), total);
+            s.compute.push(c);
+        };
+        add("avx512-bf16", "bf16", 400e9);
+        add("amx-bf16", "bf16", 6e12);
+        add("avx512-vnni", "int8", 2e12);
+        let bf16 = s.best_path("bf16").expect("bf16 measured");
+        assert_eq!(
+            (bf16.isa.as_str(), s.best_flops("bf16")),
+            ("amx-bf16", Some(6e12))
+        );
+        assert_eq!(
+            s.best_path("f32").map(|c| c.isa.as_str()),
+            Some("avx512-fma")
+        );
+        // Integer ops never become a floating-point ceiling.
+        assert_eq!(s.best_flops("f32"), Some(400e9));
+        assert_eq!(
+            s.best_path("int8").map(|c| c.isa.as_str()),
+            Some("avx512-vnni")
+        );
+        s.skipped.push(Skipped {
+            isa: "amx-int8".into(),
+            dtype: "int8".into(),
+            reason: "CPU lacks AMX".into(),
+        });
+        assert_eq!(s.skip_reason("amx-int8", "int8"), Some("CPU lacks AMX"));
+        assert_eq!(s.skip_reason("amx-bf16", "bf16"), None);
+    }
+
+    #[test]
     fn section_round_trips_through_json() {
         let s = section();
         let text = serde_json::to_string(&serde_json::json!({ "peak": s })).expect("serialise");
