@@ -315,6 +315,30 @@ mod tests {
     }
 
     #[test]
+    fn the_bf16_finding_measures_candle_against_the_highest_bf16_path_and_says_why() {
+        let mut f = reference();
+        let line = bf16_gap_line(&f).expect("the reference has a bf16 GEMM and ceilings");
+        assert!(line.contains("widens bf16 to f32"), "{line}");
+        let peak = f.peak.as_mut().expect("peak section");
+        let mut amx = peak.best_path("bf16").expect("a bf16 ceiling").clone();
+        (amx.isa, amx.total_flops_per_s) = ("amx-bf16".into(), 6.2e12);
+        peak.compute.push(amx);
+        let line = bf16_gap_line(&f).unwrap();
+        assert!(
+            line.contains("(amx-bf16)") && !line.contains("AMX not measured"),
+            "{line}"
+        );
+        // The reference's best bf16 GEMM ran at ~0.2 TFLOP/s: a few percent of 6.2.
+        let pct: f64 = line
+            .split("GFLOP/s, ")
+            .nth(1)
+            .and_then(|r| r.split('%').next())
+            .and_then(|p| p.parse().ok())
+            .expect("a percentage");
+        assert!(pct < 10.0, "{line}");
+    }
+
+    #[test]
     fn a_run_without_contended_rounds_says_nothing_about_contention() {
         let mut f = reference();
         if let Some(c) = f.contention.as_mut() {
