@@ -646,3 +646,49 @@ fn history_table_names_change_points_and_a_broken_file_is_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("no flopcal result files"));
 }
+
+#[test]
+fn a_schema_1_file_is_read_with_a_note_and_migrate_rewrites_it_as_schema_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    // The fixtures are schema 1: read, with a note naming the command that converts.
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("schema 1").and(predicate::str::contains("flopcal migrate")),
+        );
+    let new = dir.path().join("base-v2.json");
+    flopcal()
+        .arg("migrate")
+        .arg(&base)
+        .arg(&new)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("schema 1 → 2"));
+    let v: Value = serde_json::from_slice(&std::fs::read(&new).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 2);
+    assert!(dir.path().join("base-v2.csv").exists());
+    // The upgraded file reads without a note and compares the same way.
+    flopcal()
+        .args(["regress"])
+        .arg(&new)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("base-v2.json").not());
+    // A file of an unknown future schema is refused, not guessed at.
+    let mut future = v.clone();
+    future["schema_version"] = json!(3);
+    let f = write(dir.path(), "future.json", &future);
+    flopcal()
+        .arg("migrate")
+        .arg(&f)
+        .arg(dir.path().join("x.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("schema_version 3"));
+}
