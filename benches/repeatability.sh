@@ -1,32 +1,75 @@
 #!/usr/bin/env bash
-# Repeatability: two quick profiles of this machine back to back; for how many
-# benchmarks do the 95% CIs of the two medians overlap? (Target: at least 90%.)
-# Also runs `flopcal regress` between them, which must find no regression.
+# Repeatability: PAIRS (default 5) pairs of quick profiles of this machine back to
+# back. Two figures, reported together because one without the other means nothing:
+#   agreement  — how often the second run's median lies inside the first run's 95%
+#                prediction interval (pi95_*, the interval that claims to hold another
+#                run's median) and vice versa; target ≥ 90%;
+#   width      — the median relative width (high − low) / median of those intervals,
+#                overall and for compute-bound GEMMs (matmuls of ≥ 50 FLOP/byte);
+#                target ≤ 5% for the GEMMs on a quiet machine. Agreement bought with
+#                wide intervals is no agreement.
+# The sampling CIs (ci95_*) are summarised the same way, and `flopcal regress` runs on
+# every pair (it must find no regression).
 #
-#   bash benches/repeatability.sh [extra profile flags...]
+#   PAIRS=5 bash benches/repeatability.sh [extra profile flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
 BIN=target/release/flopcal
-# KEEP=dir keeps the two result files there for a closer look.
+PAIRS=${PAIRS:-5}
+# KEEP=dir keeps the result files there for a closer look.
 if [ -n "${KEEP:-}" ]; then DIR=$KEEP; mkdir -p "$DIR"; else DIR=$(mktemp -d); trap 'rm -rf "$DIR"' EXIT; fi
-"$BIN" profile --quick --no-peak --format json "$@" > "$DIR/a.json"
-"$BIN" profile --quick --no-peak --format json "$@" > "$DIR/b.json"
-python3 - "$DIR/a.json" "$DIR/b.json" <<'PY'
-import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-sa = {x["id"]: x["summary"] for x in a["benchmarks"] if x.get("summary")}
-sb = {x["id"]: x["summary"] for x in b["benchmarks"] if x.get("summary")}
-ids = sorted(set(sa) & set(sb))
-overlap = [i for i in ids if sa[i]["ci95_low_s"] <= sb[i]["ci95_high_s"] and sb[i]["ci95_low_s"] <= sa[i]["ci95_high_s"]]
-for i in ids:
-    if i not in overlap:
-        r = sb[i]["median_s"] / sa[i]["median_s"]
-        print(f"  CIs disjoint: {i} (second/first median {r:.3f})")
-for name, f in (("first", a), ("second", b)):
-    c = f.get("contention")
-    if c:
-        print(f"{name}: {c['contended_rounds']} contended rounds, {c['retried_rounds']} retried, waited {c['waited_s']:.1f} s, probe best {c['best_probe_s']*1e6:.1f} us")
-print(f"CIs overlap for {len(overlap)}/{len(ids)} benchmarks ({100*len(overlap)/max(len(ids),1):.0f}%)")
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"
+regressions=0
+for p in $(seq 1 "$PAIRS"); do
+  for side in a b; do
+    "$BIN" profile --quick --no-peak --format json "$@" > "$DIR/$p$side.json"
+  done
+  if ! "$BIN" regress "$DIR/${p}a.json" "$DIR/${p}b.json" > "$DIR/regress$p.txt"; then
+    regressions=$((regressions + 1))
+    echo "pair $p: regress flagged a regression:"; tail -3 "$DIR/regress$p.txt"
+  fi
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"
+python3 - "$DIR" "$PAIRS" <<'PY'
+import json, statistics, sys
+d, pairs = sys.argv[1], int(sys.argv[2])
+def load(p):
+    f = json.load(open(p))
+    return {b["id"]: b for b in f["benchmarks"] if b.get("summary")}
+def interval(s, kind):
+    lo, hi = s.get(f"{kind}95_low_s"), s.get(f"{kind}95_high_s")
+    return None if lo is None or hi is None else (lo, hi)
+def gemm(b):
+    return b["kernel"] == "matmul" and b["flops_per_iter"] >= 50 * b["bytes_per_iter"]
+for kind, label in (("pi", "prediction interval (next run's median)"), ("ci", "sampling CI (this run's median)")):
+    hits = total = 0
+    widths, gemm_widths, misses = [], [], []
+    for p in range(1, pairs + 1):
+        a, b = load(f"{d}/{p}a.json"), load(f"{d}/{p}b.json")
+        for i in sorted(set(a) & set(b)):
+            for x, y in ((a[i], b[i]), (b[i], a[i])):
+                iv = interval(x["summary"], kind)
+                if iv is None:
+                    continue
+                med = x["summary"]["median_s"]
+                w = (iv[1] - iv[0]) / med
+                widths.append(w)
+                if gemm(x):
+                    gemm_widths.append(w)
+                if kind == "pi":
+                    ok = iv[0] <= y["summary"]["median_s"] <= iv[1]
+                else:  # two sampling CIs agree when they overlap
+                    jv = interval(y["summary"], kind)
+                    ok = jv is not None and iv[0] <= jv[1] and jv[0] <= iv[1]
+                hits += ok
+                total += 1
+                if not ok:
+                    misses.append((p, i, y["summary"]["median_s"] / med))
+    med = lambda v: 100 * statistics.median(v) if v else float("nan")
+    print(f"{label}: agreement {hits}/{total} ({100 * hits / max(total, 1):.0f}%), "
+          f"median relative width {med(widths):.1f}% (compute-bound GEMMs {med(gemm_widths):.1f}%, n={len(gemm_widths)})")
+    for p, i, r in misses[:8]:
+        print(f"  pair {p}: {i} outside (other/this median {r:.3f})")
 PY
-"$BIN" regress "$DIR/a.json" "$DIR/b.json" > "$DIR/regress.txt" && echo "regress: no regression" || { echo "regress exit $?"; tail -5 "$DIR/regress.txt"; }
+echo "regress: $regressions of $PAIRS pairs flagged a regression"

@@ -43,6 +43,8 @@ pub enum Command {
     Report(commands::report::ReportArgs),
     /// Summarise a directory of result files in time order: trends and change points.
     History(commands::history::HistoryArgs),
+    /// Rewrite a result file of an older schema in the current one.
+    Migrate(commands::migrate::MigrateArgs),
 }
 
 /// Run the parsed command line.
@@ -59,5 +61,6 @@ pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
         Some(Command::Validate(args)) => commands::validate::run(&args),
         Some(Command::Report(args)) => commands::report::run(&args),
         Some(Command::History(args)) => commands::history::run(&args),
+        Some(Command::Migrate(args)) => commands::migrate::run(&args),
     }
 }

@@ -39,6 +39,10 @@ pub enum Error {
     /// FLOP accounting, catalog or cost-model error.
     #[error(transparent)]
     Model(#[from] flopcal_model::ModelError),
+    /// Whoever read stdout closed it (`flopcal … | head`): not a failure, the reader
+    /// has what it wanted, so the program ends quietly with exit 0.
+    #[error("stdout was closed")]
+    StdoutClosed,
     /// The user interrupted the run (Ctrl-C / SIGTERM); partial results were saved.
     #[error("interrupted{}", saved.as_ref().map(|p| format!("; partial results saved to {}", p.display())).unwrap_or_default())]
     Interrupted {
@@ -52,6 +56,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Interrupted { .. } => 130,
+            Error::StdoutClosed => 0,
             _ => 2,
         }
     }

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::regress::{compare_samples, host_differences, median_flops, RegressOptions, Verdict};
+use crate::regress::{
+    compare_benchmarks, host_differences, median_flops, pair_drift, RegressOptions, Verdict,
+};
 use crate::results::{ResultFile, Status};
 use crate::{Error, Result};
 
@@ -150,6 +152,9 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
             }
         }
     }
+    // Typical between-round drift of each pair of runs compared, computed once.
+    let mut drifts: std::collections::HashMap<(usize, usize), Option<f64>> =
+        std::collections::HashMap::new();
     let series = ids
         .into_iter()
         .map(|id| {
@@ -185,9 +190,10 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
                             note: Some(diffs.join("; ")),
                         });
                     } else if pb.flops_per_iter == b.flops_per_iter {
-                        if let Some(s) =
-                            compare_samples(&pb.quiet_samples(), &b.quiet_samples(), opts)
-                        {
+                        let drift = *drifts
+                            .entry((pi, ri))
+                            .or_insert_with(|| pair_drift(&runs[pi].file, &run.file));
+                        if let Some((s, _)) = compare_benchmarks(pb, b, drift, opts) {
                             let kind = match s.verdict {
                                 Verdict::Regression => Some("regression"),
                                 Verdict::Faster if s.ci_low > opts.noise => Some("improvement"),

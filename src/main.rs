@@ -9,9 +9,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     flopcal::alloc::keep_freed_pages();
+    flopcal::output::exit_quietly_when_stdout_closes();
     let cli = flopcal::cli::Cli::parse();
     let code = match flopcal::cli::run(cli) {
         Ok(outcome) => outcome.exit_code(),
+        Err(flopcal::Error::StdoutClosed) => 0,
         Err(err) => {
             eprintln!("error: {err}");
             err.exit_code()

@@ -18,6 +18,40 @@ pub enum OutputFormat {
 pub fn print_json<T: serde::Serialize>(value: &T) -> crate::Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| crate::Error::Usage(format!("cannot serialise output as JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
+    write_stdout(&format!("{text}\n"))
+}
+
+/// Write `text` to stdout and flush it. A closed stdout (broken pipe) is
+/// [`crate::Error::StdoutClosed`], which ends the program quietly with exit 0.
+pub fn write_stdout(text: &str) -> crate::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => crate::Error::StdoutClosed,
+            _ => crate::Error::io("<stdout>", e),
+        })
+}
+
+/// Make a closed stdout end the program quietly with exit 0 wherever it is noticed.
+///
+/// [`write_stdout`] reports it as an error; the `print!`/`println!` calls of the
+/// table printers panic instead ("failed printing to stdout"). This panic hook
+/// turns exactly that panic into `exit(0)` (the reader is gone, nothing is left to
+/// say to it) and leaves every other panic to the default hook.
+pub fn exit_quietly_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

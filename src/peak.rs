@@ -233,8 +233,12 @@ pub struct PeakSection {
     pub skipped: Vec<Skipped>,
     /// Measured bandwidth per (kind, level).
     pub bandwidth: Vec<BandwidthPeak>,
-    /// The C reference cross-check, if run.
+    /// The C reference cross-check of the FMA kernel, if run.
     pub reference: Option<ReferenceCheck>,
+    /// The C reference cross-checks of the AMX tile kernels (bf16, int8), where the
+    /// CPU and OS allow AMX.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tile_reference: Vec<ReferenceCheck>,
     /// Spec peak of the CPU.
     pub spec: SpecPeak,
     /// GPU peaks (empty unless built with CUDA and a GPU is present).
@@ -243,6 +247,24 @@ pub struct PeakSection {
 }
 
 impl PeakSection {
+    /// The CPU path with the highest measured total for `dtype`: that dtype's
+    /// ceiling (for `int8` the figure is integer ops per second, not FLOP/s).
+    pub fn best_path(&self, dtype: &str) -> Option<&ComputePeak> {
+        let want = normalise_dtype(dtype);
+        self.compute
+            .iter()
+            .filter(|c| c.dtype == want)
+            .max_by(|a, b| a.total_flops_per_s.total_cmp(&b.total_flops_per_s))
+    }
+
+    /// Why a microkernel of `isa` and `dtype` was skipped, if it was.
+    pub fn skip_reason(&self, isa: &str, dtype: &str) -> Option<&str> {
+        self.skipped
+            .iter()
+            .find(|k| k.isa == isa && k.dtype == dtype)
+            .map(|k| k.reason.as_str())
+    }
+
     /// Best measured total FLOP/s for `dtype` (`f32`, `f64`, `bf16`; `fp32`-style
     /// spellings accepted) over every ISA, CPU and GPU; `None` if nothing was measured.
     pub fn best_flops(&self, dtype: &str) -> Option<f64> {
@@ -522,14 +544,41 @@ fn measure_stream(
     })
 }
 
-/// flopcal vs the C reference, interleaved rounds so both see the same machine state;
-/// best repetition of each.
+/// flopcal vs the C reference for the widest FMA kernel (f32) and for each AMX tile
+/// kernel the CPU and OS allow: `(fma, tiles)`.
 #[cfg(target_arch = "x86_64")]
-fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> {
-    use flopcal_kernels::peak::reference::{self, RefKernel};
-    let Some(kernel) = RefKernel::best_for(Dtype::F32) else {
-        return Ok(None);
+fn reference_checks(
+    opts: &PeakOptions,
+) -> crate::Result<(Option<ReferenceCheck>, Vec<ReferenceCheck>)> {
+    use flopcal_kernels::peak::reference::RefKernel;
+    let fma = match RefKernel::best_for(Dtype::F32) {
+        Some(k) => reference_check(opts, k)?,
+        None => None,
     };
+    let mut tiles = Vec::new();
+    for dtype in [Dtype::Bf16, Dtype::Int8] {
+        if let Some(k) = RefKernel::best_for(dtype) {
+            tiles.extend(reference_check(opts, k)?);
+        }
+    }
+    Ok((fma, tiles))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn reference_checks(
+    _opts: &PeakOptions,
+) -> crate::Result<(Option<ReferenceCheck>, Vec<ReferenceCheck>)> {
+    Ok((None, Vec::new()))
+}
+
+/// flopcal vs the C reference `kernel`, interleaved rounds so both see the same
+/// machine state; best repetition of each.
+#[cfg(target_arch = "x86_64")]
+fn reference_check(
+    opts: &PeakOptions,
+    kernel: flopcal_kernels::peak::reference::RefKernel,
+) -> crate::Result<Option<ReferenceCheck>> {
+    use flopcal_kernels::peak::reference;
     let (isa, dtype) = kernel.counterpart();
     if kpeak::availability(isa, dtype, opts.limit).is_err() {
         return Ok(None);
@@ -571,16 +620,17 @@ fn reference_check(opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> 
         ratio,
         within_tolerance: (ratio - 1.0).abs() <= REFERENCE_TOLERANCE,
         rounds,
-        note: "kernels/csrc/fma_ref.c (system C compiler, -O2, target attribute), \
-               own accumulators and clock_gettime timing; same pinned threads; \
-               best repetition of each over 8 (up to 24 if the ratio is off) interleaved rounds"
-            .into(),
+        note: format!(
+            "kernels/csrc/{} (system C compiler, -O2, target attribute), \
+             own operands and clock_gettime timing; same pinned threads; \
+             best repetition of each over 8 (up to 24 if the ratio is off) interleaved rounds",
+            if matches!(isa, Isa::Amx | Isa::AmxInt8) {
+                "amx_ref.c, AMX intrinsics"
+            } else {
+                "fma_ref.c, own accumulators"
+            }
+        ),
     }))
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn reference_check(_opts: &PeakOptions) -> crate::Result<Option<ReferenceCheck>> {
-    Ok(None)
 }
 
 /// Best FLOP/s of a square `n×n · n×n` matmul in `dtype` on `device` over `sizes`:
@@ -757,7 +807,7 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
     let widest = |dtype: Dtype| {
         plan.iter()
             .rev()
-            .find(|p| p.dtype == dtype && p.skip_reason.is_none() && p.isa != Isa::Amx)
+            .find(|p| p.dtype == dtype && p.skip_reason.is_none())
             .map(|p| p.isa)
     };
     for mut p in plan.clone() {
@@ -777,6 +827,16 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
             p.isa, p.dtype, opts.threads
         ));
         compute.push(measure_fma(p.isa, p.dtype, opts)?);
+        // The tile engine per thread as well as for all threads: one core's AMX unit
+        // alone, for comparison with the all-core figure.
+        if matches!(p.isa, Isa::Amx | Isa::AmxInt8) && opts.threads > 1 && !opts.widest_only {
+            progress(&format!("peak: {} {} on 1 thread", p.isa, p.dtype));
+            let one = PeakOptions {
+                threads: 1,
+                ..opts.clone()
+            };
+            compute.push(measure_fma(p.isa, p.dtype, &one)?);
+        }
     }
 
     let (llc, l2) = cache_sizes();
@@ -801,11 +861,11 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
 
     let gpu = gpu_peaks(opts, &mut progress)?;
 
-    let reference = if opts.reference {
-        progress("peak: cross-check against the C reference");
-        reference_check(opts)?
+    let (reference, tile_reference) = if opts.reference {
+        progress("peak: cross-check against the C references");
+        reference_checks(opts)?
     } else {
-        None
+        (None, Vec::new())
     };
 
     Ok(PeakSection {
@@ -827,6 +887,7 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
         skipped,
         bandwidth,
         reference,
+        tile_reference,
         gpu,
     })
 }
@@ -884,6 +945,7 @@ mod tests {
                 b("triad", "cache", 500e9),
             ],
             reference: None,
+            tile_reference: Vec::new(),
             spec: spec_for("test"),
             gpu: vec![],
         }
@@ -904,6 +966,41 @@ mod tests {
         assert_eq!(s.attainable_flops(1.0, "f32"), Some(20e9));
         assert_eq!(s.percent_of_peak(100e9, "f32"), Some(25.0));
         assert_eq!(s.percent_of_spec(100e9, "f32"), None);
+    }
+
+    #[test]
+    fn the_highest_measured_path_per_dtype_is_its_ceiling_and_int8_stays_apart() {
+        let mut s = section();
+        let mut add = |isa: &str, dtype: &str, total: f64| {
+            let mut c = s.compute[1].clone();
+            (c.isa, c.dtype, c.total_flops_per_s) = (isa.into(), dtype.into(), total);
+            s.compute.push(c);
+        };
+        add("avx512-bf16", "bf16", 400e9);
+        add("amx-bf16", "bf16", 6e12);
+        add("avx512-vnni", "int8", 2e12);
+        let bf16 = s.best_path("bf16").expect("bf16 measured");
+        assert_eq!(
+            (bf16.isa.as_str(), s.best_flops("bf16")),
+            ("amx-bf16", Some(6e12))
+        );
+        assert_eq!(
+            s.best_path("f32").map(|c| c.isa.as_str()),
+            Some("avx512-fma")
+        );
+        // Integer ops never become a floating-point ceiling.
+        assert_eq!(s.best_flops("f32"), Some(400e9));
+        assert_eq!(
+            s.best_path("int8").map(|c| c.isa.as_str()),
+            Some("avx512-vnni")
+        );
+        s.skipped.push(Skipped {
+            isa: "amx-int8".into(),
+            dtype: "int8".into(),
+            reason: "CPU lacks AMX".into(),
+        });
+        assert_eq!(s.skip_reason("amx-int8", "int8"), Some("CPU lacks AMX"));
+        assert_eq!(s.skip_reason("amx-bf16", "bf16"), None);
     }
 
     #[test]

@@ -1,9 +1,21 @@
 //! Statistical comparison of two result files: which benchmarks got faster, slower,
 //! stayed the same, or regressed.
 //!
-//! Benchmarks are matched by id. For each pair the change in median throughput comes
-//! with a bootstrap 95% CI (both sets of raw samples resampled, log space; see
-//! [`crate::harness::compare`]) and a one-sided Mann–Whitney test. A benchmark is a
+//! Benchmarks are matched by id. Samples within one round of a profile are not
+//! independent: the machine's speed drifts between rounds (profile measures it as
+//! `round_drift_sd`), so pooling samples as i.i.d. reads drift as significance. When
+//! both files measured a kernel in two or more rounds, the **round is the unit**
+//! ([`compare_rounds`]): the change is the difference of the mean log round medians,
+//! tested with a moderated t statistic (Smyth 2004, *Stat. Appl. Genet. Mol. Biol.*
+//! 3(1) art. 3): the kernel's own between-round variance, pooled over both files,
+//! is shrunk toward the typical between-round variance of all kernels of both files
+//! ([`crate::harness::stats::typical_drift`]) with [`PRIOR_DF`] degrees of freedom,
+//! so three rounds that happen to agree cannot claim a steadier machine than the run
+//! saw. Files with one round per kernel (or hand-made ones) fall back to the
+//! sample-level comparison: a bootstrap 95% CI of the change in median throughput
+//! (both sets of raw samples resampled, log space; see [`crate::harness::compare`])
+//! and a one-sided Mann–Whitney test, with a note that samples were treated as
+//! independent. A benchmark is a
 //! **regression** only when the slowdown is significant (`p < alpha`) *and* the whole
 //! CI lies beyond the noise threshold (the CI's upper end is below `−noise`): a
 //! significant 1% slowdown is real but is not worth failing a build over, and a large
@@ -154,8 +166,93 @@ pub struct SampleComparison {
     pub fails: bool,
 }
 
-/// Compare two sets of per-iteration times (seconds). `None` when either set is empty
-/// or holds a non-positive or non-finite time.
+/// Degrees of freedom the run's typical between-round variance counts for in
+/// [`compare_rounds`]: with the default three rounds per file a kernel's own spread
+/// has 4, so its own rounds carry a third of the variance estimate and the two
+/// files' typical drift two thirds.
+pub const PRIOR_DF: f64 = 8.0;
+
+/// The verdict and failure flag for a change with its CI and one-sided p-values.
+fn judge(change: f64, ci: (f64, f64), p: (f64, f64), opts: &RegressOptions) -> (Verdict, bool) {
+    let (p_slower, p_faster) = p;
+    let verdict = if p_slower < opts.alpha && ci.1 < -opts.noise {
+        Verdict::Regression
+    } else if p_slower < opts.alpha && ci.1 < 0.0 {
+        Verdict::Slower
+    } else if p_faster < opts.alpha && ci.0 > 0.0 {
+        Verdict::Faster
+    } else {
+        Verdict::Same
+    };
+    let fails = verdict == Verdict::Regression && -change >= opts.threshold;
+    (verdict, fails)
+}
+
+/// Compare a kernel measured in rounds, the round as the unit. Each round is
+/// summarised by its log median; the change in throughput is
+/// `exp(mean(log base medians) − mean(log candidate medians)) − 1`. Its variance
+/// comes from the rounds' spread about their file's mean (pooled over both files),
+/// shrunk toward `prior_sd` (the typical between-round spread, log space) with
+/// [`PRIOR_DF`] degrees of freedom; the test and the `CI_LEVEL` interval use
+/// Student's t with the combined degrees of freedom. `None` unless both sides
+/// have two or more non-empty rounds of positive, finite times.
+pub fn compare_rounds(
+    base: &[&[f64]],
+    cand: &[&[f64]],
+    prior_sd: Option<f64>,
+    opts: &RegressOptions,
+) -> Option<SampleComparison> {
+    use crate::harness::stats::{median_sorted, sorted};
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let log_medians = |rounds: &[&[f64]]| -> Option<Vec<f64>> {
+        let m: Vec<f64> = rounds
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let ok = r.iter().all(|x| x.is_finite() && *x > 0.0);
+                ok.then(|| median_sorted(&sorted(r)).ln())
+            })
+            .collect::<Option<_>>()?;
+        (m.len() >= 2).then_some(m)
+    };
+    let (a, b) = (log_medians(base)?, log_medians(cand)?);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (ma, mb) = (mean(&a), mean(&b));
+    let ss: f64 = a.iter().map(|x| (x - ma).powi(2)).sum::<f64>()
+        + b.iter().map(|x| (x - mb).powi(2)).sum::<f64>();
+    let own_df = (a.len() + b.len() - 2) as f64;
+    let (var, df) = match prior_sd.filter(|s| s.is_finite() && *s > 0.0) {
+        Some(s0) => (
+            (ss + PRIOR_DF * s0 * s0) / (own_df + PRIOR_DF),
+            own_df + PRIOR_DF,
+        ),
+        None => (ss / own_df, own_df),
+    };
+    let se = (var * (1.0 / a.len() as f64 + 1.0 / b.len() as f64))
+        .sqrt()
+        .max(1e-12);
+    let t = StudentsT::new(0.0, 1.0, df).ok()?;
+    // Log change in time: positive when the candidate is slower.
+    let d = mb - ma;
+    let p_slower = 1.0 - t.cdf(d / se);
+    let p_faster = t.cdf(d / se);
+    let q = t.inverse_cdf(0.5 + CI_LEVEL / 2.0);
+    let change = (-d).exp_m1();
+    let ci = ((-d - q * se).exp_m1(), (-d + q * se).exp_m1());
+    let (verdict, fails) = judge(change, ci, (p_slower, p_faster), opts);
+    Some(SampleComparison {
+        change,
+        ci_low: ci.0,
+        ci_high: ci.1,
+        p_slower,
+        p_faster,
+        verdict,
+        fails,
+    })
+}
+
+/// Compare two sets of per-iteration times (seconds) as independent samples.
+/// `None` when either set is empty or holds a non-positive or non-finite time.
 pub fn compare_samples(
     base: &[f64],
     cand: &[f64],
@@ -165,16 +262,7 @@ pub fn compare_samples(
         compare::bootstrap_log_ratio(base, cand, opts.resamples, 1.0 - CI_LEVEL, opts.seed)?;
     let mw = compare::mann_whitney(base, cand)?;
     let (change, ci_low, ci_high) = (ratio.change(), ratio.change_low(), ratio.change_high());
-    let verdict = if mw.p_slower < opts.alpha && ci_high < -opts.noise {
-        Verdict::Regression
-    } else if mw.p_slower < opts.alpha && ci_high < 0.0 {
-        Verdict::Slower
-    } else if mw.p_faster < opts.alpha && ci_low > 0.0 {
-        Verdict::Faster
-    } else {
-        Verdict::Same
-    };
-    let fails = verdict == Verdict::Regression && -change >= opts.threshold;
+    let (verdict, fails) = judge(change, (ci_low, ci_high), (mw.p_slower, mw.p_faster), opts);
     Some(SampleComparison {
         change,
         ci_low,
@@ -226,6 +314,10 @@ pub struct Comparison {
     /// [`PROBE_MISMATCH`]: one run may have sat inside a contention episode throughout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_state_warning: Option<String>,
+    /// Typical between-round drift of the two runs (log space), which the
+    /// round-clustered comparisons shrink each kernel's own spread toward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_drift_sd: Option<f64>,
     /// One row per benchmark id in either file (baseline order, then new ones).
     pub rows: Vec<Row>,
     /// Rows that fail the run.
@@ -320,7 +412,48 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-fn compare_pair(base: &Benchmark, cand: &Benchmark, hosts_ok: bool, opts: &RegressOptions) -> Row {
+/// Whether a benchmark's statistics rest on two or more rounds.
+fn has_rounds(b: &Benchmark) -> bool {
+    b.quiet_rounds().iter().filter(|r| !r.is_empty()).count() >= 2
+}
+
+/// The typical between-round drift of two runs together: the median over every
+/// measured kernel of both of its shrinkage-corrected between-round spread.
+pub fn pair_drift(baseline: &ResultFile, candidate: &ResultFile) -> Option<f64> {
+    let rounds: Vec<Vec<&[f64]>> = baseline
+        .benchmarks
+        .iter()
+        .chain(&candidate.benchmarks)
+        .filter(|b| b.status == Status::Ok)
+        .map(Benchmark::quiet_rounds)
+        .collect();
+    crate::harness::stats::typical_drift(rounds.iter().map(Vec::as_slice))
+}
+
+/// Compare one kernel's quiet measurements in two runs: round by round
+/// ([`compare_rounds`], with the runs' typical `drift`) when both measured it in
+/// two or more rounds, else sample by sample ([`compare_samples`]). The flag says
+/// whether the rounds were the unit.
+pub fn compare_benchmarks(
+    base: &Benchmark,
+    cand: &Benchmark,
+    drift: Option<f64>,
+    opts: &RegressOptions,
+) -> Option<(SampleComparison, bool)> {
+    if has_rounds(base) && has_rounds(cand) {
+        compare_rounds(&base.quiet_rounds(), &cand.quiet_rounds(), drift, opts).map(|s| (s, true))
+    } else {
+        compare_samples(&base.quiet_samples(), &cand.quiet_samples(), opts).map(|s| (s, false))
+    }
+}
+
+fn compare_pair(
+    base: &Benchmark,
+    cand: &Benchmark,
+    hosts_ok: bool,
+    drift: Option<f64>,
+    opts: &RegressOptions,
+) -> Row {
     let mut row = Row {
         id: base.id.clone(),
         verdict: Verdict::Incomparable,
@@ -370,7 +503,15 @@ fn compare_pair(base: &Benchmark, cand: &Benchmark, hosts_ok: bool, opts: &Regre
     }
     // Rounds that ran while another tenant slowed the machine are left out on both
     // sides, as they are in each file's own statistics.
-    match compare_samples(&base.quiet_samples(), &cand.quiet_samples(), opts) {
+    let compared = compare_benchmarks(base, cand, drift, opts).map(|(s, by_rounds)| {
+        if !by_rounds {
+            row.note = Some(
+                "one round on a side: samples compared as independent (no drift estimate)".into(),
+            );
+        }
+        s
+    });
+    match compared {
         Some(s) => {
             row.verdict = s.verdict;
             row.fails = s.fails;
@@ -441,10 +582,11 @@ pub fn compare_files(
         .collect();
     let base_ids: std::collections::BTreeSet<&str> =
         baseline.benchmarks.iter().map(|b| b.id.as_str()).collect();
+    let drift = pair_drift(baseline, candidate);
     let mut rows = Vec::new();
     for b in &baseline.benchmarks {
         match cand_by_id.get(b.id.as_str()) {
-            Some(c) => rows.push(compare_pair(b, c, hosts_ok, opts)),
+            Some(c) => rows.push(compare_pair(b, c, hosts_ok, drift, opts)),
             None => rows.push(Row {
                 id: b.id.clone(),
                 verdict: Verdict::Missing,
@@ -483,6 +625,7 @@ pub fn compare_files(
         options: opts.clone(),
         host_differences,
         machine_state_warning: machine_state_warning(baseline, candidate),
+        round_drift_sd: drift,
         failures: rows.iter().filter(|r| r.fails).count(),
         rows,
         counts,
@@ -531,8 +674,17 @@ pub fn summary_line(c: &Comparison) -> String {
     } else {
         "no regression".into()
     };
+    let drift = c
+        .round_drift_sd
+        .map(|d| {
+            format!(
+                "; rounds compared as units, typical round drift {:.1}%",
+                100.0 * d
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "{head} ({counts}); α = {}, noise {:.0}%, threshold {:.0}%",
+        "{head} ({counts}); α = {}, noise {:.0}%, threshold {:.0}%{drift}",
         c.options.alpha,
         100.0 * c.options.noise,
         100.0 * c.options.threshold

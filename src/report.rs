@@ -155,14 +155,17 @@ fn flops_with_ci(b: &Benchmark) -> Option<(f64, f64, f64)> {
     }
     match &b.summary {
         Some(s) if s.flops_per_s > 0.0 => {
-            Some((s.flops_per_s, s.flops_per_s_ci_low, s.flops_per_s_ci_high))
+            let (lo, hi) = s
+                .widest_flops_interval()
+                .unwrap_or((s.flops_per_s, s.flops_per_s));
+            Some((s.flops_per_s, lo, hi))
         }
         _ => {
             // No stored summary (e.g. a hand-made file): recompute from the samples.
             let sum = crate::harness::summarize(&b.samples_s)?;
             let f = b.flops_per_iter as f64;
-            (sum.median > 0.0 && sum.ci_low > 0.0)
-                .then(|| (f / sum.median, f / sum.ci_high, f / sum.ci_low))
+            let (lo, hi) = sum.ci.unwrap_or((sum.median, sum.median));
+            (sum.median > 0.0 && lo > 0.0).then(|| (f / sum.median, f / hi, f / lo))
         }
     }
 }

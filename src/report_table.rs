@@ -59,14 +59,15 @@ fn roofline_cells(file: &ResultFile, b: &Benchmark, flops_per_s: f64) -> [String
 }
 
 /// One row per benchmark: kernel, shape, dtype, median time, GFLOP/s with the
-/// half-width of its 95% CI, GB/s, % of the measured peak, roofline class, samples,
-/// verified.
+/// half-widths of its sampling CI (`none` where too few samples for a 95% one) and
+/// of its prediction interval for another run, GB/s, % of the measured peak,
+/// roofline class, samples, verified.
 pub fn profile_table(file: &ResultFile) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header([
-        "kernel", "shape", "dtype", "median", "GFLOP/s", "±CI", "GB/s", "%peak", "bound", "n",
-        "verified",
+        "kernel", "shape", "dtype", "median", "GFLOP/s", "±CI", "±PI", "GB/s", "%peak", "bound",
+        "n", "verified",
     ]);
     for b in &file.benchmarks {
         let name = format!("{} {}", b.kernel, b.label);
@@ -74,19 +75,22 @@ pub fn profile_table(file: &ResultFile) -> String {
         match &b.summary {
             Some(s) => {
                 let [pct_peak, bound] = roofline_cells(file, b, s.flops_per_s);
-                let half = (s.flops_per_s_ci_high - s.flops_per_s_ci_low) / 2.0;
-                let pct = if s.flops_per_s > 0.0 {
-                    100.0 * half / s.flops_per_s
-                } else {
-                    0.0
+                let half_pct = |lo: Option<f64>, hi: Option<f64>, none: &str| match lo.zip(hi) {
+                    Some((lo, hi)) if s.flops_per_s > 0.0 => {
+                        format!("{:.1}%", 50.0 * (hi - lo) / s.flops_per_s)
+                    }
+                    _ => none.to_string(),
                 };
+                let ci = half_pct(s.flops_per_s_ci_low, s.flops_per_s_ci_high, "none");
+                let pi = half_pct(s.flops_per_s_pi_low, s.flops_per_s_pi_high, "-");
                 t.add_row(vec![
                     Cell::new(name),
                     Cell::new(shape),
                     Cell::new(&b.dtype),
                     right(fmt_duration(s.median_s)),
                     right(fmt_giga(s.flops_per_s)),
-                    right(format!("{pct:.1}%")),
+                    right(ci),
+                    right(pi),
                     right(fmt_giga(s.bytes_per_s)),
                     right(pct_peak),
                     Cell::new(bound),
@@ -99,6 +103,7 @@ pub fn profile_table(file: &ResultFile) -> String {
                     Cell::new(name),
                     Cell::new(shape),
                     Cell::new(&b.dtype),
+                    right("-"),
                     right("-"),
                     right("-"),
                     right("-"),
@@ -153,9 +158,20 @@ pub fn profile_findings(file: &ResultFile) -> String {
     if let Some(p) = &file.peak {
         let mut ceil = Vec::new();
         for dt in ["f32", "bf16"] {
-            if let Some(f) = p.best_flops(dt) {
-                ceil.push(format!("{dt} FMA peak {} GFLOP/s", fmt_giga(f)));
+            if let Some(c) = p.best_path(dt) {
+                ceil.push(format!(
+                    "{dt} peak {} GFLOP/s ({})",
+                    fmt_giga(c.total_flops_per_s),
+                    c.isa
+                ));
             }
+        }
+        if let Some(c) = p.best_path("int8") {
+            ceil.push(format!(
+                "int8 peak {:.2} TOPS ({}, integer ops)",
+                c.total_flops_per_s / 1e12,
+                c.isa
+            ));
         }
         if let Some(bw) = p.dram_bandwidth() {
             ceil.push(format!("DRAM triad {} GB/s", fmt_giga(bw)));
@@ -180,6 +196,9 @@ pub fn profile_findings(file: &ResultFile) -> String {
                 .map(|n| format!("{n}³"))
                 .unwrap_or_default()
         ));
+    }
+    if let Some(line) = bf16_gap_line(file) {
+        lines.push(line);
     }
     let (mut flops, mut secs) = (0.0, 0.0);
     for (b, s) in measured(file).filter(|(b, _)| b.group == "model" && b.kernel == "matmul") {
@@ -211,6 +230,16 @@ pub fn profile_findings(file: &ResultFile) -> String {
     if let Some(line) = contention_line(file) {
         lines.push(line);
     }
+    let no_interval = file
+        .benchmarks
+        .iter()
+        .filter(|b| b.summary.as_ref().is_some_and(|s| s.ci95_low_s.is_none()))
+        .count();
+    if no_interval > 0 {
+        lines.push(format!(
+            "{no_interval} kernel(s) have no 95% interval (±CI none): too few samples for a distribution-free one; raise --min-samples or drop --quick"
+        ));
+    }
     let failed = file
         .benchmarks
         .iter()
@@ -220,6 +249,37 @@ pub fn profile_findings(file: &ResultFile) -> String {
         lines.push(format!("{failed} kernel(s) FAILED verification"));
     }
     lines.join("\n")
+}
+
+/// How far candle's best bf16 GEMM is from the machine's bf16 ceiling, and why; with
+/// the reason AMX did not run when it did not.
+fn bf16_gap_line(file: &ResultFile) -> Option<String> {
+    let peak = file.peak.as_ref()?;
+    let ceiling = peak.best_path("bf16")?;
+    let (b, rate) = measured(file)
+        .filter(|(b, _)| b.kernel == "matmul" && b.dtype == "bf16")
+        .map(|(b, s)| (b, b.flops_per_iter as f64 / s))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let cpu = file.host.device == "cpu";
+    let mut line = format!(
+        "bf16: candle's best bf16 GEMM ({}) runs at {} GFLOP/s, {:.0}% of the bf16 ceiling {} GFLOP/s ({}){}",
+        b.shape_text(),
+        fmt_giga(rate),
+        100.0 * rate / ceiling.total_flops_per_s,
+        fmt_giga(ceiling.total_flops_per_s),
+        ceiling.isa,
+        if cpu {
+            ": candle's CPU backend widens bf16 to f32 and runs the f32 GEMM, so it never uses vdpbf16ps or AMX tiles"
+        } else {
+            ""
+        }
+    );
+    if ceiling.isa != "amx-bf16" {
+        if let Some(reason) = peak.skip_reason("amx-bf16", "bf16") {
+            line.push_str(&format!("; AMX not measured ({reason})"));
+        }
+    }
+    Some(line)
 }
 
 /// What the contention watch saw, when any round ran under contention.
@@ -252,6 +312,30 @@ mod tests {
     fn reference() -> ResultFile {
         serde_json::from_str(include_str!("../results/amd-epyc-2core-quick.json"))
             .expect("the committed reference profile parses")
+    }
+
+    #[test]
+    fn the_bf16_finding_measures_candle_against_the_highest_bf16_path_and_says_why() {
+        let mut f = reference();
+        let line = bf16_gap_line(&f).expect("the reference has a bf16 GEMM and ceilings");
+        assert!(line.contains("widens bf16 to f32"), "{line}");
+        let peak = f.peak.as_mut().expect("peak section");
+        let mut amx = peak.best_path("bf16").expect("a bf16 ceiling").clone();
+        (amx.isa, amx.total_flops_per_s) = ("amx-bf16".into(), 6.2e12);
+        peak.compute.push(amx);
+        let line = bf16_gap_line(&f).unwrap();
+        assert!(
+            line.contains("(amx-bf16)") && !line.contains("AMX not measured"),
+            "{line}"
+        );
+        // The reference's best bf16 GEMM ran at ~0.2 TFLOP/s: a few percent of 6.2.
+        let pct: f64 = line
+            .split("GFLOP/s, ")
+            .nth(1)
+            .and_then(|r| r.split('%').next())
+            .and_then(|p| p.parse().ok())
+            .expect("a percentage");
+        assert!(pct < 10.0, "{line}");
     }
 
     #[test]

@@ -3,7 +3,19 @@
 //! A result file keeps everything needed to re-analyse a run later: the raw
 //! per-iteration samples, the harness settings, the host fingerprint and the
 //! provenance of the binary. `schema_version` is bumped on any incompatible change;
-//! readers refuse other versions with a clear message rather than guessing.
+//! readers upgrade the versions they know (see [`migrate`]) and refuse others with a
+//! clear message rather than guessing.
+//!
+//! Schema history:
+//! - **1**: `summary.ci95_low_s`/`ci95_high_s` held the sampling interval *widened for
+//!   between-round drift* (for multi-round runs), and could be `[min, max]` or a
+//!   single point for tiny samples.
+//! - **2**: `ci95_low_s`/`ci95_high_s` hold the sampling confidence interval of this
+//!   run's median only (level `ci_level` ≥ 0.95, `null` when too few samples for one
+//!   to exist, with `interval_note` saying so); the drift-widened interval moved to
+//!   `pi95_low_s`/`pi95_high_s`, a prediction interval for the next run's median.
+//!   `flops_per_s_ci_*` follow the sampling interval, `flops_per_s_pi_*` the
+//!   prediction interval.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -12,11 +24,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
-use crate::harness::{HarnessConfig, StopReason};
+use crate::harness::{HarnessConfig, StopReason, Summary};
 use crate::{Error, Result};
 
 /// Current schema version of result files.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Name of the tool in result files.
 pub const TOOL_NAME: &str = "flopcal";
@@ -78,16 +90,36 @@ pub struct BenchSummary {
     pub min_s: f64,
     /// Slowest sample, seconds.
     pub max_s: f64,
-    /// Lower end of the 95% CI of the median, seconds.
-    pub ci95_low_s: f64,
-    /// Upper end of the 95% CI of the median, seconds.
-    pub ci95_high_s: f64,
+    /// Lower end of the sampling confidence interval of this run's median (level
+    /// `ci_level`), seconds; `None` when too few samples for one to exist.
+    pub ci95_low_s: Option<f64>,
+    /// Upper end of the sampling confidence interval of the median, seconds.
+    pub ci95_high_s: Option<f64>,
+    /// Confidence level of `ci95_*`: at least 0.95 (higher when corrected for the
+    /// harness's repeated looks at the interval).
+    #[serde(default = "default_level")]
+    pub ci_level: f64,
+    /// Lower end of the 95% prediction interval for the median of another run of
+    /// this kernel on this machine: the sampling interval widened by the drift
+    /// between rounds this run measured. `None` without a drift estimate (one round)
+    /// or without a sampling interval.
+    #[serde(default)]
+    pub pi95_low_s: Option<f64>,
+    /// Upper end of the 95% prediction interval, seconds.
+    #[serde(default)]
+    pub pi95_high_s: Option<f64>,
     /// Executed FLOPs per second at the median.
     pub flops_per_s: f64,
-    /// FLOP/s at the slow end of the CI.
-    pub flops_per_s_ci_low: f64,
-    /// FLOP/s at the fast end of the CI.
-    pub flops_per_s_ci_high: f64,
+    /// FLOP/s at the slow end of the sampling interval.
+    pub flops_per_s_ci_low: Option<f64>,
+    /// FLOP/s at the fast end of the sampling interval.
+    pub flops_per_s_ci_high: Option<f64>,
+    /// FLOP/s at the slow end of the prediction interval.
+    #[serde(default)]
+    pub flops_per_s_pi_low: Option<f64>,
+    /// FLOP/s at the fast end of the prediction interval.
+    #[serde(default)]
+    pub flops_per_s_pi_high: Option<f64>,
     /// Bytes per second at the median (algorithmic bytes).
     pub bytes_per_s: f64,
     /// Samples taken.
@@ -98,6 +130,77 @@ pub struct BenchSummary {
     pub rel_noise: f64,
     /// Why sampling stopped.
     pub stop: StopReason,
+    /// Why an interval is missing, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_note: Option<String>,
+}
+
+fn default_level() -> f64 {
+    0.95
+}
+
+impl BenchSummary {
+    /// The file form of harness statistics of a kernel doing `flops` FLOPs and moving
+    /// `bytes` bytes per iteration, without a prediction interval (see
+    /// [`BenchSummary::set_prediction`]). A `converged` stop without an interval is
+    /// recorded as `budget`: nothing converges on too few samples for an interval.
+    pub fn from_stats(s: &Summary, stop: StopReason, flops: u64, bytes: u64) -> Self {
+        let per_s = |work: u64, t: f64| if t > 0.0 { work as f64 / t } else { 0.0 };
+        BenchSummary {
+            median_s: s.median,
+            mad_s: s.mad,
+            mean_s: s.mean,
+            min_s: s.min,
+            max_s: s.max,
+            ci95_low_s: s.ci.map(|c| c.0),
+            ci95_high_s: s.ci.map(|c| c.1),
+            ci_level: 1.0 - s.alpha,
+            pi95_low_s: None,
+            pi95_high_s: None,
+            flops_per_s: per_s(flops, s.median),
+            flops_per_s_ci_low: s.ci.map(|c| per_s(flops, c.1)),
+            flops_per_s_ci_high: s.ci.map(|c| per_s(flops, c.0)),
+            flops_per_s_pi_low: None,
+            flops_per_s_pi_high: None,
+            bytes_per_s: per_s(bytes, s.median),
+            n: s.n,
+            outliers: s.outliers,
+            rel_noise: s.rel_noise(),
+            stop: match (stop, s.ci) {
+                (StopReason::Converged, None) => StopReason::Budget,
+                (stop, _) => stop,
+            },
+            interval_note: s
+                .ci
+                .is_none()
+                .then(|| crate::harness::stats::no_interval_note(s.n, s.alpha)),
+        }
+    }
+
+    /// Set the prediction interval `(low, high)` seconds (and its FLOP/s twin) of a
+    /// kernel doing `flops` FLOPs per iteration.
+    pub fn set_prediction(&mut self, pi: (f64, f64), flops: u64) {
+        let per_s = |t: f64| (t > 0.0).then(|| flops as f64 / t);
+        self.pi95_low_s = Some(pi.0);
+        self.pi95_high_s = Some(pi.1);
+        self.flops_per_s_pi_low = per_s(pi.1);
+        self.flops_per_s_pi_high = per_s(pi.0);
+    }
+
+    /// The widest interval the file holds for the median, `(low, high)` seconds: the
+    /// prediction interval where there is one, else the sampling interval.
+    pub fn widest_interval_s(&self) -> Option<(f64, f64)> {
+        self.pi95_low_s
+            .zip(self.pi95_high_s)
+            .or(self.ci95_low_s.zip(self.ci95_high_s))
+    }
+
+    /// FLOP/s at the slow and fast ends of [`BenchSummary::widest_interval_s`].
+    pub fn widest_flops_interval(&self) -> Option<(f64, f64)> {
+        self.flops_per_s_pi_low
+            .zip(self.flops_per_s_pi_high)
+            .or(self.flops_per_s_ci_low.zip(self.flops_per_s_ci_high))
+    }
 }
 
 /// Status of one benchmark.
@@ -377,7 +480,7 @@ pub fn csv_twin(path: &Path) -> PathBuf {
 }
 
 /// Header of the CSV form (one row per benchmark).
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 23] = [
     "id",
     "kernel",
     "label",
@@ -398,6 +501,9 @@ const CSV_HEADER: [&str; 20] = [
     "verified",
     "status",
     "partial",
+    "pi95_low_s",
+    "pi95_high_s",
+    "ci_level",
 ];
 
 /// Render benchmarks as CSV.
@@ -410,6 +516,11 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
         let s = b.summary.as_ref();
         let f =
             |get: fn(&BenchSummary) -> f64| s.map(|s| format!("{:e}", get(s))).unwrap_or_default();
+        let opt = |get: fn(&BenchSummary) -> Option<f64>| {
+            s.and_then(get)
+                .map(|x| format!("{x:e}"))
+                .unwrap_or_default()
+        };
         let status = serde_json::to_value(b.status)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
@@ -425,8 +536,8 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
             b.bytes_per_iter.to_string(),
             f(|s| s.median_s),
             f(|s| s.mad_s),
-            f(|s| s.ci95_low_s),
-            f(|s| s.ci95_high_s),
+            opt(|s| s.ci95_low_s),
+            opt(|s| s.ci95_high_s),
             f(|s| s.flops_per_s),
             f(|s| s.bytes_per_s),
             s.map(|s| s.n.to_string()).unwrap_or_default(),
@@ -435,6 +546,9 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
             b.verified.to_string(),
             status,
             file.partial.to_string(),
+            opt(|s| s.pi95_low_s),
+            opt(|s| s.pi95_high_s),
+            f(|s| s.ci_level),
         ])
         .map_err(csv_err)?;
     }
@@ -456,8 +570,24 @@ pub fn save(file: &ResultFile, path: &Path) -> Result<PathBuf> {
     Ok(twin)
 }
 
-/// Read and validate a result file: it must be JSON of the current schema version.
+/// Read and validate a result file: JSON of the current schema version, or of schema
+/// 1, which is upgraded in memory (see [`migrate`]) with a note on stderr naming the
+/// command that rewrites the file.
 pub fn load(path: &Path) -> Result<ResultFile> {
+    let (file, from) = load_any(path)?;
+    if from != SCHEMA_VERSION {
+        eprintln!(
+            "note: {} is result schema {from}; read as schema {SCHEMA_VERSION} (its intervals were moved and recomputed from the raw samples). `flopcal migrate {} NEW.json` writes the upgraded file.",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Read a result file of any supported schema, upgraded to the current one; also
+/// returns the schema version the file was written in.
+pub fn load_any(path: &Path) -> Result<(ResultFile, u32)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |reason: String| Error::BadFile {
         path: path.to_path_buf(),
@@ -473,13 +603,17 @@ pub fn load(path: &Path) -> Result<ResultFile> {
             "file is empty; expected a flopcal JSON result file".into()
         ));
     }
-    let value: serde_json::Value = serde_json::from_str(text)
+    let mut value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| bad(format!("not valid JSON ({e}); was the file truncated?")))?;
-    match value.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+    let from = match value.get("schema_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => SCHEMA_VERSION,
+        Some(1) => {
+            migrate::v1_fields_to_v2(&mut value);
+            1
+        }
         Some(v) => {
             return Err(bad(format!(
-                "schema_version {v} is not supported by this flopcal (reads version {SCHEMA_VERSION}); re-run the profile with this version"
+                "schema_version {v} is not supported by this flopcal (reads versions 1 and {SCHEMA_VERSION}); re-run the profile with this version"
             )))
         }
         None => {
@@ -487,8 +621,83 @@ pub fn load(path: &Path) -> Result<ResultFile> {
                 "no `schema_version` field; not a flopcal result file".into(),
             ))
         }
+    };
+    let mut file: ResultFile = serde_json::from_value(value)
+        .map_err(|e| bad(format!("does not match the result schema: {e}")))?;
+    if from == 1 {
+        migrate::recompute_sampling_intervals(&mut file);
     }
-    serde_json::from_value(value).map_err(|e| bad(format!("does not match the result schema: {e}")))
+    Ok((file, from))
+}
+
+pub mod migrate {
+    //! Upgrading older result files to the current schema.
+    //!
+    //! 1 → 2: the interval schema 1 stored in `ci95_*` (drift-widened for multi-round
+    //! runs) becomes the prediction interval `pi95_*`; the sampling interval `ci95_*`
+    //! is recomputed from the raw samples of the quiet rounds with the current
+    //! harness statistics ([`crate::harness::stats::sampling_ci`]), at the level the
+    //! file's own harness plan implies. Nothing measured is lost or changed.
+
+    use super::{ResultFile, SCHEMA_VERSION};
+    use crate::harness;
+
+    /// Rename the schema-1 interval fields in place (JSON level) and set the version.
+    pub(super) fn v1_fields_to_v2(value: &mut serde_json::Value) {
+        value["schema_version"] = SCHEMA_VERSION.into();
+        let Some(benches) = value.get_mut("benchmarks").and_then(|b| b.as_array_mut()) else {
+            return;
+        };
+        for b in benches {
+            let Some(s) = b.get_mut("summary").and_then(|s| s.as_object_mut()) else {
+                continue;
+            };
+            for (old, new) in [
+                ("ci95_low_s", "pi95_low_s"),
+                ("ci95_high_s", "pi95_high_s"),
+                ("flops_per_s_ci_low", "flops_per_s_pi_low"),
+                ("flops_per_s_ci_high", "flops_per_s_pi_high"),
+            ] {
+                if let Some(v) = s.remove(old) {
+                    s.insert(new.into(), v);
+                }
+                s.insert(old.into(), serde_json::Value::Null);
+            }
+        }
+    }
+
+    /// Recompute every sampling interval of an upgraded file from its raw samples.
+    pub(super) fn recompute_sampling_intervals(file: &mut ResultFile) {
+        let round_cfg = harness::round_config(&file.harness, file.profile.rounds.max(1));
+        let alpha = harness::look_alpha(&round_cfg);
+        for b in &mut file.benchmarks {
+            let flops = b.flops_per_iter as f64;
+            let ci = harness::stats::sampling_ci(&b.quiet_rounds(), alpha);
+            let n = b.quiet_samples().len();
+            let Some(s) = b.summary.as_mut() else {
+                continue;
+            };
+            let rate = |t: f64| (t > 0.0).then(|| flops / t);
+            s.ci_level = 1.0 - alpha;
+            s.ci95_low_s = ci.map(|c| c.0);
+            s.ci95_high_s = ci.map(|c| c.1);
+            s.flops_per_s_ci_low = ci.and_then(|c| rate(c.1));
+            s.flops_per_s_ci_high = ci.and_then(|c| rate(c.0));
+            if ci.is_none() {
+                s.interval_note = Some(harness::stats::no_interval_note(n, alpha));
+                if s.stop == harness::StopReason::Converged {
+                    s.stop = harness::StopReason::Budget;
+                }
+            }
+        }
+    }
+
+    /// Upgrade a file read by [`super::load_any`] for writing: nothing to do beyond
+    /// what loading did, but kept as the one place the version is set.
+    pub fn upgraded(mut file: ResultFile) -> ResultFile {
+        file.schema_version = SCHEMA_VERSION;
+        file
+    }
 }
 
 #[cfg(test)]
@@ -556,7 +765,7 @@ mod tests {
         std::fs::write(&p, r#"{"schema_version": 99}"#).unwrap();
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("schema_version 99"), "{e}");
-        std::fs::write(&p, "{\"schema_version\": 1, \"run_").unwrap();
+        std::fs::write(&p, "{\"schema_version\": 2, \"run_").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("truncated"));
         std::fs::write(&p, "").unwrap();
         assert!(load(&p).unwrap_err().to_string().contains("empty"));
@@ -607,7 +816,7 @@ mod tests {
 
     fn sample_file() -> ResultFile {
         let json = serde_json::json!({
-            "schema_version": 1, "run_id": "r", "created_at": "2026-01-01T00:00:00Z",
+            "schema_version": 2, "run_id": "r", "created_at": "2026-01-01T00:00:00Z",
             "tool": {"name": "flopcal", "version": "0", "git_commit": "x"},
             "partial": false,
             "host": {"cpu_model": "c", "arch": "x86_64", "physical_cores": 2, "logical_cpus": 2,
@@ -623,6 +832,58 @@ mod tests {
                 "verification": null, "status": "ok"}]
         });
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_schema_1_file_loads_with_its_interval_as_the_prediction_interval_and_a_fresh_sampling_ci()
+    {
+        let mut v = serde_json::to_value(sample_file()).unwrap();
+        v["schema_version"] = 1.into();
+        v["profile"]["rounds"] = 3.into();
+        let samples: Vec<f64> = (0..30).map(|i| 1e-3 * (1.0 + 0.001 * i as f64)).collect();
+        let b = &mut v["benchmarks"][0];
+        b["samples_s"] = serde_json::json!(samples);
+        b["round_sizes"] = serde_json::json!([10, 10, 10]);
+        b["summary"] = serde_json::json!({"median_s": 1.0145e-3, "mad_s": 1e-6, "mean_s": 1.0145e-3,
+            "min_s": 1e-3, "max_s": 1.029e-3, "ci95_low_s": 0.9e-3, "ci95_high_s": 1.1e-3,
+            "flops_per_s": 1.0e9, "flops_per_s_ci_low": 0.93e9, "flops_per_s_ci_high": 1.1e9,
+            "bytes_per_s": 0.0, "n": 30, "outliers": 0, "rel_noise": 0.01, "stop": "converged"});
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v1.json");
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        let (f, from) = load_any(&p).unwrap();
+        assert_eq!((from, f.schema_version), (1, SCHEMA_VERSION));
+        let s = f.benchmarks[0].summary.as_ref().unwrap();
+        assert_eq!((s.pi95_low_s, s.pi95_high_s), (Some(0.9e-3), Some(1.1e-3)));
+        assert_eq!(s.flops_per_s_pi_low, Some(0.93e9));
+        let (lo, hi) = (s.ci95_low_s.unwrap(), s.ci95_high_s.unwrap());
+        assert!(
+            1e-3 <= lo && lo < s.median_s && s.median_s < hi && hi <= 1.029e-3,
+            "{s:?}"
+        );
+        assert!(s.ci_level >= 0.95);
+        assert_eq!(s.stop, StopReason::Converged);
+        // Written back, it is a current file that loads unchanged.
+        save(&migrate::upgraded(f.clone()), &p).unwrap();
+        assert_eq!(load_any(&p).unwrap(), (f, SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn a_schema_1_summary_on_too_few_samples_loses_its_interval_and_its_convergence() {
+        let mut v = serde_json::to_value(sample_file()).unwrap();
+        v["schema_version"] = 1.into();
+        v["benchmarks"][0]["summary"] = serde_json::json!({"median_s": 1.05e-6, "mad_s": 0.0,
+            "mean_s": 1.05e-6, "min_s": 1e-6, "max_s": 1.1e-6, "ci95_low_s": 1e-6,
+            "ci95_high_s": 1.1e-6, "flops_per_s": 1.0e9, "flops_per_s_ci_low": 0.9e9,
+            "flops_per_s_ci_high": 1.0e9, "bytes_per_s": 0.0, "n": 2, "outliers": 0,
+            "rel_noise": 0.0, "stop": "converged"});
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v1.json");
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        let s = load(&p).unwrap().benchmarks[0].summary.clone().unwrap();
+        assert_eq!((s.ci95_low_s, s.ci95_high_s), (None, None));
+        assert!(s.interval_note.unwrap().contains("needs at least"));
+        assert_eq!(s.stop, StopReason::Budget);
     }
 
     #[test]

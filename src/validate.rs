@@ -408,12 +408,13 @@ pub fn predict(needs: &[Need], file: &ResultFile) -> Result<Prediction> {
     // Mean and interval half-widths (below, above) of one kernel.
     let stats_of = |b: &Benchmark| -> Option<(f64, f64, f64, f64)> {
         let s = b.summary.as_ref()?;
+        let (lo, hi) = s.widest_interval_s().unwrap_or((s.median_s, s.median_s));
         Some(match mean_and_half_width(&b.samples_s) {
             Some((mean, half)) => (mean, half, half, s.median_s),
             None => (
                 s.mean_s,
-                (s.median_s - s.ci95_low_s).max(0.0),
-                (s.ci95_high_s - s.median_s).max(0.0),
+                (s.median_s - lo).max(0.0),
+                (hi - s.median_s).max(0.0),
                 s.median_s,
             ),
         })
@@ -474,28 +475,16 @@ pub fn pool_samples(b: &mut Benchmark, more: &[f64]) {
     let Some(s) = crate::harness::stats::summarize(&b.samples_s) else {
         return;
     };
-    let rate = |work: u64, t: f64| if t > 0.0 { work as f64 / t } else { 0.0 };
     let stop = b
         .summary
         .as_ref()
         .map_or(crate::harness::StopReason::Budget, |old| old.stop);
-    b.summary = Some(crate::results::BenchSummary {
-        median_s: s.median,
-        mad_s: s.mad,
-        mean_s: s.mean,
-        min_s: s.min,
-        max_s: s.max,
-        ci95_low_s: s.ci_low,
-        ci95_high_s: s.ci_high,
-        flops_per_s: rate(b.flops_per_iter, s.median),
-        flops_per_s_ci_low: rate(b.flops_per_iter, s.ci_high),
-        flops_per_s_ci_high: rate(b.flops_per_iter, s.ci_low),
-        bytes_per_s: rate(b.bytes_per_iter, s.median),
-        n: s.n,
-        outliers: s.outliers,
-        rel_noise: s.rel_noise(),
+    b.summary = Some(crate::results::BenchSummary::from_stats(
+        &s,
         stop,
-    });
+        b.flops_per_iter,
+        b.bytes_per_iter,
+    ));
 }
 
 /// Ratio predicted / measured and its interval from the two intervals (interval
@@ -707,11 +696,17 @@ mod tests {
                 mean_s: 1e-3,
                 min_s: 1e-3,
                 max_s: 1e-3,
-                ci95_low_s: 0.9e-3,
-                ci95_high_s: 1.1e-3,
+                ci95_low_s: Some(0.9e-3),
+                ci95_high_s: Some(1.1e-3),
+                ci_level: 0.95,
+                pi95_low_s: None,
+                pi95_high_s: None,
                 flops_per_s: 0.0,
-                flops_per_s_ci_low: 0.0,
-                flops_per_s_ci_high: 0.0,
+                flops_per_s_ci_low: Some(0.0),
+                flops_per_s_ci_high: Some(0.0),
+                flops_per_s_pi_low: None,
+                flops_per_s_pi_high: None,
+                interval_note: None,
                 bytes_per_s: 0.0,
                 n: 10,
                 outliers: 0,

@@ -55,6 +55,47 @@ fn peak_quick_json_has_the_expected_shape() {
     }
     assert!(p["skipped"].is_array());
     assert!(p["spec"]["status"].is_string());
+    // AMX either ran (verified, cross-checked against the C intrinsics reference in
+    // the same run) or was skipped with the reason: CPUID, XCR0 or arch_prctl.
+    let cpu_has = |flag: &str| {
+        std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|c| c.split_whitespace().any(|w| w == flag))
+    };
+    let skipped = p["skipped"].as_array().expect("skipped[]");
+    for (isa, dtype, flag) in [
+        ("amx-bf16", "bf16", "amx_bf16"),
+        ("amx-int8", "int8", "amx_int8"),
+    ] {
+        let ran = compute
+            .iter()
+            .any(|c| c["isa"] == isa && c["dtype"] == dtype);
+        let skip = skipped
+            .iter()
+            .find(|k| k["isa"] == isa && k["dtype"] == dtype);
+        match skip {
+            Some(k) => {
+                assert!(!ran, "{isa} both ran and was skipped");
+                let reason = k["reason"].as_str().unwrap_or_default();
+                assert!(
+                    ["CPUID", "XCR0", "arch_prctl", "XSAVE"]
+                        .iter()
+                        .any(|w| reason.contains(w)),
+                    "{isa} skip reason names no check: {reason}"
+                );
+                if cfg!(target_os = "linux") && cfg!(target_arch = "x86_64") && !cpu_has(flag) {
+                    assert!(reason.contains("CPUID"), "{reason}");
+                }
+            }
+            None => {
+                assert!(ran, "{isa} neither ran nor was skipped");
+                let tiles = p["tile_reference"].as_array().expect("tile_reference[]");
+                assert!(
+                    tiles.iter().any(|r| r["isa"] == isa),
+                    "{isa} not cross-checked"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn tiny_profile_writes_a_schema_valid_result_file_and_csv_twin() {
         .success()
         .stdout(predicate::str::contains("matmul qkv.fwd"));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["tool"]["name"], "flopcal");
     assert_eq!(v["partial"], false);
     for key in [
@@ -91,12 +91,13 @@ fn tiny_profile_writes_a_schema_valid_result_file_and_csv_twin() {
             .map(|(n, _)| n)
             .sum();
         assert_eq!(n, if quiet == 0 { total } else { quiet }, "{b}");
-        let (lo, med, hi) = (
-            s["ci95_low_s"].as_f64().unwrap(),
-            s["median_s"].as_f64().unwrap(),
-            s["ci95_high_s"].as_f64().unwrap(),
-        );
+        // The sampling interval at its corrected level (≥ 95%) inside the prediction
+        // interval for another run.
+        let f = |key: &str| s[key].as_f64().unwrap_or_else(|| panic!("{key}: {s}"));
+        let (lo, med, hi) = (f("ci95_low_s"), f("median_s"), f("ci95_high_s"));
         assert!(lo <= med && med <= hi && lo > 0.0);
+        assert!(f("ci_level") >= 0.95);
+        assert!(f("pi95_low_s") <= lo && hi <= f("pi95_high_s"), "{s}");
         let flops = b["flops_per_iter"].as_f64().unwrap();
         let rate = s["flops_per_s"].as_f64().unwrap();
         assert!((rate - flops / med).abs() <= 1e-6 * rate);

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use flopcal::regress::{compare_samples, RegressOptions, Verdict};
+use flopcal::harness::stats::typical_drift;
+use flopcal::regress::{compare_rounds, compare_samples, RegressOptions, Verdict};
 use predicates::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -72,6 +73,108 @@ fn a_two_percent_slowdown_inside_five_percent_noise_is_not_a_regression() {
         println!("2% slowdown, 5% noise, n={n}: regression rate {rate}");
         assert!(rate <= 0.01, "n={n}: regression rate {rate}");
     }
+}
+
+// ---- round-clustered runs -----------------------------------------------------
+
+/// Between-round drift (log-space σ of round medians) that `profile --quick`
+/// measured on this 2-core EPYC: `round_drift_sd` of results/amd-epyc-2core-quick.json.
+const PROFILE_DRIFT: f64 = 0.0139;
+/// Within-round noise of compute-bound GEMMs in that file (`rel_noise`, about 1%).
+const WITHIN_NOISE: f64 = 0.01;
+/// Default rounds of `flopcal profile`, and a typical number of samples per round.
+const ROUNDS: usize = 3;
+const PER_ROUND: usize = 7;
+/// Kernels per simulated run (the quick suite has about 30).
+const KERNELS: usize = 16;
+
+/// One simulated run: `KERNELS` kernels × `ROUNDS` rounds, each round's speed moved
+/// by its own drift ~ N(0, PROFILE_DRIFT) in log space; times × `slowdown`.
+fn drifting_run(rng: &mut StdRng, slowdown: f64) -> Vec<Vec<Vec<f64>>> {
+    (0..KERNELS)
+        .map(|_| {
+            (0..ROUNDS)
+                .map(|_| {
+                    let drift = lognormal(rng, 1, 1.0, PROFILE_DRIFT)[0];
+                    lognormal(rng, PER_ROUND, 1e-3 * slowdown * drift, WITHIN_NOISE)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Each kernel's rounds as slices.
+fn rounds_of(run: &[Vec<Vec<f64>>]) -> Vec<Vec<&[f64]>> {
+    run.iter()
+        .map(|k| k.iter().map(Vec::as_slice).collect())
+        .collect()
+}
+
+/// Over 300 seeded pairs of runs (every kernel of each pair compared, rounds as the
+/// unit with the runs' typical drift, as `regress` does): the fraction flagged as a
+/// regression, and the same fraction when the samples are pooled as i.i.d.
+fn clustered_regression_rate(slowdown: f64) -> (f64, f64) {
+    let opts = RegressOptions::default();
+    let (mut hits, mut iid_hits, mut total) = (0, 0, 0);
+    for trial in 0..300u64 {
+        let mut rng = StdRng::seed_from_u64(7000 + trial);
+        let base = drifting_run(&mut rng, 1.0);
+        let cand = drifting_run(&mut rng, slowdown);
+        let (b, c) = (rounds_of(&base), rounds_of(&cand));
+        let drift = typical_drift(b.iter().chain(&c).map(Vec::as_slice));
+        for (kb, kc) in b.iter().zip(&c) {
+            let s = compare_rounds(kb, kc, drift, &opts).expect("valid rounds");
+            hits += usize::from(s.verdict == Verdict::Regression);
+            let iid = compare_samples(&kb.concat(), &kc.concat(), &opts).unwrap();
+            iid_hits += usize::from(iid.verdict == Verdict::Regression);
+            total += 1;
+        }
+    }
+    (hits as f64 / total as f64, iid_hits as f64 / total as f64)
+}
+
+#[test]
+fn runs_differing_only_by_round_drift_give_at_most_one_percent_false_regressions() {
+    let (rate, iid_rate) = clustered_regression_rate(1.0);
+    println!("drift only: clustered false regressions {rate}, i.i.d. pooling {iid_rate}");
+    assert!(rate <= 0.01, "clustered false regression rate {rate}");
+    // Noise threshold 5% against 1.4% drift: even pooling rarely crosses it, but it
+    // is the interval that tells them apart (below).
+    let opts = RegressOptions {
+        noise: 0.0,
+        ..RegressOptions::default()
+    };
+    let (mut clustered_slower, mut iid_slower, mut n) = (0, 0, 0);
+    for trial in 0..100u64 {
+        let mut rng = StdRng::seed_from_u64(9000 + trial);
+        let (base, cand) = (drifting_run(&mut rng, 1.0), drifting_run(&mut rng, 1.0));
+        for (rb, rc) in rounds_of(&base).iter().zip(&rounds_of(&cand)) {
+            let s = compare_rounds(rb, rc, Some(PROFILE_DRIFT), &opts).unwrap();
+            clustered_slower += usize::from(s.verdict == Verdict::Regression);
+            let iid = compare_samples(&rb.concat(), &rc.concat(), &opts).unwrap();
+            iid_slower += usize::from(iid.verdict == Verdict::Regression);
+            n += 1;
+        }
+    }
+    let (c, i) = (
+        clustered_slower as f64 / n as f64,
+        iid_slower as f64 / n as f64,
+    );
+    println!("drift only, no noise threshold: clustered {c}, i.i.d. {i}");
+    // At α = 0.01 one-sided the round model is calibrated; pooled samples are not.
+    assert!(c <= 0.02, "clustered rate {c} without a noise threshold");
+    assert!(
+        i >= 0.05,
+        "i.i.d. pooling should read drift as significance: {i}"
+    );
+}
+
+#[test]
+fn a_ten_percent_throughput_loss_under_round_drift_is_detected_95_percent_of_the_time() {
+    // Throughput −10%: times × 1/0.9.
+    let (rate, _) = clustered_regression_rate(1.0 / 0.9);
+    println!("10% slower under drift, {ROUNDS} rounds: detection {rate}");
+    assert!(rate >= 0.95, "detection rate {rate}");
 }
 
 // ---- the command -------------------------------------------------------------
@@ -542,4 +645,50 @@ fn history_table_names_change_points_and_a_broken_file_is_exit_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no flopcal result files"));
+}
+
+#[test]
+fn a_schema_1_file_is_read_with_a_note_and_migrate_rewrites_it_as_schema_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    // The fixtures are schema 1: read, with a note naming the command that converts.
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("schema 1").and(predicate::str::contains("flopcal migrate")),
+        );
+    let new = dir.path().join("base-v2.json");
+    flopcal()
+        .arg("migrate")
+        .arg(&base)
+        .arg(&new)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("schema 1 → 2"));
+    let v: Value = serde_json::from_slice(&std::fs::read(&new).unwrap()).unwrap();
+    assert_eq!(v["schema_version"], 2);
+    assert!(dir.path().join("base-v2.csv").exists());
+    // The upgraded file reads without a note and compares the same way.
+    flopcal()
+        .args(["regress"])
+        .arg(&new)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("base-v2.json").not());
+    // A file of an unknown future schema is refused, not guessed at.
+    let mut future = v.clone();
+    future["schema_version"] = json!(3);
+    let f = write(dir.path(), "future.json", &future);
+    flopcal()
+        .arg("migrate")
+        .arg(&f)
+        .arg(dir.path().join("x.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("schema_version 3"));
 }

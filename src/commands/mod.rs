@@ -4,6 +4,7 @@ pub mod calibrate;
 pub mod compare;
 pub mod estimate;
 pub mod history;
+pub mod migrate;
 pub mod model_args;
 pub mod peak;
 pub mod plan;

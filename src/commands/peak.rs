@@ -109,11 +109,13 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
         OutputFormat::Csv => print_csv(&section)?,
         OutputFormat::Table => print_table(&section),
     }
-    if let Some(r) = &section.reference {
+    for r in section.reference.iter().chain(&section.tile_reference) {
         if !r.within_tolerance {
             eprintln!(
-                "warning: flopcal/C-reference ratio {:.3} is outside ±{:.0}% (a busy machine?)",
+                "warning: flopcal/C-reference ratio {:.3} for {} {} is outside ±{:.0}% (a busy machine?)",
                 r.ratio,
+                r.isa,
+                r.dtype,
                 peak::REFERENCE_TOLERANCE * 100.0
             );
         }
@@ -153,34 +155,53 @@ fn print_table(s: &PeakSection) {
     );
     println!("features: {}", s.cpu_features.join(" "));
 
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "ISA",
-        "dtype",
-        "threads",
-        "GFLOP/s per core",
-        "GFLOP/s total",
-        "median total",
-        "FLOP/cycle/core*",
-        "verified",
-    ]);
-    for c in &s.compute {
-        t.add_row(vec![
-            Cell::new(&c.isa),
-            Cell::new(&c.dtype),
-            Cell::new(c.threads).set_alignment(CellAlignment::Right),
-            Cell::new(giga(c.per_core_flops_per_s)).set_alignment(CellAlignment::Right),
-            Cell::new(giga(c.total_flops_per_s)).set_alignment(CellAlignment::Right),
-            Cell::new(giga(c.median_total_flops_per_s)).set_alignment(CellAlignment::Right),
-            Cell::new(
-                c.flops_per_cycle_at_reported_clock
-                    .map_or("-".into(), |f| format!("{f:.1}")),
-            )
-            .set_alignment(CellAlignment::Right),
-            Cell::new(if c.verified { "yes" } else { "NO" }),
+    // Floating-point ceilings in GFLOP/s; int8 ones in integer ops (TOPS), apart.
+    let (ints, floats): (Vec<_>, Vec<_>) = s.compute.iter().partition(|c| c.dtype == "int8");
+    for (rows, unit, scale) in [(floats, "GFLOP/s", 1e9), (ints, "TOPS", 1e12)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let per_cycle = if unit == "TOPS" {
+            "ops/cycle/core*"
+        } else {
+            "FLOP/cycle/core*"
+        };
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+            "ISA".to_string(),
+            "dtype".into(),
+            "threads".into(),
+            format!("{unit} per core"),
+            format!("{unit} total"),
+            "median total".into(),
+            per_cycle.into(),
+            "verified".into(),
         ]);
+        let fmt = |x: f64| {
+            if unit == "TOPS" {
+                format!("{:.3}", x / scale)
+            } else {
+                format!("{:.1}", x / scale)
+            }
+        };
+        for c in rows {
+            t.add_row(vec![
+                Cell::new(&c.isa),
+                Cell::new(&c.dtype),
+                Cell::new(c.threads).set_alignment(CellAlignment::Right),
+                Cell::new(fmt(c.per_core_flops_per_s)).set_alignment(CellAlignment::Right),
+                Cell::new(fmt(c.total_flops_per_s)).set_alignment(CellAlignment::Right),
+                Cell::new(fmt(c.median_total_flops_per_s)).set_alignment(CellAlignment::Right),
+                Cell::new(
+                    c.flops_per_cycle_at_reported_clock
+                        .map_or("-".into(), |f| format!("{f:.1}")),
+                )
+                .set_alignment(CellAlignment::Right),
+                Cell::new(if c.verified { "yes" } else { "NO" }),
+            ]);
+        }
+        println!("{t}");
     }
-    println!("{t}");
     if let Some(mhz) = s.reported_clock_mhz {
         println!("* at the {mhz} MHz the OS reports (nominal; turbo raises the real clock)");
     }
@@ -265,9 +286,17 @@ fn print_table(s: &PeakSection) {
             println!("ridge point {dtype}: {r:.1} FLOP/byte (peak / DRAM triad bandwidth)");
         }
     }
-    match &s.reference {
-        Some(r) => println!(
-            "C reference ({} {}, {} threads): flopcal {} GFLOP/s vs reference {} GFLOP/s, ratio {:.3} ({})",
+    if s.reference.is_none() {
+        println!("C reference: not run");
+    }
+    for r in s.reference.iter().chain(&s.tile_reference) {
+        let unit = if r.dtype == "int8" {
+            "Gop/s"
+        } else {
+            "GFLOP/s"
+        };
+        println!(
+            "C reference ({} {}, {} threads): flopcal {} {unit} vs reference {} {unit}, ratio {:.3} ({})",
             r.isa,
             r.dtype,
             r.threads,
@@ -275,8 +304,7 @@ fn print_table(s: &PeakSection) {
             giga(r.reference_flops_per_s),
             r.ratio,
             if r.within_tolerance { "within ±10%" } else { "OUTSIDE ±10%" }
-        ),
-        None => println!("C reference: not run"),
+        );
     }
     println!("spec peak: {} ({})", s.spec.status, s.spec.note);
 }
@@ -298,7 +326,7 @@ fn print_csv(s: &PeakSection) -> crate::Result<()> {
             &c.total_flops_per_s.to_string(),
             &c.per_core_flops_per_s.to_string(),
             &c.median_total_flops_per_s.to_string(),
-            "flop/s",
+            if c.dtype == "int8" { "op/s" } else { "flop/s" },
             &c.verified.to_string(),
             "",
         ])
@@ -345,7 +373,7 @@ fn print_csv(s: &PeakSection) -> crate::Result<()> {
         ])
         .map_err(err)?;
     }
-    if let Some(r) = &s.reference {
+    for r in s.reference.iter().chain(&s.tile_reference) {
         w.write_record([
             "reference",
             &r.isa,

@@ -327,28 +327,7 @@ fn check_memory(suite: &[Entry], args: &ProfileArgs) -> Result<()> {
 
 fn summary_of(m: &harness::Measurement, work: flopcal_kernels::Work) -> Option<BenchSummary> {
     let s = m.summary.as_ref()?;
-    let rate = |t: f64| if t > 0.0 { work.flops as f64 / t } else { 0.0 };
-    Some(BenchSummary {
-        median_s: s.median,
-        mad_s: s.mad,
-        mean_s: s.mean,
-        min_s: s.min,
-        max_s: s.max,
-        ci95_low_s: s.ci_low,
-        ci95_high_s: s.ci_high,
-        flops_per_s: rate(s.median),
-        flops_per_s_ci_low: rate(s.ci_high),
-        flops_per_s_ci_high: rate(s.ci_low),
-        bytes_per_s: if s.median > 0.0 {
-            work.bytes as f64 / s.median
-        } else {
-            0.0
-        },
-        n: s.n,
-        outliers: s.outliers,
-        rel_noise: s.rel_noise(),
-        stop: m.stop,
-    })
+    Some(BenchSummary::from_stats(s, m.stop, work.flops, work.bytes))
 }
 
 fn skeleton(entry: &Entry) -> Benchmark {
@@ -480,11 +459,12 @@ fn measure_again(
 }
 
 /// Recompute a benchmark's statistics from its quiet rounds (every round when none
-/// was flagged, or none was quiet): the pooled median with its i.i.d. interval,
-/// widened by the two-level (rounds, then samples) bootstrap, which accounts for the
-/// rounds disagreeing.
-/// With `drift_sd`, the interval is widened further for the machine's speed moving
-/// between rounds (see [`harness::stats::widen_for_drift`]).
+/// was flagged, or none was quiet): the pooled median with its sampling interval
+/// (order statistics at the harness's corrected level, widened by the two-level
+/// rounds-then-samples bootstrap, which accounts for the rounds disagreeing).
+/// With `drift_sd`, the prediction interval for another run's median is that
+/// interval widened for the machine's speed moving between rounds (see
+/// [`harness::stats::widen_for_drift`]).
 fn resummarize(
     b: &mut Benchmark,
     work: flopcal_kernels::Work,
@@ -492,33 +472,39 @@ fn resummarize(
     drift_sd: Option<f64>,
     slowdown: Option<f64>,
 ) {
+    let alpha = b
+        .summary
+        .as_ref()
+        .map_or(1.0 - harness::CONFIDENCE, |s| 1.0 - s.ci_level);
     let rounds = b.quiet_rounds();
     let pooled: Vec<f64> = rounds.concat();
-    let mut summary = harness::summarize(&pooled);
-    if let (Some(s), Some((lo, hi))) = (
-        summary.as_mut(),
-        harness::stats::clustered_median_ci(&rounds, 1000),
-    ) {
-        s.ci_low = s.ci_low.min(lo);
-        s.ci_high = s.ci_high.max(hi);
+    let mut summary = harness::summarize_at(&pooled, alpha);
+    if let Some(s) = summary.as_mut() {
+        s.ci = harness::stats::sampling_ci(&rounds, alpha);
     }
-    if let (Some(s), Some(sd)) = (summary.as_mut(), drift_sd) {
-        (s.ci_low, s.ci_high) =
-            harness::stats::widen_for_drift(s.median, (s.ci_low, s.ci_high), sd);
-    }
-    // Every round ran under contention: the quiet machine may be faster by as much as
-    // the probe (the most sensitive kernel) was slowed, and no more.
-    if let (Some(s), Some(k)) = (summary.as_mut(), slowdown.filter(|k| *k > 1.0)) {
-        s.ci_low = s.ci_low.min(s.median / k);
-    }
-    let pooled = harness::Measurement {
-        summary,
+    let measured = harness::Measurement {
+        summary: summary.clone(),
         samples: Vec::new(),
         iters_per_sample: b.iters_per_sample,
         warmup_iters: 0,
         stop,
     };
-    b.summary = summary_of(&pooled, work);
+    b.summary = summary_of(&measured, work);
+    let (Some(s), Some(stats)) = (b.summary.as_mut(), summary) else {
+        return;
+    };
+    let mut pi = match (stats.ci, drift_sd) {
+        (Some(ci), Some(sd)) => Some(harness::stats::widen_for_drift(stats.median, ci, sd)),
+        _ => None,
+    };
+    // Every round ran under contention: the quiet machine may be faster by as much as
+    // the probe (the most sensitive kernel) was slowed, and no more.
+    if let (Some(k), Some(base)) = (slowdown.filter(|k| *k > 1.0), pi.or(stats.ci)) {
+        pi = Some((base.0.min(stats.median / k), base.1));
+    }
+    if let Some(pi) = pi {
+        s.set_prediction(pi, work.flops);
+    }
 }
 
 /// Measure one round of `entry` (the first prepares and verifies it), bracketed by
@@ -576,24 +562,28 @@ fn finalize_rounds(
     if let Some(best) = best {
         judge_rounds(benchmarks, best);
     }
-    // Each measured kernel's own spread, and that spread corrected for shrinkage.
-    let spreads: Vec<Option<(f64, f64)>> = benchmarks
+    // Each measured kernel's own spread, and the run's typical (shrinkage-corrected).
+    let quiet: Vec<Vec<&[f64]>> = benchmarks
         .iter()
         .map(|b| {
-            let rounds = b.quiet_rounds();
-            let sd = harness::stats::between_round_sd(&rounds).filter(|_| b.summary.is_some())?;
-            Some((sd, sd / harness::stats::sd_median_fraction(rounds.len())))
+            if b.summary.is_some() {
+                b.quiet_rounds()
+            } else {
+                Vec::new()
+            }
         })
         .collect();
-    let mut corrected: Vec<f64> = spreads.iter().flatten().map(|&(_, c)| c).collect();
-    corrected.sort_unstable_by(f64::total_cmp);
-    let typical = (!corrected.is_empty()).then(|| harness::stats::median_sorted(&corrected));
+    let spreads: Vec<Option<f64>> = quiet
+        .iter()
+        .map(|r| harness::stats::between_round_sd(r))
+        .collect();
+    let typical = harness::stats::typical_drift(quiet.iter().map(Vec::as_slice));
+    drop(quiet);
     for ((b, entry), spread) in benchmarks.iter_mut().zip(suite).zip(spreads) {
         let Some(stop) = b.summary.as_ref().map(|s| s.stop) else {
             continue;
         };
-        let own = spread.map(|(sd, _)| sd);
-        let drift = match (own, typical) {
+        let drift = match (spread, typical) {
             (Some(o), Some(t)) => Some(o.max(t)),
             (o, t) => o.or(t),
         };
@@ -779,9 +769,7 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     }
     let rounds = args.rounds;
     // Each round takes its share of the per-kernel sample floor and budget.
-    let mut round_cfg = config.clone();
-    round_cfg.min_samples = config.min_samples.div_ceil(rounds).max(2);
-    round_cfg.budget_s = config.budget_s / rounds as f64;
+    let round_cfg = harness::round_config(&config, rounds);
     let pb = progress_bar(suite.len() * rounds);
     // Something outside the process slows a shared host in episodes; a probe reading
     // around every kernel round tells those rounds apart (CPU only: the episodes
@@ -967,7 +955,7 @@ mod tests {
         assert_eq!(b.samples_s.len(), 15, "raw samples all kept");
         let s = b.summary.as_ref().unwrap();
         assert_eq!(s.n, 10);
-        assert!(s.median_s < 1.01 && s.ci95_high_s < 1.1, "{s:?}");
+        assert!(s.median_s < 1.01 && s.ci95_high_s.unwrap() < 1.1, "{s:?}");
         assert_eq!(b.contended_rounds(), 1);
     }
 
@@ -981,8 +969,13 @@ mod tests {
         assert_eq!(s.n, 15);
         // The probe ran 3x slower than its best: the quiet figure may be that much
         // faster, and the interval says so.
-        assert!((s.ci95_low_s - s.median_s / 3.0).abs() < 1e-12, "{s:?}");
-        assert!(s.ci95_high_s >= s.median_s);
+        assert!(
+            (s.pi95_low_s.unwrap() - s.median_s / 3.0).abs() < 1e-12,
+            "{s:?}"
+        );
+        assert!(s.pi95_high_s.unwrap() >= s.median_s);
+        // The sampling interval says nothing about the quiet machine.
+        assert!(s.ci95_low_s.unwrap() > s.median_s / 2.0, "{s:?}");
     }
 
     #[test]
@@ -1003,11 +996,14 @@ mod tests {
         let typical = finalize_rounds(&mut benches, &suite, None).unwrap();
         assert!(typical > 0.02 && typical < 0.04, "{typical}");
         let wide = benches[0].summary.as_ref().unwrap();
+        let (nlo, nhi) = narrow.widest_interval_s().unwrap();
         assert!(
-            wide.ci95_high_s > narrow.ci95_high_s * 1.03,
+            wide.pi95_high_s.unwrap() > nhi * 1.03,
             "{wide:?} vs {narrow:?}"
         );
-        assert!(wide.ci95_low_s < narrow.ci95_low_s / 1.03);
+        assert!(wide.pi95_low_s.unwrap() < nlo / 1.03);
+        // Its sampling interval stays its own.
+        assert_eq!(wide.ci95_low_s, narrow.ci95_low_s);
     }
 
     #[test]

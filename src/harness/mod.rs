@@ -1,6 +1,19 @@
 //! The measurement harness: warm-up, batching of short kernels, adaptive sampling
 //! until the median's confidence interval is tight enough, and statistics.
 //!
+//! # Optional stopping
+//!
+//! Stopping at the first sample whose interval looks narrow enough biases that
+//! interval narrow. So the interval is only looked at on a fixed geometric schedule
+//! of sample counts ([`look_schedule`]: `min_samples`, then ×1.5 up to
+//! `max_samples`), and every look uses the Bonferroni-corrected level
+//! `1 − 0.05 / looks` ([`look_alpha`]). Whichever look sampling stops at, the
+//! probability that *any* look's interval misses the true median is at most 5%, so
+//! the reported interval is a true ≥ 95% interval despite the data-dependent stop.
+//! The time budget is checked at the same looks (sampling stops at a look when the
+//! next one would end past the budget), so it cannot pick the stopping point either.
+//! Only an interrupt or a whole-run `hard_limit_s` stops between looks.
+//!
 //! The harness never reads a clock itself: an [`Executor`] runs a batch of iterations
 //! and reports how long they took. [`KernelExecutor`] times a prepared kernel with
 //! device synchronisation around the clock reads; tests use [`MockExecutor`] to drive
@@ -14,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use stats::{summarize, Summary};
+pub use stats::{summarize, summarize_at, Summary};
 
 /// How a kernel is measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +166,60 @@ pub struct Measurement {
     pub stop: StopReason,
 }
 
+/// Growth factor between successive looks at the interval.
+pub const LOOK_RATIO: f64 = 1.5;
+
+/// Confidence level the harness guarantees for every reported interval.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// The sample counts at which [`measure`] looks at the interval: `min_samples`
+/// (at least 1), then each ×[`LOOK_RATIO`] (rounded up), ending at `max_samples`.
+pub fn look_schedule(config: &HarnessConfig) -> Vec<usize> {
+    let max = config.max_samples.max(1);
+    let mut n = config.min_samples.clamp(1, max);
+    let mut looks = vec![n];
+    while n < max {
+        n = ((n as f64 * LOOK_RATIO).ceil() as usize)
+            .max(n + 1)
+            .min(max);
+        looks.push(n);
+    }
+    looks
+}
+
+/// The most samples the plan of one kernel allows for: `max_samples`, or fewer
+/// when samples of `sample_s` seconds (the warm-up's pace) would spend twice the
+/// budget first; never below `min_samples`.
+pub fn planned_max_samples(config: &HarnessConfig, sample_s: f64) -> usize {
+    let affordable = if sample_s > 0.0 && config.budget_s.is_finite() {
+        (2.0 * config.budget_s / sample_s)
+            .ceil()
+            .min(config.max_samples as f64) as usize
+    } else {
+        config.max_samples
+    };
+    affordable.clamp(
+        config.min_samples.min(config.max_samples),
+        config.max_samples.max(1),
+    )
+}
+
+/// The per-look `alpha` of the Bonferroni correction: `(1 − CONFIDENCE) / looks`.
+pub fn look_alpha(config: &HarnessConfig) -> f64 {
+    (1.0 - CONFIDENCE) / look_schedule(config).len() as f64
+}
+
+/// The plan of one round when a kernel is measured in `rounds` rounds: its share of
+/// the sample floor (at least 2) and of the budget.
+pub fn round_config(config: &HarnessConfig, rounds: usize) -> HarnessConfig {
+    let rounds = rounds.max(1);
+    HarnessConfig {
+        min_samples: config.min_samples.div_ceil(rounds).max(2),
+        budget_s: config.budget_s / rounds as f64,
+        ..config.clone()
+    }
+}
+
 /// Measure with `exec` under `config`. `interrupted` is polled between samples.
 pub fn measure(
     exec: &mut dyn Executor,
@@ -186,6 +253,16 @@ pub fn measure(
         1 << 10
     };
 
+    // Looks beyond what the budget can pay for at the warm-up's pace never happen;
+    // planning them would only dilute the correction. The plan is fixed before the
+    // first sample (the warm-up iterations are not samples), so the guarantee holds.
+    let planned = HarnessConfig {
+        max_samples: planned_max_samples(config, per_iter * iters as f64),
+        ..config.clone()
+    };
+    let schedule = look_schedule(&planned);
+    let alpha = look_alpha(&planned);
+    let mut next_look = schedule.iter().copied().peekable();
     let mut samples = Vec::with_capacity(config.min_samples.max(64));
     let mut spent = 0.0;
     let stop = loop {
@@ -206,21 +283,23 @@ pub fn measure(
         {
             break StopReason::Budget;
         }
-        if n < config.min_samples {
+        if next_look.peek() != Some(&n) {
             continue;
         }
-        // Re-summarising costs O(n log n); past 100 samples check every 10th.
-        if (n <= 100 || n % 10 == 0)
-            && summarize(&samples).is_some_and(|s| s.ci_rel_width() <= config.target_ci)
-        {
+        next_look.next();
+        if summarize_at(&samples, alpha).is_some_and(|s| s.ci_rel_width() <= config.target_ci) {
             break StopReason::Converged;
         }
-        if spent >= config.budget_s {
+        // Would the next look end past the budget (at this look's pace)?
+        let projected = next_look
+            .peek()
+            .map_or(f64::INFINITY, |&m| spent * m as f64 / n as f64);
+        if projected > config.budget_s {
             break StopReason::Budget;
         }
     };
     Ok(Measurement {
-        summary: summarize(&samples),
+        summary: summarize_at(&samples, alpha),
         samples,
         iters_per_sample: iters,
         warmup_iters: warm.len() as u64,
@@ -291,8 +370,147 @@ mod tests {
         };
         let m = measure(&mut exec, &config, &never).unwrap();
         assert_eq!(m.stop, StopReason::Budget);
+        // Sampling stops at the last look whose successor would overrun the budget.
         let spent: f64 = m.samples.iter().sum::<f64>() * m.iters_per_sample as f64;
-        assert!((0.5..0.52).contains(&spent), "spent {spent}");
+        assert!((0.5 / LOOK_RATIO..=0.5).contains(&spent), "spent {spent}");
+        // Only the looks the budget pays for were planned: a milder correction.
+        assert!(m.summary.unwrap().alpha > look_alpha(&config));
+    }
+
+    #[test]
+    fn looks_follow_a_fixed_geometric_schedule_and_share_the_five_percent() {
+        let c = HarnessConfig {
+            max_samples: 100,
+            ..HarnessConfig::standard()
+        };
+        assert_eq!(look_schedule(&c), vec![10, 15, 23, 35, 53, 80, 100]);
+        assert!((look_alpha(&c) - 0.05 / 7.0).abs() < 1e-15);
+        // The default plan still allows an interval at the 10-sample floor.
+        let d = HarnessConfig::standard();
+        assert!(stats::min_samples_for_ci(look_alpha(&d)) <= d.min_samples);
+    }
+
+    #[test]
+    fn fewer_samples_than_an_interval_needs_are_never_converged() {
+        // Constant times would "converge" at once, but 4 samples have no interval
+        // at any level: the harness samples on to a look where one exists.
+        let mut exec = MockExecutor::new(|_| 0.01);
+        let config = HarnessConfig {
+            min_samples: 4,
+            ..HarnessConfig::standard()
+        };
+        let m = measure(&mut exec, &config, &never).unwrap();
+        assert_eq!(m.stop, StopReason::Converged);
+        let need = stats::min_samples_for_ci(look_alpha(&config));
+        assert!(m.samples.len() >= need, "{} < {need}", m.samples.len());
+        assert!(m.summary.unwrap().ci.is_some());
+    }
+
+    /// Noise models of the coverage simulations.
+    #[derive(Debug, Clone, Copy)]
+    enum Noise {
+        /// 10 ms ± 3% normal.
+        Normal,
+        /// 10 ms × exp(N(0, 0.2)): right-skewed like preempted timings.
+        LogNormal,
+        /// 70% near 10 ms, 30% near 13 ms (two clock or placement states).
+        Bimodal,
+    }
+
+    impl Noise {
+        fn draw(self, rng: &mut rand::rngs::StdRng) -> f64 {
+            use rand::Rng;
+            let (u, v): (f64, f64) = (rng.random(), rng.random());
+            let z = (-2.0 * (1.0 - u).ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+            match self {
+                Noise::Normal => 0.01 * (1.0 + 0.03 * z),
+                Noise::LogNormal => 0.01 * (0.2 * z).exp(),
+                Noise::Bimodal if rng.random::<f64>() < 0.7 => 0.01 * (1.0 + 0.01 * z),
+                Noise::Bimodal => 0.013 * (1.0 + 0.01 * z),
+            }
+        }
+
+        fn true_median(self) -> f64 {
+            use statrs::distribution::{ContinuousCDF, Normal};
+            match self {
+                Noise::Normal | Noise::LogNormal => 0.01,
+                // 0.7·Φ((m − 10 ms)/0.1 ms) = 0.5; the 13 ms mode adds nothing there.
+                Noise::Bimodal => {
+                    let z = Normal::standard().inverse_cdf(0.5 / 0.7);
+                    0.01 * (1.0 + 0.01 * z)
+                }
+            }
+        }
+    }
+
+    /// Fraction of 1,000 seeded runs of [`measure`] whose reported interval holds
+    /// the true median.
+    fn coverage(noise: Noise, config: &HarnessConfig, seed: u64) -> f64 {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let truth = noise.true_median();
+        let runs = 1000;
+        let covered = (0..runs)
+            .filter(|_| {
+                let mut exec = MockExecutor::new(|_| noise.draw(&mut rng));
+                let m = measure(&mut exec, config, &never).unwrap();
+                let (lo, hi) = m.summary.and_then(|s| s.ci).expect("an interval");
+                lo <= truth && truth <= hi
+            })
+            .count();
+        covered as f64 / runs as f64
+    }
+
+    #[test]
+    fn reported_intervals_cover_the_true_median_at_fixed_and_adaptive_sample_counts() {
+        for (i, noise) in [Noise::Normal, Noise::LogNormal, Noise::Bimodal]
+            .into_iter()
+            .enumerate()
+        {
+            for n in [10, 30, 100] {
+                let sim = HarnessConfig {
+                    warmup_s: 0.0,
+                    min_sample_s: 0.0,
+                    budget_s: 1e9,
+                    ..HarnessConfig::standard()
+                };
+                // A fixed plan of exactly n samples.
+                let fixed = HarnessConfig {
+                    min_samples: n,
+                    max_samples: n,
+                    target_ci: 0.0,
+                    ..sim.clone()
+                };
+                // Adaptive: looks from 10 up to n, with a target that some runs meet
+                // early and some never, so the stop depends on the data.
+                let adaptive = HarnessConfig {
+                    min_samples: 10,
+                    max_samples: n,
+                    target_ci: 0.05,
+                    ..sim.clone()
+                };
+                // Adaptive under a time budget that pays for about n samples of 10 ms:
+                // the plan ends near n, the budget stops at a look.
+                let budgeted = HarnessConfig {
+                    budget_s: 0.005 * n as f64,
+                    ..adaptive.clone()
+                };
+                for (plan, config) in [
+                    ("fixed", fixed),
+                    ("adaptive", adaptive),
+                    (
+                        "budgeted",
+                        HarnessConfig {
+                            max_samples: 10_000,
+                            ..budgeted
+                        },
+                    ),
+                ] {
+                    let c = coverage(noise, &config, 1000 * i as u64 + n as u64);
+                    assert!(c >= 0.94, "{noise:?} {plan} n = {n}: coverage {c}");
+                }
+            }
+        }
     }
 
     #[test]

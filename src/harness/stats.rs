@@ -1,13 +1,15 @@
 //! Robust summary statistics of timing samples.
 //!
 //! The median is the location estimate (timings are right-skewed: a preempted sample
-//! is slow, never fast). Its 95% confidence interval is the *exact* bootstrap
-//! percentile interval: the bootstrap distribution of the sample median has a closed
-//! form over the order statistics (Efron 1982; Maritz & Jarrett 1978), so no random
-//! resampling is needed — the interval is deterministic and costs one sort plus a
-//! few binomial tail evaluations, which keeps statistics over 10k samples well under
-//! a millisecond. Outliers are flagged by the MAD rule (modified z-score > 3.5,
-//! Iglewicz & Hoaglin), and kept: they are reported, not silently dropped.
+//! is slow, never fast). Its confidence interval is the distribution-free
+//! order-statistic interval `[x(k), x(n+1−k)]` with the largest `k` whose exact
+//! binomial coverage `1 − 2·P(Bin(n, ½) ≤ k−1)` is at least the asked level
+//! (Hahn & Meeker 1991, §5.2): a true ≥ 95% interval at every `n` for any continuous
+//! distribution, costing one sort plus a few binomial tail evaluations. Where no such
+//! interval exists (fewer than [`min_samples_for_ci`] samples: 6 at 95%) there is
+//! none, and the summary says so rather than printing a narrower one. Outliers are
+//! flagged by the MAD rule (modified z-score > 3.5, Iglewicz & Hoaglin), and kept:
+//! they are reported, not silently dropped.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
@@ -33,21 +35,22 @@ pub struct Summary {
     pub min: f64,
     /// Slowest sample.
     pub max: f64,
-    /// Lower end of the 95% confidence interval of the median.
-    pub ci_low: f64,
-    /// Upper end of the 95% confidence interval of the median.
-    pub ci_high: f64,
+    /// The confidence interval of the median at level `1 − alpha`, `(low, high)`;
+    /// `None` when `n` is too small for one to exist (see [`min_samples_for_ci`]).
+    pub ci: Option<(f64, f64)>,
+    /// One minus the confidence level of `ci` (0.05 for a 95% interval).
+    pub alpha: f64,
     /// Samples flagged as outliers by the MAD rule.
     pub outliers: usize,
 }
 
 impl Summary {
-    /// Width of the confidence interval relative to the median (e.g. 0.02 = 2%).
+    /// Width of the confidence interval relative to the median (e.g. 0.02 = 2%);
+    /// infinite when there is no interval.
     pub fn ci_rel_width(&self) -> f64 {
-        if self.median > 0.0 {
-            (self.ci_high - self.ci_low) / self.median
-        } else {
-            f64::INFINITY
+        match self.ci {
+            Some((lo, hi)) if self.median > 0.0 => (hi - lo) / self.median,
+            _ => f64::INFINITY,
         }
     }
 
@@ -81,50 +84,50 @@ pub fn sorted(samples: &[f64]) -> Vec<f64> {
     v
 }
 
-/// Order-statistic ranks (0-based, inclusive) of the exact bootstrap percentile
-/// interval of the median at confidence `1 - alpha`.
-///
-/// With `n` sorted values, the bootstrap order statistic of rank `m` (1-based) is
-/// `≤ x(j)` exactly when at least `m` of the `n` draws are `≤ x(j)`, a count that is
-/// Binomial(n, j/n): `P(x*(m) ≤ x(j)) = P(Bin(n, j/n) ≥ m)`. For odd `n` the median
-/// has rank `(n+1)/2`; for even `n` the lower bound uses the lower middle rank and
-/// the upper bound the upper middle rank, which keeps the interval symmetric.
-pub fn median_ci_ranks(n: usize, alpha: f64) -> (usize, usize) {
-    if n < 2 {
-        return (0, n.saturating_sub(1));
+/// Order-statistic ranks (0-based, inclusive) of the distribution-free confidence
+/// interval of the median at level `1 − alpha`: `(k−1, n−k)` for the largest `k ≥ 1`
+/// with `2·P(Bin(n, ½) ≤ k−1) ≤ alpha`, so the interval `[x(k), x(n+1−k)]` covers
+/// the true median with probability at least `1 − alpha` for any continuous
+/// distribution. `None` when even `[min, max]` falls short (`2·2⁻ⁿ > alpha`).
+pub fn median_ci_ranks(n: usize, alpha: f64) -> Option<(usize, usize)> {
+    if n == 0 || !(alpha > 0.0 && alpha < 1.0) {
+        return None;
     }
-    let at_least = |m: u64, j: usize| -> f64 {
-        if j >= n {
-            return 1.0;
+    let b = Binomial::new(0.5, n as u64).ok()?;
+    // P(Bin ≤ j) is increasing in j: bisect for the largest k with 2·cdf(k−1) ≤ alpha.
+    let ok = |k: usize| 2.0 * b.cdf(k as u64 - 1) <= alpha;
+    if !ok(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1usize, n.div_ceil(2));
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if ok(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
-        match Binomial::new(j as f64 / n as f64, n as u64) {
-            Ok(b) => 1.0 - b.cdf(m - 1),
-            Err(_) => 1.0,
-        }
-    };
-    // Smallest 1-based j with P(x*(m) ≤ x(j)) ≥ q; increasing in j, so bisect.
-    let find = |m: u64, q: f64| -> usize {
-        let (mut lo, mut hi) = (1usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if at_least(m, mid) >= q {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        lo
-    };
-    let m_low = n.div_ceil(2) as u64;
-    let m_high = (n / 2 + 1) as u64;
-    (
-        find(m_low, alpha / 2.0) - 1,
-        find(m_high, 1.0 - alpha / 2.0) - 1,
-    )
+    }
+    Some((lo - 1, n - lo))
 }
 
-/// Summarise raw per-iteration times. Returns `None` for an empty slice.
+/// Fewest samples for which a distribution-free interval of the median at level
+/// `1 − alpha` exists: the smallest `n` with `2·2⁻ⁿ ≤ alpha` (6 at 95%).
+pub fn min_samples_for_ci(alpha: f64) -> usize {
+    (1..=64)
+        .find(|&n| 2f64.powi(1 - n as i32) <= alpha)
+        .unwrap_or(64)
+}
+
+/// Summarise raw per-iteration times with a 95% interval of the median. Returns
+/// `None` for an empty slice.
 pub fn summarize(samples: &[f64]) -> Option<Summary> {
+    summarize_at(samples, 0.05)
+}
+
+/// Summarise raw per-iteration times with a `1 − alpha` interval of the median.
+/// Returns `None` for an empty slice.
+pub fn summarize_at(samples: &[f64], alpha: f64) -> Option<Summary> {
     if samples.is_empty() {
         return None;
     }
@@ -135,7 +138,6 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
     dev.sort_unstable_by(|a, b| a.total_cmp(b));
     let mad = median_sorted(&dev);
     let mean = s.iter().sum::<f64>() / n as f64;
-    let (lo, hi) = median_ci_ranks(n, 0.05);
     let outliers = if mad > 0.0 {
         s.iter()
             .filter(|x| 0.6745 * (*x - median).abs() / mad > OUTLIER_Z)
@@ -150,8 +152,8 @@ pub fn summarize(samples: &[f64]) -> Option<Summary> {
         mean,
         min: s[0],
         max: s[n - 1],
-        ci_low: s[lo],
-        ci_high: s[hi],
+        ci: median_ci_ranks(n, alpha).map(|(lo, hi)| (s[lo], s[hi])),
+        alpha,
         outliers,
     })
 }
@@ -185,6 +187,29 @@ pub fn clustered_median_ci(rounds: &[&[f64]], resamples: usize) -> Option<(f64, 
     Some((at(0.025), at(0.975)))
 }
 
+/// The sampling interval of the median of samples taken in rounds, at level
+/// `1 − alpha`: the order-statistic interval of the pooled samples, widened to
+/// cover the two-level bootstrap interval ([`clustered_median_ci`]) when there are
+/// several rounds. `None` when too few samples for an order-statistic interval.
+pub fn sampling_ci(rounds: &[&[f64]], alpha: f64) -> Option<(f64, f64)> {
+    let pooled: Vec<f64> = rounds.concat();
+    let (lo, hi) = summarize_at(&pooled, alpha)?.ci?;
+    Some(match clustered_median_ci(rounds, 1000) {
+        Some((clo, chi)) => (lo.min(clo), hi.max(chi)),
+        None => (lo, hi),
+    })
+}
+
+/// Why `n` samples have no interval at level `1 − alpha`, in words for files and
+/// tables.
+pub fn no_interval_note(n: usize, alpha: f64) -> String {
+    format!(
+        "no {:.1}% interval of the median from {n} samples: a distribution-free one needs at least {}",
+        100.0 * (1.0 - alpha),
+        min_samples_for_ci(alpha)
+    )
+}
+
 /// Standard deviation of the log round medians: how much a kernel's speed moved
 /// between rounds of one run (0.02 = about 2%). `None` with fewer than two rounds.
 pub fn between_round_sd(rounds: &[&[f64]]) -> Option<f64> {
@@ -213,6 +238,22 @@ pub fn sd_median_fraction(n: usize) -> f64 {
     }
     let df = (n - 1) as f64;
     ChiSquared::new(df).map_or(1.0, |c| (c.inverse_cdf(0.5) / df).sqrt())
+}
+
+/// The run's typical drift between rounds: the median over kernels of each
+/// kernel's between-round spread ([`between_round_sd`] of its rounds), each divided
+/// by [`sd_median_fraction`] to undo the shrinkage of a few-round spread. `None`
+/// when no kernel has two rounds.
+pub fn typical_drift<'a>(kernels: impl IntoIterator<Item = &'a [&'a [f64]]>) -> Option<f64> {
+    let mut corrected: Vec<f64> = kernels
+        .into_iter()
+        .filter_map(|rounds| {
+            let n = rounds.iter().filter(|r| !r.is_empty()).count();
+            between_round_sd(rounds).map(|sd| sd / sd_median_fraction(n))
+        })
+        .collect();
+    corrected.sort_unstable_by(f64::total_cmp);
+    (!corrected.is_empty()).then(|| median_sorted(&corrected))
 }
 
 /// Widen a 95% interval around `median` for drift of the machine's speed with
@@ -307,7 +348,8 @@ mod tests {
         let pooled: Vec<f64> = r.concat();
         let iid = summarize(&pooled).unwrap();
         let (lo, hi) = clustered_median_ci(&refs, 1000).unwrap();
-        assert!(lo < iid.ci_low && hi > iid.ci_high, "{lo} {hi} vs {iid:?}");
+        let (ilo, ihi) = iid.ci.unwrap();
+        assert!(lo < ilo && hi > ihi, "{lo} {hi} vs {iid:?}");
         assert!(lo >= 10.0 && hi <= 11.01);
         assert_eq!(
             clustered_median_ci(&refs, 1000),
@@ -345,10 +387,16 @@ mod tests {
     #[test]
     fn median_ci_matches_the_textbook_order_statistics() {
         // For n = 10 the distribution-free 95% interval of the median is
-        // (x(2), x(9)) 1-based; the exact bootstrap interval agrees.
-        assert_eq!(median_ci_ranks(10, 0.05), (1, 8));
+        // (x(2), x(9)) 1-based, coverage 1 − 2·11/1024 = 97.9%.
+        assert_eq!(median_ci_ranks(10, 0.05), Some((1, 8)));
+        // n = 6: [min, max] covers with 1 − 2/64 = 96.9%; n = 5 only 93.75%: none.
+        assert_eq!(median_ci_ranks(6, 0.05), Some((0, 5)));
+        assert_eq!(median_ci_ranks(5, 0.05), None);
+        assert_eq!(median_ci_ranks(1, 0.05), None);
+        assert_eq!(min_samples_for_ci(0.05), 6);
+        assert_eq!(min_samples_for_ci(0.01), 8);
         // Symmetric and centred for larger n, about 1.96·sqrt(n)/2 ranks each side.
-        let (lo, hi) = median_ci_ranks(1001, 0.05);
+        let (lo, hi) = median_ci_ranks(1001, 0.05).unwrap();
         assert!((lo as i64 - (500 - 31)).abs() <= 2, "lo = {lo}");
         assert!((hi as i64 - (500 + 31)).abs() <= 2, "hi = {hi}");
     }
@@ -361,13 +409,41 @@ mod tests {
         for _ in 0..trials {
             // Exponential(1): true median ln 2, strongly skewed like timings.
             let xs: Vec<f64> = (0..51).map(|_| -(1.0 - rng.random::<f64>()).ln()).collect();
-            let s = summarize(&xs).unwrap();
-            if s.ci_low <= std::f64::consts::LN_2 && std::f64::consts::LN_2 <= s.ci_high {
+            let (lo, hi) = summarize(&xs).unwrap().ci.unwrap();
+            if lo <= std::f64::consts::LN_2 && std::f64::consts::LN_2 <= hi {
                 covered += 1;
             }
         }
         let rate = covered as f64 / trials as f64;
         assert!((0.92..=0.995).contains(&rate), "coverage {rate}");
+    }
+
+    #[test]
+    fn every_interval_the_ranks_give_has_at_least_its_nominal_exact_coverage() {
+        for n in 1..200usize {
+            for alpha in [0.05, 0.01, 0.003] {
+                let Some((lo, hi)) = median_ci_ranks(n, alpha) else {
+                    assert!(n < min_samples_for_ci(alpha), "n = {n}, alpha = {alpha}");
+                    continue;
+                };
+                assert_eq!(lo + hi, n - 1, "symmetric");
+                let b = Binomial::new(0.5, n as u64).unwrap();
+                let coverage = 1.0 - 2.0 * b.cdf(lo as u64);
+                assert!(coverage >= 1.0 - alpha - 1e-12, "n {n}: {coverage}");
+                // One rank narrower would fall short: the interval is the tightest.
+                if hi - lo >= 2 {
+                    assert!(1.0 - 2.0 * b.cdf(lo as u64 + 1) < 1.0 - alpha, "n {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_few_samples_have_no_interval_and_say_so_by_infinite_width() {
+        let s = summarize(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        assert_eq!(s.ci, None);
+        assert_eq!(s.ci_rel_width(), f64::INFINITY);
+        assert_eq!(summarize(&[1.0]).unwrap().ci, None);
     }
 
     #[test]

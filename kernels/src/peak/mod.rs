@@ -22,7 +22,10 @@
 //! FLOP convention: a fused multiply-add is 2 FLOPs per lane; the portable scalar
 //! kernel does a separate multiply and add (2 FLOPs, two instructions); AVX-512 BF16
 //! `vdpbf16ps` does two bf16 products and two f32 additions per f32 lane (4 FLOPs per
-//! lane, 64 per 512-bit instruction).
+//! lane, 64 per 512-bit instruction). AVX-512 VNNI `vpdpbusd` does four int8
+//! products and four int32 additions per lane (8 integer ops per lane, 128 per
+//! instruction); integer ops are reported as TOPS, never added to FLOPs. The int8
+//! kernel's closed form is `init + 4·3·n` per lane, checked exactly.
 //!
 //! # Portability
 //!
@@ -35,6 +38,7 @@ use std::fmt;
 use std::hint::black_box;
 use std::str::FromStr;
 
+pub mod amx;
 pub mod stream;
 
 #[cfg(target_arch = "aarch64")]
@@ -71,8 +75,12 @@ pub enum Isa {
     Avx512,
     /// x86-64 AVX-512 BF16 `vdpbf16ps` (bf16 products, f32 accumulation).
     Avx512Bf16,
-    /// x86-64 AMX tiles (`tdpbf16ps`).
+    /// x86-64 AVX-512 VNNI `vpdpbusd` (u8 × s8 quads, int32 accumulation).
+    Avx512Vnni,
+    /// x86-64 AMX tiles, bf16 (`tdpbf16ps`).
     Amx,
+    /// x86-64 AMX tiles, int8 (`tdpbssd`).
+    AmxInt8,
     /// aarch64 Advanced SIMD (NEON) 128-bit `fmla`.
     Neon,
 }
@@ -85,7 +93,9 @@ impl Isa {
             Isa::Avx2 => "avx2-fma",
             Isa::Avx512 => "avx512-fma",
             Isa::Avx512Bf16 => "avx512-bf16",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Amx => "amx-bf16",
+            Isa::AmxInt8 => "amx-int8",
             Isa::Neon => "neon-fma",
         }
     }
@@ -95,8 +105,8 @@ impl Isa {
         match self {
             Isa::Scalar => 0,
             Isa::Avx2 | Isa::Neon => 1,
-            Isa::Avx512 | Isa::Avx512Bf16 => 2,
-            Isa::Amx => 3,
+            Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni => 2,
+            Isa::Amx | Isa::AmxInt8 => 3,
         }
     }
 
@@ -105,13 +115,13 @@ impl Isa {
         let bits = match self {
             Isa::Scalar => return 1,
             Isa::Avx2 => 256,
-            Isa::Avx512 | Isa::Avx512Bf16 => 512,
-            Isa::Amx => 512,
+            Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni => 512,
+            Isa::Amx | Isa::AmxInt8 => 512,
             Isa::Neon => 128,
         };
         let acc_bits = match dtype {
             Dtype::F64 => 64,
-            Dtype::F32 | Dtype::Bf16 => 32,
+            Dtype::F32 | Dtype::Bf16 | Dtype::Int8 => 32,
         };
         bits / acc_bits
     }
@@ -132,6 +142,9 @@ pub enum Dtype {
     F64,
     /// bfloat16 inputs with f32 accumulation.
     Bf16,
+    /// Signed 8-bit integer inputs with int32 accumulation; counted in integer ops
+    /// (TOPS), never mixed with FLOPs.
+    Int8,
 }
 
 impl Dtype {
@@ -141,6 +154,7 @@ impl Dtype {
             Dtype::F32 => "f32",
             Dtype::F64 => "f64",
             Dtype::Bf16 => "bf16",
+            Dtype::Int8 => "int8",
         }
     }
 }
@@ -253,6 +267,8 @@ pub fn plan(limit: IsaLimit) -> Vec<KernelPlan> {
             (Isa::Avx512, Dtype::F64),
             (Isa::Avx512Bf16, Dtype::Bf16),
             (Isa::Amx, Dtype::Bf16),
+            (Isa::Avx512Vnni, Dtype::Int8),
+            (Isa::AmxInt8, Dtype::Int8),
         ]);
     }
     if cfg!(target_arch = "aarch64") {
@@ -280,6 +296,7 @@ pub fn availability(isa: Isa, dtype: Dtype, limit: IsaLimit) -> Result<(), Strin
             matches!(dtype, Dtype::F32 | Dtype::F64)
         }
         Isa::Avx512Bf16 | Isa::Amx => dtype == Dtype::Bf16,
+        Isa::AmxInt8 | Isa::Avx512Vnni => dtype == Dtype::Int8,
     };
     if !dtype_ok {
         return Err(format!("{isa} has no {dtype} kernel"));
@@ -287,7 +304,9 @@ pub fn availability(isa: Isa, dtype: Dtype, limit: IsaLimit) -> Result<(), Strin
     match isa {
         Isa::Scalar => Ok(()),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx => x86::availability(isa),
+        Isa::Avx2 | Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::Amx | Isa::AmxInt8 => {
+            x86::availability(isa)
+        }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => aarch64::availability(),
         #[allow(unreachable_patterns)]
@@ -314,10 +333,17 @@ pub fn cpu_features() -> Vec<&'static str> {
     }
 }
 
-/// FLOPs one thread performs in one iteration of the `(isa, dtype)` microkernel.
+/// FLOPs (integer ops for int8) one thread performs in one iteration of the
+/// `(isa, dtype)` microkernel.
 pub fn flops_per_iteration(isa: Isa, dtype: Dtype) -> u64 {
+    match isa {
+        Isa::Amx => return amx::AmxOp::Bf16.ops_per_iteration(),
+        Isa::AmxInt8 => return amx::AmxOp::Int8.ops_per_iteration(),
+        _ => {}
+    }
     let per_lane = match dtype {
         Dtype::Bf16 => 4, // two bf16 products + two f32 additions per f32 lane
+        Dtype::Int8 => 8, // four int8 products + four int32 additions per lane
         Dtype::F32 | Dtype::F64 => 2,
     };
     (ACCUMULATORS * isa.lanes(dtype)) as u64 * per_lane
@@ -370,6 +396,9 @@ pub struct FmaMeasurement {
 type KernelF32 = fn(u64, f32, f32, &mut [f32]) -> bool;
 /// A kernel call on f64 accumulators.
 type KernelF64 = fn(u64, f64, f64, &mut [f64]) -> bool;
+/// A kernel call on int32 accumulators: `(iterations, byte, accumulators)`, adding
+/// four products `1 · byte` per lane per iteration.
+type KernelI32 = fn(u64, i8, &mut [i32]) -> bool;
 
 enum Kernel {
     F32(KernelF32),
@@ -377,6 +406,9 @@ enum Kernel {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Bf16(KernelF32),
     F64(KernelF64),
+    /// int8 quads, int32 accumulators: increment per iteration is `4·byte`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    I32(KernelI32),
 }
 
 fn kernel(isa: Isa, dtype: Dtype) -> Option<Kernel> {
@@ -393,12 +425,23 @@ fn kernel(isa: Isa, dtype: Dtype) -> Option<Kernel> {
         (Isa::Avx512, Dtype::F64) => Some(Kernel::F64(x86::avx512_f64)),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx512Bf16, Dtype::Bf16) => Some(Kernel::Bf16(x86::avx512_bf16)),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512Vnni, Dtype::Int8) => Some(Kernel::I32(x86::avx512_vnni)),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, Dtype::F32) => Some(Kernel::F32(aarch64::neon_f32)),
         #[cfg(target_arch = "aarch64")]
         (Isa::Neon, Dtype::F64) => Some(Kernel::F64(aarch64::neon_f64)),
         _ => None,
     }
+}
+
+/// The signed byte of the int8 kernels' second operand (the first is all ones):
+/// each lane grows by `4 · 3 = 12` per iteration, `< 2³¹` for a whole [`CHUNK`].
+const INT_BYTE: i8 = 3;
+
+/// Initial value of int32 accumulator lane `k`.
+fn int_init(k: usize) -> i32 {
+    (k as i32 % 1000) * 64 - 5000
 }
 
 /// Initial value of accumulator lane `k`: `1 + k·2⁻⁶` (exact in bf16-free f32/f64).
@@ -410,6 +453,7 @@ fn init_value(k: usize) -> f64 {
 struct FmaState {
     acc32: Vec<f32>,
     acc64: Vec<f64>,
+    acc_i32: Vec<i32>,
     error: Option<String>,
 }
 
@@ -445,6 +489,12 @@ fn run_checked(k: &Kernel, iterations: u64, state: &mut FmaState) {
                 );
                 (ok, f64::from(FACTOR) * f64::from(ADDEND))
             }
+            Kernel::I32(f) => {
+                for (i, v) in state.acc_i32.iter_mut().enumerate() {
+                    *v = int_init(i);
+                }
+                (f(n, black_box(INT_BYTE), &mut state.acc_i32), 0.0)
+            }
         };
         if !ok {
             state.error = Some("CPU feature vanished at run time".into());
@@ -468,6 +518,19 @@ fn check(state: &FmaState, k: &Kernel, n: u64, inc: f64) -> Option<String> {
                 format!(
                     "lane {i}: got {v}, expected {} after {n} iterations",
                     expect(i)
+                )
+            }),
+        Kernel::I32(_) => state
+            .acc_i32
+            .iter()
+            .enumerate()
+            .find(|(i, v)| {
+                i64::from(**v) != i64::from(int_init(*i)) + 4 * i64::from(INT_BYTE) * n as i64
+            })
+            .map(|(i, v)| {
+                format!(
+                    "lane {i}: got {v}, expected {} after {n} iterations",
+                    i64::from(int_init(i)) + 4 * i64::from(INT_BYTE) * n as i64
                 )
             }),
         Kernel::F64(_) => state
@@ -498,6 +561,9 @@ pub fn fma_peak(cfg: &FmaConfig) -> Result<FmaMeasurement, PeakError> {
         dtype: cfg.dtype,
         reason,
     })?;
+    if let Some(op) = amx_op(cfg.isa) {
+        return amx_peak(cfg, op);
+    }
     let k = kernel(cfg.isa, cfg.dtype).ok_or_else(|| PeakError::Unsupported {
         isa: cfg.isa,
         dtype: cfg.dtype,
@@ -510,13 +576,24 @@ pub fn fma_peak(cfg: &FmaConfig) -> Result<FmaMeasurement, PeakError> {
         |_| FmaState {
             acc32: vec![0.0; lanes],
             acc64: vec![0.0; lanes],
+            acc_i32: vec![0; lanes],
             error: None,
         },
         |s| run_checked(&k, cfg.iterations, s),
         |s| s.error,
     );
-    let what = format!("{} {} FMA kernel", cfg.isa, cfg.dtype);
+    verified_measurement(cfg, "FMA kernel", timed)
+}
+
+/// The measurement of a run whose every worker reported no verification error
+/// (`None`); the first error otherwise.
+fn verified_measurement(
+    cfg: &FmaConfig,
+    kind: &str,
+    timed: threads::Timed<Option<String>>,
+) -> Result<FmaMeasurement, PeakError> {
     if let Some(detail) = timed.results.into_iter().flatten().next() {
+        let what = format!("{} {} {kind}", cfg.isa, cfg.dtype);
         return Err(PeakError::Verification { what, detail });
     }
     Ok(FmaMeasurement {
@@ -531,6 +608,40 @@ pub fn fma_peak(cfg: &FmaConfig) -> Result<FmaMeasurement, PeakError> {
         pinned: timed.pinned,
         verified: true,
     })
+}
+
+/// The AMX instruction of an AMX path.
+fn amx_op(isa: Isa) -> Option<amx::AmxOp> {
+    match isa {
+        Isa::Amx => Some(amx::AmxOp::Bf16),
+        Isa::AmxInt8 => Some(amx::AmxOp::Int8),
+        _ => None,
+    }
+}
+
+/// The AMX tile microkernel: like [`fma_peak`], with every call of at most
+/// [`amx::CHUNK`] iterations checked exactly against the scalar matmul.
+fn amx_peak(cfg: &FmaConfig, op: amx::AmxOp) -> Result<FmaMeasurement, PeakError> {
+    let operands = amx::Operands::new(op, 0xA3C5);
+    let timed = threads::run_pinned(
+        cfg.threads,
+        cfg.warmup_reps + cfg.reps,
+        |_| (operands.clone(), None::<String>),
+        |(ops, err)| {
+            let mut left = cfg.iterations;
+            while left > 0 {
+                let n = left.min(amx::CHUNK);
+                left -= n;
+                match amx::run(ops, n) {
+                    Some(tiles) if err.is_none() => *err = ops.check(&tiles, n),
+                    Some(_) => {}
+                    None => *err = Some("AMX became unavailable at run time".into()),
+                }
+            }
+        },
+        |(_, err)| err,
+    );
+    verified_measurement(cfg, "tile kernel", timed)
 }
 
 #[cfg(test)]
@@ -553,7 +664,7 @@ mod tests {
     #[test]
     fn peak_every_available_kernel_verifies() {
         for p in plan(IsaLimit::Native) {
-            if p.skip_reason.is_some() || p.isa == Isa::Amx {
+            if p.skip_reason.is_some() {
                 continue;
             }
             let m = quick(p.isa, p.dtype, IsaLimit::Native)
@@ -585,7 +696,10 @@ mod tests {
     #[test]
     fn peak_forced_simd_fallback_excludes_avx512() {
         for p in plan(IsaLimit::Simd) {
-            if matches!(p.isa, Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx) {
+            if matches!(
+                p.isa,
+                Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::Amx | Isa::AmxInt8
+            ) {
                 let reason = p.skip_reason.expect("avx512 must be excluded");
                 assert!(reason.contains("--max-isa"), "{reason}");
             }
@@ -605,6 +719,7 @@ mod tests {
         let mut s = FmaState {
             acc32: vec![0.0; ACCUMULATORS],
             acc64: vec![],
+            acc_i32: vec![],
             error: None,
         };
         run_checked(&Kernel::F32(broken), 10, &mut s);
@@ -612,10 +727,30 @@ mod tests {
         let mut s = FmaState {
             acc32: vec![0.0; ACCUMULATORS],
             acc64: vec![],
+            acc_i32: vec![],
             error: None,
         };
         run_checked(&Kernel::F32(portable::scalar_f32), 10, &mut s);
         assert_eq!(s.error, None);
+        // The int8 closed form: a kernel adding the right products once too few fails.
+        fn int_ok(n: u64, b: i8, acc: &mut [i32]) -> bool {
+            acc.iter_mut()
+                .for_each(|a| *a += 4 * i32::from(b) * n as i32);
+            true
+        }
+        fn int_short(n: u64, b: i8, acc: &mut [i32]) -> bool {
+            int_ok(n - 1, b, acc)
+        }
+        for (f, ok) in [(int_ok as KernelI32, true), (int_short, false)] {
+            let mut s = FmaState {
+                acc32: vec![],
+                acc64: vec![],
+                acc_i32: vec![0; ACCUMULATORS],
+                error: None,
+            };
+            run_checked(&Kernel::I32(f), 10, &mut s);
+            assert_eq!(s.error.is_none(), ok, "{:?}", s.error);
+        }
     }
 
     #[test]

@@ -12,6 +12,12 @@
 
 use super::{threads, Dtype, Isa, PeakError};
 
+#[cfg(flopcal_amx_cref)]
+extern "C" {
+    fn flopcal_ref_amx_bf16(iters: u64, t: *mut f64) -> u64;
+    fn flopcal_ref_amx_int8(iters: u64, t: *mut f64) -> u64;
+}
+
 #[cfg(flopcal_cref)]
 extern "C" {
     fn flopcal_ref_avx512_f32(iters: u64, m: f32, c: f32, out: *mut f32, t: *mut f64);
@@ -28,6 +34,10 @@ pub enum RefKernel {
     Avx512F64,
     /// AVX2+FMA f32, 10 accumulators.
     Avx2F32,
+    /// AMX `tdpbf16ps` (C intrinsics, `kernels/csrc/amx_ref.c`).
+    AmxBf16,
+    /// AMX `tdpbssd` (C intrinsics).
+    AmxInt8,
 }
 
 impl RefKernel {
@@ -37,6 +47,8 @@ impl RefKernel {
             RefKernel::Avx512F32 => (Isa::Avx512, Dtype::F32),
             RefKernel::Avx512F64 => (Isa::Avx512, Dtype::F64),
             RefKernel::Avx2F32 => (Isa::Avx2, Dtype::F32),
+            RefKernel::AmxBf16 => (Isa::Amx, Dtype::Bf16),
+            RefKernel::AmxInt8 => (Isa::AmxInt8, Dtype::Int8),
         }
     }
 
@@ -46,19 +58,30 @@ impl RefKernel {
             RefKernel::Avx512F32 => 16 * 16 * 2,
             RefKernel::Avx512F64 => 16 * 8 * 2,
             RefKernel::Avx2F32 => 10 * 8 * 2,
+            RefKernel::AmxBf16 => 4 * 16 * 16 * 32 * 2,
+            RefKernel::AmxInt8 => 4 * 16 * 16 * 64 * 2,
         }
     }
 
     /// Whether the C reference was built and this CPU can run it.
     pub fn available(self) -> bool {
-        if !cfg!(flopcal_cref) {
-            return false;
+        use super::amx::{availability, AmxOp};
+        match self {
+            RefKernel::AmxBf16 => {
+                return cfg!(flopcal_amx_cref) && availability(AmxOp::Bf16).is_ok()
+            }
+            RefKernel::AmxInt8 => {
+                return cfg!(flopcal_amx_cref) && availability(AmxOp::Int8).is_ok()
+            }
+            _ if !cfg!(flopcal_cref) => return false,
+            _ => {}
         }
         match self {
             RefKernel::Avx512F32 | RefKernel::Avx512F64 => is_x86_feature_detected!("avx512f"),
             RefKernel::Avx2F32 => {
                 is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
             }
+            RefKernel::AmxBf16 | RefKernel::AmxInt8 => false,
         }
     }
 
@@ -67,25 +90,51 @@ impl RefKernel {
         let order: &[RefKernel] = match dtype {
             Dtype::F32 => &[RefKernel::Avx512F32, RefKernel::Avx2F32],
             Dtype::F64 => &[RefKernel::Avx512F64],
-            Dtype::Bf16 => &[],
+            Dtype::Bf16 => &[RefKernel::AmxBf16],
+            Dtype::Int8 => &[RefKernel::AmxInt8],
         };
         order.iter().copied().find(|k| k.available())
     }
 
-    /// One call: `([start, end] seconds by the C clock, sum of all lanes)`, or `None`
-    /// if the C reference is not built.
-    #[cfg(not(flopcal_cref))]
-    fn call(self, _iters: u64, _m: f64, _c: f64) -> Option<([f64; 2], f64)> {
-        None
-    }
-
-    /// One call: `([start, end] seconds by the C clock, sum of all lanes)`, or `None`
-    /// if the CPU lacks the feature (nothing executed then).
-    #[cfg(flopcal_cref)]
+    /// One call: `([start, end] seconds by the C clock, result)`, where the result
+    /// is the sum of all lanes (FMA) or 1 when every tile element was right (AMX);
+    /// `None` if the reference is not built or the CPU lacks the feature (nothing
+    /// executed then).
     fn call(self, iters: u64, m: f64, c: f64) -> Option<([f64; 2], f64)> {
         if !self.available() {
             return None;
         }
+        match self {
+            RefKernel::AmxBf16 | RefKernel::AmxInt8 => self.call_amx(iters),
+            _ => self.call_fma(iters, m, c),
+        }
+    }
+
+    #[cfg(not(flopcal_amx_cref))]
+    fn call_amx(self, _iters: u64) -> Option<([f64; 2], f64)> {
+        None
+    }
+
+    #[cfg(flopcal_amx_cref)]
+    fn call_amx(self, iters: u64) -> Option<([f64; 2], f64)> {
+        let mut t = [0f64; 2];
+        // SAFETY: `available` (checked by the caller) confirmed CPUID, XCR0 and the
+        // arch_prctl permission for this instruction; `t` is two valid f64s.
+        let bad = match self {
+            RefKernel::AmxBf16 => unsafe { flopcal_ref_amx_bf16(iters, t.as_mut_ptr()) },
+            RefKernel::AmxInt8 => unsafe { flopcal_ref_amx_int8(iters, t.as_mut_ptr()) },
+            _ => return None,
+        };
+        Some((t, if bad == 0 { 1.0 } else { 0.0 }))
+    }
+
+    #[cfg(not(flopcal_cref))]
+    fn call_fma(self, _iters: u64, _m: f64, _c: f64) -> Option<([f64; 2], f64)> {
+        None
+    }
+
+    #[cfg(flopcal_cref)]
+    fn call_fma(self, iters: u64, m: f64, c: f64) -> Option<([f64; 2], f64)> {
         let mut t = [0f64; 2];
         let sum = match self {
             RefKernel::Avx512F32 => {
@@ -113,16 +162,19 @@ impl RefKernel {
                 };
                 f64::from(out)
             }
+            RefKernel::AmxBf16 | RefKernel::AmxInt8 => return None,
         };
         Some((t, sum))
     }
 
-    /// Lanes summed into the C kernel's output.
-    fn lanes(self) -> f64 {
+    /// What a correct call returns: the lanes summed into the FMA kernels' output
+    /// (each converges to 1), or 1 for "every AMX tile element right".
+    fn expected(self) -> f64 {
         match self {
             RefKernel::Avx512F32 => 256.0,
             RefKernel::Avx512F64 => 128.0,
             RefKernel::Avx2F32 => 80.0,
+            RefKernel::AmxBf16 | RefKernel::AmxInt8 => 1.0,
         }
     }
 }
@@ -156,7 +208,7 @@ pub fn run(
         return Err(PeakError::Unsupported {
             isa,
             dtype,
-            reason: "CPU lacks the reference kernel's ISA".into(),
+            reason: "the C reference is not built or the CPU/OS lacks its ISA".into(),
         });
     }
     if threads == 0 || reps == 0 || iterations < 100_000 {
@@ -164,8 +216,9 @@ pub fn run(
             "the reference needs ≥1 thread, ≥1 rep and ≥100000 iterations".into(),
         ));
     }
-    // x ← 0.75·x + 0.25 converges to 1 from any start; after ≥1e5 iterations every lane
-    // is 1 to within rounding, so the sum of lanes is the lane count.
+    // FMA: x ← 0.75·x + 0.25 converges to 1 from any start; after ≥1e5 iterations
+    // every lane is 1 to within rounding, so the sum of lanes is the lane count.
+    // AMX: the C code checks every tile element itself.
     let (m, c) = (std::hint::black_box(0.75), std::hint::black_box(0.25));
     let timed = threads::run_pinned(
         threads,
@@ -174,8 +227,8 @@ pub fn run(
         |(times, err)| match kernel.call(iterations, m, c) {
             Some((t, sum)) => {
                 times.push(t);
-                if (sum - kernel.lanes()).abs() > 1e-3 * kernel.lanes() && err.is_none() {
-                    *err = Some(format!("lane sum {sum}, expected {}", kernel.lanes()));
+                if (sum - kernel.expected()).abs() > 1e-3 * kernel.expected() && err.is_none() {
+                    *err = Some(format!("result {sum}, expected {}", kernel.expected()));
                 }
             }
             None => *err = Some("CPU feature vanished".into()),

@@ -91,7 +91,7 @@ impl StreamMeasurement {
     /// (`sse2` on x86-64, `neon` on aarch64, `scalar` elsewhere).
     pub fn code_path(&self) -> &'static str {
         match self.isa {
-            Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx => "avx512",
+            Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::Amx | Isa::AmxInt8 => "avx512",
             Isa::Avx2 => "avx2",
             Isa::Neon => "neon",
             Isa::Scalar if cfg!(target_arch = "x86_64") => "sse2",

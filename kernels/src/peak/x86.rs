@@ -1,4 +1,5 @@
-//! x86-64 FMA-throughput kernels: AVX2+FMA, AVX-512F, AVX-512 BF16, and AMX detection.
+//! x86-64 FMA-throughput kernels: AVX2+FMA, AVX-512F, AVX-512 BF16 (AMX lives in
+//! [`super::amx`]).
 //!
 //! Each kernel is a `#[target_feature]` function reached only through a safe wrapper
 //! that checks the feature at run time (`is_x86_feature_detected!` caches the CPUID
@@ -27,7 +28,12 @@ pub(super) fn availability(isa: Isa) -> Result<(), String> {
             is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"),
             "AVX-512 BF16 (vdpbf16ps)",
         ),
-        Isa::Amx => amx_availability(),
+        Isa::Avx512Vnni => need(
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"),
+            "AVX-512 VNNI (vpdpbusd)",
+        ),
+        Isa::Amx => super::amx::availability(super::amx::AmxOp::Bf16),
+        Isa::AmxInt8 => super::amx::availability(super::amx::AmxOp::Int8),
         Isa::Scalar | Isa::Neon => Err(format!("{isa} is not an x86 path")),
     }
 }
@@ -47,36 +53,20 @@ pub(super) fn features() -> Vec<&'static str> {
     if is_x86_feature_detected!("avx512bf16") {
         f.push("avx512bf16");
     }
-    let (tile, bf16) = amx_cpuid();
+    if is_x86_feature_detected!("avx512vnni") {
+        f.push("avx512vnni");
+    }
+    let (tile, bf16, int8) = super::amx::cpuid_bits();
     if tile {
         f.push("amx-tile");
     }
     if bf16 {
         f.push("amx-bf16");
     }
+    if int8 {
+        f.push("amx-int8");
+    }
     f
-}
-
-/// CPUID.(EAX=7,ECX=0):EDX bit 24 (AMX-TILE) and bit 22 (AMX-BF16).
-fn amx_cpuid() -> (bool, bool) {
-    // CPUID leaf 7 exists on every x86-64 CPU that could have AMX; check the max leaf.
-    if __get_cpuid_max(0).0 < 7 {
-        return (false, false);
-    }
-    let r = __cpuid_count(7, 0);
-    (r.edx & (1 << 24) != 0, r.edx & (1 << 22) != 0)
-}
-
-fn amx_availability() -> Result<(), String> {
-    let (tile, bf16) = amx_cpuid();
-    if !(tile && bf16) {
-        return Err("CPU lacks AMX (no AMX-TILE/AMX-BF16 in CPUID leaf 7)".into());
-    }
-    // The CPU has AMX. Using it needs the OS to enable XTILEDATA state (XCR0 bits 17,
-    // 18) and, on Linux, a per-process permission request (arch_prctl
-    // ARCH_REQ_XCOMP_PERM). flopcal has no AMX tile kernel yet, so it stops here
-    // rather than run untested tile code.
-    Err("CPU has AMX, but flopcal's AMX tile kernel is not implemented yet".into())
 }
 
 macro_rules! fma_kernel {
@@ -206,5 +196,40 @@ pub(super) fn avx512_bf16(n: u64, a: f32, d: f32, acc: &mut [f32]) -> bool {
     }
     // SAFETY: avx512f and avx512bf16 were detected at run time just above.
     unsafe { avx512_bf16_imp(n, a, d, acc) };
+    true
+}
+
+/// `acc += Σ₄ 1·b` per int32 lane via `vpdpbusd` (u8 ones times the signed byte `b`).
+#[target_feature(enable = "avx512f,avx512vnni")]
+#[inline(never)]
+fn avx512_vnni_imp(n: u64, b: i8, acc: &mut [i32; ACCUMULATORS * 16]) {
+    let ones = _mm512_set1_epi8(1);
+    let vb = _mm512_set1_epi8(b);
+    let mut r = [_mm512_setzero_si512(); ACCUMULATORS];
+    for (i, v) in r.iter_mut().enumerate() {
+        // SAFETY: `acc` has ACCUMULATORS * 16 elements; unaligned loads are allowed.
+        *v = unsafe { _mm512_loadu_si512(acc.as_ptr().add(i * 16).cast()) };
+    }
+    for _ in 0..n {
+        for v in r.iter_mut() {
+            *v = _mm512_dpbusd_epi32(*v, ones, vb);
+        }
+    }
+    for (i, v) in r.iter().enumerate() {
+        // SAFETY: as for the loads above.
+        unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(i * 16).cast(), *v) };
+    }
+}
+
+/// Safe entry of the AVX-512 VNNI kernel: `false` if the CPU lacks the feature.
+pub(super) fn avx512_vnni(n: u64, b: i8, acc: &mut [i32]) -> bool {
+    let Ok(acc) = <&mut [i32; ACCUMULATORS * 16]>::try_from(acc) else {
+        return false;
+    };
+    if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")) {
+        return false;
+    }
+    // SAFETY: avx512f and avx512vnni were detected at run time just above.
+    unsafe { avx512_vnni_imp(n, b, acc) };
     true
 }
