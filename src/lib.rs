@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod comm;
 pub mod commands;
 pub mod device;
 pub mod efficiency;

@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap `Args` struct and its `run` function.
 
 pub mod calibrate;
+pub mod comm;
 pub mod compare;
 pub mod estimate;
 pub mod history;
