@@ -19,6 +19,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod flops;
+pub mod network;
 pub mod onprem;
 pub mod suggest;
 
