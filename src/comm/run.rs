@@ -167,7 +167,7 @@ pub fn execute(session: &Session, opts: &CommOptions) -> Result<CommRun> {
         cfg.collectives.len() * cfg.dtypes.len() * sizes.len(),
     );
     let mut measured = 0usize;
-    let mut last_save = Instant::now();
+    let mut last_save: Option<Instant> = None;
     for &c in &cfg.collectives {
         for &d in &cfg.dtypes {
             for &bytes in &sizes {
@@ -202,12 +202,14 @@ pub fn execute(session: &Session, opts: &CommOptions) -> Result<CommRun> {
                     eprintln!("rank {}: dying on purpose (test hook)", session.rank);
                     std::process::abort();
                 }
-                if session.is_root() && last_save.elapsed() > Duration::from_millis(500) {
+                if session.is_root()
+                    && last_save.is_none_or(|t| t.elapsed() > Duration::from_millis(500))
+                {
                     if let Some(out) = &opts.out {
                         file.refit();
                         super::save(&file, out)?;
                     }
-                    last_save = Instant::now();
+                    last_save = Some(Instant::now());
                 }
             }
         }
