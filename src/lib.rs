@@ -9,6 +9,7 @@ pub mod device;
 pub mod efficiency;
 pub mod error;
 pub mod fingerprint;
+pub mod fleet;
 pub mod harness;
 pub mod history;
 pub mod interrupt;

@@ -13,6 +13,8 @@
 
 pub mod fit;
 pub mod launch;
+pub mod regress;
+pub mod report;
 #[cfg(feature = "mpi")]
 pub mod run;
 #[cfg(feature = "mpi")]

@@ -217,3 +217,103 @@ pub fn print_file(file: &CommFile, format: OutputFormat) -> Result<()> {
         }
     }
 }
+
+/// `regress` given comm files: bus bandwidth per (collective, dtype, size).
+pub fn regress(
+    args: &super::regress::RegressArgs,
+    opts: &crate::regress::RegressOptions,
+) -> Result<Outcome> {
+    use super::regress::RegressFormat;
+    let base = comm::load(&args.baseline)?;
+    let cand = comm::load(&args.candidate)?;
+    let cmp = comm::regress::compare(&base, &cand, opts);
+    if !cmp.host_differences.is_empty() {
+        eprintln!(
+            "warning: the runs differ ({}); {}",
+            cmp.host_differences.join("; "),
+            if opts.allow_different_hosts {
+                "compared anyway (--allow-different-hosts)"
+            } else {
+                "points are incomparable; pass --allow-different-hosts to compare anyway"
+            }
+        );
+    }
+    let cells = |r: &comm::regress::CommRow| -> [String; 6] {
+        let gb = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+        let (change, ci, p) = match &r.stats {
+            Some(s) => (
+                crate::regress::fmt_pct(s.change),
+                crate::regress::fmt_ci(s.ci_low, s.ci_high),
+                crate::regress::fmt_p(s.p_slower),
+            ),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let mut verdict = r.verdict.as_str().to_string();
+        if r.fails {
+            verdict = format!("{verdict} (fails)");
+        }
+        if let Some(n) = &r.note {
+            verdict = format!("{verdict} ({n})");
+        }
+        [
+            gb(r.baseline_busbw_gb_s),
+            gb(r.candidate_busbw_gb_s),
+            change,
+            ci,
+            p,
+            verdict,
+        ]
+    };
+    let header = [
+        "point",
+        "base busbw GB/s",
+        "cand busbw GB/s",
+        "change",
+        "95% CI",
+        "p(slower)",
+        "verdict",
+    ];
+    let summary = format!(
+        "{} points compared; {} fail ({})",
+        cmp.rows.len(),
+        cmp.failures,
+        cmp.counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match args.format {
+        RegressFormat::Json => print_json(&cmp)?,
+        RegressFormat::Csv => {
+            println!("{}", header.join(","));
+            for r in &cmp.rows {
+                println!("{},{}", r.id, cells(r).join(","));
+            }
+        }
+        RegressFormat::Markdown => {
+            println!("### flopcal regress (comm): {summary}\n");
+            println!("| {} |", header.join(" | "));
+            println!("|---|---:|---:|---:|---:|---:|---|");
+            for r in &cmp.rows {
+                println!("| `{}` | {} |", r.id, cells(r).join(" | "));
+            }
+        }
+        RegressFormat::Table => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header(header);
+            for r in &cmp.rows {
+                let mut row = vec![comfy_table::Cell::new(&r.id)];
+                row.extend(cells(r).into_iter().map(comfy_table::Cell::new));
+                t.add_row(row);
+            }
+            println!("{t}\n{summary}");
+        }
+    }
+    Ok(if cmp.failed() {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
+}

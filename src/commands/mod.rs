@@ -4,6 +4,7 @@ pub mod calibrate;
 pub mod comm;
 pub mod compare;
 pub mod estimate;
+pub mod fleet;
 pub mod history;
 pub mod peak;
 pub mod profile;
