@@ -30,8 +30,7 @@ fn mpirun(np: u32) -> Command {
 }
 
 fn run(c: &mut Command) -> Output {
-    let out = c.output().expect("mpirun is installed (openmpi-bin)");
-    out
+    c.output().expect("mpirun is installed (openmpi-bin)")
 }
 
 fn comm_json(path: &Path) -> Value {
