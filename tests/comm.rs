@@ -10,50 +10,22 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::mpi::{comm_file, mpirun, read_json, BIN};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_flopcal");
-
-/// `mpirun` for `np` local ranks over shared memory (root and oversubscription
-/// allowed: CI runs as root on 2 cores).
-fn mpirun(np: u32) -> Command {
-    let mut c = Command::new("mpirun");
-    c.args([
-        "--allow-run-as-root",
-        "--oversubscribe",
-        "--mca",
-        "btl",
-        "self,vader",
-    ])
-    .args(["-np", &np.to_string()]);
-    c
-}
 
 fn run(c: &mut Command) -> Output {
     c.output().expect("mpirun is installed (openmpi-bin)")
 }
 
-fn comm_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 #[test]
 fn every_collective_and_size_over_two_ranks_is_verified_and_fitted() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("comm.json");
-    let o = run(mpirun(2)
-        .arg(BIN)
-        .args([
-            "comm",
-            "--max-bytes",
-            "64K",
-            "--time-per-size",
-            "0.005",
-            "--out",
-        ])
-        .arg(&out));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let f = comm_json(&out);
+    let f = comm_file(
+        2,
+        &["--max-bytes", "64K", "--time-per-size", "0.005"],
+        dir.path(),
+        "comm.json",
+    );
     assert_eq!(f["kind"], "comm");
     assert_eq!(f["ranks"], 2);
     assert_eq!(f["partial"], false);
@@ -81,13 +53,10 @@ fn every_collective_and_size_over_two_ranks_is_verified_and_fitted() {
         12,
         "latency at 8 B for every collective and dtype"
     );
-    let fits = f["fits"].as_array().unwrap();
-    assert_eq!(fits.len(), 12);
+    assert_eq!(f["fits"].as_array().unwrap().len(), 12);
     // The performance model reads the same file.
-    let net = flopcal_model::network::MeasuredNetwork::from_json_str(
-        &std::fs::read_to_string(&out).unwrap(),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("comm.json")).unwrap();
+    let net = flopcal_model::network::MeasuredNetwork::from_json_str(&text).unwrap();
     assert_eq!(net.collectives.len(), 6);
     let at_8 = net.time_s("all_reduce", 8.0).unwrap();
     let measured = results
@@ -102,27 +71,23 @@ fn every_collective_and_size_over_two_ranks_is_verified_and_fitted() {
 }
 
 #[test]
-fn a_wrong_bus_factor_would_show_all_reduce_busbw_is_twice_algbw_times_half() {
+fn bus_bandwidth_uses_the_nccl_tests_factor_of_each_collective() {
     // n = 2: all-reduce busbw = algbw × 2(n−1)/n = algbw; all-gather = algbw / 2.
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("c.json");
-    let o = run(mpirun(2)
-        .arg(BIN)
-        .args([
-            "comm",
-            "--collective",
-            "all-reduce,all-gather",
-            "--dtype",
-            "f32",
-            "--max-bytes",
-            "1K",
-            "--time-per-size",
-            "0.002",
-            "--out",
-        ])
-        .arg(&out));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    for r in comm_json(&out)["results"].as_array().unwrap() {
+    let args = [
+        "--collective",
+        "all-reduce,all-gather",
+        "--dtype",
+        "f32",
+        "--max-bytes",
+        "1K",
+        "--time-per-size",
+        "0.002",
+    ];
+    for r in comm_file(2, &args, dir.path(), "c.json")["results"]
+        .as_array()
+        .unwrap()
+    {
         let ratio = common::f(r, "busbw_gb_s") / common::f(r, "algbw_gb_s");
         let want = if r["collective"] == "all_reduce" {
             1.0
@@ -133,7 +98,7 @@ fn a_wrong_bus_factor_would_show_all_reduce_busbw_is_twice_algbw_times_half() {
     }
 }
 
-/// Build the C reference with mpicc; its busbw (GB/s) at `bytes`.
+/// The C reference's busbw (GB/s) at `bytes`.
 fn reference_busbw(exe: &Path, bytes: u64) -> f64 {
     let o = run(mpirun(2).arg(exe).args([bytes.to_string(), "10".into()]));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -142,29 +107,22 @@ fn reference_busbw(exe: &Path, bytes: u64) -> f64 {
 }
 
 fn flopcal_busbw(dir: &Path, bytes: u64) -> f64 {
-    let out = dir.join("peer.json");
     let b = bytes.to_string();
-    let o = run(mpirun(2)
-        .arg(BIN)
-        .args([
-            "comm",
-            "--collective",
-            "all-reduce",
-            "--dtype",
-            "f32",
-            "--min-bytes",
-            &b,
-            "--max-bytes",
-            &b,
-            "--min-iters",
-            "10",
-            "--time-per-size",
-            "0.2",
-            "--out",
-        ])
-        .arg(&out));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let f = comm_json(&out);
+    let args = [
+        "--collective",
+        "all-reduce",
+        "--dtype",
+        "f32",
+        "--min-bytes",
+        &b,
+        "--max-bytes",
+        &b,
+        "--min-iters",
+        "10",
+        "--time-per-size",
+        "0.2",
+    ];
+    let f = comm_file(2, &args, dir, "peer.json");
     assert_eq!(f["results"][0]["verified"], true);
     common::f(&f["results"][0], "busbw_gb_s")
 }
@@ -194,7 +152,10 @@ fn all_reduce_busbw_at_64_mib_is_at_least_nine_tenths_of_the_c_reference() {
         ours = ours.max(flopcal_busbw(dir.path(), bytes));
         theirs = theirs.max(reference_busbw(&exe, bytes));
     }
-    eprintln!("all-reduce 64 MiB busbw: flopcal {ours:.3} GB/s, C reference {theirs:.3} GB/s, ratio {:.3}", ours / theirs);
+    eprintln!(
+        "all-reduce 64 MiB busbw: flopcal {ours:.3} GB/s, C reference {theirs:.3} GB/s, ratio {:.3}",
+        ours / theirs
+    );
     assert!(
         ours >= 0.9 * theirs,
         "flopcal {ours} GB/s < 0.9 × reference {theirs} GB/s"
@@ -203,14 +164,17 @@ fn all_reduce_busbw_at_64_mib_is_at_least_nine_tenths_of_the_c_reference() {
 
 #[test]
 fn outside_a_launcher_it_says_how_to_launch_and_exits_2() {
-    let o = Command::new(BIN)
-        .args(["comm", "--max-bytes", "1K"])
-        .env_remove("OMPI_COMM_WORLD_SIZE")
-        .env_remove("PMI_SIZE")
-        .env_remove("PMIX_SIZE")
-        .env_remove("SLURM_NTASKS")
-        .output()
-        .unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["comm", "--max-bytes", "1K"]);
+    for v in [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_SIZE",
+        "SLURM_NTASKS",
+    ] {
+        c.env_remove(v);
+    }
+    let o = c.output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -220,7 +184,7 @@ fn outside_a_launcher_it_says_how_to_launch_and_exits_2() {
 
 #[test]
 fn a_single_rank_launch_runs_and_says_it_measured_no_link() {
-    let o = run(mpirun(1).arg(BIN).args([
+    let args = [
         "comm",
         "--collective",
         "all-reduce",
@@ -232,7 +196,8 @@ fn a_single_rank_launch_runs_and_says_it_measured_no_link() {
         "0.001",
         "--format",
         "json",
-    ]));
+    ];
+    let o = run(mpirun(1).arg(BIN).args(args));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("single-rank"));
     let f: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -259,27 +224,25 @@ fn a_rank_dying_mid_run_stops_the_others_and_keeps_a_partial_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("comm.json");
     let start = Instant::now();
-    let o = run(mpirun(2)
-        .arg(BIN)
-        .args([
-            "comm",
-            "--max-bytes",
-            "64K",
-            "--time-per-size",
-            "0.005",
-            "--timeout",
-            "10",
-            "--die-after",
-            "30",
-            "--out",
-        ])
-        .arg(&out));
+    let args = [
+        "comm",
+        "--max-bytes",
+        "64K",
+        "--time-per-size",
+        "0.005",
+        "--timeout",
+        "10",
+        "--die-after",
+        "30",
+        "--out",
+    ];
+    let o = run(mpirun(2).arg(BIN).args(args).arg(&out));
     assert!(!o.status.success());
     assert!(
         start.elapsed() < Duration::from_secs(60),
         "the surviving rank stopped"
     );
-    let f = comm_json(&out);
+    let f = read_json(&out);
     assert_eq!(f["partial"], true);
     assert!(f["partial_reason"]
         .as_str()

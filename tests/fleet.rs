@@ -10,9 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_flopcal");
+use common::mpi::{comm_file, read_json as json, report_page, stretch_samples, BIN};
 
 /// A quick fleet profile of one compute-bound kernel (a 1024³ f32 matmul) on 1
 /// thread per rank, rank r pinned to CPU r with taskset.
@@ -52,10 +50,6 @@ fn fleet_profile(out: &Path) -> Output {
             .arg(out);
     }
     c.output().unwrap()
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 fn regress(file: &Path) -> Output {
@@ -98,20 +92,7 @@ fn two_equal_ranks_gather_one_file_and_neither_is_flagged() {
         "{}",
         String::from_utf8_lossy(&r.stdout)
     );
-    let html = dir.path().join("r.html");
-    let rep = common::flopcal()
-        .arg("report")
-        .arg(&out)
-        .arg("--out")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
-    );
-    let page = std::fs::read_to_string(&html).unwrap();
+    let page = report_page(&out, dir.path());
     assert!(page.contains("Fleet") && page.contains("No straggler"));
 }
 
@@ -126,11 +107,7 @@ fn a_rank_at_half_speed_is_flagged_with_the_statistics_and_fails_regress() {
     let o = fleet_profile(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut f = json(&out);
-    for b in f["ranks"][1]["benchmarks"].as_array_mut().unwrap() {
-        for s in b["samples_s"].as_array_mut().unwrap() {
-            *s = Value::from(s.as_f64().unwrap() * 2.0);
-        }
-    }
+    stretch_samples(&mut f["ranks"][1]["benchmarks"], 2.0);
     let slow = dir.path().join("slow.json");
     std::fs::write(&slow, serde_json::to_vec(&f).unwrap()).unwrap();
     let r = regress(&slow);
@@ -156,51 +133,24 @@ fn a_rank_at_half_speed_is_flagged_with_the_statistics_and_fails_regress() {
         "{}",
         String::from_utf8_lossy(&lax.stdout)
     );
-    let html = dir.path().join("r.html");
-    let rep = common::flopcal()
-        .arg("report")
-        .arg(&slow)
-        .arg("--out")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(rep.status.success());
-    assert!(std::fs::read_to_string(&html)
-        .unwrap()
-        .contains("rank 1 is a straggler"));
+    assert!(report_page(&slow, dir.path()).contains("rank 1 is a straggler"));
 }
 
 #[test]
 fn regress_and_report_read_comm_files() {
     let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--collective",
+        "all-reduce,broadcast",
+        "--dtype",
+        "f32",
+        "--max-bytes",
+        "4K",
+        "--time-per-size",
+        "0.002",
+    ];
+    let mut f = comm_file(2, &args, dir.path(), "comm.json");
     let out = dir.path().join("comm.json");
-    let o = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--mca",
-            "btl",
-            "self,vader",
-            "-np",
-            "2",
-        ])
-        .arg(BIN)
-        .args([
-            "comm",
-            "--collective",
-            "all-reduce,broadcast",
-            "--dtype",
-            "f32",
-            "--max-bytes",
-            "4K",
-            "--time-per-size",
-            "0.002",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // A file against itself: every point compared, none regressed.
     let r = common::flopcal()
         .arg("regress")
@@ -215,25 +165,25 @@ fn regress_and_report_read_comm_files() {
         "{}",
         String::from_utf8_lossy(&r.stderr)
     );
-    let cmp: Value = serde_json::from_slice(&r.stdout).unwrap();
+    let cmp: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(cmp["kind"], "comm");
     assert_eq!(cmp["rows"].as_array().unwrap().len(), 2 * 10);
     assert_eq!(cmp["counts"]["same"], 20);
     // The same file with all-reduce at 1 KiB made twice as slow regresses.
-    let mut slow = json(&out);
-    for r in slow["results"].as_array_mut().unwrap() {
-        if r["collective"] == "all_reduce" && r["bytes"] == 1024 {
-            for s in r["samples_s"].as_array_mut().unwrap() {
-                *s = Value::from(s.as_f64().unwrap() * 2.0);
-            }
-        }
-    }
-    let slow_path = dir.path().join("slow.json");
-    std::fs::write(&slow_path, serde_json::to_vec(&slow).unwrap()).unwrap();
+    let results = f["results"].as_array_mut().unwrap();
+    let at = results
+        .iter()
+        .position(|r| r["collective"] == "all_reduce" && r["bytes"] == 1024)
+        .unwrap();
+    let mut one = serde_json::Value::Array(vec![results[at].clone()]);
+    stretch_samples(&mut one, 2.0);
+    results[at] = one[0].clone();
+    let slow = dir.path().join("slow.json");
+    std::fs::write(&slow, serde_json::to_vec(&f).unwrap()).unwrap();
     let r = common::flopcal()
         .arg("regress")
         .arg(&out)
-        .arg(&slow_path)
+        .arg(&slow)
         .output()
         .unwrap();
     assert_eq!(
@@ -244,20 +194,7 @@ fn regress_and_report_read_comm_files() {
     );
     assert!(String::from_utf8_lossy(&r.stdout).contains("all_reduce/f32/1024"));
     // The report draws the bandwidth plot with the fitted line.
-    let html = dir.path().join("comm.html");
-    let rep = common::flopcal()
-        .arg("report")
-        .arg(&out)
-        .arg("--out")
-        .arg(&html)
-        .output()
-        .unwrap();
-    assert!(
-        rep.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rep.stderr)
-    );
-    let page = std::fs::read_to_string(&html).unwrap();
+    let page = report_page(&out, dir.path());
     assert!(page.contains("data-plot=\"comm-bandwidth\"") && page.contains("<svg"));
     assert!(page.contains("Interconnect") && page.contains("1/β"));
 }

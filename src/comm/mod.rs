@@ -13,6 +13,8 @@
 
 pub mod fit;
 pub mod launch;
+#[cfg(all(feature = "mpi", feature = "cuda"))]
+pub mod nccl;
 pub mod regress;
 pub mod report;
 #[cfg(feature = "mpi")]
@@ -300,6 +302,9 @@ pub struct CommFile {
     pub partial_reason: Option<String>,
     /// Ranks in the launch.
     pub ranks: u32,
+    /// What moved the data: `mpi` (host memory) or `nccl` (GPU memory).
+    #[serde(default)]
+    pub backend: String,
     /// The MPI library (its version string).
     pub library: String,
     /// Every rank's host and fingerprint.

@@ -68,6 +68,9 @@ unsafe impl Equivalence for F16 {
 trait Elem: Equivalence + Copy + Default + 'static {
     fn encode(v: f64) -> Self;
     fn decode(self) -> f64;
+    /// `self + other`, rounded to the format (through f32, which holds every bf16
+    /// and f16 exactly).
+    fn add(self, other: Self) -> Self;
 }
 
 impl Elem for f32 {
@@ -77,6 +80,9 @@ impl Elem for f32 {
     fn decode(self) -> f64 {
         f64::from(self)
     }
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
 }
 impl Elem for Bf16 {
     fn encode(v: f64) -> Self {
@@ -85,6 +91,10 @@ impl Elem for Bf16 {
     fn decode(self) -> f64 {
         half::bf16::from_bits(self.0).to_f64()
     }
+    fn add(self, other: Self) -> Self {
+        let f = |x: Self| half::bf16::from_bits(x.0).to_f32();
+        Bf16(half::bf16::from_f32(f(self) + f(other)).to_bits())
+    }
 }
 impl Elem for F16 {
     fn encode(v: f64) -> Self {
@@ -92,6 +102,10 @@ impl Elem for F16 {
     }
     fn decode(self) -> f64 {
         half::f16::from_bits(self.0).to_f64()
+    }
+    fn add(self, other: Self) -> Self {
+        let f = |x: Self| half::f16::from_bits(x.0).to_f32();
+        F16(half::f16::from_f32(f(self) + f(other)).to_bits())
     }
 }
 
@@ -109,15 +123,33 @@ unsafe extern "C" fn sum16<T: Elem>(
     let a = unsafe { std::slice::from_raw_parts(invec as *const T, n) };
     let b = unsafe { std::slice::from_raw_parts_mut(inoutvec as *mut T, n) };
     for (x, y) in a.iter().zip(b.iter_mut()) {
-        *y = T::encode(x.decode() + y.decode());
+        *y = x.add(*y);
     }
 }
 
 /// Run the sweep on every rank of `session`.
 pub fn execute(session: &Session, opts: &CommOptions) -> Result<CommRun> {
+    let bf16_sum = unsafe { UnsafeUserOperation::commutative(sum16::<Bf16>) };
+    let f16_sum = unsafe { UnsafeUserOperation::commutative(sum16::<F16>) };
+    let cfg = &opts.config;
+    sweep(session, opts, "mpi", |c, d, count, wd| match d {
+        CommDtype::F32 => point::<f32, _>(session, c, d, count, cfg, wd, SystemOperation::sum()),
+        CommDtype::Bf16 => point::<Bf16, _>(session, c, d, count, cfg, wd, &bf16_sum),
+        CommDtype::F16 => point::<F16, _>(session, c, d, count, cfg, wd, &f16_sum),
+    })
+}
+
+/// The sweep over `opts` on any backend: `measure_point(collective, dtype, count,
+/// watchdog)` measures one point on every rank.
+pub(crate) fn sweep(
+    session: &Session,
+    opts: &CommOptions,
+    backend: &str,
+    mut measure_point: impl FnMut(Collective, CommDtype, u64, &Watchdog) -> Result<CommResult>,
+) -> Result<CommRun> {
     let cfg = &opts.config;
     let identity = format!(
-        "{} settings {}",
+        "{} backend {backend} settings {}",
         build_identity(),
         serde_json::to_string(cfg).unwrap_or_default()
     );
@@ -147,6 +179,7 @@ pub fn execute(session: &Session, opts: &CommOptions) -> Result<CommRun> {
             "the sweep stopped before its end (a rank died, hung past --timeout, or the run was interrupted)".into(),
         ),
         ranks: session.size,
+        backend: backend.into(),
         library: session.library(),
         hosts,
         config: cfg.clone(),
@@ -159,8 +192,6 @@ pub fn execute(session: &Session, opts: &CommOptions) -> Result<CommRun> {
         "flopcal comm".into(),
     );
     watchdog.touch();
-    let bf16_sum = unsafe { UnsafeUserOperation::commutative(sum16::<Bf16>) };
-    let f16_sum = unsafe { UnsafeUserOperation::commutative(sum16::<F16>) };
     let sizes = sweep_sizes(cfg.min_bytes, cfg.max_bytes);
     let progress = super::progress(
         session.is_root(),
@@ -176,23 +207,7 @@ pub fn execute(session: &Session, opts: &CommOptions) -> Result<CommRun> {
                 let Some(count) = element_count(c, d, bytes, session.size) else {
                     continue;
                 };
-                let r = match d {
-                    CommDtype::F32 => point::<f32, _>(
-                        session,
-                        c,
-                        d,
-                        count,
-                        cfg,
-                        &watchdog,
-                        SystemOperation::sum(),
-                    ),
-                    CommDtype::Bf16 => {
-                        point::<Bf16, _>(session, c, d, count, cfg, &watchdog, &bf16_sum)
-                    }
-                    CommDtype::F16 => {
-                        point::<F16, _>(session, c, d, count, cfg, &watchdog, &f16_sum)
-                    }
-                };
+                let r = measure_point(c, d, count, &watchdog)?;
                 file.results.push(r);
                 measured += 1;
                 if opts.die_after == Some(measured)
@@ -231,7 +246,73 @@ pub fn execute(session: &Session, opts: &CommOptions) -> Result<CommRun> {
     })
 }
 
-/// Measure one (collective, dtype, size) on every rank.
+/// One (collective, dtype, size) on one backend: its buffers and the operation.
+pub(crate) trait Point {
+    /// Clear the output buffer (so a no-op fails the next check).
+    fn reset(&mut self) -> Result<()>;
+    /// Run the collective once and wait for it to complete.
+    fn once(&mut self) -> Result<()>;
+    /// Check the output buffer against the expected values.
+    fn check(&mut self) -> Result<Check>;
+}
+
+/// The MPI backend's buffers for one point.
+struct MpiPoint<'a, T: Elem, O> {
+    s: &'a Session,
+    c: Collective,
+    d: CommDtype,
+    count: u64,
+    op: O,
+    send: Vec<T>,
+    recv: Vec<T>,
+}
+
+impl<T: Elem, O: mpi::collective::Operation + Copy> Point for MpiPoint<'_, T, O> {
+    fn reset(&mut self) -> Result<()> {
+        let (c, rank) = (self.c, self.s.rank);
+        if c == Collective::Broadcast {
+            for (i, x) in self.recv.iter_mut().enumerate() {
+                *x = T::encode(verify::input(c, rank, i as u64));
+            }
+        } else {
+            self.recv.iter_mut().for_each(|x| *x = T::default());
+        }
+        Ok(())
+    }
+
+    fn once(&mut self) -> Result<()> {
+        let world = &self.s.world;
+        let (rank, n) = (self.s.rank, self.s.size);
+        let (send, recv) = (&self.send[..], &mut self.recv[..]);
+        match self.c {
+            Collective::AllReduce => world.all_reduce_into(send, recv, self.op),
+            Collective::AllGather => world.all_gather_into(send, recv),
+            Collective::ReduceScatter => world.reduce_scatter_block_into(send, recv, self.op),
+            Collective::Broadcast => world.process_at_rank(0).broadcast_into(recv),
+            Collective::AllToAll => world.all_to_all_into(send, recv),
+            Collective::SendRecv => {
+                let next = world.process_at_rank(((rank + 1) % n) as i32);
+                let prev = world.process_at_rank(((rank + n - 1) % n) as i32);
+                mpi::point_to_point::send_receive_into(send, &next, recv, &prev);
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&mut self) -> Result<Check> {
+        let recv = &self.recv;
+        Ok(verify::check(
+            self.c,
+            self.d,
+            self.s.rank,
+            self.s.size,
+            self.count,
+            recv.len() as u64,
+            |i| recv[i as usize].decode(),
+        ))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn point<T: Elem, O: mpi::collective::Operation + Copy>(
     s: &Session,
@@ -241,72 +322,68 @@ fn point<T: Elem, O: mpi::collective::Operation + Copy>(
     cfg: &CommConfig,
     watchdog: &Watchdog,
     op: O,
-) -> CommResult {
-    let (rank, n) = (s.rank, s.size);
-    let (slen, rlen) = verify::buffer_lens(c, count, n);
-    let send: Vec<T> = (0..slen)
-        .map(|i| T::encode(verify::input(c, rank, i)))
-        .collect();
-    let mut recv: Vec<T> = vec![T::default(); rlen as usize];
+) -> Result<CommResult> {
+    let (slen, rlen) = verify::buffer_lens(c, count, s.size);
+    let mut p = MpiPoint {
+        s,
+        c,
+        d,
+        count,
+        op,
+        send: (0..slen)
+            .map(|i| T::encode(verify::input(c, s.rank, i)))
+            .collect(),
+        recv: vec![T::default(); rlen as usize],
+    };
+    measure(s, c, d, count, cfg, watchdog, &mut p)
+}
+
+/// Verify, warm up, time and verify again one point on every rank (any backend).
+pub(crate) fn measure(
+    s: &Session,
+    c: Collective,
+    d: CommDtype,
+    count: u64,
+    cfg: &CommConfig,
+    watchdog: &Watchdog,
+    p: &mut dyn Point,
+) -> Result<CommResult> {
     let world = &s.world;
-    let next = world.process_at_rank(((rank + 1) % n) as i32);
-    let prev = world.process_at_rank(((rank + n - 1) % n) as i32);
-    let reset = |recv: &mut Vec<T>| {
-        if c == Collective::Broadcast {
-            for (i, x) in recv.iter_mut().enumerate() {
-                *x = T::encode(verify::input(c, rank, i as u64));
-            }
-        } else {
-            recv.iter_mut().for_each(|x| *x = T::default());
-        }
-    };
-    let once = |recv: &mut Vec<T>| match c {
-        Collective::AllReduce => world.all_reduce_into(&send[..], &mut recv[..], op),
-        Collective::AllGather => world.all_gather_into(&send[..], &mut recv[..]),
-        Collective::ReduceScatter => world.reduce_scatter_block_into(&send[..], &mut recv[..], op),
-        Collective::Broadcast => world.process_at_rank(0).broadcast_into(&mut recv[..]),
-        Collective::AllToAll => world.all_to_all_into(&send[..], &mut recv[..]),
-        Collective::SendRecv => {
-            mpi::point_to_point::send_receive_into(&send[..], &next, &mut recv[..], &prev);
-        }
-    };
-    let check = |recv: &Vec<T>| -> Check {
-        verify::check(c, d, rank, n, count, rlen, |i| recv[i as usize].decode())
-    };
+    let n = s.size;
+    let rlen = verify::buffer_lens(c, count, n).1;
     // Verify on fresh buffers, untimed.
-    reset(&mut recv);
-    once(&mut recv);
-    let first = check(&recv);
+    p.reset()?;
+    p.once()?;
+    let first = p.check()?;
     watchdog.touch();
     // Warm up; the slowest rank's last warm-up time sets the iteration count.
     let mut est = f64::INFINITY;
     for _ in 0..cfg.warmup_iters.max(1) {
         world.barrier();
         let t0 = Instant::now();
-        once(&mut recv);
+        p.once()?;
         est = t0.elapsed().as_secs_f64();
         watchdog.touch();
     }
     let mut slowest = 0.0f64;
     world.all_reduce_into(&est, &mut slowest, SystemOperation::max());
-    let iters = ((cfg.time_per_size_s / slowest.max(1e-9)).ceil() as u64).clamp(
-        cfg.min_iters.max(1),
-        cfg.max_iters.max(cfg.min_iters.max(1)),
-    );
+    let lo = cfg.min_iters.max(1);
+    let iters =
+        ((cfg.time_per_size_s / slowest.max(1e-9)).ceil() as u64).clamp(lo, cfg.max_iters.max(lo));
     let mut mine = Vec::with_capacity(iters as usize);
     for k in 0..iters {
         if k + 1 == iters {
             // The last timed operation writes into a cleared buffer: the check
             // after the loop is of a timed operation, not a leftover.
-            reset(&mut recv);
+            p.reset()?;
         }
         world.barrier();
         let t0 = Instant::now();
-        once(&mut recv);
+        p.once()?;
         mine.push(t0.elapsed().as_secs_f64());
         watchdog.touch();
     }
-    let second = check(&recv);
+    let second = p.check()?;
     let mut samples = vec![0.0f64; mine.len()];
     world.all_reduce_into(&mine[..], &mut samples[..], SystemOperation::max());
     let ok_here: i32 = i32::from(first.passed && second.passed);
@@ -322,7 +399,7 @@ fn point<T: Elem, O: mpi::collective::Operation + Copy>(
             .map(|s| (s.median, s.ci_low, s.ci_high))
             .unwrap_or((f64::NAN, f64::NAN, f64::NAN));
     let algbw = bytes as f64 / time_s / 1e9;
-    CommResult {
+    Ok(CommResult {
         collective: c,
         dtype: d,
         bytes,
@@ -336,5 +413,5 @@ fn point<T: Elem, O: mpi::collective::Operation + Copy>(
         max_rel_err: err_all,
         warmup_iters: cfg.warmup_iters.max(1),
         samples_s: samples,
-    }
+    })
 }

@@ -50,6 +50,11 @@ impl Session {
         self.rank == 0
     }
 
+    /// Wait for every rank.
+    pub fn barrier(&self) {
+        self.world.barrier();
+    }
+
     /// Host name of this rank.
     pub fn host(&self) -> String {
         mpi::environment::processor_name().unwrap_or_else(|_| "unknown".into())

@@ -49,9 +49,22 @@ pub struct CommArgs {
     /// Output format on stdout (rank 0 prints).
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// What moves the data: `mpi` (host memory, any MPI) or `nccl` (GPU memory, one
+    /// GPU per rank; needs a build with `--features cuda,mpi` and libnccl).
+    #[arg(long, value_enum, default_value_t = Backend::Mpi)]
+    pub backend: Backend,
     /// Test hook: the last rank aborts after this many measured points.
     #[arg(long, hide = true)]
     pub die_after: Option<usize>,
+}
+
+/// The transports `comm` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// MPI collectives on host memory.
+    Mpi,
+    /// NCCL collectives on GPU memory.
+    Nccl,
 }
 
 /// Parse a byte count such as `8`, `64K`, `256M`, `1G`.
@@ -150,15 +163,29 @@ fn execute(args: &CommArgs, config: CommConfig) -> Result<Outcome> {
         out: args.out.clone(),
         die_after: args.die_after,
     };
-    let result = comm::run::execute(&session, &opts);
-    if !session.is_root() {
-        // Rank 0 speaks for the run; the others only pass on its exit status.
-        let code = match &result {
-            Ok(_) => 0,
-            Err(e) => e.exit_code(),
-        };
+    let result = match args.backend {
+        Backend::Mpi => comm::run::execute(&session, &opts),
+        #[cfg(feature = "cuda")]
+        Backend::Nccl => comm::nccl::execute(&session, &opts),
+        #[cfg(not(feature = "cuda"))]
+        Backend::Nccl => Err(Error::Usage(
+            "--backend nccl needs a build with `--features cuda,mpi` (and libnccl on the GPU machine)".into(),
+        )),
+    };
+    if let Err(e) = &result {
+        // Rank 0 says why; every rank waits until it has, then exits (a rank that
+        // exits first makes the launcher end the others, rank 0's line unprinted).
+        if session.is_root() {
+            eprintln!("error: {e}");
+        }
+        session.barrier();
+        let code = e.exit_code();
         drop(session);
         std::process::exit(code);
+    }
+    if !session.is_root() {
+        drop(session);
+        std::process::exit(0);
     }
     let run = result?;
     let Some(file) = run.file else {

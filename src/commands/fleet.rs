@@ -157,11 +157,34 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
         Err(_) => Vec::new(),
     };
     let all = session.all_gather_bytes(&mine);
-    if !session.is_root() {
-        let code = measured.as_ref().err().map_or(0, |e| e.exit_code());
-        drop(session);
-        std::process::exit(code);
+    let outcome = if session.is_root() {
+        gather_on_root(args, measured, &all)
+    } else {
+        measured.map(|_| Outcome::Success)
+    };
+    // Rank 0 prints first; then every rank exits (a rank that exits first makes the
+    // launcher end the others before rank 0 has written and said anything).
+    if let Err(e) = &outcome {
+        if session.is_root() {
+            eprintln!("error: {e}");
+        }
     }
+    session.barrier();
+    let code = match &outcome {
+        Ok(o) => o.exit_code(),
+        Err(e) => e.exit_code(),
+    };
+    drop(session);
+    std::process::exit(code);
+}
+
+/// Rank 0's part of a fleet run: build, save and print the gathered file.
+#[cfg(feature = "mpi")]
+fn gather_on_root(
+    args: &super::profile::ProfileArgs,
+    measured: Result<super::profile::ProfileRun>,
+    all: &[Vec<u8>],
+) -> Result<Outcome> {
     let run = measured?;
     let failed: Vec<String> = all
         .iter()
