@@ -287,25 +287,11 @@ pub fn save(file: &FleetFile, path: &Path) -> Result<()> {
 
 /// Read a fleet file.
 pub fn load(path: &Path) -> Result<FleetFile> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |reason: String| Error::BadFile {
+    let value = crate::comm::read_kind(path, FLEET_KIND, "fleet file")?;
+    serde_json::from_value(value).map_err(|e| Error::BadFile {
         path: path.to_path_buf(),
-        reason,
-    };
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| bad(format!("not valid JSON ({e}); was the file truncated?")))?;
-    if value.get("kind").and_then(|k| k.as_str()) != Some(FLEET_KIND) {
-        return Err(bad("not a fleet file (no `\"kind\": \"fleet\"`)".into()));
-    }
-    if value.get("schema_version").and_then(|v| v.as_u64())
-        != Some(u64::from(results::SCHEMA_VERSION))
-    {
-        return Err(bad(format!(
-            "schema_version is not {} (the version this flopcal reads)",
-            results::SCHEMA_VERSION
-        )));
-    }
-    serde_json::from_value(value).map_err(|e| bad(format!("does not match the fleet schema: {e}")))
+        reason: format!("does not match the fleet schema: {e}"),
+    })
 }
 
 #[cfg(test)]

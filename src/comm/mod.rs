@@ -402,8 +402,9 @@ pub fn file_kind(path: &Path) -> Result<Option<String>> {
     Ok(value.get("kind").and_then(|k| k.as_str()).map(String::from))
 }
 
-/// Read and validate a comm file.
-pub fn load(path: &Path) -> Result<CommFile> {
+/// Read `path` as JSON of the current schema version whose `kind` is `kind` (the
+/// reader of comm and fleet files; `what` names such a file in the errors).
+pub fn read_kind(path: &Path, kind: &str, what: &str) -> Result<serde_json::Value> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |reason: String| Error::BadFile {
         path: path.to_path_buf(),
@@ -411,22 +412,26 @@ pub fn load(path: &Path) -> Result<CommFile> {
     };
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| bad(format!("not valid JSON ({e}); was the file truncated?")))?;
-    if value.get("kind").and_then(|k| k.as_str()) != Some(COMM_KIND) {
-        return Err(bad(
-            "not a comm result file (no `\"kind\": \"comm\"`)".into()
-        ));
+    if value.get("kind").and_then(|k| k.as_str()) != Some(kind) {
+        return Err(bad(format!("not a {what} (no `\"kind\": \"{kind}\"`)")));
     }
     match value.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(results::SCHEMA_VERSION) => {}
-        Some(v) => {
-            return Err(bad(format!(
-                "schema_version {v} is not supported by this flopcal (reads version {})",
-                results::SCHEMA_VERSION
-            )))
-        }
-        None => return Err(bad("no `schema_version` field".into())),
+        Some(v) if v == u64::from(results::SCHEMA_VERSION) => Ok(value),
+        Some(v) => Err(bad(format!(
+            "schema_version {v} is not supported by this flopcal (reads version {})",
+            results::SCHEMA_VERSION
+        ))),
+        None => Err(bad("no `schema_version` field".into())),
     }
-    serde_json::from_value(value).map_err(|e| bad(format!("does not match the comm schema: {e}")))
+}
+
+/// Read and validate a comm file.
+pub fn load(path: &Path) -> Result<CommFile> {
+    let value = read_kind(path, COMM_KIND, "comm result file")?;
+    serde_json::from_value(value).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        reason: format!("does not match the comm schema: {e}"),
+    })
 }
 
 #[cfg(test)]
