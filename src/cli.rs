@@ -25,6 +25,9 @@ pub enum Command {
     Profile(commands::profile::ProfileArgs),
     /// Measure this machine's compute (FMA) and memory-bandwidth ceilings.
     Peak(commands::peak::PeakArgs),
+    /// Measure collective communication (all-reduce, all-gather, ...) across MPI ranks:
+    /// latency, algorithm and bus bandwidth, α–β fit. Launch with `mpirun -np N`.
+    Comm(commands::comm::CommArgs),
     /// Estimate training time, cost, energy and CO2 for a model and token budget.
     Estimate(commands::estimate::EstimateArgs),
     /// Search every parallel layout of a model on N devices: the best ones ranked, and
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> crate::Result<crate::Outcome> {
         None => commands::profile::run_default(),
         Some(Command::Profile(args)) => commands::profile::run(&args),
         Some(Command::Peak(args)) => commands::peak::run(&args),
+        Some(Command::Comm(args)) => commands::comm::run(&args),
         Some(Command::Estimate(args)) => commands::estimate::run(&args),
         Some(Command::Plan(args)) => commands::plan::run(&args),
         Some(Command::Compare(args)) => commands::compare::run(&args),

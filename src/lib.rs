@@ -3,11 +3,13 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod comm;
 pub mod commands;
 pub mod device;
 pub mod efficiency;
 pub mod error;
 pub mod fingerprint;
+pub mod fleet;
 pub mod harness;
 pub mod history;
 pub mod interrupt;

@@ -111,7 +111,7 @@ fn axis_number(v: f64) -> String {
     }
 }
 
-fn plot_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn plot_err(e: impl std::fmt::Display) -> Error {
     Error::Usage(format!("cannot draw a plot: {e}"))
 }
 
@@ -132,7 +132,7 @@ fn dtype_color(dtype: &str) -> RGBColor {
 }
 
 /// A categorical palette for series (files, benchmarks).
-fn series_color(i: usize) -> RGBColor {
+pub(crate) fn series_color(i: usize) -> RGBColor {
     const P: [RGBColor; 10] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -170,7 +170,7 @@ fn flops_with_ci(b: &Benchmark) -> Option<(f64, f64, f64)> {
     }
 }
 
-fn draw_legend(
+pub(crate) fn draw_legend(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     entries: &[(String, RGBColor, bool)],
 ) -> Result<()> {
@@ -720,6 +720,11 @@ td.id{font-family:ui-monospace,monospace;font-size:12px}caption{caption-side:bot
 
 /// Render the report for `inputs` (any order; sorted by time inside).
 pub fn render(inputs: &[Input]) -> Result<String> {
+    Ok(page(&render_body(inputs)?))
+}
+
+/// The body of [`render`]'s page (for callers that add sections of their own).
+pub fn render_body(inputs: &[Input]) -> Result<String> {
     if inputs.is_empty() {
         return Err(Error::Usage("give at least one result file".into()));
     }
@@ -828,15 +833,21 @@ pub fn render(inputs: &[Input]) -> Result<String> {
         );
     }
 
+    Ok(body)
+}
+
+/// A whole self-contained HTML page around `body`: the report's style, and the
+/// script that records in the DOM that the page loaded and how many plots rendered.
+pub fn page(body: &str) -> String {
     // Records in the DOM that the page loaded, how many plots rendered with a real
     // size, and any script errors: the headless-browser test reads these.
     let script = "<script>window.addEventListener('error',function(e){document.documentElement.setAttribute('data-errors',(document.documentElement.getAttribute('data-errors')||'')+e.message+';');});\
 window.addEventListener('load',function(){var s=document.querySelectorAll('.plot svg'),n=0;for(var i=0;i<s.length;i++){var r=s[i].getBoundingClientRect();if(r.width>100&&r.height>100)n++;}\
 document.documentElement.setAttribute('data-plots-rendered',String(n));document.documentElement.setAttribute('data-loaded','yes');});</script>";
-    Ok(format!(
+    format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>flopcal report</title><style>{CSS}</style></head><body>{body}{script}</body></html>\n"
-    ))
+    )
 }
 
 /// Number of plots [`render`] draws for `inputs` (for tests and messages).

@@ -30,6 +30,7 @@ pub mod gemm_rate;
 pub mod hf;
 pub mod layout;
 pub mod memory;
+pub mod network;
 pub mod onprem;
 pub mod published;
 pub mod search;

@@ -1,8 +1,10 @@
 //! One module per subcommand: its clap `Args` struct and its `run` function.
 
 pub mod calibrate;
+pub mod comm;
 pub mod compare;
 pub mod estimate;
+pub mod fleet;
 pub mod history;
 pub mod migrate;
 pub mod model_args;

@@ -869,6 +869,11 @@ pub fn run(args: &ProfileArgs) -> Result<Outcome> {
 
 /// Run a profile, print it, then call `then` with the result (table format only).
 fn run_then(args: &ProfileArgs, then: impl FnOnce(&ResultFile)) -> Result<Outcome> {
+    // Under an MPI launcher every rank profiles and rank 0 gathers (fleet mode).
+    #[cfg(feature = "mpi")]
+    if crate::comm::launch::launched_size().is_some() {
+        return crate::commands::fleet::run_profile(args);
+    }
     let run = execute(args)?;
     match args.format {
         OutputFormat::Json => print_json(&run.file)?,

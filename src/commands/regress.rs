@@ -74,6 +74,10 @@ pub struct RegressArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = RegressFormat::Table)]
     pub format: RegressFormat,
+    /// Fleet files: flag a rank whose median is more than this far below the fleet
+    /// median on a compute-bound kernel. A fraction or a percentage.
+    #[arg(long, default_value = "5%", value_parser = parse_fraction)]
+    pub straggler: f64,
 }
 
 /// Run `flopcal regress`.
@@ -87,6 +91,12 @@ pub fn run(args: &RegressArgs) -> Result<Outcome> {
         seed: args.seed,
     };
     opts.validate()?;
+    // Comm and fleet files have their own comparisons.
+    match crate::comm::file_kind(&args.candidate)?.as_deref() {
+        Some(crate::comm::COMM_KIND) => return super::comm::regress(args, &opts),
+        Some(crate::fleet::FLEET_KIND) => return super::fleet::regress(args),
+        _ => {}
+    }
     let base = results::load(&args.baseline)?;
     regress::validate(&base, &args.baseline)?;
     let cand = results::load(&args.candidate)?;

@@ -26,6 +26,10 @@ pub struct ReportArgs {
     /// that have no `peak` section of their own.
     #[arg(long, value_name = "FILE")]
     pub peak: Option<PathBuf>,
+    /// Fleet files: flag a rank whose median is more than this far below the fleet
+    /// median on a compute-bound kernel. A fraction or a percentage.
+    #[arg(long, default_value = "5%", value_parser = super::regress::parse_fraction)]
+    pub straggler: f64,
 }
 
 /// Run `flopcal report`.
@@ -42,20 +46,30 @@ pub fn run(args: &ReportArgs) -> Result<Outcome> {
         .as_deref()
         .map(PeakSection::from_file)
         .transpose()?;
+    // Comm and fleet files get sections of their own.
+    let (extra, profiles) = super::fleet::report_sections(&args.results, args.straggler)?;
     let mut inputs = Vec::with_capacity(args.results.len());
-    for p in &args.results {
+    for p in &profiles {
         let mut inp = Input::load(p)?;
         if inp.peak.is_none() {
             inp.peak = peak.clone();
         }
         inputs.push(inp);
     }
-    let html = report::render(&inputs)?;
+    let html = if inputs.is_empty() {
+        report::page(&format!("<h1>flopcal report</h1>{}", extra.html))
+    } else {
+        report::page(&(report::render_body(&inputs)? + &extra.html))
+    };
     write_atomic(&args.out, html.as_bytes())?;
     eprintln!(
         "wrote {} ({} plots, {} KiB)",
         args.out.display(),
-        report::plot_count(&inputs),
+        if inputs.is_empty() {
+            0
+        } else {
+            report::plot_count(&inputs)
+        } + extra.plots,
         html.len().div_ceil(1024)
     );
     Ok(Outcome::Success)

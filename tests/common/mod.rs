@@ -8,6 +8,9 @@ use std::fmt::Debug;
 use assert_cmd::Command;
 use serde_json::Value;
 
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
 /// The binary, with any `FLOPCAL_CATALOG` of the caller's environment removed, so
 /// the tests see the embedded catalog unless they set one themselves.
 pub fn flopcal() -> Command {

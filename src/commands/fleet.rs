@@ -1,0 +1,263 @@
+//! Fleet mode of `flopcal profile` (every rank of an MPI launch profiles its own
+//! device; rank 0 gathers one file) and the printing of fleet files by `profile`,
+//! `regress` and `report`. Not a subcommand: `profile` under `mpirun` lands here.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use crate::fleet::{self, FleetFile, FleetSummary};
+use crate::output::{print_json, OutputFormat};
+use crate::report_table::fmt_giga;
+use crate::{Outcome, Result};
+
+/// The spread table: one row per kernel, one column per rank.
+pub fn spread_table(s: &FleetSummary) -> String {
+    let ranks: Vec<u32> = {
+        let mut r: Vec<u32> = s
+            .kernels
+            .iter()
+            .flat_map(|k| k.ranks.iter().map(|r| r.rank))
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    };
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    let mut header = vec![
+        "kernel".to_string(),
+        "judged".into(),
+        "fleet median GFLOP/s".into(),
+        "spread".into(),
+    ];
+    header.extend(ranks.iter().map(|r| format!("rank {r}")));
+    t.set_header(header);
+    for k in &s.kernels {
+        let mut row = vec![
+            Cell::new(&k.id),
+            Cell::new(if k.compute_bound {
+                "compute-bound"
+            } else {
+                "-"
+            }),
+            Cell::new(fmt_giga(k.fleet_median_flops_per_s)).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{:.1}%", k.spread * 100.0)).set_alignment(CellAlignment::Right),
+        ];
+        for r in &ranks {
+            let text = k
+                .ranks
+                .iter()
+                .find(|x| x.rank == *r)
+                .map(|x| {
+                    format!(
+                        "{} ({:+.1}%){}",
+                        fmt_giga(x.median_flops_per_s),
+                        -x.deficit * 100.0,
+                        if x.straggler { " STRAGGLER" } else { "" }
+                    )
+                })
+                .unwrap_or_else(|| "—".into());
+            row.push(Cell::new(text).set_alignment(CellAlignment::Right));
+        }
+        t.add_row(row);
+    }
+    let verdict = if s.stragglers.is_empty() {
+        format!(
+            "no straggler: no rank's median is more than {:.1}% below the fleet median on a compute-bound kernel (with its 95% CI below too)",
+            s.straggler_threshold * 100.0
+        )
+    } else {
+        let mut lines = fleet::verdict_lines(s);
+        lines.insert(
+            0,
+            format!(
+                "stragglers: rank(s) {}",
+                s.stragglers
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        lines.join("\n")
+    };
+    format!("{t}\n{verdict}")
+}
+
+/// Print a fleet file (table: the spread and the verdict).
+pub fn print_file(file: &FleetFile, format: OutputFormat) -> Result<()> {
+    match format {
+        OutputFormat::Json => print_json(file),
+        _ => {
+            println!(
+                "fleet of {} ranks on {} host(s){}",
+                file.ranks.len(),
+                {
+                    let mut h: Vec<&str> = file.ranks.iter().map(|r| r.host.as_str()).collect();
+                    h.sort_unstable();
+                    h.dedup();
+                    h.len()
+                },
+                if file.partial { " — PARTIAL" } else { "" }
+            );
+            println!("{}", spread_table(&file.summary));
+            Ok(())
+        }
+    }
+}
+
+/// `regress` given a fleet file as the candidate: the spread and straggler verdict
+/// at `--straggler`; exit 1 when a rank straggles.
+pub fn regress(args: &super::regress::RegressArgs) -> Result<Outcome> {
+    fleet::check_threshold(args.straggler)?;
+    let mut file = fleet::load(&args.candidate)?;
+    file.summary = fleet::summarize(&file.ranks, args.straggler);
+    match args.format {
+        super::regress::RegressFormat::Json => print_json(&file.summary)?,
+        _ => println!("{}", spread_table(&file.summary)),
+    }
+    Ok(if file.summary.stragglers.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// Fleet mode: profile on every rank, gather on rank 0.
+#[cfg(feature = "mpi")]
+pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
+    use crate::comm::session::{build_identity, Session};
+    let session = Session::init("profile")?;
+    let mut local = args.clone();
+    local.out = None;
+    let identity = format!("{} suite {:?}", build_identity(), {
+        let mut a = local.clone();
+        a.format = OutputFormat::Table;
+        a
+    });
+    let writable = match &args.out {
+        Some(out) if session.is_root() => crate::results::check_writable(out),
+        _ => Ok(()),
+    };
+    let checked = session.check_same(&identity);
+    let measured = writable
+        .and(checked)
+        .and_then(|_| super::profile::execute(&local));
+    // Every rank reaches the gather, failed or not, so none waits forever.
+    let mine = match &measured {
+        Ok(run) => serde_json::to_vec(&fleet::FleetRank {
+            rank: session.rank,
+            host: session.host(),
+            fingerprint: run.file.host.clone(),
+            run_id: run.file.run_id.clone(),
+            partial: run.file.partial,
+            peak: run.file.peak.clone(),
+            benchmarks: run.file.benchmarks.clone(),
+        })
+        .unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let all = session.all_gather_bytes(&mine);
+    let outcome = if session.is_root() {
+        gather_on_root(args, measured, &all)
+    } else {
+        measured.map(|_| Outcome::Success)
+    };
+    // Rank 0 prints first; then every rank exits (a rank that exits first makes the
+    // launcher end the others before rank 0 has written and said anything).
+    if let Err(e) = &outcome {
+        if session.is_root() {
+            eprintln!("error: {e}");
+        }
+    }
+    session.barrier();
+    let code = match &outcome {
+        Ok(o) => o.exit_code(),
+        Err(e) => e.exit_code(),
+    };
+    drop(session);
+    std::process::exit(code);
+}
+
+/// Rank 0's part of a fleet run: build, save and print the gathered file.
+#[cfg(feature = "mpi")]
+fn gather_on_root(
+    args: &super::profile::ProfileArgs,
+    measured: Result<super::profile::ProfileRun>,
+    all: &[Vec<u8>],
+) -> Result<Outcome> {
+    let run = measured?;
+    let failed: Vec<String> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.is_empty())
+        .map(|(r, _)| r.to_string())
+        .collect();
+    let mut ranks = Vec::with_capacity(all.len());
+    for b in all.iter().filter(|b| !b.is_empty()) {
+        ranks.push(
+            serde_json::from_slice::<fleet::FleetRank>(b).map_err(|e| {
+                crate::Error::Usage(format!("a rank sent an unreadable profile: {e}"))
+            })?,
+        );
+    }
+    let now = chrono::Utc::now();
+    let file = FleetFile {
+        schema_version: crate::results::SCHEMA_VERSION,
+        kind: fleet::FLEET_KIND.into(),
+        run_id: crate::results::new_run_id(&now),
+        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tool: crate::results::Tool::current(),
+        partial: !failed.is_empty() || ranks.iter().any(|r| r.partial),
+        profile: run.file.profile.clone(),
+        summary: fleet::summarize(&ranks, fleet::DEFAULT_STRAGGLER),
+        ranks,
+    };
+    if let Some(out) = &args.out {
+        fleet::save(&file, out)?;
+        eprintln!("saved {}", out.display());
+    }
+    print_file(&file, args.format)?;
+    if !failed.is_empty() {
+        return Err(crate::Error::Usage(format!(
+            "rank(s) {} failed to profile (see their messages); the fleet file holds the others, marked partial",
+            failed.join(", ")
+        )));
+    }
+    Ok(Outcome::Success)
+}
+
+/// Report sections for the comm and fleet files among `paths`.
+pub struct Sections {
+    /// Their HTML, in the order given.
+    pub html: String,
+    /// Plots drawn.
+    pub plots: usize,
+}
+
+/// Split `paths` into comm/fleet files (rendered here) and profile files (returned).
+pub fn report_sections(
+    paths: &[std::path::PathBuf],
+    straggler: f64,
+) -> Result<(Sections, Vec<std::path::PathBuf>)> {
+    fleet::check_threshold(straggler)?;
+    let mut out = Sections {
+        html: String::new(),
+        plots: 0,
+    };
+    let mut profiles = Vec::new();
+    for p in paths {
+        match crate::comm::file_kind(p)?.as_deref() {
+            Some(crate::comm::COMM_KIND) => {
+                out.html += &crate::comm::report::section(p, &crate::comm::load(p)?)?;
+                out.plots += 1;
+            }
+            Some(fleet::FLEET_KIND) => {
+                let mut f = fleet::load(p)?;
+                f.summary = fleet::summarize(&f.ranks, straggler);
+                out.html += &fleet::html_section(p, &f);
+            }
+            _ => profiles.push(p.clone()),
+        }
+    }
+    Ok((out, profiles))
+}

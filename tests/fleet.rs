@@ -1,0 +1,192 @@
+//! Fleet profiles: `flopcal profile` on every rank of an MPI launch, gathered by
+//! rank 0, and the straggler verdict of `regress` and `report` over the file; also
+//! `regress` and `report` on comm files. Run with
+//! `cargo test --release --features mpi --test fleet` (needs `mpirun` and `taskset`).
+#![cfg(feature = "mpi")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::mpi::{comm_file, mpirun, read_json as json, report_page, stretch_samples, BIN};
+
+/// A quick fleet profile of one compute-bound kernel (a 1024³ f32 matmul) on 1
+/// thread per rank, rank r pinned to CPU r with taskset.
+fn fleet_profile(out: &Path) -> Output {
+    let profile = [
+        "profile",
+        "--quick",
+        "--threads",
+        "1",
+        "--squares",
+        "1024",
+        "--filter",
+        "matmul/square",
+        "--no-peak",
+        "--rounds",
+        "2",
+        "--budget",
+        "4",
+    ];
+    let mut c = mpirun(1);
+    c.args(["--bind-to", "none"]);
+    for cpu in ["0", "1"] {
+        if cpu == "1" {
+            c.args([":", "-np", "1"]);
+        }
+        c.args(["taskset", "-c", cpu, BIN])
+            .args(profile)
+            .arg("--out")
+            .arg(out);
+    }
+    c.output().unwrap()
+}
+
+fn regress(file: &Path) -> Output {
+    common::flopcal()
+        .arg("regress")
+        .arg(file)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn two_equal_ranks_gather_one_file_and_neither_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.json");
+    let o = fleet_profile(&out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = json(&out);
+    assert_eq!(f["kind"], "fleet");
+    let ranks = f["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 2);
+    for (i, r) in ranks.iter().enumerate() {
+        assert_eq!(r["rank"], i);
+        assert!(r["host"].is_string());
+        assert!(!r["benchmarks"][0]["samples_s"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+    assert_eq!(
+        f["summary"]["stragglers"],
+        serde_json::json!([]),
+        "{}",
+        f["summary"]
+    );
+    let r = regress(&out);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    let page = report_page(&out, dir.path());
+    assert!(page.contains("Fleet") && page.contains("No straggler"));
+}
+
+/// A rank made slow by a mock: the gathered file of a real 2-rank run with rank 1's
+/// samples stretched 4x (a CPU competitor cannot do it on the 2-vCPU machines this
+/// runs on: a busy loop pinned to CPU 1 slowed the rank pinned to CPU 0 just as
+/// much, 12.5 vs 11.7 GFLOP/s, so the vCPUs are not isolated).
+#[test]
+fn a_rank_at_quarter_speed_is_flagged_with_the_statistics_and_fails_regress() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.json");
+    let o = fleet_profile(&out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut f = json(&out);
+    stretch_samples(&mut f["ranks"][1]["benchmarks"], 4.0);
+    let slow = dir.path().join("slow.json");
+    std::fs::write(&slow, serde_json::to_vec(&f).unwrap()).unwrap();
+    let r = regress(&slow);
+    assert_eq!(r.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(text.contains("stragglers: rank(s) 1\n"), "{text}");
+    assert!(
+        text.contains("rank 1 is a straggler on matmul/square/m1024"),
+        "{text}"
+    );
+    assert!(text.contains("below the fleet median"), "{text}");
+    // A threshold above the slowdown flags nothing.
+    let lax = common::flopcal()
+        .arg("regress")
+        .arg(&slow)
+        .arg(&slow)
+        .args(["--straggler", "90%"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        lax.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&lax.stdout)
+    );
+    assert!(report_page(&slow, dir.path()).contains("rank 1 is a straggler"));
+}
+
+#[test]
+fn regress_and_report_read_comm_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--collective",
+        "all-reduce,broadcast",
+        "--dtype",
+        "f32",
+        "--max-bytes",
+        "4K",
+        "--time-per-size",
+        "0.002",
+    ];
+    let mut f = comm_file(2, &args, dir.path(), "comm.json");
+    let out = dir.path().join("comm.json");
+    // A file against itself: every point compared, none regressed.
+    let r = common::flopcal()
+        .arg("regress")
+        .arg(&out)
+        .arg(&out)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let cmp: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(cmp["kind"], "comm");
+    assert_eq!(cmp["rows"].as_array().unwrap().len(), 2 * 10);
+    assert_eq!(cmp["counts"]["same"], 20);
+    // The same file with all-reduce at 1 KiB made twice as slow regresses.
+    let results = f["results"].as_array_mut().unwrap();
+    let at = results
+        .iter()
+        .position(|r| r["collective"] == "all_reduce" && r["bytes"] == 1024)
+        .unwrap();
+    let mut one = serde_json::Value::Array(vec![results[at].clone()]);
+    stretch_samples(&mut one, 2.0);
+    results[at] = one[0].clone();
+    let slow = dir.path().join("slow.json");
+    std::fs::write(&slow, serde_json::to_vec(&f).unwrap()).unwrap();
+    let r = common::flopcal()
+        .arg("regress")
+        .arg(&out)
+        .arg(&slow)
+        .output()
+        .unwrap();
+    assert_eq!(
+        r.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    assert!(String::from_utf8_lossy(&r.stdout).contains("all_reduce/f32/1024"));
+    // The report draws the bandwidth plot with the fitted line.
+    let page = report_page(&out, dir.path());
+    assert!(page.contains("data-plot=\"comm-bandwidth\"") && page.contains("<svg"));
+    assert!(page.contains("Interconnect") && page.contains("1/β"));
+}
