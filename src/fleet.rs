@@ -118,7 +118,8 @@ fn rank_rate(b: &Benchmark) -> Option<(f64, f64, f64)> {
     }
     let s = crate::harness::summarize(&b.quiet_samples())?;
     let f = b.flops_per_iter as f64;
-    (s.median > 0.0 && s.ci_low > 0.0).then(|| (f / s.median, f / s.ci_high, f / s.ci_low))
+    let (lo, hi) = s.ci?;
+    (s.median > 0.0 && lo > 0.0).then(|| (f / s.median, f / hi, f / lo))
 }
 
 fn compute_bound(b: &Benchmark, peak: Option<&PeakSection>) -> bool {

@@ -203,10 +203,13 @@ pub struct CommResult {
     pub bytes: u64,
     /// Median seconds per operation (each iteration's time is the slowest rank's).
     pub time_s: f64,
-    /// Lower end of the 95% CI of the median, seconds.
-    pub ci95_low_s: f64,
-    /// Upper end of the 95% CI of the median, seconds.
-    pub ci95_high_s: f64,
+    /// Lower end of the 95% CI of the median, seconds; absent when too few
+    /// iterations ran for a 95% order-statistic interval to exist.
+    #[serde(default)]
+    pub ci95_low_s: Option<f64>,
+    /// Upper end of the 95% CI of the median, seconds (absent as above).
+    #[serde(default)]
+    pub ci95_high_s: Option<f64>,
     /// Algorithm bandwidth, 1e9 bytes/s: bytes / time_s.
     pub algbw_gb_s: f64,
     /// Bus bandwidth, 1e9 bytes/s: algbw × the collective's factor.

@@ -394,18 +394,15 @@ pub(crate) fn measure(
     world.all_reduce_into(&err_here, &mut err_all, SystemOperation::max());
     let bytes = count * d.size();
     let summary = crate::harness::summarize(&samples);
-    let (time_s, lo, hi) =
-        summary
-            .map(|s| (s.median, s.ci_low, s.ci_high))
-            .unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+    let (time_s, ci) = summary.map_or((f64::NAN, None), |s| (s.median, s.ci));
     let algbw = bytes as f64 / time_s / 1e9;
     Ok(CommResult {
         collective: c,
         dtype: d,
         bytes,
         time_s,
-        ci95_low_s: lo,
-        ci95_high_s: hi,
+        ci95_low_s: ci.map(|c| c.0),
+        ci95_high_s: ci.map(|c| c.1),
         algbw_gb_s: algbw,
         busbw_gb_s: algbw * c.bus_factor(n),
         verified: ok_all == 1,
