@@ -194,8 +194,9 @@ fn judge(change: f64, ci: (f64, f64), p: (f64, f64), opts: &RegressOptions) -> (
 /// comes from the rounds' spread about their file's mean (pooled over both files),
 /// shrunk toward `prior_sd` (the typical between-round spread, log space) with
 /// [`PRIOR_DF`] degrees of freedom; the test and the `CI_LEVEL` interval use
-/// Student's t with the combined degrees of freedom. `None` unless both sides
-/// have two or more non-empty rounds of positive, finite times.
+/// Student's t with the combined degrees of freedom. `None` unless both sides have
+/// a non-empty round of positive, finite times, and either a prior or three rounds
+/// in all (a spread to estimate).
 pub fn compare_rounds(
     base: &[&[f64]],
     cand: &[&[f64]],
@@ -213,9 +214,14 @@ pub fn compare_rounds(
                 ok.then(|| median_sorted(&sorted(r)).ln())
             })
             .collect::<Option<_>>()?;
-        (m.len() >= 2).then_some(m)
+        (!m.is_empty()).then_some(m)
     };
     let (a, b) = (log_medians(base)?, log_medians(cand)?);
+    // A side with one round has no spread of its own; the prior must supply it.
+    let has_prior = prior_sd.is_some_and(|s| s.is_finite() && s > 0.0);
+    if a.len() + b.len() < 3 && !has_prior {
+        return None;
+    }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (ma, mb) = (mean(&a), mean(&b));
     let ss: f64 = a.iter().map(|x| (x - ma).powi(2)).sum::<f64>()
@@ -226,7 +232,7 @@ pub fn compare_rounds(
             (ss + PRIOR_DF * s0 * s0) / (own_df + PRIOR_DF),
             own_df + PRIOR_DF,
         ),
-        None => (ss / own_df, own_df),
+        None => (ss / own_df.max(1.0), own_df.max(1.0)),
     };
     let se = (var * (1.0 / a.len() as f64 + 1.0 / b.len() as f64))
         .sqrt()
@@ -412,9 +418,9 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-/// Whether a benchmark's statistics rest on two or more rounds.
-fn has_rounds(b: &Benchmark) -> bool {
-    b.quiet_rounds().iter().filter(|r| !r.is_empty()).count() >= 2
+/// Non-empty rounds a benchmark's statistics rest on.
+fn round_count(b: &Benchmark) -> usize {
+    b.quiet_rounds().iter().filter(|r| !r.is_empty()).count()
 }
 
 /// The typical between-round drift of two runs together: the median over every
@@ -432,7 +438,7 @@ pub fn pair_drift(baseline: &ResultFile, candidate: &ResultFile) -> Option<f64> 
 
 /// Compare one kernel's quiet measurements in two runs: round by round
 /// ([`compare_rounds`], with the runs' typical `drift`) when both measured it in
-/// two or more rounds, else sample by sample ([`compare_samples`]). The flag says
+/// two or more rounds or the drift is known, else sample by sample ([`compare_samples`]). The flag says
 /// whether the rounds were the unit.
 pub fn compare_benchmarks(
     base: &Benchmark,
@@ -440,7 +446,10 @@ pub fn compare_benchmarks(
     drift: Option<f64>,
     opts: &RegressOptions,
 ) -> Option<(SampleComparison, bool)> {
-    if has_rounds(base) && has_rounds(cand) {
+    // Rounds are the unit when both runs measured in rounds, or when the runs'
+    // typical drift is known (a side left with one quiet round then borrows it).
+    let (rb, rc) = (round_count(base), round_count(cand));
+    if (rb >= 2 && rc >= 2) || (drift.is_some() && rb >= 1 && rc >= 1) {
         compare_rounds(&base.quiet_rounds(), &cand.quiet_rounds(), drift, opts).map(|s| (s, true))
     } else {
         compare_samples(&base.quiet_samples(), &cand.quiet_samples(), opts).map(|s| (s, false))
