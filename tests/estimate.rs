@@ -718,3 +718,66 @@ fn estimate_needs_hardware_or_a_profile() {
         .code(2)
         .stderr(predicate::str::contains("--hardware local"));
 }
+
+/// `estimate` JSON for Llama 2 70B on 2048 A100s, with `extra` flags.
+fn llama2_70b(extra: &[&str]) -> Value {
+    let mut args: Vec<String> = common::LLAMA2_70B_ON_2048_A100
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    json(&args)
+}
+
+#[test]
+fn hf_config_gives_a_layout_mfu_and_device_hours() {
+    let v = llama2_70b(&[]);
+    assert_eq!(v["model"], "llama-2-70b-hf");
+    let layout = &v["layout"];
+    let devices = f(layout, "tp") * f(layout, "pp") * f(layout, "dp");
+    assert_eq!(devices, 2048.0, "{layout}");
+    let mfu = f(&v, "mfu");
+    assert!(mfu > 0.0 && mfu < 1.0, "{mfu}");
+    // device-hours follow from the FLOPs, the peak and the MFU.
+    let want = f(&v, "train_flops") / (f(&v, "peak_flops_per_device") * mfu) / 3600.0;
+    let got = f(&v, "device_hours");
+    assert!((got / want - 1.0).abs() < 1e-6, "{got} vs {want}");
+    // The config file's shape, counted: no biases, two RMSNorms per block and a final one.
+    let (l, h, kv, hd, ffn, vocab) = (80.0, 8192.0, 8.0, 128.0, 28672.0, 32000.0);
+    let block = 2.0 * h * h + 2.0 * h * kv * hd + 3.0 * h * ffn + 2.0 * h;
+    let params = l * block + h + 2.0 * vocab * h;
+    assert_eq!(f(&v, "params_total"), params);
+}
+
+#[test]
+fn kv_heads_and_ffn_kind_flags_change_the_parameter_count() {
+    let base = f(&llama2_70b(&[]), "params_total");
+    let (l, h, hd, ffn) = (80.0, 8192.0, 128.0, 28672.0);
+    // Full multi-head attention: K and V grow from 8 to 64 heads in every layer.
+    let mha = f(&llama2_70b(&["--kv-heads", "64"]), "params_total");
+    assert_eq!(mha - base, l * 2.0 * h * (64.0 - 8.0) * hd);
+    // A plain MLP drops the gate matrix of every layer; swiglu is the file's own.
+    let mlp = f(&llama2_70b(&["--ffn-kind", "mlp"]), "params_total");
+    assert_eq!(base - mlp, l * h * ffn);
+    let swiglu = f(&llama2_70b(&["--ffn-kind", "swiglu"]), "params_total");
+    assert_eq!(swiglu, base);
+}
+
+#[test]
+fn hf_config_with_an_unknown_model_type_is_one_line_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, r#"{"model_type": "mamba", "hidden_size": 64}"#).unwrap();
+    for cmd in ["estimate", "plan"] {
+        let out = flopcal()
+            .args([cmd, "--tokens", "1e9", "--hardware", "a100", "--hf-config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("unknown model_type `mamba`"), "{cmd}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{cmd}: {err}");
+        assert!(out.stdout.is_empty(), "{cmd}");
+    }
+}

@@ -237,3 +237,24 @@ links = [ { name = "nvlink", group_size = 8, bw_gbs = { value = 0.0, source = "s
         .code(2)
         .stderr(predicate::str::contains("bw_gbs"));
 }
+
+#[test]
+fn hf_config_plans_have_a_layout_mfu_and_device_hours() {
+    let mut args = common::LLAMA2_70B_ON_2048_A100.to_vec();
+    args.extend(["--top", "3"]);
+    let v = plan(&args);
+    assert_eq!(v["model"], "llama-2-70b-hf");
+    let plans = v["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 3);
+    for p in plans {
+        let l = &p["layout"];
+        assert_eq!(f(l, "tp") * f(l, "pp") * f(l, "dp"), 2048.0, "{l}");
+        assert!(f(p, "mfu") > 0.0 && f(p, "mfu") < 1.0, "{p}");
+        // 2048 devices for the whole wall-clock time.
+        let hours = f(p, "device_hours");
+        assert!(
+            (hours / (2048.0 * f(p, "wall_hours")) - 1.0).abs() < 1e-9,
+            "{p}"
+        );
+    }
+}

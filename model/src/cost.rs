@@ -246,6 +246,18 @@ impl Plan {
             _ => None,
         }
     }
+
+    /// Parameters one token goes through (mixture-of-experts: the shared weights plus
+    /// `top_k` experts; equal to the total for a dense model), when an architecture is
+    /// known. Model FLOPs count these.
+    pub fn params_active(&self) -> Option<f64> {
+        match &self.workload {
+            Workload::Config { config, family, .. } => {
+                Some(flops::param_count(config, *family).active)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Everything besides the workload and the hardware.
@@ -382,6 +394,8 @@ pub struct Estimate {
     pub peak_flops_per_device: f64,
     /// Total parameters (when an architecture is known).
     pub params_total: Option<f64>,
+    /// Active parameters per token (mixture-of-experts; = total when dense).
+    pub params_active: Option<f64>,
     /// Non-embedding parameters `N`.
     pub params_non_embedding: Option<f64>,
     /// Tokens `D`.
@@ -591,6 +605,7 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
         device_unit: "chip".into(),
         peak_flops_per_device: peak,
         params_total: plan.params_total(),
+        params_active: plan.params_active(),
         params_non_embedding: report.as_ref().map(|r| r.params_non_embedding),
         tokens: report.as_ref().map(|r| r.tokens),
         train_flops: report.as_ref().map(|r| r.train_flops),

@@ -409,6 +409,7 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         model_constructed: args
             .plan
             .model
+            .model
             .as_deref()
             .and_then(|m| cat.model(m).ok())
             .is_some_and(|m| m.constructed),

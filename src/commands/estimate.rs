@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use flopcal_model::catalog::{Catalog, Unit};
 use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Workload};
-use flopcal_model::flops::{Family, FlopOptions, Phase, Recompute};
+use flopcal_model::flops::{FlopOptions, Phase, Recompute};
 use flopcal_model::layout::{Attention, Layout, Zero};
 use flopcal_model::memory::Memory;
 use flopcal_model::search::Constraints;
@@ -20,6 +20,7 @@ use crate::planning::local_hardware;
 pub(crate) use crate::text::{emit, emit_csv, human_hours, outln, thousands};
 use crate::text::{num, pct, sci, usd};
 
+use crate::commands::model_args::ModelArgs;
 use crate::device::DeviceChoice;
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
 use crate::output::{print_json, OutputFormat};
@@ -88,31 +89,9 @@ pub fn constraints(args: &EstimateArgs) -> Constraints {
 /// Arguments of `flopcal estimate`.
 #[derive(Debug, Clone, Args)]
 pub struct EstimateArgs {
-    /// Catalog model (e.g. bert-large, gpt2-xl, t5-11b); its published schedule is used
-    /// unless --tokens or --steps/--batch are given. Config flags override its fields.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Transformer blocks (custom config, or override of --model).
-    #[arg(long)]
-    pub layers: Option<f64>,
-    /// Model width h (custom config, or override).
-    #[arg(long)]
-    pub hidden: Option<f64>,
-    /// Attention heads (custom config, or override).
-    #[arg(long)]
-    pub heads: Option<f64>,
-    /// Width of one head (default: hidden / heads).
-    #[arg(long)]
-    pub head_dim: Option<f64>,
-    /// FFN width (default: 4 × hidden).
-    #[arg(long)]
-    pub ffn: Option<f64>,
-    /// Vocabulary size (default for a custom config: 32000).
-    #[arg(long)]
-    pub vocab: Option<f64>,
-    /// Causal (decoder) attention: halves the score and P·V FLOPs.
-    #[arg(long)]
-    pub causal: bool,
+    /// Which model: --model, --hf-config or a custom shape, each field overridable.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Non-embedding parameters N, for a 6·N·D estimate without an architecture (e.g. 1.5e9).
     #[arg(long, allow_negative_numbers = true)]
     pub params: Option<f64>,
@@ -125,9 +104,6 @@ pub struct EstimateArgs {
     /// Sequences per step (global batch).
     #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<f64>,
-    /// Sequence length (default: the model's).
-    #[arg(long, allow_negative_numbers = true)]
-    pub seq: Option<f64>,
     /// Activation recomputation: counted in the training FLOPs and fixed in the layout
     /// (unset: searched, and the FLOPs counted without recomputation).
     #[arg(long, value_enum)]
@@ -263,15 +239,14 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
         recompute: args.recompute.map_or(Recompute::None, recompute_of),
         vocab_fraction: args.vocab_fraction,
     };
-    let has_config = args.layers.is_some() || args.hidden.is_some() || args.heads.is_some();
     if let Some(p) = args.params {
-        if args.model.is_some() || has_config {
-            return Err(Error::Usage("--params is for a 6·N·D estimate without an architecture: drop --model / config flags, or drop --params".into()));
+        if args.model.is_given() {
+            return Err(Error::Usage("--params is for a 6·N·D estimate without an architecture: drop --model / --hf-config / config flags, or drop --params".into()));
         }
         let tokens = match (args.tokens, args.steps, args.batch) {
             (Some(t), _, _) => positive("tokens", t)?,
             (None, Some(s), Some(b)) => {
-                let seq = args.seq.ok_or_else(|| {
+                let seq = args.model.seq.ok_or_else(|| {
                     Error::Usage("--steps/--batch with --params need --seq".into())
                 })?;
                 count("steps", s)? as f64 * count("batch", b)? as f64 * count("seq", seq)? as f64
@@ -290,81 +265,21 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
             },
         });
     }
-    let (mut cfg, family, schedule) = match &args.model {
-        Some(name) => {
-            let m = cat.model(name)?;
-            (m.config(), m.family, m.training.clone())
+    if !args.model.is_given() {
+        if args.hours.is_some() {
+            return Ok(Plan {
+                label: "-".into(),
+                workload: Workload::Duration,
+            });
         }
-        None if has_config => {
-            let required = |flag: &str, v: Option<_>| {
-                count(
-                    flag,
-                    v.ok_or_else(|| {
-                        Error::Usage("a custom config needs --layers, --hidden and --heads".into())
-                    })?,
-                )
-            };
-            let hidden = required("hidden", args.hidden)?;
-            let heads = required("heads", args.heads)?;
-            let layers = required("layers", args.layers)?;
-            (
-                ModelConfig {
-                    name: "custom".into(),
-                    layers,
-                    hidden,
-                    heads,
-                    head_dim: (hidden / heads).max(1),
-                    ffn: 4 * hidden,
-                    vocab: 32000,
-                    seq: 2048,
-                    causal: args.causal,
-                    ..ModelConfig::default()
-                },
-                Family::Generic,
-                vec![],
-            )
-        }
-        None => {
-            if args.hours.is_some() {
-                return Ok(Plan {
-                    label: "-".into(),
-                    workload: Workload::Duration,
-                });
-            }
-            return Err(Error::Usage(
-                "say what to train: --model NAME, a config (--layers --hidden --heads), or --params N --tokens D (or cost a known duration with --hours)".into(),
-            ));
-        }
-    };
-    if let Some(v) = opt_count("layers", args.layers)? {
-        cfg.layers = v;
+        return Err(Error::Usage(
+            "say what to train: --model NAME, --hf-config FILE, a config (--layers --hidden --heads), or --params N --tokens D (or cost a known duration with --hours)".into(),
+        ));
     }
-    if let Some(v) = opt_count("hidden", args.hidden)? {
-        cfg.hidden = v;
-    }
-    if let Some(v) = opt_count("heads", args.heads)? {
-        cfg.heads = v;
-    }
-    if let Some(v) = opt_count("head-dim", args.head_dim)? {
-        cfg.head_dim = v;
-    } else if args.model.is_none() || args.hidden.is_some() || args.heads.is_some() {
-        cfg.head_dim = (cfg.hidden / cfg.heads).max(1);
-    }
-    if let Some(v) = opt_count("ffn", args.ffn)? {
-        cfg.ffn = v;
-    } else if args.model.is_none() {
-        cfg.ffn = 4 * cfg.hidden;
-    }
-    if let Some(v) = opt_count("vocab", args.vocab)? {
-        cfg.vocab = v;
-    }
-    if args.causal {
-        cfg.causal = true;
-    }
-    let seq = opt_count("seq", args.seq)?;
-    if let Some(s) = seq {
-        cfg.seq = s;
-    }
+    let cfg = args.model.resolve(cat)?;
+    let family = cfg.family;
+    let schedule = args.model.schedule(cat)?;
+    let seq = opt_count("seq", args.model.seq)?;
     let phases = match (args.tokens, args.steps, args.batch) {
         (Some(t), None, None) => {
             let t = positive("tokens", t)?;
@@ -476,16 +391,17 @@ fn catalog_dtype(kernel_dtype: &str) -> String {
 /// The `flopcal profile` command that measures what `plan` needs, at `seq` × `batch`.
 fn profile_command(args: &EstimateArgs, cfg: &ModelConfig, seq: u64, batch: usize) -> String {
     let mut cmd = String::from("flopcal profile");
-    match &args.model {
-        Some(m)
-            if args.layers.is_none()
-                && args.hidden.is_none()
-                && args.heads.is_none()
-                && args.ffn.is_none()
-                && args.vocab.is_none()
-                && args.head_dim.is_none() =>
+    let m = &args.model;
+    match &m.model {
+        Some(name)
+            if m.layers.is_none()
+                && m.hidden.is_none()
+                && m.heads.is_none()
+                && m.ffn.is_none()
+                && m.vocab.is_none()
+                && m.head_dim.is_none() =>
         {
-            cmd.push_str(&format!(" --model {m}"));
+            cmd.push_str(&format!(" --model {name}"));
         }
         _ => cmd.push_str(&format!(
             " --layers {} --hidden {} --heads {} --head-dim {} --ffn {} --vocab {}{}",
@@ -510,7 +426,7 @@ fn profile_command(args: &EstimateArgs, cfg: &ModelConfig, seq: u64, batch: usiz
         DeviceChoice::Metal => cmd.push_str(" --device metal"),
         _ => {}
     }
-    let name = args.model.as_deref().unwrap_or("custom");
+    let name = m.model.as_deref().unwrap_or(&cfg.name);
     cmd.push_str(&format!(" --out results/{name}.json"));
     cmd
 }
@@ -789,7 +705,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
             dtype,
             constraints(args),
             1,
-            opt_count("seq", args.seq)?,
+            opt_count("seq", args.model.seq)?,
         )?
     };
     let mfu = match (args.mfu, args.kernel_efficiency, &measured) {
@@ -896,7 +812,7 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
         chips,
         dtype: args.dtype.clone(),
         constraints: constraints(args),
-        seq: opt_count("seq", args.seq)?,
+        seq: opt_count("seq", args.model.seq)?,
         price: args.price,
     })
 }

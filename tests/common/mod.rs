@@ -41,3 +41,17 @@ pub fn f(v: &Value, key: &str) -> f64 {
         .as_f64()
         .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
 }
+
+/// Llama 2 70B from its `config.json` fixture (80 layers, hidden 8192, 64 heads of
+/// 128, 8 key/value heads, SwiGLU FFN 28672, untied 32000-token vocabulary), 2e12
+/// tokens on 2048 A100s: the flags `estimate` and `plan` share.
+pub const LLAMA2_70B_ON_2048_A100: [&str; 8] = [
+    "--hf-config",
+    "tests/fixtures/hf/llama-2-70b.json",
+    "--tokens",
+    "2e12",
+    "--hardware",
+    "a100",
+    "--devices",
+    "2048",
+];

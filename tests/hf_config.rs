@@ -1,0 +1,128 @@
+//! `--hf-config`: a Hugging Face config.json as the model of `estimate`.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::io::Write;
+
+mod common;
+use common::{f, flopcal};
+
+fn fixture(name: &str) -> String {
+    format!(
+        "{}/tests/fixtures/hf/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn estimate(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--hardware",
+        "a100-80gb",
+        "--devices",
+        "64",
+        "--tokens",
+        "1e10",
+    ];
+    args.extend_from_slice(extra);
+    common::json_of("estimate", &args)
+}
+
+#[test]
+fn every_family_s_config_gives_its_published_parameter_count() {
+    for (name, published) in [
+        ("llama-2-70b", 68.98e9),
+        ("mixtral-8x7b-v0.1", 46.7e9),
+        ("gemma-7b", 8.54e9),
+        ("falcon-7b", 6.92e9),
+        ("pythia-70m", 70.43e6),
+        ("t5-11b", 11.31e9),
+    ] {
+        let path = fixture(name);
+        let v = estimate(&["--hf-config", &path]);
+        let got = f(&v, "params_total");
+        assert!(
+            ((got - published) / published).abs() < 0.01,
+            "{name}: {got:.4e}"
+        );
+    }
+}
+
+#[test]
+fn flags_override_the_config() {
+    let path = fixture("llama-2-7b");
+    let base = f(&estimate(&["--hf-config", &path]), "params_total");
+    let gqa = f(
+        &estimate(&["--hf-config", &path, "--kv-heads", "8"]),
+        "params_total",
+    );
+    // K and V shrink from 32 to 8 heads: 2 × 4096 × (4096 − 1024) fewer per layer.
+    let want = base - 32.0 * 2.0 * 4096.0 * 3072.0;
+    assert!((gqa - want).abs() < 1.0, "{gqa} vs {want}");
+}
+
+fn fails(args: &[&str], needle: &str) {
+    let out = flopcal()
+        .args(["estimate", "--hardware", "a100-80gb", "--tokens", "1e10"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+}
+
+fn temp_config(text: &str) -> tempfile::NamedTempFile {
+    let mut t = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+    t.write_all(text.as_bytes()).unwrap();
+    t
+}
+
+#[test]
+fn bad_configs_are_one_line_and_exit_2() {
+    let malformed = temp_config("{\n  \"model_type\": \"llama\",\n  \"hidden_size\": 4096,,\n}\n");
+    let p = malformed.path().to_str().unwrap().to_string();
+    fails(&["--hf-config", &p], &format!("{p}:3:"));
+    let unknown = temp_config(r#"{"model_type": "lama"}"#);
+    fails(
+        &["--hf-config", unknown.path().to_str().unwrap()],
+        "unknown model_type `lama` (did you mean `llama`?)",
+    );
+    let missing = temp_config(r#"{"model_type": "llama", "hidden_size": 64}"#);
+    fails(
+        &["--hf-config", missing.path().to_str().unwrap()],
+        "needs `num_attention_heads`",
+    );
+    let llama = fixture("llama-2-7b");
+    fails(
+        &["--hf-config", &llama, "--kv-heads", "5"],
+        "kv_heads 5 must divide heads 32",
+    );
+    fails(
+        &[
+            "--hf-config",
+            &fixture("mixtral-8x7b-v0.1"),
+            "--experts",
+            "8",
+            "--top-k",
+            "9",
+        ],
+        "top_k 9 exceeds",
+    );
+    fails(
+        &["--hf-config", &llama, "--layers", "0"],
+        "--layers must be a positive number",
+    );
+}
+
+#[test]
+fn a_mixture_of_experts_reports_its_active_parameters_beside_the_total() {
+    // Mistral AI, "Mixtral of Experts" (Jiang et al. 2024), §2: 47B total, 13B active.
+    let moe = estimate(&["--hf-config", &fixture("mixtral-8x7b-v0.1")]);
+    let total = f(&moe, "params_total");
+    let active = f(&moe, "params_active");
+    assert!((total / 46.7e9 - 1.0).abs() < 0.01, "total {total}");
+    assert!((active / 12.9e9 - 1.0).abs() < 0.01, "active {active}");
+    let dense = estimate(&["--hf-config", &fixture("llama-2-70b")]);
+    assert_eq!(f(&dense, "params_active"), f(&dense, "params_total"));
+}
