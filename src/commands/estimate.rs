@@ -20,7 +20,7 @@ use crate::planning::local_hardware;
 pub(crate) use crate::text::{emit, emit_csv, human_hours, outln, thousands};
 use crate::text::{num, pct, sci, usd};
 
-use crate::commands::model_args::ModelArgs;
+use crate::commands::model_args::{count, opt_count, ModelArgs};
 use crate::device::DeviceChoice;
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
 use crate::output::{print_json, OutputFormat};
@@ -217,20 +217,6 @@ fn positive(flag: &str, v: f64) -> Result<f64> {
             "--{flag} must be a positive number (got {v})"
         )))
     }
-}
-
-fn count(flag: &str, v: f64) -> Result<u64> {
-    let v = positive(flag, v)?;
-    if v.fract() != 0.0 || v > 9.0e15 {
-        return Err(Error::Usage(format!(
-            "--{flag} must be a whole number (got {v})"
-        )));
-    }
-    Ok(v as u64)
-}
-
-fn opt_count(flag: &str, v: Option<f64>) -> Result<Option<u64>> {
-    v.map(|x| count(flag, x)).transpose()
 }
 
 /// Build the plan (what is trained) from the arguments.

@@ -112,7 +112,8 @@ impl PriceArgs {
     }
 }
 
-fn count(flag: &str, v: f64) -> Result<u64> {
+/// A whole, positive flag value (`--layers 24`), or a usage error naming the flag.
+pub(crate) fn count(flag: &str, v: f64) -> Result<u64> {
     if !(v.is_finite() && v > 0.0) {
         return Err(Error::Usage(format!(
             "--{flag} must be a positive number (got {v})"
@@ -126,7 +127,8 @@ fn count(flag: &str, v: f64) -> Result<u64> {
     Ok(v as u64)
 }
 
-fn opt_count(flag: &str, v: Option<f64>) -> Result<Option<u64>> {
+/// [`count`] of an optional flag.
+pub(crate) fn opt_count(flag: &str, v: Option<f64>) -> Result<Option<u64>> {
     v.map(|x| count(flag, x)).transpose()
 }
 
