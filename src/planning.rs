@@ -10,7 +10,7 @@ use flopcal_model::calibrate::Fit;
 use flopcal_model::catalog::{Catalog, CATALOG_ENV};
 use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Workload};
 use flopcal_model::fit;
-use flopcal_model::flops::{FlopOptions, Phase};
+use flopcal_model::flops::Phase;
 use flopcal_model::forecast::{self, Forecast};
 use flopcal_model::search::Constraints;
 use flopcal_model::system::System;
@@ -52,16 +52,7 @@ pub fn local_hardware(k: &KernelEfficiency) -> flopcal_model::Hardware {
 
 /// The published pre-training plan of a catalog model.
 pub fn catalog_plan(cat: &Catalog, model: &str) -> Result<Plan> {
-    let m = cat.model(model)?;
-    Ok(Plan {
-        label: m.name.clone(),
-        workload: Workload::Config {
-            config: m.config(),
-            family: m.family,
-            phases: m.training.clone(),
-            options: FlopOptions::default(),
-        },
-    })
+    Ok(Plan::published(cat.model(model)?))
 }
 
 /// Kernel efficiency of `model` from `file`, or of the profile's own model as a proxy

@@ -4,8 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use flopcal_model::calibrate::{calibrate, Fit};
 use flopcal_model::catalog::Catalog;
-use flopcal_model::cost::{estimate, Assumptions, Plan, Workload};
-use flopcal_model::flops::FlopOptions;
+use flopcal_model::cost::{estimate, Assumptions, Plan};
 
 fn bench(c: &mut Criterion) {
     let cat = Catalog::embedded();
@@ -25,15 +24,7 @@ fn bench(c: &mut Criterion) {
             let fit = Fit::from_catalog(cat).ok()?;
             let mut total = 0.0;
             for m in cat.models.iter().filter(|m| !m.training.is_empty()) {
-                let plan = Plan {
-                    label: m.name.clone(),
-                    workload: Workload::Config {
-                        config: m.config(),
-                        family: m.family,
-                        phases: m.training.clone(),
-                        options: FlopOptions::default(),
-                    },
-                };
+                let plan = Plan::published(m);
                 for hw in &cat.hardware {
                     let a = Assumptions::new(
                         f64::from(hw.chips_per_device),

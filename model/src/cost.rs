@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Hardware;
+use crate::catalog::{Hardware, ModelEntry};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::flops::{self, check_fraction, check_positive, Family, FlopOptions, FlopReport, Phase};
@@ -221,6 +221,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// A catalog model trained on its published schedule (its `training` phases),
+    /// with the default FLOP options.
+    pub fn published(m: &ModelEntry) -> Plan {
+        Plan {
+            label: m.name.clone(),
+            workload: Workload::Config {
+                config: m.config(),
+                family: m.family,
+                phases: m.training.clone(),
+                options: FlopOptions::default(),
+            },
+        }
+    }
+
     /// The FLOP report, if the workload has FLOPs.
     pub fn flops(&self) -> Result<Option<FlopReport>, ModelError> {
         match &self.workload {
