@@ -654,13 +654,10 @@ pub struct ModelEntry {
     /// Norm kind (default: the family's).
     #[serde(default)]
     pub norm: Option<Norm>,
-    /// Parameter count the source publishes, to check the architecture against.
+    /// Parameter count the source publishes, to check the architecture against: the
+    /// figure as printed (`"2.7B"`, `"70,426,624"`) or a number.
     #[serde(default)]
-    pub published_params: Option<f64>,
-    /// The unit the source rounds `published_params` to ("1.7B": 1e8), when coarser
-    /// than 1%: a count matches when within 1% or within half this unit.
-    #[serde(default)]
-    pub published_params_rounding: Option<f64>,
+    pub published_params: Option<PublishedParams>,
     /// A model no one published: flopcal built it (e.g. for a size a paper names
     /// without an architecture). Shown in output.
     #[serde(default)]
@@ -675,6 +672,78 @@ pub struct ModelEntry {
     /// Pre-training schedule, when published.
     #[serde(default)]
     pub training: Vec<Phase>,
+}
+
+/// The relative tolerance every published parameter count gets at least (the issue's
+/// target: within 1%).
+pub const PARAMS_TOLERANCE: f64 = 0.01;
+
+/// A parameter count as its source publishes it: the printed figure (`"2.7B"`,
+/// `"340M"`, `"176,247,271,424"`; suffixes K, M, B, T) or a plain number. A printed
+/// figure is as precise as its last digit: a count matches it within half a unit of
+/// that digit ("2.7B": 0.05B) or within [`PARAMS_TOLERANCE`], whichever is larger; a
+/// number matches within [`PARAMS_TOLERANCE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PublishedParams {
+    /// A number, e.g. `6.738e9`.
+    Count(f64),
+    /// The figure as printed, e.g. `"2.7B"`.
+    Printed(String),
+}
+
+impl PublishedParams {
+    /// The value and half a unit of its last printed digit (0 for a number).
+    pub fn parse(&self) -> Result<(f64, f64), String> {
+        let text = match self {
+            PublishedParams::Count(v) => return Ok((*v, 0.0)),
+            PublishedParams::Printed(t) => t.trim(),
+        };
+        let (digits, scale) = match text.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => {
+                let scale = match c.to_ascii_uppercase() {
+                    'K' => 1e3,
+                    'M' => 1e6,
+                    'B' | 'G' => 1e9,
+                    'T' => 1e12,
+                    _ => return Err(format!("`{text}`: unknown suffix `{c}` (K, M, B or T)")),
+                };
+                (text[..i].trim_end(), scale)
+            }
+            _ => (text, 1.0),
+        };
+        let plain: String = digits.chars().filter(|&c| c != ',' && c != '_').collect();
+        let ok = !plain.is_empty()
+            && plain.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && plain.matches('.').count() <= 1
+            && plain.chars().any(|c| c.is_ascii_digit());
+        if !ok {
+            return Err(format!(
+                "`{text}` is not a printed count (digits with an optional K, M, B or T)"
+            ));
+        }
+        let decimals = plain.split_once('.').map_or(0, |(_, d)| d.len());
+        let value: f64 = plain.parse().map_err(|e| format!("`{text}`: {e}"))?;
+        let unit = scale / 10f64.powi(decimals as i32);
+        Ok((value * scale, unit / 2.0))
+    }
+
+    /// The published value.
+    pub fn value(&self) -> Result<f64, String> {
+        self.parse().map(|(v, _)| v)
+    }
+
+    /// The absolute tolerance of a match: half a unit of the last printed digit or
+    /// [`PARAMS_TOLERANCE`] of the value, whichever is larger.
+    pub fn tolerance(&self) -> Result<f64, String> {
+        self.parse()
+            .map(|(v, half_unit)| half_unit.max(PARAMS_TOLERANCE * v.abs()))
+    }
+
+    /// Whether a computed count `got` matches the published figure.
+    pub fn matches(&self, got: f64) -> Result<bool, String> {
+        Ok((got - self.value()?).abs() <= self.tolerance()?)
+    }
 }
 
 impl ModelEntry {
@@ -1174,6 +1243,10 @@ impl Catalog {
             m.config()
                 .validate()
                 .map_err(|e| bad(&m.name, "layers", e.to_string()))?;
+            if let Some(p) = &m.published_params {
+                let v = p.value().map_err(|e| bad(&m.name, "published_params", e))?;
+                pos(&m.name, "published_params", v)?;
+            }
             for p in &m.training {
                 if p.steps == 0 || p.batch == 0 || p.seq == 0 {
                     return Err(bad(
@@ -1504,27 +1577,117 @@ mod tests {
         assert!(!names.contains(&"memory_bw_gbs"));
     }
 
-    #[test]
-    fn every_published_parameter_count_is_matched_within_one_percent() {
-        let mut checked = 0;
-        for m in &Catalog::embedded().models {
-            if let Some(want) = m.published_params {
+    /// Every model with a published count: (name, computed, published, tolerance).
+    fn published_counts(c: &Catalog) -> Vec<(String, f64, f64, f64)> {
+        c.models
+            .iter()
+            .filter_map(|m| {
+                let p = m.published_params.as_ref()?;
                 let got = crate::flops::params(&m.config()).total;
-                let err = (got - want).abs() / want;
-                let half_unit = m.published_params_rounding.unwrap_or(0.0) / 2.0;
-                assert!(
-                    err < 0.01 || (got - want).abs() <= half_unit,
-                    "{}: {got:.4e} vs published {want:.4e} ({:.2}%)",
-                    m.name,
-                    err * 100.0
-                );
-                checked += 1;
-            }
+                Some((
+                    m.name.clone(),
+                    got,
+                    p.value().unwrap(),
+                    p.tolerance().unwrap(),
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_published_parameter_count_is_matched_within_its_printed_precision() {
+        let rows = published_counts(Catalog::embedded());
+        let mut table = String::new();
+        for (name, got, want, tol) in &rows {
+            table.push_str(&format!(
+                "{name:<18} computed {got:>18.0}  published {want:>18.0}  {:+.2}% (tolerance {:.2}%)\n",
+                (got - want) / want * 100.0,
+                tol / want * 100.0
+            ));
+        }
+        println!("{table}");
+        for (name, got, want, tol) in &rows {
+            assert!(
+                (got - want).abs() <= *tol,
+                "{name}: computed {got:.4e} vs published {want:.4e}\n{table}"
+            );
         }
         assert!(
-            checked >= 24,
-            "only {checked} models carry a published count"
+            rows.len() >= 50,
+            "only {} models carry a published count",
+            rows.len()
         );
+    }
+
+    #[test]
+    fn a_printed_count_is_as_precise_as_its_last_digit_and_never_below_one_percent() {
+        let p = |s: &str| PublishedParams::Printed(s.into());
+        assert_eq!(p("2.7B").parse().unwrap(), (2.7e9, 0.05e9));
+        assert_eq!(p("340M").parse().unwrap(), (340e6, 0.5e6));
+        assert_eq!(p("1008.0B").parse().unwrap().1, 0.05e9);
+        assert_eq!(
+            p("176,247,271,424").parse().unwrap(),
+            (176_247_271_424.0, 0.5)
+        );
+        // Half a unit of "2.7B" (1.85%) is wider than 1%; "175B" gets 1%.
+        assert!(p("2.7B").matches(2.651e9).unwrap());
+        assert!(!p("2.7B").matches(2.649e9).unwrap());
+        assert!((p("175B").tolerance().unwrap() - 1.75e9).abs() < 1.0);
+        assert!(!PublishedParams::Count(1e9).matches(1.011e9).unwrap());
+        for bad in ["", "2.7X", "1.2.3B", "B", "abc"] {
+            assert!(p(bad).parse().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_architecture_mistake_moves_the_count_outside_its_tolerance() {
+        let c = Catalog::embedded();
+        let check = |name: &str, change: &dyn Fn(&mut ModelConfig)| {
+            let m = c.model(name).unwrap();
+            let p = m.published_params.as_ref().unwrap();
+            let mut cfg = m.config();
+            assert!(
+                p.matches(crate::flops::params(&cfg).total).unwrap(),
+                "{name}"
+            );
+            change(&mut cfg);
+            let got = crate::flops::params(&cfg).total;
+            assert!(
+                !p.matches(got).unwrap(),
+                "{name}: {got:.4e} still matches {p:?}"
+            );
+        };
+        check("megatron-1.7b", &|c| c.tied = false);
+        check("falcon-7b", &|c| c.kv_heads = None);
+        check("llama2-70b", &|c| c.kv_heads = None);
+        check("t5-11b", &|c| {
+            c.layers = 24;
+            c.decoder_layers = None;
+        });
+        check("gpt3-2.7b", &|c| c.ffn *= 2);
+        check("bert-large", &|c| c.vocab = 50257);
+    }
+
+    #[test]
+    fn a_bad_printed_count_in_an_override_is_named() {
+        let mut c = Catalog::embedded().clone();
+        let text = r#"[[models]]
+name = "m"
+layers = 2
+hidden = 64
+heads = 1
+head_dim = 64
+ffn = 256
+vocab = 100
+seq = 16
+causal = true
+published_params = "2.7X"
+source = "me"
+date = "2025-01"
+"#;
+        let e = c.apply_override("m.toml", text).unwrap_err().to_string();
+        assert!(e.contains("published_params"), "{e}");
+        assert!(e.contains("2.7X"), "{e}");
     }
 
     #[test]
