@@ -189,6 +189,8 @@ pub struct RunCalibration {
     pub chips: f64,
     /// Wall-clock hours (if published).
     pub hours: Option<f64>,
+    /// The hours the published cost priced, where its source used another duration.
+    pub published_cost_hours: Option<f64>,
     /// Tokens (if the schedule is known).
     pub tokens: Option<f64>,
     /// Training FLOPs (if the schedule is known).
@@ -464,7 +466,8 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
         let chips = hw.chips(run.count, run.unit);
         let price = |pre: bool| hw.price_per_chip_hour(pre);
         let basis_pre = run.price_basis == PriceBasis::Preemptible;
-        let repro = |pre: bool, ch: f64| run.hours.zip(price(pre)).map(|(h, p)| ch * h * p);
+        let cost_hours = run.published_cost_hours.or(run.hours);
+        let repro = |pre: bool, ch: f64| cost_hours.zip(price(pre)).map(|(h, p)| ch * h * p);
         let reproduced = repro(basis_pre, chips);
         let reproduced_pe = repro(true, chips);
         let per_hour = price(basis_pre).map(|p| p * chips);
@@ -532,6 +535,7 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
             published_unit: run.unit.as_str().into(),
             chips,
             hours: run.hours,
+            published_cost_hours: run.published_cost_hours,
             tokens: if run.tokens_known {
                 Some(cat.run_schedule(run)?.iter().map(|p| p.tokens()).sum())
             } else {

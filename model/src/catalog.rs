@@ -832,6 +832,11 @@ pub struct Run {
     /// Published lower bound of the cost, USD ("well above $1.3M").
     #[serde(default)]
     pub published_cost_min_usd: Option<f64>,
+    /// The duration the published cost multiplied by, hours, where the cost's source
+    /// priced another duration than `hours` (Synced priced XLNet at the preprint's 2.5
+    /// days; the paper's final version says 5.5). Default: `hours`.
+    #[serde(default)]
+    pub published_cost_hours: Option<f64>,
     /// A second reading of the hardware count (e.g. cores instead of chips).
     #[serde(default)]
     pub alt_unit: Option<Unit>,
@@ -1262,6 +1267,9 @@ impl Catalog {
             pos(id, "count", r.count)?;
             if let Some(hrs) = r.hours {
                 pos(id, "hours", hrs)?;
+            }
+            if let Some(hrs) = r.published_cost_hours {
+                pos(id, "published_cost_hours", hrs)?;
             }
             let hw = self
                 .hardware(&r.hardware)

@@ -567,6 +567,20 @@ mod tests {
     }
 
     #[test]
+    fn leave_one_out_worst_within_a_factor_of_2() {
+        let worst = checks()
+            .iter()
+            .max_by(|a, b| a.loo_abs_log_error.total_cmp(&b.loo_abs_log_error))
+            .unwrap();
+        assert!(
+            worst.loo_abs_log_error <= 2f64.ln(),
+            "worst |ln err| {} ({})",
+            worst.loo_abs_log_error,
+            worst.id
+        );
+    }
+
+    #[test]
     fn a_wrong_published_time_shows_up_as_an_error() {
         // The fit absorbs a uniform bias but not one row's: doubling one Korthikanti
         // time moves that row's leave-one-out error to about ln 2.

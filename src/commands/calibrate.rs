@@ -214,7 +214,10 @@ fn print_table(c: &Calibration) {
             Cell::new(&r.hardware),
             Cell::new(format!("{} {}s", r.published_count, r.published_unit)),
             right(format!("{}", r.chips)),
-            right(opt(r.hours, |h| format!("{h}"))),
+            right(opt(r.hours, |h| match r.published_cost_hours {
+                Some(c) if c != h => format!("{h} (cost: {c})"),
+                _ => format!("{h}"),
+            })),
             right(published),
             right(format!(
                 "{reproduced}{}",
