@@ -19,9 +19,10 @@ fn run(id: &str) -> Run {
     Catalog::embedded().run(id).unwrap().clone()
 }
 
-/// `estimate` for a published run's own hardware, count and duration.
+/// `estimate` for a published run's own hardware, count and the duration its
+/// published cost priced.
 fn cost_of_run(r: &Run, unit_override: Option<&str>) -> Value {
-    let hours = r.hours.unwrap();
+    let hours = r.published_cost_hours.or(r.hours).unwrap();
     json(&[
         "--hardware".into(),
         r.hardware.clone(),
@@ -780,4 +781,134 @@ fn hf_config_with_an_unknown_model_type_is_one_line_exit_2() {
         assert_eq!(err.trim().lines().count(), 1, "{cmd}: {err}");
         assert!(out.stdout.is_empty(), "{cmd}");
     }
+}
+
+#[test]
+fn estimate_counts_and_lists_the_assumptions_it_relied_on() {
+    let v = json(&["--model", "bert-large", "--hardware", "h100-sxm"].map(String::from));
+    let a = v["flopcal_assumptions"].as_array().unwrap();
+    assert_eq!(f(&v, "flopcal_assumption_count") as usize, a.len());
+    let figures: Vec<&str> = a.iter().map(|x| x["figure"].as_str().unwrap()).collect();
+    // The step model ran: it read the link tiers and its stated link efficiency.
+    assert!(
+        figures.contains(&"h100-sxm links.nvlink.latency_us"),
+        "{figures:?}"
+    );
+    assert!(figures.contains(&"link efficiency"), "{figures:?}");
+    // estimate does not read what only compare reads.
+    assert!(
+        !figures.iter().any(|f| f.contains("purchase_price")),
+        "{figures:?}"
+    );
+    assert!(a
+        .iter()
+        .all(|x| x["source"].as_str().unwrap().contains("flopcal assumption")));
+    flopcal()
+        .args([
+            "estimate",
+            "--model",
+            "bert-large",
+            "--hardware",
+            "h100-sxm",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "{} flopcal assumption(s) relied on",
+            a.len()
+        )));
+}
+
+#[test]
+fn without_the_step_model_its_link_figures_are_not_relied_on() {
+    // With --mfu the step model does not run, so neither the link tiers it reads nor
+    // its stated link efficiency are relied on.
+    let v = json(
+        &[
+            "--model",
+            "bert-large",
+            "--hardware",
+            "h100-sxm",
+            "--mfu",
+            "0.4",
+        ]
+        .map(String::from),
+    );
+    let figures: Vec<String> = v["flopcal_assumptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["figure"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !figures
+            .iter()
+            .any(|f| f.contains("links.") || f == "link efficiency"),
+        "{figures:?}"
+    );
+}
+
+#[test]
+fn estimate_price_source_picks_the_providers_published_price() {
+    let base = ["--model", "bert-large", "--hardware", "h100-sxm"].map(String::from);
+    let default = json(&base);
+    let lambda = json(&[&base[..], &["--price-source".into(), "lambda".into()]].concat());
+    let hw = Catalog::embedded().hardware("h100-sxm").unwrap();
+    let row = |p: &str| {
+        hw.prices
+            .iter()
+            .find(|r| r.provider == p && r.kind == flopcal_model::catalog::PriceKind::OnDemand)
+            .unwrap()
+            .per_chip_hour()
+    };
+    assert_eq!(f(&default, "price_per_device_hour"), row("aws"));
+    assert_eq!(f(&lambda, "price_per_device_hour"), row("lambda"));
+    assert_eq!(lambda["price_source"], "lambda");
+    assert!(default["price_source"].is_null());
+}
+
+#[test]
+fn estimate_rejects_an_unknown_or_absent_price_source_in_one_line() {
+    for (args, needle) in [
+        (
+            vec!["--hardware", "h100-sxm", "--price-source", "lamda"],
+            "did you mean `lambda`",
+        ),
+        (
+            vec!["--hardware", "tpu-v4", "--price-source", "aws"],
+            "no on-demand price from `aws` (price sources: gcp)",
+        ),
+    ] {
+        let out = flopcal()
+            .args(["estimate", "--model", "bert-large"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn estimate_marks_the_constructed_bert_in_json_and_table() {
+    let args = ["--model", "bert-1.5b", "--hardware", "a100"].map(String::from);
+    let v = json(&args);
+    assert_eq!(v["model_constructed"], true);
+    assert!(v["flopcal_assumptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["figure"] == "model bert-1.5b"));
+    let large = json(&["--model", "bert-large", "--hardware", "a100"].map(String::from));
+    assert_eq!(large["model_constructed"], false);
+    flopcal()
+        .arg("estimate")
+        .args(args)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "model bert-1.5b is constructed: no one published it",
+        ));
 }

@@ -492,6 +492,71 @@ pub struct Estimate {
     pub assumptions: Vec<String>,
 }
 
+/// One figure an estimate or comparison relied on that no public source states.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Assumption {
+    /// Which figure (`h100-sxm links.nvlink.latency_us`, `link efficiency`, `model`).
+    pub figure: String,
+    /// The assumption, as the catalog or flopcal states it.
+    pub source: String,
+}
+
+/// The flopcal assumptions an estimate of `hw` under `a` relies on, in this order:
+/// the catalog figures of `hw` it reads that are assumptions (memory, link tiers and
+/// compute units when the step model ran; the kernel efficiency of the retired MFU
+/// model; the TDP unless a power is given; the on-demand and preemptible prices
+/// unless given), the step model's stated link and HBM efficiencies when it ran, and
+/// the model itself when flopcal constructed it.
+pub fn relied_on(hw: &Hardware, a: &Assumptions, model: Option<&ModelEntry>) -> Vec<Assumption> {
+    let modelled = matches!(a.mfu, MfuSource::Modelled { .. });
+    let reads = |field: &str| -> bool {
+        if field.starts_with("links.") || field.starts_with("memory") || field == "compute_units" {
+            return modelled;
+        }
+        match field {
+            "kernel_efficiency" => matches!(a.mfu, MfuSource::Calibrated { .. }),
+            "tdp_w" => a.chip_watts.is_none(),
+            "price_on_demand" => a.price_per_chip_hour.is_none(),
+            "price_preemptible" => a.preemptible_price_per_chip_hour.is_none(),
+            _ => false,
+        }
+    };
+    let mut out: Vec<Assumption> = hw
+        .assumptions()
+        .into_iter()
+        .filter(|(field, _)| reads(field))
+        .map(|(field, f)| Assumption {
+            figure: format!("{} {field}", hw.name),
+            source: f.source.clone(),
+        })
+        .collect();
+    if modelled {
+        out.push(Assumption {
+            figure: "link efficiency".into(),
+            source: format!(
+                "{}: links reach {:.0}% of their nominal bandwidth (NCCL bus bandwidth on NVLink and InfiniBand is typically 75-85% of the link rate)",
+                crate::catalog::ASSUMPTION,
+                crate::fit::LINK_EFFICIENCY * 100.0
+            ),
+        });
+        out.push(Assumption {
+            figure: "HBM efficiency".into(),
+            source: format!(
+                "{}: memory-bound kernels reach {:.0}% of the HBM bandwidth",
+                crate::catalog::ASSUMPTION,
+                crate::fit::HBM_EFFICIENCY * 100.0
+            ),
+        });
+    }
+    if let Some(m) = model.filter(|m| m.constructed) {
+        out.push(Assumption {
+            figure: format!("model {}", m.name),
+            source: format!("constructed, no one published it: {}", m.source),
+        });
+    }
+    out
+}
+
 /// Estimate time, cost, energy and CO2 of `plan` on `hw` under `a`.
 pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate, ModelError> {
     a.check()?;

@@ -54,9 +54,6 @@ pub struct CompareArgs {
     /// Committed-use cloud price, USD per chip-hour (default: the catalog's).
     #[arg(long, value_name = "USD", allow_negative_numbers = true)]
     pub committed_price: Option<f64>,
-    /// Which provider's published cloud prices to use.
-    #[command(flatten)]
-    pub prices: PriceArgs,
 }
 
 /// One on-prem figure with its provenance.
@@ -150,12 +147,18 @@ fn figure(
 pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
     let mut cat = load_catalog(args.plan.catalog.as_deref())?;
     let cloud_flag = args.cloud.as_deref().or(args.plan.hardware.as_deref());
-    args.prices.apply(
+    args.plan.prices.apply(
         &mut cat,
         cloud_flag.filter(|h| !h.eq_ignore_ascii_case("local")),
     )?;
-    let chosen = args.prices.price_source.is_some();
-    let onprem_run = compute_full(&args.plan)?;
+    let chosen = args.plan.prices.price_source.is_some();
+    // The provider chooses the cloud prices; the on-prem run of other hardware than
+    // the cloud's is estimated at the catalog's default prices (its cost is not used).
+    let mut onprem_args = args.plan.clone();
+    if args.cloud.is_some() {
+        onprem_args.prices = PriceArgs::default();
+    }
+    let onprem_run = compute_full(&onprem_args)?;
     let e = &onprem_run.estimate;
     let local = onprem_run.kernel_efficiency.is_some()
         && args
@@ -413,7 +416,7 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
             .as_deref()
             .and_then(|m| cat.model(m).ok())
             .is_some_and(|m| m.constructed),
-        price_source: args.prices.price_source.clone(),
+        price_source: args.plan.prices.price_source.clone(),
         assumptions,
     })
 }

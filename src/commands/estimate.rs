@@ -7,7 +7,9 @@ use clap::builder::TypedValueParser as _;
 use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use flopcal_model::catalog::{Catalog, Unit};
-use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Workload};
+use flopcal_model::cost::{
+    estimate, relied_on, Assumption, Assumptions, Estimate, MfuSource, Plan, Workload,
+};
 use flopcal_model::flops::{FlopOptions, Phase, Recompute};
 use flopcal_model::layout::{Attention, Layout, Zero};
 use flopcal_model::memory::Memory;
@@ -20,7 +22,7 @@ use crate::planning::local_hardware;
 pub(crate) use crate::text::{emit, emit_csv, human_hours, outln, thousands};
 use crate::text::{num, pct, sci, usd};
 
-use crate::commands::model_args::{count, opt_count, ModelArgs};
+use crate::commands::model_args::{count, opt_count, ModelArgs, PriceArgs};
 use crate::device::DeviceChoice;
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
 use crate::output::{print_json, OutputFormat};
@@ -200,6 +202,9 @@ pub struct EstimateArgs {
     /// Known wall-clock duration, hours: cost it directly (MFU is then implied).
     #[arg(long, allow_negative_numbers = true)]
     pub hours: Option<f64>,
+    /// Which provider's published cloud prices to use.
+    #[command(flatten)]
+    pub prices: PriceArgs,
     /// Catalog override file (TOML with [[hardware]], [[models]], [[runs]]); also
     /// taken from the FLOPCAL_CATALOG environment variable.
     #[arg(long)]
@@ -353,6 +358,15 @@ pub struct Computed {
     pub tokens_per_s: Option<f64>,
     /// The largest part of the step.
     pub bottleneck: Option<String>,
+    /// Every flopcal assumption (a figure no public source states) this estimate
+    /// relied on, with its stated source.
+    pub flopcal_assumptions: Vec<Assumption>,
+    /// How many there are.
+    pub flopcal_assumption_count: usize,
+    /// The model is one flopcal constructed (no one published it), e.g. `bert-1.5b`.
+    pub model_constructed: bool,
+    /// The provider the catalog prices come from (`null`: the catalog's default).
+    pub price_source: Option<String>,
 }
 
 /// Compute the estimate for the arguments (no printing).
@@ -522,9 +536,12 @@ fn profile_now(args: &EstimateArgs, cfg: &ModelConfig) -> Result<ResultFile> {
 
 /// Compute the estimate and the kernel efficiency behind it (no printing).
 pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
-    let cat = load_catalog(args.catalog.as_deref())?;
-    let plan = plan_from_args(args, &cat)?;
+    let mut cat = load_catalog(args.catalog.as_deref())?;
     let local = is_local(args.hardware.as_deref());
+    args.prices
+        .apply(&mut cat, args.hardware.as_deref().filter(|_| !local))?;
+    let cat = cat;
+    let plan = plan_from_args(args, &cat)?;
     let catalog_hw = match args.hardware.as_deref() {
         Some(name) if !local => Some(cat.hardware(name)?),
         _ => None,
@@ -740,6 +757,11 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
         ));
     }
     let mut e = estimate(&plan, hw, &a)?;
+    let entry = match (&args.model.model, &args.model.hf_config) {
+        (Some(m), None) => Some(cat.model(m)?),
+        _ => None,
+    };
+    let flopcal_assumptions = relied_on(hw, &a, entry);
     if let Some(k) = &measured {
         e.assumptions.push(format!(
             "kernel efficiency {:.3} = suite {:.1} GFLOP/s / peak {:.1} GFLOP/s ({}); profile {} of {} ({}, seq {} x batch {}, {})",
@@ -770,12 +792,21 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
         hfu: best.map(|b| b.hfu),
         tokens_per_s: best.map(|b| b.tokens_per_s),
         bottleneck: best.map(|b| b.bottleneck.clone()),
+        flopcal_assumption_count: flopcal_assumptions.len(),
+        flopcal_assumptions,
+        model_constructed: entry.is_some_and(|m| m.constructed),
+        price_source: args.prices.price_source.clone(),
     })
 }
 
 /// What `plan` needs from the flags (catalog hardware only).
 pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
-    let cat = load_catalog(args.catalog.as_deref())?;
+    let mut cat = load_catalog(args.catalog.as_deref())?;
+    args.prices.apply(
+        &mut cat,
+        args.hardware.as_deref().filter(|h| !is_local(Some(h))),
+    )?;
+    let cat = cat;
     let plan = plan_from_args(args, &cat)?;
     let name = args.hardware.as_deref().ok_or_else(|| {
         Error::Usage(
@@ -820,6 +851,7 @@ pub fn run(args: &EstimateArgs) -> Result<Outcome> {
         OutputFormat::Table => {
             let mut out = render_table(&c.estimate);
             out.push_str(&step_lines(&c));
+            out.push_str(&assumption_lines(&c));
             if let Some(k) = &c.kernel_efficiency {
                 out.push_str(&kernel_table(k, 8));
             }
@@ -1016,6 +1048,29 @@ pub fn layout_text(l: &Layout) -> String {
         l.recompute.as_str(),
         l.attention.as_str()
     )
+}
+
+fn assumption_lines(c: &Computed) -> String {
+    let mut out = String::new();
+    if c.model_constructed {
+        outln!(
+            out,
+            "model {} is constructed: no one published it (see its catalog source)",
+            c.estimate.model
+        );
+    }
+    if let Some(p) = &c.price_source {
+        outln!(out, "prices from: {p}");
+    }
+    outln!(
+        out,
+        "{} flopcal assumption(s) relied on, not published figures (override with flags, or the catalog's with --catalog):",
+        c.flopcal_assumption_count
+    );
+    for a in &c.flopcal_assumptions {
+        outln!(out, "  - {}: {}", a.figure, a.source);
+    }
+    out
 }
 
 fn step_lines(c: &Computed) -> String {
