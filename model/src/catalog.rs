@@ -238,6 +238,10 @@ pub struct Hardware {
     /// One-line description.
     #[serde(default)]
     pub description: String,
+    /// Why fewer than two clouds are priced, when that is so: who rents it (Cloud TPUs:
+    /// only Google Cloud), or that no cloud publishes a price (MI250X, Gaudi).
+    #[serde(default)]
+    pub cloud: Option<String>,
     /// Hardware class / era for the system-efficiency fit, e.g. `tpu-2018`.
     pub class: String,
     /// Chips per priced device (a 2019 Cloud TPU device = 4 chips; a GPU = 1).
@@ -564,6 +568,7 @@ impl Hardware {
             name: name.to_string(),
             aliases: vec![],
             description: String::new(),
+            cloud: None,
             class: class.to_string(),
             chips_per_device: 1,
             cores_per_chip: 1,
@@ -1573,6 +1578,60 @@ mod tests {
         assert!(c.hardware("h100-sxm").unwrap().reference_gemm().is_none());
         let e = parse_gemm_table("g.csv", "dtype,b,m,n,k,flops\nbf16,1,0,2,2,5\n").unwrap_err();
         assert!(e.to_string().starts_with("g.csv:2:"), "{e}");
+    }
+
+    #[test]
+    fn accelerators_are_priced_by_two_clouds_or_say_why_not() {
+        let c = Catalog::embedded();
+        for name in [
+            "v100-sxm2",
+            "a100-80gb",
+            "a100-40gb",
+            "h100-sxm",
+            "h100-pcie",
+            "h200",
+            "b200",
+            "l4",
+            "l40s",
+            "a10g",
+            "mi250x",
+            "mi300x",
+            "gaudi2",
+            "gaudi3",
+            "tpu-v2",
+            "tpu-v3",
+            "tpu-v4",
+            "tpu-v5e",
+            "tpu-v5p",
+            "tpu-v6e",
+        ] {
+            let hw = c.hardware(name).unwrap();
+            let mut on_demand: Vec<&str> = hw
+                .prices
+                .iter()
+                .filter(|p| p.kind == PriceKind::OnDemand)
+                .map(|p| p.provider.as_str())
+                .collect();
+            on_demand.sort_unstable();
+            on_demand.dedup();
+            assert!(
+                on_demand.len() >= 2 || hw.cloud.is_some(),
+                "{name}: on-demand prices from {on_demand:?} and no `cloud` note"
+            );
+            for p in &hw.prices {
+                assert!(p.date.len() == 7 && !p.source.is_empty(), "{name}: {p:?}");
+            }
+        }
+        for name in ["h200", "b200", "l40s"] {
+            let hw = c.hardware(name).unwrap();
+            assert!(hw.cloud.is_none(), "{name} is sold by several clouds");
+            assert!(hw.price_on_demand.is_some(), "{name}");
+        }
+        for name in ["mi250x", "gaudi2", "gaudi3"] {
+            let hw = c.hardware(name).unwrap();
+            assert!(hw.prices.is_empty(), "{name}");
+            assert!(hw.cloud.as_deref().unwrap().starts_with("no cloud price"));
+        }
     }
 
     #[test]

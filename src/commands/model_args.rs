@@ -91,7 +91,8 @@ pub struct ModelArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PriceArgs {
     /// Cloud provider whose published prices to use (aws, azure, coreweave, gcp,
-    /// lambda, oci; default: the first provider the catalog lists for the hardware).
+    /// lambda, nebius, oci, runpod; default: the first provider the catalog lists for
+    /// the hardware).
     #[arg(long, value_name = "PROVIDER")]
     pub price_source: Option<String>,
 }
