@@ -384,7 +384,7 @@ pub fn from_profile(
         eff = 1.0;
     }
     notes.push(
-        "layernorm, softmax, GELU and other memory-bound ops carry no model FLOPs; their time is in the system efficiency".into(),
+        "layernorm, softmax, GELU and other memory-bound ops carry no model FLOPs and are not in the kernel efficiency (the step model prices them; the older whole-run fit leaves them to the system efficiency)".into(),
     );
     Ok(KernelEfficiency {
         kernel_efficiency: eff,

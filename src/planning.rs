@@ -12,6 +12,7 @@ use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Work
 use flopcal_model::fit;
 use flopcal_model::flops::Phase;
 use flopcal_model::forecast::{self, Forecast};
+use flopcal_model::layout::Attention;
 use flopcal_model::search::Constraints;
 use flopcal_model::system::System;
 use flopcal_model::{Hardware, ModelConfig};
@@ -365,6 +366,14 @@ pub fn modelled_with(
     if chips.fract() != 0.0 || chips < 1.0 {
         return Ok(None);
     }
+    let mut constraints = constraints;
+    let mut notes = vec![];
+    if own_system && constraints.attention.is_none() {
+        // The profiled framework (candle, as `flopcal validate` times it) runs attention
+        // as the materialised products the profile measured, not a fused kernel.
+        constraints.attention = Some(Attention::Materialized);
+        notes.push("this machine runs materialised attention (the products the profile timed); --attention flash to ask otherwise".to_string());
+    }
     if !own_system {
         if hw.links.is_empty() || hw.memory_bw_gbs.is_none() || hw.memory_gib.is_none() {
             return Ok(None);
@@ -376,7 +385,6 @@ pub fn modelled_with(
     let Some(report) = plan.flops()? else {
         return Ok(None);
     };
-    let mut notes = vec![];
     let (config, phases) = match &plan.workload {
         Workload::Config { config, phases, .. } => {
             let phases: Vec<Phase> = phases

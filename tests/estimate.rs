@@ -589,6 +589,7 @@ fn profile_predicts_through_the_step_model_with_its_gemm_table_as_rate_source() 
     // One device of this machine: the single-device layout.
     assert_eq!(v["layout"]["tp"], 1, "{v}");
     assert_eq!(v["layout"]["dp"], 1, "{v}");
+    assert_eq!(v["layout"]["attention"], "materialized", "{v}");
     let step = f(&v, "step_time_s");
     assert!(step > 0.0);
     // The profile's GEMM rates are what the prediction rests on: at half the rates the
