@@ -24,10 +24,11 @@ use std::collections::BTreeMap;
 
 use flopcal_model::flops::{self, FlopOptions, OpFlops, Phase};
 use flopcal_model::gemm_rate::{Gemm, MeasuredTable};
+use flopcal_model::op_rate::{MemOp, OpPoint, OpTable};
 use flopcal_model::ModelConfig;
 use serde::Serialize;
 
-use crate::results::{ResultFile, Status};
+use crate::results::{Benchmark, ResultFile, Status};
 use crate::suite::{self, Group, SuiteSpec};
 
 /// What to weigh the profile's kernels by.
@@ -383,7 +384,7 @@ pub fn from_profile(
         eff = 1.0;
     }
     notes.push(
-        "layernorm, softmax, GELU and other memory-bound ops carry no model FLOPs; their time is in the system efficiency".into(),
+        "layernorm, softmax, GELU and other memory-bound ops carry no model FLOPs and are not in the kernel efficiency (the step model prices them; the older whole-run fit leaves them to the system efficiency)".into(),
     );
     Ok(KernelEfficiency {
         kernel_efficiency: eff,
@@ -405,25 +406,65 @@ pub fn from_profile(
 
 /// The profile's measured GEMMs as a per-shape rate source for the step model (the
 /// first of its sources): every `matmul` benchmark of `dtype` (default: the profile's
-/// first) that ran, at its `(m, n, k)` shape and median FLOP/s. Attention and
-/// memory-bound kernels are not GEMM rates and are left out.
+/// first) that ran, at its `(b, m, n, k)` shape and median FLOP/s. Where the profile
+/// also timed the GEMM as a training step runs it (a `handover.<label>` kernel of
+/// `flopcal validate --out`: after an element-wise op, its operands out of cache), that
+/// time less the op's (`grad_accum.train` of the GEMM's first operand) is the GEMM's.
+/// Attention and memory-bound kernels are not GEMM rates and are left out.
 pub fn gemm_table(file: &ResultFile, dtype: Option<&str>) -> MeasuredTable {
     let want = dtype
         .map(normalise)
         .or_else(|| file.profile.dtypes.first().map(|d| normalise(d)));
+    let ok = |b: &&Benchmark| {
+        b.status == Status::Ok
+            && b.summary.is_some()
+            && want.as_deref().is_none_or(|d| normalise(&b.dtype) == d)
+    };
+    let median = |b: &Benchmark| b.summary.as_ref().map_or(0.0, |s| s.median_s);
+    let dim = |b: &Benchmark, k: &str| b.shape.get(k).copied().filter(|v| *v > 0);
+    let accum: Vec<(u64, f64)> = file
+        .benchmarks
+        .iter()
+        .filter(ok)
+        .filter(|b| b.label == "grad_accum.train")
+        .filter_map(|b| Some((dim(b, "n")?, median(b))))
+        .collect();
+    let mut in_step: BTreeMap<(String, Vec<(String, u64)>), f64> = BTreeMap::new();
+    for b in file
+        .benchmarks
+        .iter()
+        .filter(ok)
+        .filter(|b| b.kernel == "matmul")
+    {
+        let Some(plain) = b.label.strip_prefix("handover.") else {
+            continue;
+        };
+        let first = dim(b, "b").unwrap_or(1) * dim(b, "m").unwrap_or(0) * dim(b, "k").unwrap_or(0);
+        if let Some((_, a)) = accum.iter().find(|(n, _)| *n == first) {
+            let shape = b.shape.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            in_step.insert((plain.to_string(), shape), median(b) - a);
+        }
+    }
+    let mut handover = false;
     let points = file
         .benchmarks
         .iter()
-        .filter(|b| b.kernel == "matmul" && b.status == Status::Ok)
-        .filter(|b| want.as_deref().is_none_or(|d| normalise(&b.dtype) == d))
+        .filter(ok)
+        .filter(|b| b.kernel == "matmul" && !b.label.starts_with("handover."))
         .filter_map(|b| {
-            let dim = |k: &str| b.shape.get(k).copied().filter(|v| *v > 0);
-            let rate = b.summary.as_ref()?.flops_per_s;
             let g = Gemm {
-                batch: dim("b").or_else(|| dim("batch")).unwrap_or(1),
-                m: dim("m")?,
-                n: dim("n")?,
-                k: dim("k")?,
+                batch: dim(b, "b").or_else(|| dim(b, "batch")).unwrap_or(1),
+                m: dim(b, "m")?,
+                n: dim(b, "n")?,
+                k: dim(b, "k")?,
+            };
+            let shape: Vec<(String, u64)> = b.shape.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let rate = match in_step.get(&(b.label.clone(), shape)) {
+                Some(&t) if t > 0.0 => {
+                    handover = true;
+                    g.flops() / t
+                }
+                _ => b.summary.as_ref()?.flops_per_s,
             };
             (rate.is_finite() && rate > 0.0).then_some((g, rate))
         })
@@ -431,10 +472,113 @@ pub fn gemm_table(file: &ResultFile, dtype: Option<&str>) -> MeasuredTable {
     MeasuredTable {
         points,
         source: format!(
-            "flopcal profile {} of {} ({})",
-            file.run_id, file.host.device_name, file.created_at
+            "flopcal profile {} of {} ({}){}",
+            file.run_id,
+            file.host.device_name,
+            file.created_at,
+            if handover {
+                ", GEMMs as a training step runs them (hand-over kernels)"
+            } else {
+                ""
+            }
         ),
     }
+}
+
+/// The step model's memory-bound op of a profile benchmark and its size: the
+/// `*.train` kernels (forward and backward through autograd) of `flopcal validate
+/// --out`, and the forward-only `layernorm`, `softmax` and `gelu` of the standard
+/// suite (`forward = true`).
+fn mem_op_of(b: &Benchmark) -> Option<(MemOp, u64, bool)> {
+    let d = |k: &str| b.shape.get(k).copied().unwrap_or(0);
+    let (name, forward) = match b.label.strip_suffix(".train") {
+        Some(n) => (n.trim_end_matches(".causal"), false),
+        None => (b.label.as_str(), true),
+    };
+    let rows_cols = d("rows") * d("cols");
+    let (op, elements) = match (name, forward) {
+        ("layernorm", _) => (MemOp::LayerNorm, rows_cols),
+        ("gelu", _) => (MemOp::Activation, rows_cols),
+        ("softmax", true) => (MemOp::Softmax, rows_cols),
+        ("softmax", false) => (MemOp::Softmax, d("b") * d("s") * d("s")),
+        ("residual", false) => (MemOp::Residual, rows_cols),
+        ("xent", false) => (MemOp::Loss, rows_cols),
+        ("heads", false) => (MemOp::Heads, 4 * d("b") * d("s") * d("h") * d("d")),
+        ("embedding", false) => (MemOp::Embedding, d("b") * d("s") * d("h")),
+        ("grad_accum", false) => (MemOp::GradAccum, d("n")),
+        _ => return None,
+    };
+    (elements > 0).then_some((op, elements, forward))
+}
+
+/// Times the step model's forward-only memory-bound measurements are multiplied by
+/// for forward + backward: the backward moves twice the forward's bytes, as in the
+/// step model's physics (`flopcal_model::op_rate::MemOp::train_bytes`).
+pub const FORWARD_TO_TRAIN: f64 = 3.0;
+
+/// The profile's memory-bound ops as the step model's op times, median seconds each:
+/// the `*.train` kernels as measured (forward + backward), and for an op without one
+/// the standard suite's forward kernel × [`FORWARD_TO_TRAIN`].
+pub fn op_table(file: &ResultFile, dtype: Option<&str>) -> OpTable {
+    let want = dtype
+        .map(normalise)
+        .or_else(|| file.profile.dtypes.first().map(|d| normalise(d)));
+    let found: Vec<(MemOp, u64, bool, f64)> = file
+        .benchmarks
+        .iter()
+        .filter(|b| b.status == Status::Ok)
+        .filter(|b| want.as_deref().is_none_or(|d| normalise(&b.dtype) == d))
+        .filter_map(|b| {
+            let (op, e, fwd) = mem_op_of(b)?;
+            Some((op, e, fwd, b.summary.as_ref()?.median_s))
+        })
+        .collect();
+    let trained: Vec<MemOp> = found.iter().filter(|f| !f.2).map(|f| f.0).collect();
+    let mut forward_only = Vec::new();
+    let points = found
+        .iter()
+        .filter(|f| !f.2 || !trained.contains(&f.0))
+        .map(|&(op, elements, fwd, t)| {
+            if fwd && !forward_only.contains(&op.name()) {
+                forward_only.push(op.name());
+            }
+            OpPoint {
+                op,
+                elements,
+                seconds: if fwd { t * FORWARD_TO_TRAIN } else { t },
+            }
+        })
+        .collect();
+    let mut source = format!(
+        "flopcal profile {} of {}: median times",
+        file.run_id, file.host.device_name
+    );
+    if !forward_only.is_empty() {
+        source.push_str(&format!(
+            "; {} measured forward only, the backward at twice its bytes (x{FORWARD_TO_TRAIN})",
+            forward_only.join(", ")
+        ));
+    }
+    OpTable { points, source }
+}
+
+/// The best memory bandwidth a profile measured, bytes/s: its STREAM kernels, else
+/// any memory-bound kernel; `None` without either.
+pub fn measured_bandwidth(file: &ResultFile) -> Option<f64> {
+    let best = |stream: bool| {
+        file.benchmarks
+            .iter()
+            .filter(|b| b.status == Status::Ok && b.kernel != "matmul" && b.bytes_per_iter > 0)
+            .filter(|b| !stream || b.kernel == "bandwidth" && b.group == "stream")
+            .filter_map(|b| {
+                b.summary
+                    .as_ref()
+                    .map(|s| b.bytes_per_iter as f64 / s.median_s)
+            })
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .fold(0.0, f64::max)
+    };
+    [best(true), best(false)].into_iter().find(|r| *r > 0.0)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Work
 use flopcal_model::fit;
 use flopcal_model::flops::Phase;
 use flopcal_model::forecast::{self, Forecast};
+use flopcal_model::layout::Attention;
 use flopcal_model::search::Constraints;
 use flopcal_model::system::System;
 use flopcal_model::{Hardware, ModelConfig};
@@ -48,6 +49,48 @@ pub fn local_hardware(k: &KernelEfficiency) -> flopcal_model::Hardware {
     );
     hw.description = format!("this machine as profiled ({})", k.profile_run_id);
     hw
+}
+
+/// What a profile measured, as the step model reads it ([`modelled_with`]): its GEMM
+/// table ([`efficiency::gemm_table`]) and memory-bound op times
+/// ([`efficiency::op_table`]) of the profiled dtype, and for this machine (`local`) the
+/// device itself: the measured FMA peak, the host's memory and the best bandwidth the
+/// profile measured, one device. `None` for this machine when the profile measured
+/// no bandwidth or more than one device is asked for (this machine has no network to
+/// model).
+pub fn measured_from_profile(
+    file: &ResultFile,
+    k: &KernelEfficiency,
+    local: bool,
+    chips: f64,
+) -> Option<forecast::Measured> {
+    let rates = efficiency::gemm_table(file, Some(&k.dtype));
+    if rates.points.is_empty() {
+        return None;
+    }
+    let ops = efficiency::op_table(file, Some(&k.dtype));
+    let system = if local {
+        let bw = efficiency::measured_bandwidth(file)?;
+        if chips != 1.0 {
+            return None;
+        }
+        Some(System {
+            name: local_hardware(k).name,
+            peak_flops: k.peak_flops_per_s,
+            memory_bytes: file.host.memory_bytes as f64,
+            hbm_bw: bw,
+            compute_units: None,
+            tiers: vec![flopcal_model::system::Tier {
+                name: "none (one device)".into(),
+                group_size: 0,
+                bw: 1.0,
+                latency_s: 0.0,
+            }],
+        })
+    } else {
+        None
+    };
+    Some(forecast::Measured { system, rates, ops })
 }
 
 /// The published pre-training plan of a catalog model.
@@ -301,21 +344,47 @@ pub fn modelled(
     keep: usize,
     seq_flag: Option<u64>,
 ) -> Result<Option<Modelled>> {
-    if hw.links.is_empty()
-        || hw.memory_bw_gbs.is_none()
-        || hw.memory_gib.is_none()
-        || chips.fract() != 0.0
-        || chips < 1.0
-    {
+    modelled_with(plan, hw, chips, dtype, constraints, keep, seq_flag, None)
+}
+
+/// [`modelled`], with what a profile of the device measured when `measured` is given
+/// (GEMM rates and memory-bound op times, and for this machine the device itself):
+/// then the step model reads those instead of the catalog's shape model and bandwidth,
+/// and the MFU band is the prediction itself (no fitted efficiency to span).
+#[allow(clippy::too_many_arguments)]
+pub fn modelled_with(
+    plan: &Plan,
+    hw: &Hardware,
+    chips: f64,
+    dtype: Option<&str>,
+    constraints: Constraints,
+    keep: usize,
+    seq_flag: Option<u64>,
+    measured: Option<&forecast::Measured>,
+) -> Result<Option<Modelled>> {
+    let own_system = measured.is_some_and(|m| m.system.is_some());
+    if chips.fract() != 0.0 || chips < 1.0 {
         return Ok(None);
     }
-    // Present but invalid figures (a zero bandwidth, a malformed tier) are named.
-    System::from_hardware(hw, dtype)?;
+    let mut constraints = constraints;
+    let mut notes = vec![];
+    if own_system && constraints.attention.is_none() {
+        // The profiled framework (candle, as `flopcal validate` times it) runs attention
+        // as the materialised products the profile measured, not a fused kernel.
+        constraints.attention = Some(Attention::Materialized);
+        notes.push("this machine runs materialised attention (the products the profile timed); --attention flash to ask otherwise".to_string());
+    }
+    if !own_system {
+        if hw.links.is_empty() || hw.memory_bw_gbs.is_none() || hw.memory_gib.is_none() {
+            return Ok(None);
+        }
+        // Present but invalid figures (a zero bandwidth, a malformed tier) are named.
+        System::from_hardware(hw, dtype)?;
+    }
     let devices = chips as u64;
     let Some(report) = plan.flops()? else {
         return Ok(None);
     };
-    let mut notes = vec![];
     let (config, phases) = match &plan.workload {
         Workload::Config { config, phases, .. } => {
             let phases: Vec<Phase> = phases
@@ -366,7 +435,10 @@ pub fn modelled(
         keep,
         gemm_efficiency: None,
     };
-    let f = forecast::forecast(&req, fit)?;
+    let f = match measured {
+        Some(m) => forecast::forecast_measured(&req, m, fit)?,
+        None => forecast::forecast(&req, fit)?,
+    };
     let tokens: f64 = phases.iter().map(Phase::tokens).sum();
     let peak = hw.peak_flops(dtype)?;
     let run_mfu = |step_seconds: f64| {
@@ -374,16 +446,26 @@ pub fn modelled(
         (report.train_flops / (chips * peak * seconds)).min(1.0)
     };
     let mfu = run_mfu(f.step_seconds);
-    req.gemm_efficiency = Some(f.efficiency.low);
-    let mfu_low = run_mfu(forecast::forecast(&req, fit)?.step_seconds);
-    req.gemm_efficiency = Some(f.efficiency.high);
-    let mfu_high = run_mfu(forecast::forecast(&req, fit)?.step_seconds);
+    let (mfu_low, mfu_high) = if measured.is_some() {
+        (mfu, mfu)
+    } else {
+        req.gemm_efficiency = Some(f.efficiency.low);
+        let low = run_mfu(forecast::forecast(&req, fit)?.step_seconds);
+        req.gemm_efficiency = Some(f.efficiency.high);
+        (low, run_mfu(forecast::forecast(&req, fit)?.step_seconds))
+    };
     notes.push(format!("GEMM rates: {}", f.rate_source));
-    notes.push(format!(
-        "links at {:.0}% and HBM at {:.0}% of nominal bandwidth (flopcal assumptions); usable memory 95% of capacity",
-        fit::LINK_EFFICIENCY * 100.0,
-        fit::HBM_EFFICIENCY * 100.0
-    ));
+    if own_system {
+        notes.push(
+            "this machine as profiled: its measured FMA peak and memory bandwidth, one device; usable memory 95% of capacity".into(),
+        );
+    } else {
+        notes.push(format!(
+            "links at {:.0}% and HBM at {:.0}% of nominal bandwidth (flopcal assumptions); usable memory 95% of capacity",
+            fit::LINK_EFFICIENCY * 100.0,
+            fit::HBM_EFFICIENCY * 100.0
+        ));
+    }
     notes.push("step time only: no goodput loss for failures and restarts is applied (no calibration run publishes both a throughput and a total time)".into());
     Ok(Some(Modelled {
         source: MfuSource::Modelled {

@@ -155,9 +155,20 @@ impl MfuSource {
     pub fn describe(&self) -> String {
         match self {
             MfuSource::User { mfu } => format!("user (--mfu {mfu})"),
-            MfuSource::Modelled { basis, .. } => format!(
-                "step model at the best layout: {basis}; the band is the step model at the lowest and highest efficiency those runs reached"
-            ),
+            MfuSource::Modelled {
+                basis,
+                mfu_low,
+                mfu_high,
+                ..
+            } => {
+                if mfu_low == mfu_high {
+                    format!("step model at the best layout: {basis}")
+                } else {
+                    format!(
+                        "step model at the best layout: {basis}; the band is the step model at the lowest and highest efficiency those runs reached"
+                    )
+                }
+            }
             MfuSource::Calibrated {
                 kernel_efficiency,
                 system,

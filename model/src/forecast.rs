@@ -9,10 +9,11 @@ use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::fit::{self, Chosen, StepFit};
 use crate::flops::Phase;
-use crate::gemm_rate::{Gemm, MeasuredTable, RateSource};
+use crate::gemm_rate::{Gemm, MeasuredTable, RateSource, ShapeModel};
 use crate::layout::{check_batch, check_devices, check_heads, check_stages};
+use crate::op_rate::OpTable;
 use crate::search::{search, Constraints, SearchResult};
-use crate::step::{usable_memory, Batch, Prediction, StepModel};
+use crate::step::{usable_memory, Batch, Efficiency, Prediction, StepModel};
 use crate::system::{System, GIB};
 
 /// What to forecast.
@@ -112,6 +113,70 @@ pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError
         (None, Some(t)) => RateSource::Reference(t),
         (None, None) => RateSource::Shape(shape.clone()),
     };
+    run(req, &sys, &rates, &shape, fit::efficiency(), None, chosen)
+}
+
+/// What a profile of the device measured, for [`forecast_measured`].
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The device as measured (its FMA peak, memory, measured bandwidth, no network
+    /// beyond one device); `None`: the catalog row of [`Request::hw`].
+    pub system: Option<System>,
+    /// The profile's GEMM rates.
+    pub rates: MeasuredTable,
+    /// Its memory-bound op times.
+    pub ops: OpTable,
+}
+
+/// Forecast `req` from a profile of the device: GEMM rates from its measured table
+/// (rate source #1; the shape model at the class's fitted efficiency only for a table
+/// that cannot answer), memory-bound ops from its op table where it measured them.
+/// On the measured system itself, its bandwidth is an achieved one (no efficiency on
+/// top); on a catalog row, the stated link and HBM efficiencies apply.
+pub fn forecast_measured(
+    req: &Request<'_>,
+    m: &Measured,
+    fit: &StepFit,
+) -> Result<Forecast, ModelError> {
+    let (sys, eff) = match &m.system {
+        Some(s) => {
+            s.check()?;
+            (
+                s.clone(),
+                Efficiency {
+                    link: fit::LINK_EFFICIENCY,
+                    hbm: 1.0,
+                },
+            )
+        }
+        None => (System::from_hardware(req.hw, req.dtype)?, fit::efficiency()),
+    };
+    let fitted = fit.choose(&req.hw.class, None)?;
+    let shape = fit::shape_model(&sys, fitted.gemm_efficiency);
+    let chosen = Chosen {
+        gemm_efficiency: fitted.gemm_efficiency,
+        low: fitted.gemm_efficiency,
+        high: fitted.gemm_efficiency,
+        basis: format!(
+            "GEMM rates and {} memory-bound op time(s) measured by the profile ({} GEMM shapes, interpolated); no fitted parameter (the shape model at {:.3} answers only shapes the table cannot)",
+            m.ops.points.len(),
+            m.rates.points.len(),
+            fitted.gemm_efficiency
+        ),
+    };
+    let rates = RateSource::Profile(m.rates.clone());
+    run(req, &sys, &rates, &shape, eff, Some(&m.ops), chosen)
+}
+
+fn run(
+    req: &Request<'_>,
+    sys: &System,
+    rates: &RateSource,
+    shape: &ShapeModel,
+    eff: Efficiency,
+    ops: Option<&OpTable>,
+    chosen: Chosen,
+) -> Result<Forecast, ModelError> {
     if req.phases.is_empty() {
         return Err(ModelError::InvalidInput(
             "a training schedule needs at least one phase".into(),
@@ -122,14 +187,17 @@ pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError
     let mut best: Option<(f64, Prediction)> = None;
     for ph in req.phases {
         check_constraints(req.cfg, req.devices, ph.batch, &req.constraints)?;
-        let m = StepModel::new(req.cfg, &sys, &rates, &shape, fit::efficiency(), ph.seq);
+        let mut m = StepModel::new(req.cfg, sys, rates, shape, eff, ph.seq);
+        if let Some(o) = ops {
+            m = m.with_ops(o);
+        }
         let batch = Batch {
             global_batch: ph.batch,
             seq: ph.seq,
         };
         let r = search(&m, req.devices, batch, &req.constraints, req.keep.max(1))?;
         let Some(top) = r.plans.first().cloned() else {
-            return Err(no_plan(req, &sys, ph, &r));
+            return Err(no_plan(req, sys, ph, &r));
         };
         seconds += ph.steps as f64 * top.step_time_s;
         model_flops += ph.steps as f64 * top.model_flops_per_step;
@@ -145,13 +213,17 @@ pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError
     let best = best.map(|b| b.1).ok_or_else(|| {
         ModelError::InvalidInput("a training schedule needs at least one phase".into())
     })?;
+    let mut rate_source = rates.describe();
+    if let Some(o) = ops.filter(|o| !o.points.is_empty()) {
+        rate_source.push_str(&format!("; memory-bound op times: {}", o.source));
+    }
     Ok(Forecast {
         best,
         phases,
         step_seconds: seconds,
         mfu: model_flops / (req.devices as f64 * sys.peak_flops * seconds),
         efficiency: chosen,
-        rate_source: rates.describe(),
+        rate_source,
     })
 }
 

@@ -107,7 +107,8 @@ pub struct MeasuredTable {
 impl MeasuredTable {
     /// FLOP/s at `g`: the inverse-distance-weighted geometric mean of the four nearest
     /// measured shapes, distance being the Euclidean distance of `ln(batch·m), ln n,
-    /// ln k`. An exact match returns its measurement. Beyond the table's range the
+    /// ln k`. An exact match returns its measurement (several at that shape: the
+    /// harmonic mean of their rates, i.e. their mean time). Beyond the table's range the
     /// nearest measurements carry over (no extrapolation). `None` for an empty table.
     pub fn flops_per_s(&self, g: &Gemm) -> Option<f64> {
         let key = |x: &Gemm| {
@@ -128,12 +129,15 @@ impl MeasuredTable {
                 (d2, *r)
             })
             .collect();
+        // Several measurements of one shape (a product and its transposed variants):
+        // their mean time, the harmonic mean of the rates.
+        let exact: Vec<f64> = near.iter().filter(|p| p.0 < 1e-12).map(|p| p.1).collect();
+        if !exact.is_empty() {
+            return Some(exact.len() as f64 / exact.iter().map(|r| 1.0 / r).sum::<f64>());
+        }
         near.sort_by(|a, b| a.0.total_cmp(&b.0));
         near.truncate(4);
-        let first = near.first()?;
-        if first.0 < 1e-12 {
-            return Some(first.1);
-        }
+        near.first()?;
         let (mut wsum, mut lsum) = (0.0, 0.0);
         for (d2, r) in &near {
             let w = 1.0 / d2;
@@ -253,6 +257,13 @@ mod tests {
             source: "test".into(),
         };
         assert_eq!(t.flops_per_s(&g(1024, 1024, 1024)), Some(100e12));
+        let twice = MeasuredTable {
+            points: vec![(g(64, 64, 64), 1e9), (g(64, 64, 64), 3e9)],
+            source: "test".into(),
+        };
+        // 1 s and 1/3 s for the same FLOPs: a mean time of 2/3 s, so 1.5 GFLOP/s.
+        let r = twice.flops_per_s(&g(64, 64, 64)).unwrap();
+        assert!((r - 1.5e9).abs() < 1.0, "{r}");
         let mid = t.flops_per_s(&g(2048, 2048, 2048)).unwrap();
         assert!(mid > 100e12 && mid < 200e12, "{mid}");
         let beyond = t.flops_per_s(&g(65536, 65536, 65536)).unwrap();

@@ -32,6 +32,7 @@ pub mod layout;
 pub mod memory;
 pub mod network;
 pub mod onprem;
+pub mod op_rate;
 pub mod published;
 pub mod search;
 pub mod step;

@@ -7,14 +7,19 @@
 //!   per-device shape after the tensor (and expert) split, forward `X·W` and both
 //!   backward layouts (`dY·Wᵀ`, `Xᵀ·dY`), each at the rate its shape gets from the
 //!   [`RateSource`]; the attention core as batched GEMMs (materialised: the full
-//!   `s×s` products; flash: causal blocks skipped and 2.5 forwards in the backward,
-//!   Dao 2023); the memory-bound ops as bytes ÷ achievable HBM bandwidth: per token
-//!   and layer 22·h bytes forward for two norms and two dropout+residual passes (split
-//!   by `t` with sequence parallelism), 4·f (MLP) or 6·f (gated) for the activation,
-//!   and 9 bytes per score for softmax and dropout when scores are materialised; the
-//!   backward moves twice the forward's bytes. Recomputation adds a forward of the
-//!   blocks (full) or of the attention core (selective). The last stage adds the
-//!   vocabulary projection and the loss (`20·V/t` bytes per token).
+//!   `s×s` products, the backward's four at their own shapes; flash: causal blocks
+//!   skipped and 2.5 forwards in the backward, Dao 2023); the memory-bound ops
+//!   ([`MemOp`]) measured by a profile where one is given ([`OpTable`], forward and
+//!   backward as the framework runs them), else as bytes ÷ achievable HBM bandwidth:
+//!   per token and layer 22·h bytes forward for two norms and two dropout+residual
+//!   passes (split by `t` with sequence parallelism), 4·f (MLP) or 6·f (gated) for
+//!   the activation, and 9 bytes per score for softmax and dropout when scores are
+//!   materialised; the backward moves twice the forward's bytes. The head split and
+//!   merge, the embedding and autograd's accumulation of every GEMM operand's
+//!   gradient cost only what a profile measured (a tuned GPU framework fuses them).
+//!   Recomputation adds a forward of the blocks (full) or of the attention core
+//!   (selective). The last stage adds the vocabulary projection, the loss (`20·V/t`
+//!   bytes per token), the final layernorm and the embedding.
 //! - **tensor parallel**: per layer, forward and backward, one all-reduce (or
 //!   reduce-scatter + all-gather with sequence parallelism, the same bytes) of the
 //!   micro-batch's `b·s·h` activations after attention and one after the FFN (one
@@ -43,6 +48,7 @@ use crate::flops::{self, FlopOptions, Recompute, TpSplit};
 use crate::gemm_rate::{Gemm, RateSource, ShapeModel};
 use crate::layout::{Attention, Layout, Zero};
 use crate::memory::{self, Memory, ParamSplit};
+use crate::op_rate::{MemOp, OpTable};
 use crate::system::System;
 
 /// Bytes per activation element on the wire and in memory-bound passes (bf16).
@@ -118,6 +124,19 @@ pub struct LayerCost {
     pub ep: f64,
 }
 
+/// One priced part of a layer or of the step's ends (see [`StepModel::layer_items`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Item {
+    /// The GEMM (`qkv`, `ffn_in`, `vocab`, `scores`, ...) or memory-bound op
+    /// (`layernorm`, `grad_accum`, ...).
+    pub name: &'static str,
+    /// `fwd`, `dgrad`, `wgrad` or `bwd` for a GEMM; `train` (forward and backward) for
+    /// a memory-bound op.
+    pub pass: &'static str,
+    /// Seconds per micro-batch on one device.
+    pub seconds: f64,
+}
+
 /// The prediction for one layout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
@@ -158,6 +177,8 @@ pub struct StepModel<'a> {
     pub shape: &'a ShapeModel,
     /// Link and memory efficiencies.
     pub eff: Efficiency,
+    /// Measured memory-bound ops (a profile's); `None`: every op at its bytes.
+    pub ops: Option<&'a OpTable>,
     params: ParamSplit,
     seq: u64,
     /// Training FLOPs per token at `seq`: no recomputation, selective, full.
@@ -194,10 +215,17 @@ impl<'a> StepModel<'a> {
             rates,
             shape,
             eff,
+            ops: None,
             params: ParamSplit::of(cfg),
             seq,
             per_token: per_token_flops(cfg, seq),
         }
+    }
+
+    /// The same model with memory-bound ops priced by `ops` where it measured them.
+    pub fn with_ops(mut self, ops: &'a OpTable) -> StepModel<'a> {
+        self.ops = Some(ops);
+        self
     }
 
     /// Parameters on one device of `layout`.
@@ -220,8 +248,9 @@ impl<'a> StepModel<'a> {
         self.rates.seconds(&g, self.shape)
     }
 
-    /// Forward and backward seconds of `[m×k]·[k×n]`, `batch` times.
-    fn train_gemm(&self, batch: u64, m: u64, k: u64, n: u64) -> (f64, f64) {
+    /// Forward, data-gradient and weight-gradient seconds of `[m×k]·[k×n]`, `batch`
+    /// times.
+    fn train_gemm(&self, batch: u64, m: u64, k: u64, n: u64) -> (f64, f64, f64) {
         let fwd = self.gemm(Gemm { batch, m, n, k });
         let dgrad = self.gemm(Gemm {
             batch,
@@ -235,7 +264,7 @@ impl<'a> StepModel<'a> {
             n,
             k: m,
         });
-        (fwd, dgrad + wgrad)
+        (fwd, dgrad, wgrad)
     }
 
     fn hbm(&self, bytes: f64) -> f64 {
@@ -244,6 +273,45 @@ impl<'a> StepModel<'a> {
 
     /// Cost of one layer for one micro-batch on one device.
     pub fn layer_cost(&self, layout: &Layout, seq: u64) -> LayerCost {
+        self.layer_parts(layout, seq, &mut |_, _, _| {})
+    }
+
+    /// The parts of one layer for one micro-batch on one device, each as
+    /// `(name, pass, seconds)`: the GEMMs by pass (`fwd`, `dgrad`, `wgrad`; the
+    /// attention products `scores` and `pv` by `fwd` and `bwd`) and the memory-bound ops
+    /// (pass `train`, forward and backward). Recomputation and communication are not
+    /// listed; [`StepModel::layer_cost`] has them.
+    pub fn layer_items(&self, layout: &Layout, seq: u64) -> Vec<Item> {
+        let mut out = Vec::new();
+        self.layer_parts(layout, seq, &mut |name, pass, seconds| {
+            out.push(Item {
+                name,
+                pass,
+                seconds,
+            })
+        });
+        out
+    }
+
+    /// Forward + backward seconds of `count` instances of `op` of `elements` each:
+    /// measured when the op table has it, else its bytes at the achievable bandwidth.
+    fn mem_op(&self, op: MemOp, elements: f64, count: f64) -> f64 {
+        let measured = self
+            .ops
+            .and_then(|t| t.seconds(op, elements.round().max(1.0) as u64));
+        count
+            * match measured {
+                Some(s) => s,
+                None => self.hbm(op.train_bytes(self.cfg.ffn_kind != FfnKind::Mlp) * elements),
+            }
+    }
+
+    fn layer_parts<F: FnMut(&'static str, &'static str, f64)>(
+        &self,
+        layout: &Layout,
+        seq: u64,
+        sink: &mut F,
+    ) -> LayerCost {
         let cfg = self.cfg;
         let t = u64::from(layout.tp);
         let tokens = u64::from(layout.microbatch) * seq;
@@ -251,8 +319,8 @@ impl<'a> StepModel<'a> {
         let sp = layout.sequence_parallel && layout.tp > 1;
         let tf = t as f64;
 
-        // Weight GEMMs.
-        let (mut gemm_f, mut gemm_b) = (0.0, 0.0);
+        // Weight GEMMs, and autograd's accumulation of each operand's gradient.
+        let (mut gemm_f, mut gemm_b, mut accum) = (0.0, 0.0, 0.0);
         for mm in flops::block_matmuls(cfg) {
             let (k, n) = match mm.split {
                 TpSplit::Column => (mm.k, mm.n.div_ceil(t)),
@@ -268,12 +336,20 @@ impl<'a> StepModel<'a> {
             } else {
                 (1, (tokens as f64 * mm.per_token).ceil().max(1.0) as u64)
             };
-            let (fw, bw) = self.train_gemm(batch, m, k, n);
+            let (fw, dg, wg) = self.train_gemm(batch, m, k, n);
+            sink(mm.name, "fwd", fw);
+            sink(mm.name, "dgrad", dg);
+            sink(mm.name, "wgrad", wg);
             gemm_f += fw;
-            gemm_b += bw;
+            gemm_b += dg + wg;
+            let b = batch as f64;
+            accum += self.mem_op(MemOp::GradAccum, b * (m * k) as f64, 1.0)
+                + self.mem_op(MemOp::GradAccum, b * (k * n) as f64, 1.0);
         }
 
-        // Attention core: per head, `Q·Kᵀ` (s×s×d) and `P·V` (s×d×s).
+        // Attention core: per head, `Q·Kᵀ` (s×s×d) and `P·V` (s×d×s); materialised,
+        // the backward runs `dP = dO·Vᵀ` at the first's shape and `dQ = dS·K`,
+        // `dK = dSᵀ·Q`, `dV = Pᵀ·dO` at the second's.
         let heads = cfg.heads.div_ceil(t) * u64::from(layout.microbatch);
         let d = cfg.head_dim;
         let s = seq;
@@ -290,39 +366,58 @@ impl<'a> StepModel<'a> {
             n: d,
             k: s,
         };
+        let (hd, ss) = ((heads * s * d) as f64, (heads * s * s) as f64);
         let (attn_f, attn_b) = match layout.attention {
             Attention::Materialized => {
-                let f = self.gemm(qk) + self.gemm(pv);
-                (f, 2.0 * f)
+                let (a, b) = (self.gemm(qk), self.gemm(pv));
+                sink("scores", "fwd", a);
+                sink("pv", "fwd", b);
+                sink("scores", "bwd", 2.0 * b);
+                sink("pv", "bwd", a + b);
+                // dQ, dKᵀ and K (the transpose is a node of its own), dV; dP.
+                accum +=
+                    self.mem_op(MemOp::GradAccum, hd, 4.0) + self.mem_op(MemOp::GradAccum, ss, 1.0);
+                (a + b, a + 3.0 * b)
             }
             Attention::Flash => {
                 let f = causal * (self.gemm(qk) + self.gemm(pv));
+                sink("flash", "fwd", f);
+                sink("flash", "bwd", 2.5 * f);
+                accum += self.mem_op(MemOp::GradAccum, hd, 3.0);
                 (f, 2.5 * f)
             }
         };
+        sink(MemOp::GradAccum.name(), "train", accum);
 
-        // Memory-bound ops, forward bytes.
+        // Memory-bound ops, forward and backward (their forward a third of it, as in
+        // the physics).
         let tk = tokens as f64;
-        let h_bytes = 22.0 * tk * h / if sp { tf } else { 1.0 };
-        let act = match cfg.ffn_kind {
-            FfnKind::Mlp => 4.0,
-            FfnKind::SwiGlu | FfnKind::GeGlu => 6.0,
-        };
+        let th = tk * h / if sp { tf } else { 1.0 };
         let experts = (cfg.top_k() + cfg.shared_experts()) as f64;
-        let f_bytes = act * tk * f * experts / tf;
-        let score_bytes = match layout.attention {
-            Attention::Materialized => 9.0 * heads as f64 * (s * s) as f64,
+        let mut mem = accum;
+        let mut op = |o: MemOp, elements: f64, count: f64| {
+            let x = self.mem_op(o, elements, count);
+            sink(o.name(), "train", x);
+            mem += x;
+            x
+        };
+        op(MemOp::LayerNorm, th, 2.0);
+        op(MemOp::Residual, th, 2.0);
+        op(MemOp::Activation, tk * f * experts / tf, 1.0);
+        op(MemOp::Heads, 4.0 * tk * cfg.attn_dim() as f64 / tf, 1.0);
+        let softmax = match layout.attention {
+            Attention::Materialized => op(MemOp::Softmax, ss, 1.0),
             Attention::Flash => 0.0,
         };
-        let mem_f = self.hbm(h_bytes + f_bytes + score_bytes);
-        let mem_b = 2.0 * mem_f;
+        let mem_f = mem / 3.0;
+        let mem_b = mem - mem_f;
 
         // Recomputation.
         let (re_gemm, re_mem) = match layout.recompute {
             Recompute::None => (0.0, 0.0),
             Recompute::Full => (gemm_f + attn_f, mem_f),
             Recompute::Selective => match layout.attention {
-                Attention::Materialized => (attn_f, self.hbm(score_bytes)),
+                Attention::Materialized => (attn_f, softmax / 3.0),
                 Attention::Flash => (0.0, 0.0),
             },
         };
@@ -359,7 +454,7 @@ impl<'a> StepModel<'a> {
 
         LayerCost {
             gemm: gemm_f + gemm_b + attn_f + attn_b + re_gemm,
-            memory_bound: mem_f + mem_b + re_mem,
+            memory_bound: mem + re_mem,
             backward: gemm_b + attn_b + mem_b + re_gemm + re_mem,
             tp,
             ep,
@@ -367,14 +462,55 @@ impl<'a> StepModel<'a> {
     }
 
     /// Vocabulary projection and loss for one micro-batch on the last stage:
-    /// `(gemm seconds, memory-bound seconds)`.
+    /// `(gemm seconds, memory-bound seconds)`. The memory-bound part is the loss, the
+    /// final layernorm, the embedding and the accumulation of the projection's operand
+    /// gradients.
     pub fn vocab_cost(&self, layout: &Layout, seq: u64) -> (f64, f64) {
+        let (gemm, mem) = self.vocab_parts(layout, seq, &mut |_, _, _| {});
+        (gemm, mem)
+    }
+
+    /// The parts of [`StepModel::vocab_cost`], as [`StepModel::layer_items`] lists them.
+    pub fn vocab_items(&self, layout: &Layout, seq: u64) -> Vec<Item> {
+        let mut out = Vec::new();
+        self.vocab_parts(layout, seq, &mut |name, pass, seconds| {
+            out.push(Item {
+                name,
+                pass,
+                seconds,
+            })
+        });
+        out
+    }
+
+    fn vocab_parts<F: FnMut(&'static str, &'static str, f64)>(
+        &self,
+        layout: &Layout,
+        seq: u64,
+        sink: &mut F,
+    ) -> (f64, f64) {
         let vm = flops::vocab_matmul(self.cfg);
         let t = u64::from(layout.tp);
         let tokens = u64::from(layout.microbatch) * seq;
-        let (fw, bw) = self.train_gemm(1, tokens, vm.k, vm.n.div_ceil(t));
-        let loss = self.hbm(20.0 * tokens as f64 * self.cfg.vocab as f64 / t as f64);
-        (fw + bw, loss)
+        let n = vm.n.div_ceil(t);
+        let (fw, dg, wg) = self.train_gemm(1, tokens, vm.k, n);
+        sink(vm.name, "fwd", fw);
+        sink(vm.name, "dgrad", dg);
+        sink(vm.name, "wgrad", wg);
+        let (tk, h) = (tokens as f64, self.cfg.hidden as f64);
+        let mut mem = 0.0;
+        let mut op = |o: MemOp, elements: f64, count: f64| {
+            let x = self.mem_op(o, elements, count);
+            sink(o.name(), "train", x);
+            mem += x;
+        };
+        op(MemOp::Loss, tk * self.cfg.vocab as f64 / t as f64, 1.0);
+        op(MemOp::LayerNorm, tk * h, 1.0);
+        op(MemOp::Embedding, tk * h, 1.0);
+        let accum = self.mem_op(MemOp::GradAccum, (tokens * vm.k) as f64, 1.0)
+            + self.mem_op(MemOp::GradAccum, (vm.k * n) as f64, 1.0);
+        sink(MemOp::GradAccum.name(), "train", accum);
+        (fw + dg + wg, mem + accum)
     }
 
     /// Predict one step of `layout` with `batch`, given the per-layer cost (from
@@ -508,4 +644,142 @@ impl<'a> StepModel<'a> {
 /// workspace; flopcal assumption).
 pub fn usable_memory(sys: &System) -> f64 {
     0.95 * sys.memory_bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op_rate::OpPoint;
+    use crate::system::Tier;
+
+    fn cfg() -> ModelConfig {
+        ModelConfig {
+            name: "t".into(),
+            layers: 2,
+            hidden: 128,
+            heads: 2,
+            head_dim: 64,
+            ffn: 512,
+            vocab: 2048,
+            seq: 64,
+            causal: false,
+            ..ModelConfig::default()
+        }
+    }
+
+    fn system() -> System {
+        System {
+            name: "test".into(),
+            peak_flops: 1e11,
+            memory_bytes: 1e10,
+            hbm_bw: 1e10,
+            compute_units: None,
+            tiers: vec![Tier {
+                name: "one".into(),
+                group_size: 0,
+                bw: 1e9,
+                latency_s: 0.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_measured_op_replaces_its_bytes_and_the_others_keep_theirs() {
+        let (c, sys) = (cfg(), system());
+        let shape = ShapeModel {
+            peak_flops: sys.peak_flops,
+            hbm_bw: sys.hbm_bw,
+            compute_units: None,
+            elem_bytes: 4.0,
+            efficiency: 1.0,
+        };
+        let rates = RateSource::Shape(shape.clone());
+        let eff = Efficiency {
+            link: 1.0,
+            hbm: 1.0,
+        };
+        let layout = Layout::single(4);
+        let th = 4.0 * 64.0 * 128.0;
+        let table = OpTable {
+            points: vec![OpPoint {
+                op: MemOp::LayerNorm,
+                elements: th as u64,
+                seconds: 1e-3,
+            }],
+            source: "test".into(),
+        };
+        let plain = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
+        let measured = StepModel::new(&c, &sys, &rates, &shape, eff, 64).with_ops(&table);
+        let (a, b) = (
+            plain.layer_cost(&layout, 64),
+            measured.layer_cost(&layout, 64),
+        );
+        // Two layernorms per layer: 12 bytes per element at 10 GB/s become 1 ms each.
+        let bytes = 2.0 * 12.0 * th / 1e10;
+        assert!(
+            (b.memory_bound - a.memory_bound - (2e-3 - bytes)).abs() < 1e-12,
+            "{} vs {}",
+            b.memory_bound,
+            a.memory_bound
+        );
+        assert_eq!(a.gemm, b.gemm);
+        // Without a measurement the physics is 66·h bytes per token for norms and
+        // residuals, 12·f for the activation and 27 per score, forward and backward.
+        let tokens = 4.0 * 64.0;
+        let want =
+            (66.0 * tokens * 128.0 + 12.0 * tokens * 512.0 + 27.0 * 8.0 * 64.0 * 64.0) / 1e10;
+        assert!((a.memory_bound - want).abs() < 1e-12, "{}", a.memory_bound);
+        // The items add up to the layer's GEMMs and memory-bound ops.
+        let items: f64 = measured
+            .layer_items(&layout, 64)
+            .iter()
+            .map(|i| i.seconds)
+            .sum();
+        assert!((items - b.gemm - b.memory_bound).abs() < 1e-12);
+    }
+
+    #[test]
+    fn materialised_attention_backward_runs_its_four_products_at_their_own_shapes() {
+        // Four heads of 32: Q·Kᵀ is 64×64×32, P·V 64×32×64, for 4 × 4 = 16 heads.
+        let c = ModelConfig {
+            heads: 4,
+            head_dim: 32,
+            ..cfg()
+        };
+        let sys = system();
+        let shape = ShapeModel {
+            peak_flops: sys.peak_flops,
+            hbm_bw: sys.hbm_bw,
+            compute_units: None,
+            elem_bytes: 4.0,
+            efficiency: 1.0,
+        };
+        let g = |m, n, k| Gemm { batch: 16, m, n, k };
+        // Q·Kᵀ's shape at 1 GFLOP/s, P·V's at 4: the same FLOPs each.
+        let table = crate::gemm_rate::MeasuredTable {
+            points: vec![(g(64, 64, 32), 1e9), (g(64, 32, 64), 4e9)],
+            source: "test".into(),
+        };
+        let rates = RateSource::Profile(table);
+        let eff = Efficiency {
+            link: 1.0,
+            hbm: 1.0,
+        };
+        let m = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
+        let items = m.layer_items(&Layout::single(4), 64);
+        let get = |n: &str, p: &str| {
+            items
+                .iter()
+                .find(|i| i.name == n && i.pass == p)
+                .map(|i| i.seconds)
+                .unwrap()
+        };
+        let f = g(64, 64, 32).flops();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-15;
+        assert!(close(get("scores", "fwd"), f / 1e9));
+        assert!(close(get("pv", "fwd"), f / 4e9));
+        // dQ = dS·K and dK = dSᵀ·Q at P·V's shape; dP = dO·Vᵀ at Q·Kᵀ's, dV = Pᵀ·dO at P·V's.
+        assert!(close(get("scores", "bwd"), 2.0 * f / 4e9));
+        assert!(close(get("pv", "bwd"), f / 1e9 + f / 4e9));
+    }
 }

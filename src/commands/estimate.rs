@@ -553,6 +553,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
         ));
     }
     let mut measured: Option<KernelEfficiency> = None;
+    let mut profiled: Option<flopcal_model::forecast::Measured> = None;
     let mut local_hw: Option<flopcal_model::Hardware> = None;
     let mut kernel_dtype: Option<String> = None;
     if uses_profile {
@@ -673,6 +674,12 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
         if catalog_hw.is_none() {
             local_hw = Some(local_hardware(&k));
         }
+        let chips = match (args.devices, local_hw.as_ref().or(catalog_hw)) {
+            (Some(d), Some(h)) => h.chips(positive("devices", d)?, unit_of(args.unit)),
+            (None, Some(h)) => f64::from(h.chips_per_device),
+            (_, None) => 1.0,
+        };
+        profiled = crate::planning::measured_from_profile(&file, &k, catalog_hw.is_none(), chips);
         measured = Some(k);
     }
     let hw: &flopcal_model::Hardware = match (&local_hw, catalog_hw) {
@@ -691,7 +698,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     };
     let fixed = args.mfu.is_some()
         || args.kernel_efficiency.is_some()
-        || measured.is_some()
+        || (measured.is_some() && profiled.is_none())
         || args.hours.is_some();
     let dtype = if local_hw.is_some() {
         None
@@ -701,7 +708,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     let modelled = if fixed {
         None
     } else {
-        crate::planning::modelled(
+        crate::planning::modelled_with(
             &plan,
             hw,
             chips,
@@ -709,6 +716,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
             constraints(args),
             1,
             opt_count("seq", args.model.seq)?,
+            profiled.as_ref(),
         )?
     };
     let mfu = match (args.mfu, args.kernel_efficiency, &measured) {

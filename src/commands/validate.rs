@@ -1,5 +1,5 @@
-//! `flopcal validate`: time one real training step and compare it with the time
-//! flopcal predicts from the kernel profile of the same machine.
+//! `flopcal validate`: time one real training step and compare it with the time the
+//! step model predicts from the kernel profile of the same machine.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::commands::profile::{self, ProfileArgs};
 use crate::device::{self, DeviceChoice};
 use crate::fingerprint;
-use crate::harness::{self, stats, HarnessConfig, KernelExecutor};
+use crate::harness::{HarnessConfig, KernelExecutor};
 use crate::output::{print_json, OutputFormat};
 use crate::report_table::fmt_duration;
 use crate::results::{self, ResultFile};
@@ -102,7 +102,8 @@ pub struct ValidateReport {
     pub causal: bool,
     /// Device the step ran on.
     pub device: String,
-    /// Predicted seconds per step (Σ count × kernel mean).
+    /// Predicted seconds per step: the step model's single-device step fed with this
+    /// profile's kernel means, less its optimizer update.
     pub predicted_step_s: f64,
     /// 95% interval of the prediction.
     pub predicted_ci95_s: [f64; 2],
@@ -112,7 +113,8 @@ pub struct ValidateReport {
     pub measured_ci95_s: [f64; 2],
     /// Measured median seconds per step (for reference).
     pub measured_median_s: f64,
-    /// Σ count × kernel median (for reference; the kernels' tails left out).
+    /// The step model fed with the kernels' medians (for reference; their tails left
+    /// out).
     pub predicted_median_sum_s: f64,
     /// predicted / measured.
     pub ratio: f64,
@@ -140,12 +142,17 @@ pub struct ValidateReport {
     pub logical_cpus: usize,
     /// The prediction's terms, largest first.
     pub terms: Vec<Term>,
-    /// The step model's prediction of the same step (single-device layout, this
-    /// profile's GEMM rates and bandwidth), beside the kernel sum; not yet the judged
-    /// figure.
+    /// The step model's prediction (the judged figure, `predicted_step_s`).
     pub step_model_predicted_s: Option<f64>,
     /// `step_model_predicted_s / measured_step_s`.
     pub step_model_ratio: Option<f64>,
+    /// The step model's optimizer update, seconds, left out of the prediction (the
+    /// candle step has none).
+    pub step_model_optimizer_s: f64,
+    /// Where the step model's GEMM rates came from.
+    pub gemm_rate_source: String,
+    /// Where its memory-bound op times came from.
+    pub op_time_source: String,
 }
 
 fn step_config(args: &ValidateArgs) -> Result<StepConfig> {
@@ -330,27 +337,6 @@ struct Timed {
     samples: Vec<f64>,
 }
 
-/// Time `exec` for about `budget_s`: `untimed` iterations first (the previous kernel
-/// or step left the caches in another state), then samples of `iters` iterations
-/// until the budget is spent, at least one. Returns per-iteration seconds.
-fn time_slice(
-    exec: &mut dyn harness::Executor,
-    untimed: u64,
-    iters: u64,
-    budget_s: f64,
-) -> Result<Vec<f64>> {
-    exec.run_batch(untimed)?;
-    let iters = iters.max(1);
-    let mut out = Vec::new();
-    let mut spent = 0.0;
-    while out.is_empty() || (spent < budget_s && !interrupt::requested()) {
-        let t = exec.run_batch(iters)?;
-        spent += t;
-        out.push(t / iters as f64);
-    }
-    Ok(out)
-}
-
 /// The interleaved rounds: kernels (when `file` is to be measured) then the step,
 /// `ROUNDS` times. Replaces every kernel's samples in `file` with its interleaved ones.
 fn interleave(
@@ -396,7 +382,7 @@ fn interleave(
                 return Err(Error::Interrupted { saved: None });
             }
             let mut exec = KernelExecutor::new(k.prepared.as_mut());
-            let got = time_slice(&mut exec, 1, k.iters_per_sample, kernel_slice)?;
+            let got = validate::time_slice(&mut exec, 1, k.iters_per_sample, kernel_slice)?;
             k.samples.extend(got);
         }
         if interrupt::requested() {
@@ -407,7 +393,7 @@ fn interleave(
         // one, the first timed step of base-short took 1.1 s against 0.65 s).
         let untimed = if round == 0 { 3 } else { 1 };
         let mut exec = KernelExecutor::new(&mut timer.step);
-        let got = time_slice(&mut exec, untimed, 1, step_slice)?;
+        let got = validate::time_slice(&mut exec, untimed, 1, step_slice)?;
         timer.samples.extend(got);
     }
     if let Some(file) = file {
@@ -453,14 +439,6 @@ impl StepTimer {
             loss,
         })
     }
-
-    /// Mean, its 95% CI low and high, and the median, over the samples of every round.
-    fn summary(&self) -> Result<(f64, f64, f64, f64)> {
-        let s = stats::summarize(&self.samples).ok_or(Error::Interrupted { saved: None })?;
-        let (mean, half) = validate::mean_and_half_width(&self.samples)
-            .ok_or(Error::Interrupted { saved: None })?;
-        Ok((mean, (mean - half).max(0.0), mean + half, s.median))
-    }
 }
 
 /// The 1-minute load average (Linux), to report how busy the machine was.
@@ -492,7 +470,7 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         );
     }
     println!(
-        "  predicted: {}  (Σ count × kernel mean; 95% CI {} – {})",
+        "  predicted: {}  (step model, single device, fed with this profile's kernel means; 95% CI {} – {})",
         fmt_duration(r.predicted_step_s),
         fmt_duration(r.predicted_ci95_s[0]),
         fmt_duration(r.predicted_ci95_s[1])
@@ -514,17 +492,17 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         if r.within_bound { "within" } else { "OUTSIDE" }
     );
     println!(
-        "  medians:   Σ count × kernel median {}, step median {} (reference only)",
+        "  medians:   step model on kernel medians {}, step median {} (reference only)",
         fmt_duration(r.predicted_median_sum_s),
         fmt_duration(r.measured_median_s)
     );
-    if let (Some(p), Some(q)) = (r.step_model_predicted_s, r.step_model_ratio) {
-        println!(
-            "  step model (single device, this profile's GEMM rates and bandwidth): {:.3} ms, {q:.2}x measured",
-            p * 1e3
-        );
-    }
-    println!("  largest terms of the prediction (count × mean):");
+    println!(
+        "  left out:  the step model's optimizer update, {} (the candle step has none)",
+        fmt_duration(r.step_model_optimizer_s)
+    );
+    println!("  GEMM rates: {}", r.gemm_rate_source);
+    println!("  op times:   {}", r.op_time_source);
+    println!("  largest terms of the prediction (count × seconds each):");
     for t in pred.terms.iter().take(8) {
         println!(
             "    {:>10}  {:>5.1} × {:>10}  {}",
@@ -585,16 +563,9 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         results::save(&file, out)?;
         eprintln!("saved {}", out.display());
     }
-    let pred = validate::predict(&needs, &file)?;
-    let (measured, m_low, m_high, m_median) = timer.summary()?;
-    let (ratio, r_low, r_high) = validate::ratio(&pred, measured, m_low, m_high);
-    let within = (ratio - 1.0).abs() <= args.bound;
-    let step_model = validate::step_model_prediction(
-        &file,
-        &validate::model_config(&c, &args.model),
-        c.batch as u64,
-        c.seq as u64,
-    );
+    let pred = validate::predict(&needs, &file, &c)?;
+    let v = validate::judge(&pred, &timer.samples, args.bound)
+        .ok_or(Error::Interrupted { saved: None })?;
     let report = ValidateReport {
         model: args.model.clone(),
         layers: c.layers,
@@ -605,14 +576,14 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         device: device_name,
         predicted_step_s: pred.step_s,
         predicted_ci95_s: [pred.ci_low_s, pred.ci_high_s],
-        measured_step_s: measured,
-        measured_ci95_s: [m_low, m_high],
-        measured_median_s: m_median,
+        measured_step_s: v.measured_s,
+        measured_ci95_s: v.measured_ci95_s,
+        measured_median_s: v.measured_median_s,
         predicted_median_sum_s: pred.median_sum_s,
-        ratio,
-        ratio_ci95: [r_low, r_high],
+        ratio: v.ratio,
+        ratio_ci95: v.ratio_ci95,
         bound: args.bound,
-        within_bound: within,
+        within_bound: v.within_bound,
         loss_at_init: timer.loss,
         profile_source: source,
         rounds: rounds(args.quick),
@@ -621,8 +592,11 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         load_average: load_start.zip(load_average()).map(|(a, b)| [a, b]),
         logical_cpus: host.logical_cpus,
         terms: pred.terms.clone(),
-        step_model_predicted_s: step_model,
-        step_model_ratio: step_model.map(|p| p / measured),
+        step_model_predicted_s: Some(pred.step_s),
+        step_model_ratio: Some(v.ratio),
+        step_model_optimizer_s: pred.optimizer_s,
+        gemm_rate_source: pred.gemm_source.clone(),
+        op_time_source: pred.ops_source.clone(),
     };
     match args.format {
         OutputFormat::Json => print_json(&report)?,
@@ -639,14 +613,14 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
                 report.predicted_step_s,
                 report.measured_step_s,
                 report.ratio,
-                r_low,
-                r_high,
-                within
+                v.ratio_ci95[0],
+                v.ratio_ci95[1],
+                v.within_bound
             );
         }
         OutputFormat::Table => print_table(&report, &pred),
     }
-    Ok(if within {
+    Ok(if v.within_bound {
         Outcome::Success
     } else {
         Outcome::Failed
