@@ -370,6 +370,19 @@ pub(crate) fn measure(
     let lo = cfg.min_iters.max(1);
     let iters =
         ((cfg.time_per_size_s / slowest.max(1e-9)).ceil() as u64).clamp(lo, cfg.max_iters.max(lo));
+    // nccl-tests' own timing: the operations back to back, one clock around the
+    // loop, divided by the count, averaged over ranks (its `common.cu`, default
+    // blocking mode).
+    world.barrier();
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        p.once()?;
+    }
+    let loop_here = t0.elapsed().as_secs_f64() / iters as f64;
+    watchdog.touch();
+    let mut loop_sum = 0.0f64;
+    world.all_reduce_into(&loop_here, &mut loop_sum, SystemOperation::sum());
+    let loop_time = loop_sum / f64::from(n);
     let mut mine = Vec::with_capacity(iters as usize);
     for k in 0..iters {
         if k + 1 == iters {
@@ -409,6 +422,10 @@ pub(crate) fn measure(
         checked_elements: rlen,
         max_rel_err: err_all,
         warmup_iters: cfg.warmup_iters.max(1),
+        loop_time_s: Some(loop_time),
+        loop_algbw_gb_s: Some(bytes as f64 / loop_time / 1e9),
+        loop_busbw_gb_s: Some(bytes as f64 / loop_time / 1e9 * c.bus_factor(n)),
+        loop_iters: Some(iters),
         samples_s: samples,
     })
 }
