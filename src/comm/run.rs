@@ -38,32 +38,6 @@ pub struct CommRun {
     pub file: Option<CommFile>,
 }
 
-/// bf16 bits, summed as bf16 in reductions.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(transparent)]
-struct Bf16(u16);
-
-/// f16 bits, summed as f16 in reductions.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(transparent)]
-struct F16(u16);
-
-// SAFETY: both are `repr(transparent)` over u16, so MPI's 16-bit unsigned type
-// describes their layout exactly; reductions use the user operations below.
-unsafe impl Equivalence for Bf16 {
-    type Out = SystemDatatype;
-    fn equivalent_datatype() -> Self::Out {
-        u16::equivalent_datatype()
-    }
-}
-// SAFETY: as for `Bf16`.
-unsafe impl Equivalence for F16 {
-    type Out = SystemDatatype;
-    fn equivalent_datatype() -> Self::Out {
-        u16::equivalent_datatype()
-    }
-}
-
 /// An element type the sweep exchanges.
 trait Elem: Equivalence + Copy + Default + 'static {
     fn encode(v: f64) -> Self;
@@ -84,30 +58,51 @@ impl Elem for f32 {
         self + other
     }
 }
-impl Elem for Bf16 {
-    fn encode(v: f64) -> Self {
-        Bf16(half::bf16::from_f64(v).to_bits())
-    }
-    fn decode(self) -> f64 {
-        half::bf16::from_bits(self.0).to_f64()
-    }
-    fn add(self, other: Self) -> Self {
-        let f = |x: Self| half::bf16::from_bits(x.0).to_f32();
-        Bf16(half::bf16::from_f32(f(self) + f(other)).to_bits())
-    }
+
+/// A 16-bit float format as raw bits (`$name`, over the `half` type `$half`):
+/// exchanged as MPI's 16-bit unsigned type, summed in its own format by the user
+/// operation below.
+macro_rules! half_elem {
+    ($(#[$doc:meta])* $name:ident, $half:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        #[repr(transparent)]
+        struct $name(u16);
+
+        // SAFETY: `repr(transparent)` over u16, so MPI's 16-bit unsigned type
+        // describes its layout exactly; reductions use the user operations below.
+        unsafe impl Equivalence for $name {
+            type Out = SystemDatatype;
+            fn equivalent_datatype() -> Self::Out {
+                u16::equivalent_datatype()
+            }
+        }
+
+        impl Elem for $name {
+            fn encode(v: f64) -> Self {
+                $name(<$half>::from_f64(v).to_bits())
+            }
+            fn decode(self) -> f64 {
+                <$half>::from_bits(self.0).to_f64()
+            }
+            fn add(self, other: Self) -> Self {
+                let f = |x: Self| <$half>::from_bits(x.0).to_f32();
+                $name(<$half>::from_f32(f(self) + f(other)).to_bits())
+            }
+        }
+    };
 }
-impl Elem for F16 {
-    fn encode(v: f64) -> Self {
-        F16(half::f16::from_f64(v).to_bits())
-    }
-    fn decode(self) -> f64 {
-        half::f16::from_bits(self.0).to_f64()
-    }
-    fn add(self, other: Self) -> Self {
-        let f = |x: Self| half::f16::from_bits(x.0).to_f32();
-        F16(half::f16::from_f32(f(self) + f(other)).to_bits())
-    }
-}
+
+half_elem!(
+    /// bf16 bits, summed as bf16 in reductions.
+    Bf16,
+    half::bf16
+);
+half_elem!(
+    /// f16 bits, summed as f16 in reductions.
+    F16,
+    half::f16
+);
 
 /// MPI user reduction: `inout[i] += in[i]` in the 16-bit format `T` (rounded to it
 /// after each addition, as a bf16/f16 reduction on the wire does).
