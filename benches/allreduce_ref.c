@@ -11,8 +11,11 @@
  * Buffers: with `huge`, 2 MiB-aligned and madvise(MADV_HUGEPAGE), as flopcal's
  * allocator (mimalloc) backs large buffers with transparent huge pages; without it,
  * plain malloc (4 KiB pages here). Over Open MPI's shared-memory single copy (CMA)
- * the page size alone moved 64 MiB all-reduce bandwidth by ~1.1-1.5x on the 2-core
- * VM, which is why the check compares on the same kind of memory.
+ * on the loaded 2-core VM, huge pages were faster at 64 MiB in 5 of 6 interleaved
+ * pairs (1.1-1.5x; one pair 0.7x), and flopcal's ranks held their 128 MiB of
+ * buffers as AnonHugePages while this program's malloc'd ones held none: that,
+ * not the statistic, is what made flopcal read ~1.3x this reference; the check
+ * compares on the same kind of memory.
  *
  * usage: mpirun -np N allreduce_ref BYTES ITERS [huge]
  * prints: loop_time_s=T loop_busbw_gb_s=B median_time_s=T median_busbw_gb_s=B */
