@@ -101,8 +101,11 @@ pub struct FleetFile {
     pub created_at: String,
     /// The binary (the same on every rank; checked at start).
     pub tool: Tool,
-    /// Some rank's run was interrupted.
+    /// Some rank's run was interrupted, failed, or never reached the gather.
     pub partial: bool,
+    /// Why the file is partial, when rank 0 knows (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_reason: Option<String>,
     /// What was profiled (the same on every rank).
     pub profile: ProfileConfig,
     /// Every rank's results.

@@ -98,16 +98,51 @@ fn bus_bandwidth_uses_the_nccl_tests_factor_of_each_collective() {
     }
 }
 
-/// The C reference's busbw (GB/s) at `bytes`.
-fn reference_busbw(exe: &Path, bytes: u64) -> f64 {
-    let o = run(mpirun(2).arg(exe).args([bytes.to_string(), "10".into()]));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let text = String::from_utf8_lossy(&o.stdout);
-    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+/// Bus bandwidth (GB/s) by both timing methods: nccl-tests' back-to-back loop
+/// (mean per operation) and the barrier before every operation (median).
+#[derive(Debug, Clone, Copy, Default)]
+struct Busbw {
+    looped: f64,
+    median: f64,
 }
 
-fn flopcal_busbw(dir: &Path, bytes: u64) -> f64 {
+impl Busbw {
+    fn best(self, other: Busbw) -> Busbw {
+        Busbw {
+            looped: self.looped.max(other.looped),
+            median: self.median.max(other.median),
+        }
+    }
+}
+
+/// Operations per timing method on both sides.
+const PEER_ITERS: u64 = 20;
+
+/// The C reference at `bytes`, its buffers on huge pages as flopcal's allocator
+/// puts them (see benches/allreduce_ref.c).
+fn reference_busbw(exe: &Path, bytes: u64) -> Busbw {
+    let o =
+        run(mpirun(2)
+            .arg(exe)
+            .args([bytes.to_string(), PEER_ITERS.to_string(), "huge".into()]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let field = |k: &str| -> f64 {
+        text.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {k} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    Busbw {
+        looped: field("loop_busbw_gb_s"),
+        median: field("median_busbw_gb_s"),
+    }
+}
+
+fn flopcal_busbw(dir: &Path, bytes: u64) -> Busbw {
     let b = bytes.to_string();
+    let n = PEER_ITERS.to_string();
     let args = [
         "--collective",
         "all-reduce",
@@ -118,17 +153,22 @@ fn flopcal_busbw(dir: &Path, bytes: u64) -> f64 {
         "--max-bytes",
         &b,
         "--min-iters",
-        "10",
-        "--time-per-size",
-        "0.2",
+        &n,
+        "--max-iters",
+        &n,
     ];
     let f = comm_file(2, &args, dir, "peer.json");
-    assert_eq!(f["results"][0]["verified"], true);
-    common::f(&f["results"][0], "busbw_gb_s")
+    let r = &f["results"][0];
+    assert_eq!(r["verified"], true);
+    assert_eq!(r["loop_iters"], PEER_ITERS);
+    Busbw {
+        looped: common::f(r, "loop_busbw_gb_s"),
+        median: common::f(r, "busbw_gb_s"),
+    }
 }
 
 #[test]
-fn all_reduce_busbw_at_64_mib_is_at_least_nine_tenths_of_the_c_reference() {
+fn all_reduce_busbw_at_64_mib_is_within_a_tenth_of_the_c_reference_by_either_timing() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("allreduce_ref");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/allreduce_ref.c");
@@ -145,21 +185,31 @@ fn all_reduce_busbw_at_64_mib_is_at_least_nine_tenths_of_the_c_reference() {
         String::from_utf8_lossy(&cc.stderr)
     );
     let bytes = 64 << 20;
-    // Interleaved rounds; the best of each side, so a burst of load on the shared
-    // machine during one run does not decide the ratio.
-    let (mut ours, mut theirs) = (0.0f64, 0.0f64);
-    for _ in 0..3 {
-        ours = ours.max(flopcal_busbw(dir.path(), bytes));
-        theirs = theirs.max(reference_busbw(&exe, bytes));
+    // Interleaved rounds, alternating which side goes first; the best of each side,
+    // so a burst of load on the shared machine during one run does not decide the
+    // ratio (single runs on the 2-core VM spread by ±40% under load).
+    let (mut ours, mut theirs) = (Busbw::default(), Busbw::default());
+    for round in 0..6 {
+        if round % 2 == 0 {
+            ours = ours.best(flopcal_busbw(dir.path(), bytes));
+            theirs = theirs.best(reference_busbw(&exe, bytes));
+        } else {
+            theirs = theirs.best(reference_busbw(&exe, bytes));
+            ours = ours.best(flopcal_busbw(dir.path(), bytes));
+        }
     }
+    let looped = ours.looped / theirs.looped;
+    let median = ours.median / theirs.median;
     eprintln!(
-        "all-reduce 64 MiB busbw: flopcal {ours:.3} GB/s, C reference {theirs:.3} GB/s, ratio {:.3}",
-        ours / theirs
+        "all-reduce 64 MiB busbw, back-to-back loop (nccl-tests): flopcal {:.3} GB/s, C reference {:.3} GB/s, ratio {looped:.3}; barrier per operation, median: flopcal {:.3}, C reference {:.3}, ratio {median:.3}",
+        ours.looped, theirs.looped, ours.median, theirs.median
     );
-    assert!(
-        ours >= 0.9 * theirs,
-        "flopcal {ours} GB/s < 0.9 × reference {theirs} GB/s"
-    );
+    for (what, ratio) in [("loop", looped), ("median", median)] {
+        assert!(
+            (0.9..=1.1).contains(&ratio),
+            "{what}: flopcal / reference = {ratio:.3}, outside 0.9..1.1 ({ours:?} vs {theirs:?})"
+        );
+    }
 }
 
 #[test]

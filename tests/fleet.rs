@@ -15,6 +15,11 @@ use common::mpi::{comm_file, mpirun, read_json as json, report_page, stretch_sam
 /// A quick fleet profile of one compute-bound kernel (a 1024³ f32 matmul) on 1
 /// thread per rank, rank r pinned to CPU r with taskset.
 fn fleet_profile(out: &Path) -> Output {
+    fleet_profile_with(out, &[])
+}
+
+/// [`fleet_profile`] with `env` (`NAME=VALUE`) exported to every rank.
+fn fleet_profile_with(out: &Path, env: &[&str]) -> Output {
     let profile = [
         "profile",
         "--quick",
@@ -35,6 +40,10 @@ fn fleet_profile(out: &Path) -> Output {
     for cpu in ["0", "1"] {
         if cpu == "1" {
             c.args([":", "-np", "1"]);
+        }
+        // `-x` belongs to the app context it is given in.
+        for e in env {
+            c.args(["-x", e]);
         }
         c.args(["taskset", "-c", cpu, BIN])
             .args(profile)
@@ -86,6 +95,38 @@ fn two_equal_ranks_gather_one_file_and_neither_is_flagged() {
     );
     let page = report_page(&out, dir.path());
     assert!(page.contains("Fleet") && page.contains("No straggler"));
+}
+
+#[test]
+fn a_rank_dying_before_the_gather_ends_the_run_and_keeps_rank_0s_profile_marked_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.json");
+    let start = std::time::Instant::now();
+    let o = fleet_profile_with(&out, &["FLOPCAL_TEST_DIE_BEFORE_GATHER=1"]);
+    assert!(!o.status.success(), "a dead rank fails the run");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(120),
+        "the surviving rank stopped"
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("dying on purpose"), "{err}");
+    let f = json(&out);
+    assert_eq!(f["kind"], "fleet");
+    assert_eq!(f["partial"], true);
+    assert!(
+        f["partial_reason"]
+            .as_str()
+            .unwrap()
+            .contains("only rank 0's profile"),
+        "{f}"
+    );
+    let ranks = f["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 1, "rank 0's own profile is kept");
+    assert_eq!(ranks[0]["rank"], 0);
+    assert!(!ranks[0]["benchmarks"][0]["samples_s"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 /// A rank made slow by a mock: the gathered file of a real 2-rank run with rank 1's

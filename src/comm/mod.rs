@@ -222,6 +222,22 @@ pub struct CommResult {
     pub max_rel_err: f64,
     /// Warm-up operations before timing.
     pub warmup_iters: u64,
+    /// Seconds per operation the way nccl-tests reports time: the same number of
+    /// operations run back to back without barriers, one clock around the loop,
+    /// divided by the count, averaged over ranks. Absent in files written before
+    /// it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_time_s: Option<f64>,
+    /// Algorithm bandwidth of the back-to-back loop, 1e9 bytes/s: bytes /
+    /// loop_time_s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_algbw_gb_s: Option<f64>,
+    /// Bus bandwidth of the back-to-back loop, 1e9 bytes/s (nccl-tests' `busbw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_busbw_gb_s: Option<f64>,
+    /// Operations in the back-to-back loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_iters: Option<u64>,
     /// Raw per-operation seconds (slowest rank per iteration), in order.
     pub samples_s: Vec<f64>,
 }

@@ -172,6 +172,10 @@ mod tests {
             checked_elements: 1,
             max_rel_err: 0.0,
             warmup_iters: 5,
+            loop_time_s: None,
+            loop_algbw_gb_s: None,
+            loop_busbw_gb_s: None,
+            loop_iters: None,
             samples_s: samples,
         }
     }

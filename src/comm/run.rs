@@ -38,32 +38,6 @@ pub struct CommRun {
     pub file: Option<CommFile>,
 }
 
-/// bf16 bits, summed as bf16 in reductions.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(transparent)]
-struct Bf16(u16);
-
-/// f16 bits, summed as f16 in reductions.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(transparent)]
-struct F16(u16);
-
-// SAFETY: both are `repr(transparent)` over u16, so MPI's 16-bit unsigned type
-// describes their layout exactly; reductions use the user operations below.
-unsafe impl Equivalence for Bf16 {
-    type Out = SystemDatatype;
-    fn equivalent_datatype() -> Self::Out {
-        u16::equivalent_datatype()
-    }
-}
-// SAFETY: as for `Bf16`.
-unsafe impl Equivalence for F16 {
-    type Out = SystemDatatype;
-    fn equivalent_datatype() -> Self::Out {
-        u16::equivalent_datatype()
-    }
-}
-
 /// An element type the sweep exchanges.
 trait Elem: Equivalence + Copy + Default + 'static {
     fn encode(v: f64) -> Self;
@@ -84,30 +58,51 @@ impl Elem for f32 {
         self + other
     }
 }
-impl Elem for Bf16 {
-    fn encode(v: f64) -> Self {
-        Bf16(half::bf16::from_f64(v).to_bits())
-    }
-    fn decode(self) -> f64 {
-        half::bf16::from_bits(self.0).to_f64()
-    }
-    fn add(self, other: Self) -> Self {
-        let f = |x: Self| half::bf16::from_bits(x.0).to_f32();
-        Bf16(half::bf16::from_f32(f(self) + f(other)).to_bits())
-    }
+
+/// A 16-bit float format as raw bits (`$name`, over the `half` type `$half`):
+/// exchanged as MPI's 16-bit unsigned type, summed in its own format by the user
+/// operation below.
+macro_rules! half_elem {
+    ($(#[$doc:meta])* $name:ident, $half:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        #[repr(transparent)]
+        struct $name(u16);
+
+        // SAFETY: `repr(transparent)` over u16, so MPI's 16-bit unsigned type
+        // describes its layout exactly; reductions use the user operations below.
+        unsafe impl Equivalence for $name {
+            type Out = SystemDatatype;
+            fn equivalent_datatype() -> Self::Out {
+                u16::equivalent_datatype()
+            }
+        }
+
+        impl Elem for $name {
+            fn encode(v: f64) -> Self {
+                $name(<$half>::from_f64(v).to_bits())
+            }
+            fn decode(self) -> f64 {
+                <$half>::from_bits(self.0).to_f64()
+            }
+            fn add(self, other: Self) -> Self {
+                let f = |x: Self| <$half>::from_bits(x.0).to_f32();
+                $name(<$half>::from_f32(f(self) + f(other)).to_bits())
+            }
+        }
+    };
 }
-impl Elem for F16 {
-    fn encode(v: f64) -> Self {
-        F16(half::f16::from_f64(v).to_bits())
-    }
-    fn decode(self) -> f64 {
-        half::f16::from_bits(self.0).to_f64()
-    }
-    fn add(self, other: Self) -> Self {
-        let f = |x: Self| half::f16::from_bits(x.0).to_f32();
-        F16(half::f16::from_f32(f(self) + f(other)).to_bits())
-    }
-}
+
+half_elem!(
+    /// bf16 bits, summed as bf16 in reductions.
+    Bf16,
+    half::bf16
+);
+half_elem!(
+    /// f16 bits, summed as f16 in reductions.
+    F16,
+    half::f16
+);
 
 /// MPI user reduction: `inout[i] += in[i]` in the 16-bit format `T` (rounded to it
 /// after each addition, as a bf16/f16 reduction on the wire does).
@@ -370,6 +365,19 @@ pub(crate) fn measure(
     let lo = cfg.min_iters.max(1);
     let iters =
         ((cfg.time_per_size_s / slowest.max(1e-9)).ceil() as u64).clamp(lo, cfg.max_iters.max(lo));
+    // nccl-tests' own timing: the operations back to back, one clock around the
+    // loop, divided by the count, averaged over ranks (its `common.cu`, default
+    // blocking mode).
+    world.barrier();
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        p.once()?;
+    }
+    let loop_here = t0.elapsed().as_secs_f64() / iters as f64;
+    watchdog.touch();
+    let mut loop_sum = 0.0f64;
+    world.all_reduce_into(&loop_here, &mut loop_sum, SystemOperation::sum());
+    let loop_time = loop_sum / f64::from(n);
     let mut mine = Vec::with_capacity(iters as usize);
     for k in 0..iters {
         if k + 1 == iters {
@@ -409,6 +417,10 @@ pub(crate) fn measure(
         checked_elements: rlen,
         max_rel_err: err_all,
         warmup_iters: cfg.warmup_iters.max(1),
+        loop_time_s: Some(loop_time),
+        loop_algbw_gb_s: Some(bytes as f64 / loop_time / 1e9),
+        loop_busbw_gb_s: Some(bytes as f64 / loop_time / 1e9 * c.bus_factor(n)),
+        loop_iters: Some(iters),
         samples_s: samples,
     })
 }

@@ -48,6 +48,7 @@ pub fn results_table(file: &CommFile) -> String {
         "time (median)",
         "algbw GB/s",
         "busbw GB/s",
+        "busbw GB/s (loop)",
         "n",
         "verified",
     ]);
@@ -59,6 +60,10 @@ pub fn results_table(file: &CommFile) -> String {
             right(fmt_time(r.time_s)),
             right(format!("{:.3}", r.algbw_gb_s)),
             right(format!("{:.3}", r.busbw_gb_s)),
+            right(
+                r.loop_busbw_gb_s
+                    .map_or_else(|| "-".into(), |b| format!("{b:.3}")),
+            ),
             right(r.samples_s.len().to_string()),
             Cell::new(if r.verified { "yes" } else { "NO" }),
         ]);

@@ -12,7 +12,7 @@ use crate::{Error, Outcome, Result};
 /// Arguments of `flopcal comm`.
 #[derive(Debug, Args, Clone)]
 #[command(
-    after_long_help = "Launch it with MPI, one process per rank:\n  mpirun -np 2 flopcal comm --out comm.json\n  mpirun -np 8 flopcal comm --collective all-reduce --dtype bf16 --max-bytes 1G\n  srun -n 16 flopcal comm --format json > comm.json\n\nConventions are those of nccl-tests: median time per operation after warm-up, each operation barrier-synchronised and timed on the slowest rank; algbw = bytes / time; busbw = algbw x 2(n-1)/n (all-reduce), x (n-1)/n (all-gather, reduce-scatter, all-to-all), x 1 (broadcast, send-recv). Every result is verified against the expected values."
+    after_long_help = "Launch it with MPI, one process per rank:\n  mpirun -np 2 flopcal comm --out comm.json\n  mpirun -np 8 flopcal comm --collective all-reduce --dtype bf16 --max-bytes 1G\n  srun -n 16 flopcal comm --format json > comm.json\n\nConventions are those of nccl-tests: time per operation after warm-up, measured two ways on the same number of operations: time_s is the median over operations each barrier-synchronised and timed on the slowest rank; loop_time_s is nccl-tests' own timing (operations back to back, one clock around the loop, divided by the count, averaged over ranks), with its loop_algbw_gb_s and loop_busbw_gb_s; algbw = bytes / time; busbw = algbw x 2(n-1)/n (all-reduce), x (n-1)/n (all-gather, reduce-scatter, all-to-all), x 1 (broadcast, send-recv). Every result is verified against the expected values."
 )]
 pub struct CommArgs {
     /// Collectives to measure, comma-separated: all-reduce, all-gather,

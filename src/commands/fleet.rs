@@ -143,22 +143,47 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
         .and(checked)
         .and_then(|_| super::profile::execute(&local));
     // Every rank reaches the gather, failed or not, so none waits forever.
-    let mine = match &measured {
-        Ok(run) => serde_json::to_vec(&fleet::FleetRank {
-            rank: session.rank,
-            host: session.host(),
-            fingerprint: run.file.host.clone(),
-            run_id: run.file.run_id.clone(),
-            partial: run.file.partial,
-            peak: run.file.peak.clone(),
-            benchmarks: run.file.benchmarks.clone(),
-        })
-        .unwrap_or_default(),
-        Err(_) => Vec::new(),
+    let own = measured.as_ref().ok().map(|run| fleet::FleetRank {
+        rank: session.rank,
+        host: session.host(),
+        fingerprint: run.file.host.clone(),
+        run_id: run.file.run_id.clone(),
+        partial: run.file.partial,
+        peak: run.file.peak.clone(),
+        benchmarks: run.file.benchmarks.clone(),
+    });
+    let mine = own
+        .as_ref()
+        .map(|r| serde_json::to_vec(r).unwrap_or_default())
+        .unwrap_or_default();
+    // Rank 0 keeps its own profile, marked partial, before anything depends on the
+    // other ranks: a rank that dies makes the launcher end the whole job, and this is
+    // the file that survives it. The barrier makes sure it is written first.
+    let kept = match (&args.out, &measured) {
+        (Some(out), Ok(run)) if session.is_root() && session.size > 1 => {
+            let reason = format!(
+                "only rank 0's profile: the other {} rank(s) never delivered theirs (a rank died, or the gather was interrupted)",
+                session.size - 1
+            );
+            let file = fleet_file(&run.file.profile, own.into_iter().collect(), Some(reason));
+            fleet::save(&file, out)
+        }
+        _ => Ok(()),
     };
+    session.barrier();
+    if std::env::var_os(DIE_BEFORE_GATHER).is_some()
+        && session.size > 1
+        && session.rank + 1 == session.size
+    {
+        eprintln!(
+            "rank {}: dying on purpose before the gather (test hook {DIE_BEFORE_GATHER})",
+            session.rank
+        );
+        std::process::abort();
+    }
     let all = session.all_gather_bytes(&mine);
     let outcome = if session.is_root() {
-        gather_on_root(args, measured, &all)
+        kept.and_then(|_| gather_on_root(args, measured, &all))
     } else {
         measured.map(|_| Outcome::Success)
     };
@@ -176,6 +201,33 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
     };
     drop(session);
     std::process::exit(code);
+}
+
+/// Test hook: with this environment variable set, the last rank of a fleet run
+/// aborts after rank 0 has kept its own profile and before the gather.
+#[cfg(feature = "mpi")]
+const DIE_BEFORE_GATHER: &str = "FLOPCAL_TEST_DIE_BEFORE_GATHER";
+
+/// A fleet file of `ranks`, partial when `partial_reason` says why.
+#[cfg(feature = "mpi")]
+fn fleet_file(
+    profile: &crate::results::ProfileConfig,
+    ranks: Vec<fleet::FleetRank>,
+    partial_reason: Option<String>,
+) -> FleetFile {
+    let now = chrono::Utc::now();
+    FleetFile {
+        schema_version: crate::results::SCHEMA_VERSION,
+        kind: fleet::FLEET_KIND.into(),
+        run_id: crate::results::new_run_id(&now),
+        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tool: crate::results::Tool::current(),
+        partial: partial_reason.is_some(),
+        partial_reason,
+        profile: profile.clone(),
+        summary: fleet::summarize(&ranks, fleet::DEFAULT_STRAGGLER),
+        ranks,
+    }
 }
 
 /// Rank 0's part of a fleet run: build, save and print the gathered file.
@@ -200,18 +252,15 @@ fn gather_on_root(
             })?,
         );
     }
-    let now = chrono::Utc::now();
-    let file = FleetFile {
-        schema_version: crate::results::SCHEMA_VERSION,
-        kind: fleet::FLEET_KIND.into(),
-        run_id: crate::results::new_run_id(&now),
-        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        tool: crate::results::Tool::current(),
-        partial: !failed.is_empty() || ranks.iter().any(|r| r.partial),
-        profile: run.file.profile.clone(),
-        summary: fleet::summarize(&ranks, fleet::DEFAULT_STRAGGLER),
-        ranks,
-    };
+    let reason = (!failed.is_empty())
+        .then(|| format!("rank(s) {} failed to profile", failed.join(", ")))
+        .or_else(|| {
+            ranks
+                .iter()
+                .any(|r| r.partial)
+                .then(|| "a rank's profile was interrupted".to_string())
+        });
+    let file = fleet_file(&run.file.profile, ranks, reason);
     if let Some(out) = &args.out {
         fleet::save(&file, out)?;
         eprintln!("saved {}", out.display());
