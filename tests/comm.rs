@@ -168,7 +168,7 @@ fn flopcal_busbw(dir: &Path, bytes: u64) -> Busbw {
 }
 
 #[test]
-fn all_reduce_busbw_at_64_mib_is_within_a_tenth_of_the_c_reference_by_either_timing() {
+fn all_reduce_busbw_at_64_mib_is_at_least_nine_tenths_of_the_c_reference_by_either_timing() {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("allreduce_ref");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/allreduce_ref.c");
@@ -204,10 +204,14 @@ fn all_reduce_busbw_at_64_mib_is_within_a_tenth_of_the_c_reference_by_either_tim
         "all-reduce 64 MiB busbw, back-to-back loop (nccl-tests): flopcal {:.3} GB/s, C reference {:.3} GB/s, ratio {looped:.3}; barrier per operation, median: flopcal {:.3}, C reference {:.3}, ratio {median:.3}",
         ours.looped, theirs.looped, ours.median, theirs.median
     );
+    // The peer check's requirement is at least 0.9× the reference. Faster is not a
+    // failure within noise (best-of-six pairs on a 2-core VM still scatter by about
+    // ±10% around parity), but a gap like the 1.3× that 4 KiB reference pages caused
+    // means the two no longer time the same thing, so it fails as well.
     for (what, ratio) in [("loop", looped), ("median", median)] {
         assert!(
-            (0.9..=1.1).contains(&ratio),
-            "{what}: flopcal / reference = {ratio:.3}, outside 0.9..1.1 ({ours:?} vs {theirs:?})"
+            (0.9..=1.25).contains(&ratio),
+            "{what}: flopcal / reference = {ratio:.3}, outside 0.9..1.25 ({ours:?} vs {theirs:?})"
         );
     }
 }
