@@ -354,7 +354,7 @@ pub fn modelled(
         }
         Workload::Duration => return Ok(None),
     };
-    let fit = fit::embedded_parameters()?;
+    let fit = fit::embedded_parameters_for(&hw.class)?;
     let mut req = forecast::Request {
         cfg: &config,
         phases: &phases,

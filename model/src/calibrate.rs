@@ -322,7 +322,7 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
     let hw = cat.hardware(AI21_HARDWARE)?;
     let phases = cat.model(AI21_SCHEDULE_OF)?.training.clone();
     let cfg = m.config();
-    let step_fit = fit::embedded_parameters()?;
+    let step_fit = fit::embedded_parameters_for(&hw.class)?;
     let mut req = forecast::Request {
         cfg: &cfg,
         phases: &phases,
