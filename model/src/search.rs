@@ -355,12 +355,13 @@ pub fn search(
                                             .or_insert_with(|| {
                                                 model.vocab_cost(&layout, batch.seq)
                                             });
-                                        let secs =
-                                            model.step_seconds(&layout, batch, &layer, voc);
+                                        let secs = model.step_seconds(&layout, batch, &layer, voc);
                                         if best.ranks(secs) {
-                                            best.offer(model.predict_parts(
-                                                &layout, batch, &layer, voc, mem,
-                                            ));
+                                            best.offer(
+                                                model.predict_parts(
+                                                    &layout, batch, &layer, voc, mem,
+                                                ),
+                                            );
                                         }
                                     }
                                 }
@@ -421,24 +422,20 @@ impl Ranked {
     }
 
     /// Add `p`: folded into a listed plan with the same prediction, dropped when a
-    /// listed plan is as fast with less memory, replacing one that is as fast with
-    /// more, else inserted by step time.
+    /// listed plan is as fast with no more memory, else inserted by step time (after
+    /// the plans as fast, so the first layout found of a step time stays first).
     fn offer(&mut self, p: Prediction) {
         let mem = p.memory_per_device_bytes.total;
-        if let Some(i) = self
-            .plans
-            .iter()
-            .position(|q| same(q.step_time_s, p.step_time_s))
-        {
-            let q = &mut self.plans[i];
-            let qmem = q.memory_per_device_bytes.total;
-            if same(qmem, mem) && same_parts(&q.step_breakdown_s, &p.step_breakdown_s) {
+        if let Some(q) = self.plans.iter_mut().find(|q| {
+            same(q.step_time_s, p.step_time_s)
+                && q.memory_per_device_bytes.total <= mem * (1.0 + SAME)
+        }) {
+            if same(q.memory_per_device_bytes.total, mem)
+                && same_parts(&q.step_breakdown_s, &p.step_breakdown_s)
+            {
                 q.equivalent_layouts.push(p.layout);
-            } else if qmem <= mem {
-                self.dominated += 1;
             } else {
-                self.dominated += 1 + q.equivalent_layouts.len() as u64;
-                *q = p;
+                self.dominated += 1;
             }
             return;
         }
