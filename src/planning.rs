@@ -12,6 +12,7 @@ use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Work
 use flopcal_model::fit;
 use flopcal_model::flops::Phase;
 use flopcal_model::forecast::{self, Forecast};
+use flopcal_model::network::{MeasuredLinks, MeasuredNetwork};
 use flopcal_model::search::Constraints;
 use flopcal_model::system::System;
 use flopcal_model::{Hardware, ModelConfig};
@@ -177,12 +178,20 @@ pub fn default_run_table(file: &ResultFile) -> String {
                 .map_err(|e| e.to_string())
                 .and_then(|hw| {
                     let chips = f64::from(hw.chips_per_device);
-                    let mfu =
-                        match modelled(&plan, hw, chips, None, Constraints::default(), 1, None) {
-                            Ok(Some(m)) => Ok(m.source),
-                            Ok(None) => fit.calibrated_mfu(hw).map_err(crate::Error::from),
-                            Err(e) => Err(e),
-                        };
+                    let mfu = match modelled(
+                        &plan,
+                        hw,
+                        chips,
+                        None,
+                        &SearchOptions {
+                            keep: 1,
+                            ..SearchOptions::default()
+                        },
+                    ) {
+                        Ok(Some(m)) => Ok(m.source),
+                        Ok(None) => fit.calibrated_mfu(hw).map_err(crate::Error::from),
+                        Err(e) => Err(e),
+                    };
                     mfu.map_err(|e| e.to_string()).and_then(|m| {
                         estimate(&plan, hw, &Assumptions::new(chips, m)).map_err(|e| e.to_string())
                     })
@@ -288,6 +297,46 @@ pub struct Modelled {
     pub notes: Vec<String>,
 }
 
+/// A `flopcal comm` result file read for `--network`.
+#[derive(Debug, Clone)]
+pub struct NetworkFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its measured α–β lines.
+    pub net: MeasuredNetwork,
+}
+
+/// Read `--network FILE`: a missing, unreadable or malformed file, or a fit with a zero
+/// or negative bandwidth, is one line naming the file and the field (exit 2).
+pub fn load_network(path: &Path) -> Result<NetworkFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let net = MeasuredNetwork::from_json_str(&text).map_err(|e| crate::Error::BadFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(NetworkFile {
+        path: path.to_path_buf(),
+        net,
+    })
+}
+
+/// How [`modelled`] searches: the fixed layout dimensions, the plans kept, `--seq`
+/// (for `--params`) and a measured network.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchOptions<'a> {
+    /// Fixed layout dimensions.
+    pub constraints: Constraints,
+    /// Plans to keep.
+    pub keep: usize,
+    /// `--seq`, for `--params`.
+    pub seq: Option<u64>,
+    /// `--network`.
+    pub network: Option<&'a NetworkFile>,
+}
+
 /// The step model's estimate of `plan` on `chips` of `hw`, or `None` where it cannot
 /// run: hardware without link tiers or memory bandwidth in the catalog, a fractional
 /// chip count, or a duration-only plan. Bad layouts and models that fit no layout are
@@ -297,10 +346,14 @@ pub fn modelled(
     hw: &Hardware,
     chips: f64,
     dtype: Option<&str>,
-    constraints: Constraints,
-    keep: usize,
-    seq_flag: Option<u64>,
+    search: &SearchOptions<'_>,
 ) -> Result<Option<Modelled>> {
+    let SearchOptions {
+        constraints,
+        keep,
+        seq: seq_flag,
+        network,
+    } = *search;
     if hw.links.is_empty()
         || hw.memory_bw_gbs.is_none()
         || hw.memory_gib.is_none()
@@ -310,7 +363,18 @@ pub fn modelled(
         return Ok(None);
     }
     // Present but invalid figures (a zero bandwidth, a malformed tier) are named.
-    System::from_hardware(hw, dtype)?;
+    let sys = System::from_hardware(hw, dtype)?;
+    let links = match network {
+        Some(n) => Some(
+            MeasuredLinks::new(n.net.clone(), &sys, &n.path.display().to_string()).map_err(
+                |e| crate::Error::BadFile {
+                    path: n.path.clone(),
+                    reason: e.to_string(),
+                },
+            )?,
+        ),
+        None => None,
+    };
     let devices = chips as u64;
     let Some(report) = plan.flops()? else {
         return Ok(None);
@@ -365,6 +429,7 @@ pub fn modelled(
         rates: None,
         keep,
         gemm_efficiency: None,
+        network: links.as_ref(),
     };
     let f = forecast::forecast(&req, fit)?;
     let tokens: f64 = phases.iter().map(Phase::tokens).sum();
@@ -379,6 +444,9 @@ pub fn modelled(
     req.gemm_efficiency = Some(f.efficiency.high);
     let mfu_high = run_mfu(forecast::forecast(&req, fit)?.step_seconds);
     notes.push(format!("GEMM rates: {}", f.rate_source));
+    if let Some(l) = &links {
+        notes.push(l.describe(&sys));
+    }
     notes.push(format!(
         "links at {:.0}% and HBM at {:.0}% of nominal bandwidth (flopcal assumptions); usable memory 95% of capacity",
         fit::LINK_EFFICIENCY * 100.0,
@@ -423,6 +491,8 @@ pub struct PlanInputs {
     pub seq: Option<u64>,
     /// On-demand price per chip-hour overriding the catalog's.
     pub price: Option<f64>,
+    /// A measured network (`--network`).
+    pub network: Option<NetworkFile>,
 }
 
 /// One ranked layout with its run time and cost.
@@ -452,6 +522,8 @@ pub struct PlanRow {
     pub training_days: f64,
     /// On-demand cost, USD.
     pub cost_usd: Option<f64>,
+    /// Other layouts with the same prediction, folded into this row.
+    pub equivalent_layouts: Vec<flopcal_model::layout::Layout>,
 }
 
 /// `plan`'s result.
@@ -480,9 +552,12 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
         &inp.hw,
         inp.chips,
         inp.dtype.as_deref(),
-        inp.constraints,
-        top,
-        inp.seq,
+        &SearchOptions {
+            constraints: inp.constraints,
+            keep: top,
+            seq: inp.seq,
+            network: inp.network.as_ref(),
+        },
     )?
     .ok_or_else(|| {
         crate::Error::Usage(format!(
@@ -518,6 +593,7 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
                 device_hours: dev,
                 training_days: wall / 24.0,
                 cost_usd: price.map(|c| c * dev),
+                equivalent_layouts: p.equivalent_layouts.clone(),
             }
         })
         .collect();

@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         rates: None,
         keep: 10,
         gemm_efficiency: None,
+        network: None,
     };
     c.bench_function("plan_llama3_405b_16384_h100", |b| {
         b.iter(|| forecast(&req(&llama, h100, 16384, &phases), step_fit).map(|f| f.mfu))

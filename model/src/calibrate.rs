@@ -333,6 +333,7 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
         rates: None,
         keep: 1,
         gemm_efficiency: None,
+        network: None,
     };
     let f = forecast::forecast(&req, step_fit)?;
     req.gemm_efficiency = Some(f.efficiency.low);

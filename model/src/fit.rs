@@ -465,10 +465,8 @@ pub fn embedded_parameters_for(class: &str) -> Result<&'static StepFit, ModelErr
     {
         return Ok(f);
     }
-    let fit: &'static StepFit = Box::leak(Box::new(fit_parameters_for(
-        Catalog::embedded(),
-        class,
-    )?));
+    let fit: &'static StepFit =
+        Box::leak(Box::new(fit_parameters_for(Catalog::embedded(), class)?));
     if let Ok(mut v) = fits.lock() {
         v.push((class.to_string(), fit));
     }

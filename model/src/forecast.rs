@@ -11,6 +11,7 @@ use crate::fit::{self, Chosen, StepFit};
 use crate::flops::Phase;
 use crate::gemm_rate::{Gemm, MeasuredTable, RateSource};
 use crate::layout::{check_batch, check_devices, check_heads, check_stages};
+use crate::network::MeasuredLinks;
 use crate::search::{search, Constraints, SearchResult};
 use crate::step::{usable_memory, Batch, Prediction, StepModel};
 use crate::system::{System, GIB};
@@ -36,6 +37,8 @@ pub struct Request<'a> {
     pub keep: usize,
     /// GEMM efficiency to use instead of the fitted one (the ends of its band).
     pub gemm_efficiency: Option<f64>,
+    /// A measured network (`--network`) in place of one link tier's catalog figures.
+    pub network: Option<&'a MeasuredLinks>,
 }
 
 /// One phase's plans.
@@ -122,7 +125,8 @@ pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError
     let mut best: Option<(f64, Prediction)> = None;
     for ph in req.phases {
         check_constraints(req.cfg, req.devices, ph.batch, &req.constraints)?;
-        let m = StepModel::new(req.cfg, &sys, &rates, &shape, fit::efficiency(), ph.seq);
+        let m = StepModel::new(req.cfg, &sys, &rates, &shape, fit::efficiency(), ph.seq)
+            .with_network(req.network);
         let batch = Batch {
             global_batch: ph.batch,
             seq: ph.seq,
@@ -236,6 +240,7 @@ mod tests {
             rates: None,
             keep: 3,
             gemm_efficiency: None,
+            network: None,
         }
     }
 

@@ -43,6 +43,7 @@ use crate::flops::{self, FlopOptions, Recompute, TpSplit};
 use crate::gemm_rate::{Gemm, RateSource, ShapeModel};
 use crate::layout::{Attention, Layout, Zero};
 use crate::memory::{self, Memory, ParamSplit};
+use crate::network::MeasuredLinks;
 use crate::system::System;
 
 /// Bytes per activation element on the wire and in memory-bound passes (bf16).
@@ -163,6 +164,9 @@ pub struct StepModel<'a> {
     pub shape: &'a ShapeModel,
     /// Link and memory efficiencies.
     pub eff: Efficiency,
+    /// A measured network replacing one link tier's catalog figures
+    /// ([`StepModel::with_network`]); `None`: the catalog's.
+    pub network: Option<&'a MeasuredLinks>,
     params: ParamSplit,
     seq: u64,
     /// Training FLOPs per token at `seq`: no recomputation, selective, full.
@@ -199,10 +203,17 @@ impl<'a> StepModel<'a> {
             rates,
             shape,
             eff,
+            network: None,
             params: ParamSplit::of(cfg),
             seq,
             per_token: per_token_flops(cfg, seq),
         }
+    }
+
+    /// Time the tier `network` replaces from its measurement.
+    pub fn with_network(mut self, network: Option<&'a MeasuredLinks>) -> StepModel<'a> {
+        self.network = network;
+        self
     }
 
     /// Parameters on one device of `layout`.
@@ -343,7 +354,15 @@ impl<'a> StepModel<'a> {
                 } else {
                     2.0
                 };
-            passes * comm::time(Collective::AllReduce, n, t, tier, self.eff.link)
+            passes
+                * comm::time_with(
+                    Collective::AllReduce,
+                    n,
+                    t,
+                    tier,
+                    self.eff.link,
+                    self.network,
+                )
         } else {
             0.0
         };
@@ -357,7 +376,16 @@ impl<'a> StepModel<'a> {
             } else {
                 4.0
             };
-            passes * comm::group_time(Collective::AllToAll, n, k, t, self.system, self.eff.link)
+            passes
+                * comm::group_time_with(
+                    Collective::AllToAll,
+                    n,
+                    k,
+                    t,
+                    self.system,
+                    self.eff.link,
+                    self.network,
+                )
         } else {
             0.0
         };
@@ -446,7 +474,15 @@ impl<'a> StepModel<'a> {
         let send = if p > 1 {
             let tier = sys.tier_for(t * d + 1);
             let n = tokens * cfg.hidden as f64 * ACT_BYTES / t as f64;
-            2.0 * v * comm::time(Collective::SendRecv, n, 2, tier, self.eff.link)
+            2.0 * v
+                * comm::time_with(
+                    Collective::SendRecv,
+                    n,
+                    2,
+                    tier,
+                    self.eff.link,
+                    self.network,
+                )
         } else {
             0.0
         };
@@ -456,17 +492,26 @@ impl<'a> StepModel<'a> {
 
         let params = self.params.per_device(layout);
         let grads = params * memory::GRAD_BYTES;
-        let reduce = comm::group_time(Collective::AllReduce, grads, d, t, sys, self.eff.link);
+        let reduce = comm::group_time_with(
+            Collective::AllReduce,
+            grads,
+            d,
+            t,
+            sys,
+            self.eff.link,
+            self.network,
+        );
         let window = per_stage * layer.backward;
         let mut dp_comm = (reduce - window).max(0.0);
         if layout.zero == Zero::Full {
-            let gather = comm::group_time(
+            let gather = comm::group_time_with(
                 Collective::AllGather,
                 params * memory::WEIGHT_BYTES,
                 d,
                 t,
                 sys,
                 self.eff.link,
+                self.network,
             );
             dp_comm += (2.0 * mf * gather - compute).max(0.0);
         }
