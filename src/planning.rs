@@ -13,6 +13,7 @@ use flopcal_model::fit;
 use flopcal_model::flops::Phase;
 use flopcal_model::forecast::{self, Forecast};
 use flopcal_model::layout::Attention;
+use flopcal_model::network::{MeasuredLinks, MeasuredNetwork};
 use flopcal_model::search::Constraints;
 use flopcal_model::system::System;
 use flopcal_model::{Hardware, ModelConfig};
@@ -220,12 +221,20 @@ pub fn default_run_table(file: &ResultFile) -> String {
                 .map_err(|e| e.to_string())
                 .and_then(|hw| {
                     let chips = f64::from(hw.chips_per_device);
-                    let mfu =
-                        match modelled(&plan, hw, chips, None, Constraints::default(), 1, None) {
-                            Ok(Some(m)) => Ok(m.source),
-                            Ok(None) => fit.calibrated_mfu(hw).map_err(crate::Error::from),
-                            Err(e) => Err(e),
-                        };
+                    let mfu = match modelled(
+                        &plan,
+                        hw,
+                        chips,
+                        None,
+                        &SearchOptions {
+                            keep: 1,
+                            ..SearchOptions::default()
+                        },
+                    ) {
+                        Ok(Some(m)) => Ok(m.source),
+                        Ok(None) => fit.calibrated_mfu(hw).map_err(crate::Error::from),
+                        Err(e) => Err(e),
+                    };
                     mfu.map_err(|e| e.to_string()).and_then(|m| {
                         estimate(&plan, hw, &Assumptions::new(chips, m)).map_err(|e| e.to_string())
                     })
@@ -331,6 +340,46 @@ pub struct Modelled {
     pub notes: Vec<String>,
 }
 
+/// A `flopcal comm` result file read for `--network`.
+#[derive(Debug, Clone)]
+pub struct NetworkFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its measured α–β lines.
+    pub net: MeasuredNetwork,
+}
+
+/// Read `--network FILE`: a missing, unreadable or malformed file, or a fit with a zero
+/// or negative bandwidth, is one line naming the file and the field (exit 2).
+pub fn load_network(path: &Path) -> Result<NetworkFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let net = MeasuredNetwork::from_json_str(&text).map_err(|e| crate::Error::BadFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(NetworkFile {
+        path: path.to_path_buf(),
+        net,
+    })
+}
+
+/// How [`modelled`] searches: the fixed layout dimensions, the plans kept, `--seq`
+/// (for `--params`) and a measured network.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchOptions<'a> {
+    /// Fixed layout dimensions.
+    pub constraints: Constraints,
+    /// Plans to keep.
+    pub keep: usize,
+    /// `--seq`, for `--params`.
+    pub seq: Option<u64>,
+    /// `--network`.
+    pub network: Option<&'a NetworkFile>,
+}
+
 /// The step model's estimate of `plan` on `chips` of `hw`, or `None` where it cannot
 /// run: hardware without link tiers or memory bandwidth in the catalog, a fractional
 /// chip count, or a duration-only plan. Bad layouts and models that fit no layout are
@@ -340,28 +389,29 @@ pub fn modelled(
     hw: &Hardware,
     chips: f64,
     dtype: Option<&str>,
-    constraints: Constraints,
-    keep: usize,
-    seq_flag: Option<u64>,
+    search: &SearchOptions<'_>,
 ) -> Result<Option<Modelled>> {
-    modelled_with(plan, hw, chips, dtype, constraints, keep, seq_flag, None)
+    modelled_with(plan, hw, chips, dtype, search, None)
 }
 
 /// [`modelled`], with what a profile of the device measured when `measured` is given
 /// (GEMM rates and memory-bound op times, and for this machine the device itself):
 /// then the step model reads those instead of the catalog's shape model and bandwidth,
 /// and the MFU band is the prediction itself (no fitted efficiency to span).
-#[allow(clippy::too_many_arguments)]
 pub fn modelled_with(
     plan: &Plan,
     hw: &Hardware,
     chips: f64,
     dtype: Option<&str>,
-    constraints: Constraints,
-    keep: usize,
-    seq_flag: Option<u64>,
+    search: &SearchOptions<'_>,
     measured: Option<&forecast::Measured>,
 ) -> Result<Option<Modelled>> {
+    let SearchOptions {
+        constraints,
+        keep,
+        seq: seq_flag,
+        network,
+    } = *search;
     let own_system = measured.is_some_and(|m| m.system.is_some());
     if chips.fract() != 0.0 || chips < 1.0 {
         return Ok(None);
@@ -374,13 +424,32 @@ pub fn modelled_with(
         constraints.attention = Some(Attention::Materialized);
         notes.push("this machine runs materialised attention (the products the profile timed); --attention flash to ask otherwise".to_string());
     }
-    if !own_system {
+    let sys = if own_system {
+        None
+    } else {
         if hw.links.is_empty() || hw.memory_bw_gbs.is_none() || hw.memory_gib.is_none() {
             return Ok(None);
         }
         // Present but invalid figures (a zero bandwidth, a malformed tier) are named.
-        System::from_hardware(hw, dtype)?;
-    }
+        Some(System::from_hardware(hw, dtype)?)
+    };
+    let links = match (network, &sys) {
+        (Some(n), Some(sys)) => Some(
+            MeasuredLinks::new(n.net.clone(), sys, &n.path.display().to_string()).map_err(
+                |e| crate::Error::BadFile {
+                    path: n.path.clone(),
+                    reason: e.to_string(),
+                },
+            )?,
+        ),
+        (Some(n), None) => {
+            return Err(crate::Error::Usage(format!(
+                "--network {}: this machine as profiled is one device with no link tier to replace; use it with catalog hardware (--hardware NAME)",
+                n.path.display()
+            )))
+        }
+        (None, _) => None,
+    };
     let devices = chips as u64;
     let Some(report) = plan.flops()? else {
         return Ok(None);
@@ -423,7 +492,7 @@ pub fn modelled_with(
         }
         Workload::Duration => return Ok(None),
     };
-    let fit = fit::embedded_parameters()?;
+    let fit = fit::embedded_parameters_for(&hw.class)?;
     let mut req = forecast::Request {
         cfg: &config,
         phases: &phases,
@@ -434,6 +503,7 @@ pub fn modelled_with(
         rates: None,
         keep,
         gemm_efficiency: None,
+        network: links.as_ref(),
     };
     let f = match measured {
         Some(m) => forecast::forecast_measured(&req, m, fit)?,
@@ -460,6 +530,9 @@ pub fn modelled_with(
             "this machine as profiled: its measured FMA peak and memory bandwidth, one device; usable memory 95% of capacity".into(),
         );
     } else {
+        if let (Some(l), Some(sys)) = (&links, &sys) {
+            notes.push(l.describe(sys));
+        }
         notes.push(format!(
             "links at {:.0}% and HBM at {:.0}% of nominal bandwidth (flopcal assumptions); usable memory 95% of capacity",
             fit::LINK_EFFICIENCY * 100.0,
@@ -505,6 +578,8 @@ pub struct PlanInputs {
     pub seq: Option<u64>,
     /// On-demand price per chip-hour overriding the catalog's.
     pub price: Option<f64>,
+    /// A measured network (`--network`).
+    pub network: Option<NetworkFile>,
 }
 
 /// One ranked layout with its run time and cost.
@@ -534,6 +609,8 @@ pub struct PlanRow {
     pub training_days: f64,
     /// On-demand cost, USD.
     pub cost_usd: Option<f64>,
+    /// Other layouts with the same prediction, folded into this row.
+    pub equivalent_layouts: Vec<flopcal_model::layout::Layout>,
 }
 
 /// `plan`'s result.
@@ -562,9 +639,12 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
         &inp.hw,
         inp.chips,
         inp.dtype.as_deref(),
-        inp.constraints,
-        top,
-        inp.seq,
+        &SearchOptions {
+            constraints: inp.constraints,
+            keep: top,
+            seq: inp.seq,
+            network: inp.network.as_ref(),
+        },
     )?
     .ok_or_else(|| {
         crate::Error::Usage(format!(
@@ -600,6 +680,7 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
                 device_hours: dev,
                 training_days: wall / 24.0,
                 cost_usd: price.map(|c| c * dev),
+                equivalent_layouts: p.equivalent_layouts.clone(),
             }
         })
         .collect();

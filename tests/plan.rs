@@ -258,3 +258,124 @@ fn hf_config_plans_have_a_layout_mfu_and_device_hours() {
         );
     }
 }
+
+const COMM_FIXTURE: &str = "tests/fixtures/comm/two-ranks-intra-node.json";
+
+fn plan_18b(extra: &[&str]) -> Value {
+    let mut a = vec![
+        "--model",
+        "megatron-18.4b",
+        "--hardware",
+        "a100-80gb",
+        "--devices",
+        "256",
+        "--batch",
+        "1024",
+        "--tokens",
+        "3e11",
+        "--top",
+        "20",
+    ];
+    a.extend_from_slice(extra);
+    plan(&a)
+}
+
+#[test]
+fn identical_predictions_are_one_row_naming_the_equivalent_layouts() {
+    let v = plan_18b(&[]);
+    let plans = v["plans"].as_array().unwrap();
+    for (i, p) in plans.iter().enumerate() {
+        for q in &plans[i + 1..] {
+            let same = (f(p, "step_time_s") - f(q, "step_time_s")).abs()
+                <= 1e-9 * f(p, "step_time_s")
+                && (f(&p["memory_per_device_bytes"], "total")
+                    - f(&q["memory_per_device_bytes"], "total"))
+                .abs()
+                    <= 1e-9 * f(&p["memory_per_device_bytes"], "total");
+            assert!(!same, "two rows with one prediction: {p} and {q}");
+        }
+    }
+    // With a flash kernel, selective recomputation recomputes nothing: it is named
+    // beside the no-recompute row instead of taking a row of its own.
+    let folded = plans.iter().any(|p| {
+        p["layout"]["recompute"] == "none"
+            && p["equivalent_layouts"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|l| l["recompute"] == "selective"))
+    });
+    assert!(folded, "{}", v["plans"]);
+}
+
+#[test]
+fn a_comm_file_replaces_the_scale_up_tier_and_says_so() {
+    let catalog = plan_18b(&[]);
+    let measured = plan_18b(&["--network", COMM_FIXTURE]);
+    let notes = measured["assumptions"].to_string();
+    assert!(
+        notes.contains("link tier `nvlink` from") && notes.contains("infiniband from the catalog"),
+        "{notes}"
+    );
+    assert!(!catalog["assumptions"]
+        .to_string()
+        .contains("link tier `nvlink`"));
+    // The fixture's 10 GB/s is far below NVLink's: a tensor group of 2 pays for it.
+    let fixed = ["--tp", "2", "--pp", "1", "--microbatch", "4"];
+    let tp_comm = |v: &Value| f(&v["plans"][0]["step_breakdown_s"], "tp_comm");
+    let a = tp_comm(&plan_18b(&fixed));
+    let mut m = fixed.to_vec();
+    m.extend_from_slice(&["--network", COMM_FIXTURE]);
+    let b = tp_comm(&plan_18b(&m));
+    assert!(b > 2.0 * a, "tp 2 comm: catalog {a} s, measured {b} s");
+}
+
+#[test]
+fn a_bad_comm_file_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = std::fs::read_to_string(COMM_FIXTURE).unwrap();
+    let zero = fixture.replacen("\"beta_s_per_byte\": 1e-10", "\"beta_s_per_byte\": 0", 1);
+    assert_ne!(zero, fixture);
+    let v: Value = serde_json::from_str(&fixture).unwrap();
+    let mut no_sendrecv = v.clone();
+    no_sendrecv["fits"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["collective"] != "send_recv");
+    let cases = [
+        ("missing.json", None, "missing.json"),
+        ("bad.json", Some("{ not json".to_string()), "not valid JSON"),
+        ("zero.json", Some(zero), "beta_s_per_byte"),
+        (
+            "partial.json",
+            Some(no_sendrecv.to_string()),
+            "no fit for `send_recv`",
+        ),
+    ];
+    for (name, body, want) in cases {
+        let path = dir.path().join(name);
+        if let Some(b) = body {
+            std::fs::write(&path, b).unwrap();
+        }
+        let out = flopcal()
+            .args([
+                "plan",
+                "--model",
+                "megatron-18.4b",
+                "--hardware",
+                "a100-80gb",
+                "--devices",
+                "256",
+                "--batch",
+                "1024",
+                "--tokens",
+                "3e11",
+                "--network",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+    }
+}

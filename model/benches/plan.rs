@@ -2,7 +2,7 @@
 //! for 16,384 devices within 200 ms, an estimate within 50 ms).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use flopcal_model::catalog::Catalog;
+use flopcal_model::catalog::{Catalog, Hardware};
 use flopcal_model::fit::{self, fit_steps};
 use flopcal_model::flops::Phase;
 use flopcal_model::forecast::{forecast, Request};
@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
         rates: None,
         keep: 10,
         gemm_efficiency: None,
+        network: None,
     };
     c.bench_function("plan_llama3_405b_16384_h100", |b| {
         b.iter(|| forecast(&req(&llama, h100, 16384, &phases), step_fit).map(|f| f.mfu))
@@ -80,7 +81,35 @@ fn bench(c: &mut Criterion) {
             Some(mid.mfu + lo.mfu + hi.mfu)
         })
     });
-    // The fit every process computes once (36 published runs, each solved and
+    // What one `flopcal estimate` process computes, from a fresh state: the fit of
+    // the hardware class's published runs (no cache) and the estimate with its band.
+    let estimate_fresh = |cfg, hw: &'static Hardware, devices, phases| {
+        let f = fit::fit_parameters_for(cat, &hw.class).ok()?;
+        let mut r = req(cfg, hw, devices, phases);
+        r.keep = 1;
+        let mid = forecast(&r, &f).ok()?;
+        r.gemm_efficiency = Some(mid.efficiency.low);
+        let lo = forecast(&r, &f).ok()?;
+        r.gemm_efficiency = Some(mid.efficiency.high);
+        let hi = forecast(&r, &f).ok()?;
+        Some(mid.mfu + lo.mfu + hi.mfu)
+    };
+    let llama2_70b_hf = cat.model("llama2-70b").expect("llama2-70b").config();
+    let phases_70 = [Phase {
+        steps: 238_419,
+        batch: 2048,
+        seq: 4096,
+    }];
+    let mut g = c.benchmark_group("fresh");
+    g.sample_size(20);
+    g.bench_function("estimate_7b_512_h100_with_fit", |b| {
+        b.iter(|| estimate_fresh(&seven_b, h100, 512, &phases_7))
+    });
+    g.bench_function("estimate_llama2_70b_2048_a100_with_fit", |b| {
+        b.iter(|| estimate_fresh(&llama2_70b_hf, a100, 2048, &phases_70))
+    });
+    g.finish();
+    // The fit every process computed once before estimates fitted only their class (36 published runs, each solved and
     // checked by leave-one-out).
     let mut g = c.benchmark_group("fit");
     g.sample_size(10);

@@ -324,7 +324,7 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
     let hw = cat.hardware(AI21_HARDWARE)?;
     let phases = cat.model(AI21_SCHEDULE_OF)?.training.clone();
     let cfg = m.config();
-    let step_fit = fit::embedded_parameters()?;
+    let step_fit = fit::embedded_parameters_for(&hw.class)?;
     let mut req = forecast::Request {
         cfg: &cfg,
         phases: &phases,
@@ -335,6 +335,7 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
         rates: None,
         keep: 1,
         gemm_efficiency: None,
+        network: None,
     };
     let f = forecast::forecast(&req, step_fit)?;
     req.gemm_efficiency = Some(f.efficiency.low);

@@ -869,14 +869,6 @@ pub struct CostRange {
     pub id: String,
     /// The catalog model used for this size.
     pub model: String,
-    /// flopcal's reading: the hardware to price it on (list price).
-    pub hardware: String,
-    /// flopcal's reading: schedule override (default: the model's).
-    #[serde(default)]
-    pub training: Vec<Phase>,
-    /// Which end of flopcal's band is compared with the published figure:
-    /// `mid`, `low` or `high` (cost).
-    pub band_end: String,
     /// flopcal's reading, in words.
     pub assumption: String,
     /// Parameter count the source quoted.
@@ -1310,15 +1302,6 @@ impl Catalog {
         for g in &self.ranges {
             self.model(&g.model)
                 .map_err(|e| bad(&g.id, "model", e.to_string()))?;
-            self.hardware(&g.hardware)
-                .map_err(|e| bad(&g.id, "hardware", e.to_string()))?;
-            if !matches!(g.band_end.as_str(), "low" | "mid" | "high") {
-                return Err(bad(
-                    &g.id,
-                    "band_end",
-                    format!("must be low, mid or high (got `{}`)", g.band_end),
-                ));
-            }
             pos(&g.id, "single_run_usd", g.single_run_usd)?;
             pos(&g.id, "fully_loaded_usd", g.fully_loaded_usd)?;
             if g.configs == 0 || g.runs == 0 {

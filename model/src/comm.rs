@@ -15,6 +15,7 @@
 //! `bw` is the tier's per-device one-way bandwidth times the achievable fraction
 //! (`link_efficiency`, a calibration parameter: nominal link rates are not reached).
 
+use crate::network::MeasuredLinks;
 use crate::system::{System, Tier};
 
 /// A collective operation.
@@ -56,11 +57,22 @@ pub fn time(op: Collective, n_bytes: f64, k: u64, tier: &Tier, link_efficiency: 
     steps * tier.latency_s + beta * n_bytes / (tier.bw * link_efficiency)
 }
 
-/// Seconds for `op` over a group of `k` devices placed `stride` apart, hierarchically
-/// when the group spans two tiers: `k₁` (the largest divisor of `k` that fits) members share an inner domain and `k₂ = k/k₁`
-/// domains talk over the outer tier. All-reduce = inner reduce-scatter + outer
-/// all-reduce of `n/k₁` + inner all-gather; all-gather (reduce-scatter) = outer
-/// on `n/k₁` + inner on `n`; all-to-all and sends run on the outer tier.
+/// As [`time`], but from the measured line where `measured` replaces `tier`'s figures
+/// ([`MeasuredLinks::time_s`]; no link efficiency is applied to a measurement).
+pub fn time_with(
+    op: Collective,
+    n_bytes: f64,
+    k: u64,
+    tier: &Tier,
+    link_efficiency: f64,
+    measured: Option<&MeasuredLinks>,
+) -> f64 {
+    measured
+        .and_then(|m| m.time_s(&tier.name, op, n_bytes, k))
+        .unwrap_or_else(|| time(op, n_bytes, k, tier, link_efficiency))
+}
+
+/// [`group_time_with`] on the catalog's figures only.
 pub fn group_time(
     op: Collective,
     n_bytes: f64,
@@ -69,6 +81,25 @@ pub fn group_time(
     sys: &System,
     link_efficiency: f64,
 ) -> f64 {
+    group_time_with(op, n_bytes, k, stride, sys, link_efficiency, None)
+}
+
+/// Seconds for `op` over a group of `k` devices placed `stride` apart, hierarchically
+/// when the group spans two tiers: `k₁` (the largest divisor of `k` that fits) members share an inner domain and `k₂ = k/k₁`
+/// domains talk over the outer tier. All-reduce = inner reduce-scatter + outer
+/// all-reduce of `n/k₁` + inner all-gather; all-gather (reduce-scatter) = outer
+/// on `n/k₁` + inner on `n`; all-to-all and sends run on the outer tier. A tier that
+/// `measured` replaces is timed from its measured lines.
+pub fn group_time_with(
+    op: Collective,
+    n_bytes: f64,
+    k: u64,
+    stride: u64,
+    sys: &System,
+    link_efficiency: f64,
+    measured: Option<&MeasuredLinks>,
+) -> f64 {
+    let time = |op, n, k, tier, e| time_with(op, n, k, tier, e, measured);
     let outer = sys.tier_for(stride.saturating_mul(k));
     let inner = sys.tier_for(stride);
     let per_domain = if inner.group_size == 0 {

@@ -416,7 +416,9 @@ fn prepare_all(cat: &Catalog) -> Result<Vec<Prepared<'_>>, ModelError> {
     Ok(prepared)
 }
 
-fn solve_all(prepared: &[Prepared<'_>]) -> Result<StepFit, ModelError> {
+fn solve_all<'a, 'b: 'a>(
+    prepared: impl IntoIterator<Item = &'a Prepared<'b>>,
+) -> Result<StepFit, ModelError> {
     let mut points = vec![];
     for p in prepared {
         points.push(Point {
@@ -434,6 +436,41 @@ fn solve_all(prepared: &[Prepared<'_>]) -> Result<StepFit, ModelError> {
 /// published run.
 pub fn fit_parameters(cat: &Catalog) -> Result<StepFit, ModelError> {
     solve_all(&prepare_all(cat)?)
+}
+
+/// The parameters a prediction on hardware of `class` can use: fitted only on the
+/// runs of that class, or on every run when the class has none. For that class
+/// [`StepFit::choose`] gives what it gives on the whole fit (it reads only the class's
+/// runs, else all), at a fraction of the cost: an estimate solves only the runs it
+/// rests on.
+pub fn fit_parameters_for(cat: &Catalog, class: &str) -> Result<StepFit, ModelError> {
+    let prepared = prepare_all(cat)?;
+    if prepared.iter().any(|p| p.hw.class == class) {
+        solve_all(prepared.iter().filter(|p| p.hw.class == class))
+    } else {
+        solve_all(&prepared)
+    }
+}
+
+/// [`fit_parameters_for`] on the embedded catalog, computed once per class and
+/// process.
+pub fn embedded_parameters_for(class: &str) -> Result<&'static StepFit, ModelError> {
+    type Fits = std::sync::Mutex<Vec<(String, &'static StepFit)>>;
+    static FITS: std::sync::OnceLock<Fits> = std::sync::OnceLock::new();
+    let fits = FITS.get_or_init(Fits::default);
+    if let Some(f) = fits
+        .lock()
+        .ok()
+        .and_then(|v| v.iter().find(|(c, _)| c == class).map(|(_, f)| *f))
+    {
+        return Ok(f);
+    }
+    let fit: &'static StepFit =
+        Box::leak(Box::new(fit_parameters_for(Catalog::embedded(), class)?));
+    if let Ok(mut v) = fits.lock() {
+        v.push((class.to_string(), fit));
+    }
+    Ok(fit)
 }
 
 /// The embedded parameters, computed once per process.
@@ -578,6 +615,24 @@ mod tests {
             worst.loo_abs_log_error,
             worst.id
         );
+    }
+
+    #[test]
+    fn a_class_fit_chooses_what_the_whole_fit_chooses() {
+        let cat = Catalog::embedded();
+        let whole = embedded_parameters().unwrap();
+        for class in ["gpu-2020", "gpu-2022", "tpu-2018", "gpu-2024"] {
+            let own = fit_parameters_for(cat, class).unwrap();
+            assert_eq!(
+                own.choose(class, None).unwrap(),
+                whole.choose(class, None).unwrap(),
+                "{class}"
+            );
+        }
+        // A class with runs solves only those.
+        let h100 = fit_parameters_for(cat, "gpu-2022").unwrap();
+        assert!(h100.points.iter().all(|p| p.class == "gpu-2022"));
+        assert!(h100.points.len() < whole.points.len());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::fit::{self, Chosen, StepFit};
 use crate::flops::Phase;
 use crate::gemm_rate::{Gemm, MeasuredTable, RateSource, ShapeModel};
 use crate::layout::{check_batch, check_devices, check_heads, check_stages};
+use crate::network::MeasuredLinks;
 use crate::op_rate::OpTable;
 use crate::search::{search, Constraints, SearchResult};
 use crate::step::{usable_memory, Batch, Efficiency, Prediction, StepModel};
@@ -37,6 +38,8 @@ pub struct Request<'a> {
     pub keep: usize,
     /// GEMM efficiency to use instead of the fitted one (the ends of its band).
     pub gemm_efficiency: Option<f64>,
+    /// A measured network (`--network`) in place of one link tier's catalog figures.
+    pub network: Option<&'a MeasuredLinks>,
 }
 
 /// One phase's plans.
@@ -187,7 +190,8 @@ fn run(
     let mut best: Option<(f64, Prediction)> = None;
     for ph in req.phases {
         check_constraints(req.cfg, req.devices, ph.batch, &req.constraints)?;
-        let mut m = StepModel::new(req.cfg, sys, rates, shape, eff, ph.seq);
+        let mut m =
+            StepModel::new(req.cfg, sys, rates, shape, eff, ph.seq).with_network(req.network);
         if let Some(o) = ops {
             m = m.with_ops(o);
         }
@@ -308,6 +312,7 @@ mod tests {
             rates: None,
             keep: 3,
             gemm_efficiency: None,
+            network: None,
         }
     }
 

@@ -114,6 +114,45 @@ impl Layout {
         }
     }
 
+    /// The dimensions in which `other` differs from this layout, as `name value`
+    /// pairs (`recompute selective`, `sp off`), in the order of the fields.
+    pub fn differences(&self, other: &Layout) -> Vec<String> {
+        let mut v = vec![];
+        let mut num = |name: &str, a: u32, b: u32| {
+            if a != b {
+                v.push(format!("{name} {b}"));
+            }
+        };
+        num("tp", self.tp, other.tp);
+        num("pp", self.pp, other.pp);
+        num("dp", self.dp, other.dp);
+        num("ep", self.ep, other.ep);
+        num("b", self.microbatch, other.microbatch);
+        num("v", self.virtual_stages, other.virtual_stages);
+        num(
+            "zero",
+            u32::from(self.zero.level()),
+            u32::from(other.zero.level()),
+        );
+        if self.sequence_parallel != other.sequence_parallel {
+            v.push(
+                if other.sequence_parallel {
+                    "sp on"
+                } else {
+                    "sp off"
+                }
+                .into(),
+            );
+        }
+        if self.recompute != other.recompute {
+            v.push(format!("recompute {}", other.recompute.as_str()));
+        }
+        if self.attention != other.attention {
+            v.push(other.attention.as_str().to_string());
+        }
+        v
+    }
+
     /// `tp · pp · dp`.
     pub fn devices(&self) -> u64 {
         u64::from(self.tp) * u64::from(self.pp) * u64::from(self.dp)

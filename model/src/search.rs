@@ -9,16 +9,24 @@
 //! `d > 1`); recomputation none/selective/full; materialised or flash attention. A
 //! [`Constraints`] field that is set fixes that dimension. Memory is checked first
 //! (cheap); the per-layer cost is computed once per distinct (t, b, sp, recompute,
-//! attention, ep) and reused.
+//! attention, ep) and reused, the vocabulary cost once per (t, b); a layout's full
+//! prediction is built only when its step time would rank.
+//!
+//! Layouts with the same prediction (step time, breakdown and memory per device) are
+//! one plan: the first found is listed and the others are named in its
+//! [`Prediction::equivalent_layouts`]. A layout as fast as a listed one but needing
+//! more memory is dominated and dropped (counted in [`SearchResult::dominated`]); one
+//! as fast but needing less replaces it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 
 use crate::error::ModelError;
 use crate::flops::Recompute;
 use crate::layout::{Attention, Layout, Zero};
-use crate::step::{usable_memory, Batch, LayerCost, Prediction, StepModel};
+use crate::step::{usable_memory, Batch, Breakdown, LayerCost, Prediction, StepModel};
 use crate::system::GIB;
 
 /// Dimensions the caller fixes; `None` = searched.
@@ -72,6 +80,8 @@ pub struct SearchResult {
     pub rejected: Vec<Rejected>,
     /// The least memory per device any considered layout needed, bytes.
     pub smallest_memory_bytes: Option<f64>,
+    /// Feasible layouts dropped because a listed one is as fast with less memory.
+    pub dominated: u64,
 }
 
 fn divisors(n: u64) -> Vec<u64> {
@@ -112,6 +122,36 @@ impl Rejections {
     }
 }
 
+/// A multiply-xor hasher for the small integer keys of the layer-cost cache (the
+/// default SipHash was a tenth of a search's time).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u8(&mut self, x: u8) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+}
+
+type Cache<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
 fn recompute_key(r: Recompute) -> u8 {
     match r {
         Recompute::None => 0,
@@ -140,8 +180,13 @@ pub fn search(
     let cfg = model.cfg;
     let usable = usable_memory(model.system);
     let mut rej = Rejections(vec![]);
-    let mut cache: HashMap<(u32, u32, bool, u8, Attention, u32), LayerCost> = HashMap::new();
-    let mut best: Vec<Prediction> = vec![];
+    let mut cache: Cache<(u32, u32, bool, u8, Attention, u32), LayerCost> = Cache::default();
+    let mut vocab: Cache<(u32, u32), (f64, f64)> = Cache::default();
+    let mut best = Ranked {
+        plans: vec![],
+        keep,
+        dominated: 0,
+    };
     let (mut evaluated, mut feasible) = (0u64, 0u64);
     let mut smallest = f64::INFINITY;
     let scale_up = model.system.scale_up();
@@ -279,7 +324,7 @@ pub fn search(
                                             recompute,
                                             attention,
                                         };
-                                        let mem = model.memory(&layout, m);
+                                        let mem = model.memory_at(&layout, batch.seq, m);
                                         smallest = smallest.min(mem.total);
                                         if mem.total > usable {
                                             rej.add("does not fit in memory", || {
@@ -305,8 +350,19 @@ pub fn search(
                                         let layer = *cache.entry(key).or_insert_with(|| {
                                             model.layer_cost(&layout, batch.seq)
                                         });
-                                        let pred = model.predict_with(&layout, batch, &layer);
-                                        insert(&mut best, pred, keep);
+                                        let voc = *vocab
+                                            .entry((layout.tp, layout.microbatch))
+                                            .or_insert_with(|| {
+                                                model.vocab_cost(&layout, batch.seq)
+                                            });
+                                        let secs = model.step_seconds(&layout, batch, &layer, voc);
+                                        if best.ranks(secs) {
+                                            best.offer(
+                                                model.predict_parts(
+                                                    &layout, batch, &layer, voc, mem,
+                                                ),
+                                            );
+                                        }
                                     }
                                 }
                             }
@@ -317,7 +373,8 @@ pub fn search(
         }
     }
     Ok(SearchResult {
-        plans: best,
+        plans: best.plans,
+        dominated: best.dominated,
         evaluated,
         feasible,
         rejected: rej.0,
@@ -325,17 +382,72 @@ pub fn search(
     })
 }
 
-/// Keep `best` sorted by step time and at most `keep` long.
-fn insert(best: &mut Vec<Prediction>, p: Prediction, keep: usize) {
-    if keep == 0 {
-        return;
+/// Relative difference below which two step times or memories are the same.
+const SAME: f64 = 1e-9;
+
+fn same(a: f64, b: f64) -> bool {
+    (a - b).abs() <= SAME * a.abs().max(b.abs())
+}
+
+fn same_parts(a: &Breakdown, b: &Breakdown) -> bool {
+    [
+        (a.compute, b.compute),
+        (a.tp_comm, b.tp_comm),
+        (a.pp_comm, b.pp_comm),
+        (a.dp_comm, b.dp_comm),
+        (a.ep_comm, b.ep_comm),
+        (a.bubble, b.bubble),
+        (a.optimizer, b.optimizer),
+    ]
+    .iter()
+    .all(|(x, y)| same(*x, *y) || (x - y).abs() < 1e-15)
+}
+
+/// The fastest plans, sorted by step time, at most `keep` long, one per distinct
+/// prediction.
+struct Ranked {
+    plans: Vec<Prediction>,
+    keep: usize,
+    dominated: u64,
+}
+
+impl Ranked {
+    /// Whether a layout of `step_time_s` could enter (or join) the list.
+    fn ranks(&self, step_time_s: f64) -> bool {
+        self.keep > 0
+            && (self.plans.len() < self.keep
+                || self.plans.last().is_none_or(|w| {
+                    w.step_time_s > step_time_s || same(w.step_time_s, step_time_s)
+                }))
     }
-    if best.len() == keep && best.last().is_some_and(|w| w.step_time_s <= p.step_time_s) {
-        return;
+
+    /// Add `p`: folded into a listed plan with the same prediction, dropped when a
+    /// listed plan is as fast with no more memory, else inserted by step time (after
+    /// the plans as fast, so the first layout found of a step time stays first).
+    fn offer(&mut self, p: Prediction) {
+        let mem = p.memory_per_device_bytes.total;
+        if let Some(q) = self.plans.iter_mut().find(|q| {
+            same(q.step_time_s, p.step_time_s)
+                && q.memory_per_device_bytes.total <= mem * (1.0 + SAME)
+        }) {
+            if same(q.memory_per_device_bytes.total, mem)
+                && same_parts(&q.step_breakdown_s, &p.step_breakdown_s)
+            {
+                q.equivalent_layouts.push(p.layout);
+            } else {
+                self.dominated += 1;
+            }
+            return;
+        }
+        if !self.ranks(p.step_time_s) {
+            return;
+        }
+        let at = self
+            .plans
+            .partition_point(|x| x.step_time_s <= p.step_time_s);
+        self.plans.insert(at, p);
+        self.plans.truncate(self.keep);
     }
-    let at = best.partition_point(|x| x.step_time_s <= p.step_time_s);
-    best.insert(at, p);
-    best.truncate(keep);
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ use crate::flops::{self, FlopOptions, Recompute, TpSplit};
 use crate::gemm_rate::{Gemm, RateSource, ShapeModel};
 use crate::layout::{Attention, Layout, Zero};
 use crate::memory::{self, Memory, ParamSplit};
+use crate::network::MeasuredLinks;
 use crate::op_rate::{MemOp, OpTable};
 use crate::system::System;
 
@@ -162,6 +163,11 @@ pub struct Prediction {
     pub fits: bool,
     /// The largest part of the step.
     pub bottleneck: String,
+    /// Other layouts with the same prediction (step time, breakdown and memory), which
+    /// a search folded into this one (e.g. selective recomputation with a flash
+    /// kernel, which recomputes nothing more than no recomputation does).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub equivalent_layouts: Vec<Layout>,
 }
 
 /// Everything the step model reads besides the layout.
@@ -179,6 +185,9 @@ pub struct StepModel<'a> {
     pub eff: Efficiency,
     /// Measured memory-bound ops (a profile's); `None`: every op at its bytes.
     pub ops: Option<&'a OpTable>,
+    /// A measured network replacing one link tier's catalog figures
+    /// ([`StepModel::with_network`]); `None`: the catalog's.
+    pub network: Option<&'a MeasuredLinks>,
     params: ParamSplit,
     seq: u64,
     /// Training FLOPs per token at `seq`: no recomputation, selective, full.
@@ -216,6 +225,7 @@ impl<'a> StepModel<'a> {
             shape,
             eff,
             ops: None,
+            network: None,
             params: ParamSplit::of(cfg),
             seq,
             per_token: per_token_flops(cfg, seq),
@@ -225,6 +235,12 @@ impl<'a> StepModel<'a> {
     /// The same model with memory-bound ops priced by `ops` where it measured them.
     pub fn with_ops(mut self, ops: &'a OpTable) -> StepModel<'a> {
         self.ops = Some(ops);
+        self
+    }
+
+    /// Time the tier `network` replaces from its measurement.
+    pub fn with_network(mut self, network: Option<&'a MeasuredLinks>) -> StepModel<'a> {
+        self.network = network;
         self
     }
 
@@ -433,7 +449,15 @@ impl<'a> StepModel<'a> {
                 } else {
                     2.0
                 };
-            passes * comm::time(Collective::AllReduce, n, t, tier, self.eff.link)
+            passes
+                * comm::time_with(
+                    Collective::AllReduce,
+                    n,
+                    t,
+                    tier,
+                    self.eff.link,
+                    self.network,
+                )
         } else {
             0.0
         };
@@ -447,7 +471,16 @@ impl<'a> StepModel<'a> {
             } else {
                 4.0
             };
-            passes * comm::group_time(Collective::AllToAll, n, k, t, self.system, self.eff.link)
+            passes
+                * comm::group_time_with(
+                    Collective::AllToAll,
+                    n,
+                    k,
+                    t,
+                    self.system,
+                    self.eff.link,
+                    self.network,
+                )
         } else {
             0.0
         };
@@ -518,6 +551,45 @@ impl<'a> StepModel<'a> {
     /// degree, micro-batch, sequence parallelism, recomputation, attention and expert
     /// degree).
     pub fn predict_with(&self, layout: &Layout, batch: Batch, layer: &LayerCost) -> Prediction {
+        let vocab = self.vocab_cost(layout, batch.seq);
+        let m = layout.micro_batches(batch.global_batch).max(1);
+        let mem = self.memory_at(layout, batch.seq, m);
+        self.predict_parts(layout, batch, layer, vocab, mem)
+    }
+
+    /// Memory per device of `layout` at sequence length `seq` with `micro_batches`.
+    pub fn memory_at(&self, layout: &Layout, seq: u64, micro_batches: u64) -> Memory {
+        memory::per_device(
+            self.cfg,
+            layout,
+            seq,
+            micro_batches,
+            self.params.per_device(layout),
+        )
+    }
+
+    /// Seconds of one step of `layout` given its per-layer cost and its vocabulary
+    /// cost (from [`StepModel::vocab_cost`], which depends only on the tensor degree and
+    /// the micro-batch): the [`Prediction::step_time_s`] of
+    /// [`StepModel::predict_parts`], without building the rest of the prediction.
+    pub fn step_seconds(
+        &self,
+        layout: &Layout,
+        batch: Batch,
+        layer: &LayerCost,
+        vocab: (f64, f64),
+    ) -> f64 {
+        self.breakdown(layout, batch, layer, vocab).total()
+    }
+
+    /// The step by part.
+    fn breakdown(
+        &self,
+        layout: &Layout,
+        batch: Batch,
+        layer: &LayerCost,
+        (vocab_gemm, vocab_mem): (f64, f64),
+    ) -> Breakdown {
         let cfg = self.cfg;
         let sys = self.system;
         let (t, p, d) = (
@@ -529,7 +601,6 @@ impl<'a> StepModel<'a> {
         let m = layout.micro_batches(batch.global_batch).max(1);
         let mf = m as f64;
         let per_stage = cfg.layers as f64 / p as f64;
-        let (vocab_gemm, vocab_mem) = self.vocab_cost(layout, batch.seq);
 
         let compute = mf * (per_stage * (layer.gemm + layer.memory_bound) + vocab_gemm + vocab_mem);
         let tp_comm = mf * per_stage * layer.tp;
@@ -539,7 +610,15 @@ impl<'a> StepModel<'a> {
         let send = if p > 1 {
             let tier = sys.tier_for(t * d + 1);
             let n = tokens * cfg.hidden as f64 * ACT_BYTES / t as f64;
-            2.0 * v * comm::time(Collective::SendRecv, n, 2, tier, self.eff.link)
+            2.0 * v
+                * comm::time_with(
+                    Collective::SendRecv,
+                    n,
+                    2,
+                    tier,
+                    self.eff.link,
+                    self.network,
+                )
         } else {
             0.0
         };
@@ -549,17 +628,26 @@ impl<'a> StepModel<'a> {
 
         let params = self.params.per_device(layout);
         let grads = params * memory::GRAD_BYTES;
-        let reduce = comm::group_time(Collective::AllReduce, grads, d, t, sys, self.eff.link);
+        let reduce = comm::group_time_with(
+            Collective::AllReduce,
+            grads,
+            d,
+            t,
+            sys,
+            self.eff.link,
+            self.network,
+        );
         let window = per_stage * layer.backward;
         let mut dp_comm = (reduce - window).max(0.0);
         if layout.zero == Zero::Full {
-            let gather = comm::group_time(
+            let gather = comm::group_time_with(
                 Collective::AllGather,
                 params * memory::WEIGHT_BYTES,
                 d,
                 t,
                 sys,
                 self.eff.link,
+                self.network,
             );
             dp_comm += (2.0 * mf * gather - compute).max(0.0);
         }
@@ -569,8 +657,7 @@ impl<'a> StepModel<'a> {
             params / d as f64
         };
         let optimizer = self.hbm(local * ADAM_BYTES);
-
-        let b = Breakdown {
+        Breakdown {
             compute,
             tp_comm,
             pp_comm,
@@ -578,7 +665,26 @@ impl<'a> StepModel<'a> {
             ep_comm,
             bubble,
             optimizer,
-        };
+        }
+    }
+
+    /// Predict one step of `layout` from its per-layer cost, its vocabulary cost and
+    /// its memory per device (as [`StepModel::memory`] gives it for the layout's
+    /// micro-batches): what [`StepModel::predict_with`] computes, for callers that
+    /// cache the parts.
+    pub fn predict_parts(
+        &self,
+        layout: &Layout,
+        batch: Batch,
+        layer: &LayerCost,
+        vocab: (f64, f64),
+        mem: Memory,
+    ) -> Prediction {
+        let cfg = self.cfg;
+        let sys = self.system;
+        let b = self.breakdown(layout, batch, layer, vocab);
+        let mf = layout.micro_batches(batch.global_batch).max(1) as f64;
+        let per_stage = cfg.layers as f64 / f64::from(layout.pp);
         let step = b.total();
         let devices = layout.devices() as f64;
         let seq_tokens = batch.global_batch as f64 * batch.seq as f64;
@@ -594,17 +700,16 @@ impl<'a> StepModel<'a> {
                 (Recompute::Selective, _) | (Recompute::None, Attention::Flash) => per_token[1],
                 (Recompute::None, Attention::Materialized) => per_token[0],
             };
-        let mem = memory::per_device(cfg, layout, batch.seq, m, params);
-        let gemm_total = mf * (per_stage * layer.gemm + vocab_gemm);
+        let gemm_total = mf * (per_stage * layer.gemm + vocab.0);
         let parts = [
             ("gemm compute", gemm_total),
-            ("memory-bound ops", compute - gemm_total),
-            ("tensor-parallel communication", tp_comm),
-            ("pipeline sends", pp_comm),
-            ("data-parallel communication", dp_comm),
-            ("expert all-to-all", ep_comm),
-            ("pipeline bubble", bubble),
-            ("optimizer", optimizer),
+            ("memory-bound ops", b.compute - gemm_total),
+            ("tensor-parallel communication", b.tp_comm),
+            ("pipeline sends", b.pp_comm),
+            ("data-parallel communication", b.dp_comm),
+            ("expert all-to-all", b.ep_comm),
+            ("pipeline bubble", b.bubble),
+            ("optimizer", b.optimizer),
         ];
         let bottleneck = parts
             .iter()
@@ -623,6 +728,7 @@ impl<'a> StepModel<'a> {
             memory_per_device_bytes: mem,
             fits: mem.total <= usable_memory(sys),
             bottleneck,
+            equivalent_layouts: vec![],
         }
     }
 

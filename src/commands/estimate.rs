@@ -172,6 +172,11 @@ pub struct EstimateArgs {
     /// On-demand price, USD per chip (GPU) hour, instead of the catalog's.
     #[arg(long, allow_negative_numbers = true)]
     pub price: Option<f64>,
+    /// A `flopcal comm --out` result file: its measured α–β per collective replaces the
+    /// catalog's figures of the link tier its group spanned (intra-node: the first,
+    /// scale-up tier; inter-node: the scale-out tier).
+    #[arg(long, value_name = "FILE")]
+    pub network: Option<PathBuf>,
     /// Preemptible price, USD per chip (GPU) hour, instead of the catalog's.
     #[arg(long, allow_negative_numbers = true)]
     pub preemptible_price: Option<f64>,
@@ -705,6 +710,11 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     } else {
         kernel_dtype.as_deref().or(args.dtype.as_deref())
     };
+    let network = args
+        .network
+        .as_deref()
+        .map(crate::planning::load_network)
+        .transpose()?;
     let modelled = if fixed {
         None
     } else {
@@ -713,12 +723,20 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
             hw,
             chips,
             dtype,
-            constraints(args),
-            1,
-            opt_count("seq", args.model.seq)?,
+            &crate::planning::SearchOptions {
+                constraints: constraints(args),
+                keep: 1,
+                seq: opt_count("seq", args.model.seq)?,
+                network: network.as_ref(),
+            },
             profiled.as_ref(),
         )?
     };
+    if network.is_some() && modelled.is_none() {
+        return Err(Error::Usage(
+            "--network feeds the step model, which this estimate does not use (a fixed --mfu, --kernel-efficiency, --profile or --hours, or hardware without link tiers): drop --network or those".into(),
+        ));
+    }
     let mfu = match (args.mfu, args.kernel_efficiency, &measured) {
         _ if modelled.is_some() => modelled
             .as_ref()
@@ -839,6 +857,11 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
         constraints: constraints(args),
         seq: opt_count("seq", args.model.seq)?,
         price: args.price,
+        network: args
+            .network
+            .as_deref()
+            .map(crate::planning::load_network)
+            .transpose()?,
     })
 }
 

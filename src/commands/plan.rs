@@ -31,9 +31,23 @@ struct PlanJson<'a> {
     plans: &'a [PlanRow],
     evaluated: u64,
     feasible: u64,
+    dominated: u64,
     rejected: &'a [flopcal_model::search::Rejected],
     gemm_efficiency_basis: &'a str,
     assumptions: &'a [String],
+}
+
+/// A row's layout and, below it, the layouts with the same prediction, each by how it
+/// differs (`= recompute selective`).
+fn with_equivalents(
+    l: &flopcal_model::layout::Layout,
+    eq: &[flopcal_model::layout::Layout],
+) -> String {
+    let mut s = layout_text(l);
+    for e in eq {
+        s.push_str(&format!("\n  = {}", l.differences(e).join(", ")));
+    }
+    s
 }
 
 /// Run `flopcal plan`.
@@ -47,6 +61,7 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
             plans: &r.rows,
             evaluated: r.search.evaluated,
             feasible: r.search.feasible,
+            dominated: r.search.dominated,
             rejected: &r.search.rejected,
             gemm_efficiency_basis: &r.basis,
             assumptions: &r.notes,
@@ -78,7 +93,7 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
             for (i, p) in r.rows.iter().enumerate() {
                 t.add_row(vec![
                     rc(format!("{}", i + 1)),
-                    Cell::new(layout_text(&p.layout)),
+                    Cell::new(with_equivalents(&p.layout, &p.equivalent_layouts)),
                     rc(format!("{:.3} s", p.step_time_s)),
                     rc(format!("{:.1}%", p.mfu * 100.0)),
                     rc(format!(
@@ -91,6 +106,13 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
                 ]);
             }
             outln!(out, "{t}");
+            if r.search.dominated > 0 {
+                outln!(
+                    out,
+                    "not listed: {} feasible layouts as fast as a listed one but needing more memory",
+                    r.search.dominated
+                );
+            }
             if !r.search.rejected.is_empty() {
                 outln!(out, "rejected:");
                 for x in &r.search.rejected {
