@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::mpi::{comm_file, mpirun, read_json as json, report_page, stretch_samples, BIN};
 
@@ -127,6 +127,92 @@ fn a_rank_dying_before_the_gather_ends_the_run_and_keeps_rank_0s_profile_marked_
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+/// The pid of the running rank `rank` of a flopcal launch (its environment names
+/// the rank), if it is up yet.
+fn rank_pid(rank: u32) -> Option<u32> {
+    let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+        if exe != Path::new(BIN) {
+            return None;
+        }
+        let env = std::fs::read(e.path().join("environ")).ok()?;
+        env.split(|&b| b == 0)
+            .any(|v| v == want.as_bytes())
+            .then_some(pid)
+    })
+}
+
+#[test]
+fn a_rank_killed_mid_profile_ends_the_run_and_keeps_rank_0s_partial_profile() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.json");
+    // The whole quick suite on one thread per rank: about a minute, so a kill a few
+    // seconds in lands mid-profile on both ranks.
+    let mut c = mpirun(2);
+    c.args([
+        BIN,
+        "profile",
+        "--quick",
+        "--threads",
+        "1",
+        "--no-peak",
+        "--out",
+    ])
+    .arg(&out)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let start = Instant::now();
+    let pid = loop {
+        if let Some(p) = rank_pid(1) {
+            break p;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "rank 1 never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if killed_at.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("rank 0 was still running 120 s after rank 1 died");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "a dead rank fails the run");
+    let f = json(&out);
+    assert_eq!(f["kind"], "fleet");
+    assert_eq!(f["partial"], true, "{f}");
+    let ranks = f["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 1, "rank 0's own profile is kept");
+    assert_eq!(ranks[0]["rank"], 0);
+    assert_eq!(ranks[0]["partial"], true, "rank 0 was stopped mid-profile");
+    let measured = ranks[0]["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| !b["samples_s"].as_array().unwrap().is_empty())
+        .count();
+    assert!(
+        measured > 0,
+        "what rank 0 measured before the stop is in the file"
+    );
 }
 
 /// A rank made slow by a mock: the gathered file of a real 2-rank run with rank 1's
