@@ -133,10 +133,11 @@ fn a_rank_dying_before_the_gather_ends_the_run_and_keeps_rank_0s_profile_marked_
 /// the rank), if it is up yet.
 fn rank_pid(rank: u32) -> Option<u32> {
     let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+    let bin = std::fs::canonicalize(BIN).ok()?;
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let exe = std::fs::read_link(e.path().join("exe")).ok()?;
-        if exe != Path::new(BIN) {
+        if exe != bin {
             return None;
         }
         let env = std::fs::read(e.path().join("environ")).ok()?;
