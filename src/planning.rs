@@ -142,6 +142,39 @@ fn efficiency_for(
     }
 }
 
+/// `plan` on this machine as `file` profiled it, and whether the step model made it:
+/// the step model fed by the profile's measured GEMM rates, op times, FMA peak and
+/// bandwidth on one device (as `estimate --profile FILE --hardware local` does), or,
+/// where the profile cannot feed it (no bandwidth or GEMM table measured), the
+/// measured kernel efficiency times the system efficiency fitted on published runs.
+fn this_machine(
+    file: &ResultFile,
+    k: &KernelEfficiency,
+    plan: &Plan,
+    hw: &Hardware,
+    fit: &Fit,
+) -> (std::result::Result<Estimate, String>, bool) {
+    if let Some(m) = measured_from_profile(file, k, true, 1.0) {
+        let search = SearchOptions {
+            keep: 1,
+            ..SearchOptions::default()
+        };
+        match modelled_with(plan, hw, 1.0, None, &search, Some(&m)) {
+            Ok(Some(md)) => {
+                let e = estimate(plan, hw, &Assumptions::new(1.0, md.source));
+                return (e.map_err(|e| e.to_string()), true);
+            }
+            Ok(None) => {}
+            Err(e) => return (Err(e.to_string()), true),
+        }
+    }
+    let e = fit
+        .measured_mfu(hw, k.kernel_efficiency)
+        .and_then(|m| estimate(plan, hw, &Assumptions::new(1.0, m)))
+        .map_err(|e| e.to_string());
+    (e, false)
+}
+
 /// The end of the no-argument run: BERT-base and BERT-large pre-training on this
 /// machine (MFU from the profile just measured) next to TPU v3, A100 and H100
 /// (catalog, calibrated MFU), one priced device each, with hours and dollars.
@@ -187,16 +220,24 @@ pub fn default_run_table(file: &ResultFile) -> String {
         match efficiency_for(file, &plan) {
             Ok((k, proxy)) => {
                 let hw = local_hardware(&k);
-                let e = fit
-                    .measured_mfu(&hw, k.kernel_efficiency)
-                    .and_then(|m| estimate(&plan, &hw, &Assumptions::new(1.0, m)))
-                    .map_err(|e| e.to_string());
+                let (e, stepped) = this_machine(file, &k, &plan, &hw, &fit);
                 let label = if proxy {
                     format!("this machine* ({})", k.dtype)
                 } else {
                     format!("this machine ({})", k.dtype)
                 };
-                if proxy {
+                if stepped {
+                    notes.push(format!(
+                        "{model} on this machine: the step model on the profile's measured GEMM rates and memory-bound op times{}, its {} GFLOP/s {} FMA peak and measured bandwidth, one device, materialised attention",
+                        if proxy {
+                            format!(" (* measured on {}'s kernels, interpolated across shapes; `flopcal profile --model {model} --out results/{model}.json` measures its own)", k.profile_model)
+                        } else {
+                            String::new()
+                        },
+                        crate::report_table::fmt_giga(k.peak_flops_per_s),
+                        k.dtype
+                    ));
+                } else if proxy {
                     notes.push(format!(
                         "* {model} on this machine uses the kernel efficiency of the {} kernels just measured ({:.1}%); profile its own with `flopcal profile --model {model} --out results/{model}.json` and `flopcal estimate --model {model} --profile results/{model}.json`",
                         k.profile_model,
@@ -290,7 +331,7 @@ pub fn default_run_table(file: &ResultFile) -> String {
     }
     outln!(
         out,
-        "MFU: this machine = measured kernel efficiency x system efficiency fitted from published runs (pooled over classes); a100 and h100 = the step model's best single-device layout at the GEMM efficiency fitted on published runs of their class; tpu-v3 (no link tiers in the catalog) = the whole-run fit of 2018-19 runs. This machine has no price: `flopcal compare` prices on-prem hardware against the cloud."
+        "MFU: this machine = the step model on what the profile just measured (GEMM rates, memory-bound op times, FMA peak, bandwidth; one device), or where the profile cannot feed it, measured kernel efficiency x system efficiency fitted from published runs; a100 and h100 = the step model's best single-device layout at the GEMM efficiency fitted on published runs of their class; tpu-v3 (no link tiers in the catalog) = the whole-run fit of 2018-19 runs. This machine has no price: `flopcal compare` prices on-prem hardware against the cloud."
     );
     out
 }
@@ -693,4 +734,69 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
         basis: f.efficiency.basis.clone(),
         notes: m.notes.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed quick profile of the 2-core EPYC.
+    fn quick_profile() -> ResultFile {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/amd-epyc-2core-quick.json");
+        crate::results::load(&path).unwrap()
+    }
+
+    #[test]
+    fn the_default_run_estimates_this_machine_with_the_step_model_on_the_profile() {
+        let file = quick_profile();
+        let table = default_run_table(&file);
+        assert!(
+            table.contains(
+                "bert-base on this machine: the step model on the profile's measured GEMM rates"
+            ),
+            "{table}"
+        );
+        assert!(
+            !table.contains("on this machine: kernel efficiency"),
+            "{table}"
+        );
+        assert!(
+            !table.contains("uses the kernel efficiency of the"),
+            "{table}"
+        );
+        // The row is the step model's prediction, the one `validate` checks.
+        let cat = load_catalog(None).unwrap();
+        let plan = catalog_plan(&cat, "bert-base").unwrap();
+        let (k, _) = efficiency_for(&file, &plan).unwrap();
+        let hw = local_hardware(&k);
+        let m = measured_from_profile(&file, &k, true, 1.0).unwrap();
+        let search = SearchOptions {
+            keep: 1,
+            ..SearchOptions::default()
+        };
+        let md = modelled_with(&plan, &hw, 1.0, None, &search, Some(&m))
+            .unwrap()
+            .unwrap();
+        let fit = Fit::from_catalog(&cat).unwrap();
+        let (e, stepped) = this_machine(&file, &k, &plan, &hw, &fit);
+        assert!(stepped);
+        let e = e.unwrap();
+        let MfuSource::Modelled { mfu, .. } = md.source else {
+            panic!("not modelled");
+        };
+        let got = e.mfu.unwrap();
+        assert!((got - mfu).abs() < 1e-12, "{got} vs {mfu}");
+    }
+
+    #[test]
+    fn a_profile_without_bandwidth_falls_back_to_the_kernel_efficiency_and_says_so() {
+        // Only GEMMs: no kernel that moved bytes, so no bandwidth for the step model.
+        let mut file = quick_profile();
+        file.benchmarks.retain(|b| b.kernel == "matmul");
+        let table = default_run_table(&file);
+        assert!(
+            table.contains("bert-base on this machine: kernel efficiency"),
+            "{table}"
+        );
+    }
 }
