@@ -277,26 +277,7 @@ fn compare_counts_and_lists_the_assumptions_it_relied_on() {
 
 #[test]
 fn an_unknown_or_absent_price_source_is_one_line_and_exit_2() {
-    for (args, needle) in [
-        (
-            vec!["--hardware", "h100-sxm", "--price-source", "lamda"],
-            "did you mean `lambda`",
-        ),
-        (
-            vec!["--hardware", "tpu-v4", "--price-source", "aws"],
-            "no on-demand price from `aws` (price sources: gcp)",
-        ),
-    ] {
-        let out = flopcal()
-            .args(["compare", "--model", "bert-large"])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    common::assert_bad_price_sources_refused("compare");
 }
 
 #[test]

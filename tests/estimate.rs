@@ -916,26 +916,7 @@ fn estimate_price_source_picks_the_providers_published_price() {
 
 #[test]
 fn estimate_rejects_an_unknown_or_absent_price_source_in_one_line() {
-    for (args, needle) in [
-        (
-            vec!["--hardware", "h100-sxm", "--price-source", "lamda"],
-            "did you mean `lambda`",
-        ),
-        (
-            vec!["--hardware", "tpu-v4", "--price-source", "aws"],
-            "no on-demand price from `aws` (price sources: gcp)",
-        ),
-    ] {
-        let out = flopcal()
-            .args(["estimate", "--model", "bert-large"])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
-    }
+    common::assert_bad_price_sources_refused("estimate");
 }
 
 #[test]

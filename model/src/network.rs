@@ -368,28 +368,33 @@ mod tests {
     }
 
     fn links(ranks: u32) -> MeasuredLinks {
-        let sys = System {
+        let sys = unit_system(vec![
+            crate::system::Tier {
+                name: "nvlink".into(),
+                group_size: 8,
+                bw: 1e11,
+                latency_s: 0.0,
+            },
+            crate::system::Tier {
+                name: "ib".into(),
+                group_size: 0,
+                bw: 1e10,
+                latency_s: 0.0,
+            },
+        ]);
+        MeasuredLinks::new(net(ranks), &sys, "f.json").unwrap()
+    }
+
+    /// A system whose only figures that matter are its link `tiers`.
+    fn unit_system(tiers: Vec<crate::system::Tier>) -> System {
+        System {
             name: "s".into(),
             peak_flops: 1.0,
             memory_bytes: 1.0,
             hbm_bw: 1.0,
             compute_units: None,
-            tiers: vec![
-                crate::system::Tier {
-                    name: "nvlink".into(),
-                    group_size: 8,
-                    bw: 1e11,
-                    latency_s: 0.0,
-                },
-                crate::system::Tier {
-                    name: "ib".into(),
-                    group_size: 0,
-                    bw: 1e10,
-                    latency_s: 0.0,
-                },
-            ],
-        };
-        MeasuredLinks::new(net(ranks), &sys, "f.json").unwrap()
+            tiers,
+        }
     }
 
     #[test]
@@ -423,14 +428,7 @@ mod tests {
             r#"{"collective": "all_reduce", "ranks": 2, "alpha_s": 1e-6, "beta_s_per_byte": 1e-9}"#,
         ))
         .unwrap();
-        let sys = System {
-            name: "s".into(),
-            peak_flops: 1.0,
-            memory_bytes: 1.0,
-            hbm_bw: 1.0,
-            compute_units: None,
-            tiers: vec![],
-        };
+        let sys = unit_system(vec![]);
         let e = MeasuredLinks::new(only_ar, &sys, "f.json")
             .unwrap_err()
             .to_string();

@@ -138,6 +138,17 @@ pub struct Item {
     pub seconds: f64,
 }
 
+/// A sink for the `*_parts` walks that keeps each part as an [`Item`] in `out`.
+fn item_sink(out: &mut Vec<Item>) -> impl FnMut(&'static str, &'static str, f64) + '_ {
+    move |name, pass, seconds| {
+        out.push(Item {
+            name,
+            pass,
+            seconds,
+        })
+    }
+}
+
 /// The prediction for one layout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
@@ -299,13 +310,7 @@ impl<'a> StepModel<'a> {
     /// listed; [`StepModel::layer_cost`] has them.
     pub fn layer_items(&self, layout: &Layout, seq: u64) -> Vec<Item> {
         let mut out = Vec::new();
-        self.layer_parts(layout, seq, &mut |name, pass, seconds| {
-            out.push(Item {
-                name,
-                pass,
-                seconds,
-            })
-        });
+        self.layer_parts(layout, seq, &mut item_sink(&mut out));
         out
     }
 
@@ -506,13 +511,7 @@ impl<'a> StepModel<'a> {
     /// The parts of [`StepModel::vocab_cost`], as [`StepModel::layer_items`] lists them.
     pub fn vocab_items(&self, layout: &Layout, seq: u64) -> Vec<Item> {
         let mut out = Vec::new();
-        self.vocab_parts(layout, seq, &mut |name, pass, seconds| {
-            out.push(Item {
-                name,
-                pass,
-                seconds,
-            })
-        });
+        self.vocab_parts(layout, seq, &mut item_sink(&mut out));
         out
     }
 

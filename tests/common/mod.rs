@@ -55,3 +55,30 @@ pub const LLAMA2_70B_ON_2048_A100: [&str; 8] = [
     "--devices",
     "2048",
 ];
+
+/// `flopcal SUBCOMMAND --model bert-large` with a misspelt price source and with one
+/// that does not sell the hardware: each is one line on stderr naming the fix, exit 2
+/// (estimate, plan and compare share `--price-source`).
+#[allow(dead_code)]
+pub fn assert_bad_price_sources_refused(subcommand: &str) {
+    for (args, needle) in [
+        (
+            vec!["--hardware", "h100-sxm", "--price-source", "lamda"],
+            "did you mean `lambda`",
+        ),
+        (
+            vec!["--hardware", "tpu-v4", "--price-source", "aws"],
+            "no on-demand price from `aws` (price sources: gcp)",
+        ),
+    ] {
+        let out = flopcal()
+            .args([subcommand, "--model", "bert-large"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
