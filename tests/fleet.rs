@@ -152,8 +152,8 @@ fn a_rank_killed_mid_profile_ends_the_run_and_keeps_rank_0s_partial_profile() {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fleet.json");
-    // The whole quick suite on one thread per rank: about a minute, so a kill a few
-    // seconds in lands mid-profile on both ranks.
+    // The whole quick suite on one thread per rank: about a minute, so a kill after
+    // rank 0's first checkpoint lands mid-profile on both ranks.
     let mut c = mpirun(2);
     c.args([
         BIN,
@@ -179,7 +179,15 @@ fn a_rank_killed_mid_profile_ends_the_run_and_keeps_rank_0s_partial_profile() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    std::thread::sleep(Duration::from_secs(4));
+    // Rank 0 checkpoints every couple of seconds: once its file exists, both ranks
+    // are mid-profile (the suite takes about a minute).
+    while !out.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "rank 0 never checkpointed its profile"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let killed = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -196,7 +204,12 @@ fn a_rank_killed_mid_profile_ends_the_run_and_keeps_rank_0s_partial_profile() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(!status.success(), "a dead rank fails the run");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    assert!(!status.success(), "a dead rank fails the run: {stderr}");
+    assert!(out.exists(), "rank 0's profile was lost: {stderr}");
     let f = json(&out);
     assert_eq!(f["kind"], "fleet");
     assert_eq!(f["partial"], true, "{f}");

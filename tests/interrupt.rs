@@ -124,3 +124,57 @@ fn two_profiles_writing_to_the_same_directory_at_once_both_survive() {
         .count();
     assert_eq!(leftovers, 0, "temp files left behind");
 }
+
+#[test]
+fn a_profile_killed_outright_keeps_its_last_checkpoint_marked_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("killed.json");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
+        .args(TINY)
+        // Many samples per kernel round keep it running well past the first
+        // checkpoint (every two seconds).
+        .args(["--min-samples", "400", "--rounds", "5", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !out.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "profile ended before its first checkpoint"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "profile ended before the kill"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["partial"], true, "a checkpoint is marked partial");
+    let measured = v["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| !b["samples_s"].as_array().unwrap().is_empty())
+        .count();
+    assert!(measured >= 1, "the checkpoint holds what was measured");
+    assert!(dir.path().join("killed.csv").exists());
+    // It reads back like any profile.
+    let shown = Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
+        .args(["regress"])
+        .arg(&out)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        shown.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+}

@@ -139,19 +139,39 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
         _ => Ok(()),
     };
     let checked = session.check_same(&identity);
+    // Rank 0 checkpoints its own profile as a one-rank fleet file while it runs: a
+    // rank that dies makes the launcher end the others within a second or so, which
+    // may not reach a sample boundary, so what was measured must already be on disk.
+    let (rank, host) = (session.rank, session.host());
+    let own_rank = |file: &crate::results::ResultFile| fleet::FleetRank {
+        rank,
+        host: host.clone(),
+        fingerprint: file.host.clone(),
+        run_id: file.run_id.clone(),
+        partial: file.partial,
+        peak: file.peak.clone(),
+        benchmarks: file.benchmarks.clone(),
+    };
+    let only_rank_0 = format!(
+        "only rank 0's profile: the other {} rank(s) never delivered theirs (a rank died, or the gather was interrupted)",
+        session.size.saturating_sub(1)
+    );
+    let mut checkpoint = |snap: &crate::results::ResultFile| match &args.out {
+        Some(out) if session.is_root() && session.size > 1 => fleet::save(
+            &fleet_file(
+                &snap.profile,
+                vec![own_rank(snap)],
+                Some(only_rank_0.clone()),
+            ),
+            out,
+        ),
+        _ => Ok(()),
+    };
     let measured = writable
         .and(checked)
-        .and_then(|_| super::profile::execute(&local));
+        .and_then(|_| super::profile::execute_with(&local, &mut checkpoint));
     // Every rank reaches the gather, failed or not, so none waits forever.
-    let own = measured.as_ref().ok().map(|run| fleet::FleetRank {
-        rank: session.rank,
-        host: session.host(),
-        fingerprint: run.file.host.clone(),
-        run_id: run.file.run_id.clone(),
-        partial: run.file.partial,
-        peak: run.file.peak.clone(),
-        benchmarks: run.file.benchmarks.clone(),
-    });
+    let own = measured.as_ref().ok().map(|run| own_rank(&run.file));
     let mine = own
         .as_ref()
         .map(|r| serde_json::to_vec(r).unwrap_or_default())
@@ -161,11 +181,11 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
     // the file that survives it. The barrier makes sure it is written first.
     let kept = match (&args.out, &measured) {
         (Some(out), Ok(run)) if session.is_root() && session.size > 1 => {
-            let reason = format!(
-                "only rank 0's profile: the other {} rank(s) never delivered theirs (a rank died, or the gather was interrupted)",
-                session.size - 1
+            let file = fleet_file(
+                &run.file.profile,
+                own.into_iter().collect(),
+                Some(only_rank_0),
             );
-            let file = fleet_file(&run.file.profile, own.into_iter().collect(), Some(reason));
             fleet::save(&file, out)
         }
         _ => Ok(()),

@@ -686,8 +686,36 @@ pub struct ProfileRun {
     pub saved: Option<PathBuf>,
 }
 
-/// Run a profile and return the result without printing it.
+/// Seconds between checkpoints of a running profile.
+const CHECKPOINT_EVERY_S: f64 = 2.0;
+
+/// What a profile that ends now would hold: the rounds so far, summarised as the
+/// final file would be, marked partial.
+fn snapshot(file: &ResultFile, suite: &[Entry], best_probe: Option<f64>) -> ResultFile {
+    let mut snap = file.clone();
+    snap.partial = true;
+    snap.round_drift_sd = finalize_rounds(&mut snap.benchmarks, suite, best_probe);
+    snap
+}
+
+/// Run a profile and return the result without printing it. With `--out`, the
+/// file is also checkpointed (marked partial) every couple of seconds while it runs,
+/// so a kill that leaves no time to save still leaves what was measured.
 pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
+    let out = args.out.clone();
+    execute_with(args, &mut |snap| match &out {
+        Some(p) => results::save(snap, p).map(|_| ()),
+        None => Ok(()),
+    })
+}
+
+/// [`execute`], handing each checkpoint to `checkpoint` instead (fleet mode's rank 0
+/// wraps its own profile in a fleet file). A failing checkpoint is reported once and
+/// the run goes on: the final save still happens.
+pub fn execute_with(
+    args: &ProfileArgs,
+    checkpoint: &mut dyn FnMut(&ResultFile) -> Result<()>,
+) -> Result<ProfileRun> {
     // Validates --budget (among others) before it becomes a Duration.
     let config = harness_config(args)?;
     // The budget covers everything from here: the ceilings, preparation, verification.
@@ -782,8 +810,11 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
     let total = suite.len() * rounds;
     let mut done = 0;
     file.benchmarks = suite.iter().map(skeleton).collect();
+    let mut checkpointing = true;
+    let mut last_checkpoint = std::time::Instant::now();
     'rounds: for round in 0..rounds {
-        for (entry, bench) in suite.iter().zip(file.benchmarks.iter_mut()) {
+        for (i, entry) in suite.iter().enumerate() {
+            let bench = &mut file.benchmarks[i];
             if interrupt::requested() {
                 file.partial = true;
                 break 'rounds;
@@ -819,6 +850,14 @@ pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
                 .is_some_and(|s| s.stop == harness::StopReason::Interrupted)
             {
                 file.partial = true;
+            }
+            if checkpointing && last_checkpoint.elapsed().as_secs_f64() >= CHECKPOINT_EVERY_S {
+                let snap = snapshot(&file, &suite, monitor.as_ref().map(Monitor::best));
+                if let Err(e) = checkpoint(&snap) {
+                    pb.suspend(|| eprintln!("warning: checkpoint failed ({e}); the run goes on and saves at the end"));
+                    checkpointing = false;
+                }
+                last_checkpoint = std::time::Instant::now();
             }
         }
     }
