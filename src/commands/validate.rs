@@ -324,7 +324,7 @@ fn measure_profile(
         }
         run.file
             .benchmarks
-            .push(profile::measure_one(&need.entry, device, &config));
+            .push(crate::profiling::measure_one(&need.entry, device, &config));
     }
     Ok(run.file)
 }
