@@ -28,6 +28,26 @@ const TINY: &[&str] = &[
     "1",
 ];
 
+/// A result file that must be marked partial.
+fn read_partial(path: &std::path::Path) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(
+        v["partial"], true,
+        "an interrupted profile is marked partial"
+    );
+    v
+}
+
+/// How many of a result file's benchmarks hold samples.
+fn measured(v: &serde_json::Value) -> usize {
+    v["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| !b["samples_s"].as_array().unwrap().is_empty())
+        .count()
+}
+
 fn interrupt_profile_with(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("partial.json");
@@ -73,15 +93,8 @@ fn interrupt_profile_with(signal: &str) {
         stopped_in < Duration::from_secs(2),
         "took {stopped_in:?} to stop"
     );
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(v["partial"], true);
-    let measured = v["benchmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| !b["samples_s"].as_array().unwrap().is_empty())
-        .count();
-    assert!(measured >= 1, "nothing measured was kept");
+    let v = read_partial(&out);
+    assert!(measured(&v) >= 1, "nothing measured was kept");
     assert!(dir.path().join("partial.csv").exists());
 }
 
@@ -154,15 +167,8 @@ fn a_profile_killed_outright_keeps_its_last_checkpoint_marked_partial() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(v["partial"], true, "a checkpoint is marked partial");
-    let measured = v["benchmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|b| !b["samples_s"].as_array().unwrap().is_empty())
-        .count();
-    assert!(measured >= 1, "the checkpoint holds what was measured");
+    let v = read_partial(&out);
+    assert!(measured(&v) >= 1, "the checkpoint holds what was measured");
     assert!(dir.path().join("killed.csv").exists());
     // It reads back like any profile.
     let shown = Command::new(assert_cmd::cargo::cargo_bin("flopcal"))
