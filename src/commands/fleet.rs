@@ -156,20 +156,24 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
         "only rank 0's profile: the other {} rank(s) never delivered theirs (a rank died, or the gather was interrupted)",
         session.size.saturating_sub(1)
     );
-    let mut checkpoint = |snap: &crate::results::ResultFile| match &args.out {
-        Some(out) if session.is_root() && session.size > 1 => fleet::save(
+    let kept_at = args
+        .out
+        .as_ref()
+        .filter(|_| session.is_root() && session.size > 1);
+    let keep = |file: &crate::results::ResultFile, out: &std::path::Path| {
+        fleet::save(
             &fleet_file(
-                &snap.profile,
-                vec![own_rank(snap)],
+                &file.profile,
+                vec![own_rank(file)],
                 Some(only_rank_0.clone()),
             ),
             out,
-        ),
-        _ => Ok(()),
+        )
     };
-    let measured = writable
-        .and(checked)
-        .and_then(|_| super::profile::execute_with(&local, &mut checkpoint));
+    let measured = writable.and(checked).and_then(|_| match kept_at {
+        Some(out) => super::profile::execute_with(&local, Some(&mut |snap| keep(snap, out))),
+        None => super::profile::execute_with(&local, None),
+    });
     // Every rank reaches the gather, failed or not, so none waits forever.
     let own = measured.as_ref().ok().map(|run| own_rank(&run.file));
     let mine = own
@@ -179,15 +183,8 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
     // Rank 0 keeps its own profile, marked partial, before anything depends on the
     // other ranks: a rank that dies makes the launcher end the whole job, and this is
     // the file that survives it. The barrier makes sure it is written first.
-    let kept = match (&args.out, &measured) {
-        (Some(out), Ok(run)) if session.is_root() && session.size > 1 => {
-            let file = fleet_file(
-                &run.file.profile,
-                own.into_iter().collect(),
-                Some(only_rank_0),
-            );
-            fleet::save(&file, out)
-        }
+    let kept = match (kept_at, &measured) {
+        (Some(out), Ok(run)) => keep(&run.file, out),
         _ => Ok(()),
     };
     session.barrier();

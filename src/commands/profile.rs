@@ -355,19 +355,22 @@ pub struct ProfileRun {
 /// file is also checkpointed (marked partial) every couple of seconds while it runs,
 /// so a kill that leaves no time to save still leaves what was measured.
 pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
-    let out = args.out.clone();
-    execute_with(args, &mut |snap| match &out {
-        Some(p) => results::save(snap, p).map(|_| ()),
-        None => Ok(()),
-    })
+    match &args.out {
+        Some(out) => execute_with(args, Some(&mut |snap| results::save(snap, out).map(|_| ()))),
+        None => execute_with(args, None),
+    }
 }
 
+/// Where a running profile's checkpoints go: called with each partial snapshot.
+pub type Checkpoint<'a> = &'a mut dyn FnMut(&ResultFile) -> Result<()>;
+
 /// [`execute`], handing each checkpoint to `checkpoint` instead (fleet mode's rank 0
-/// wraps its own profile in a fleet file). A failing checkpoint is reported once and
-/// the run goes on: the final save still happens.
+/// wraps its own profile in a fleet file); with `None` no snapshot is taken. A
+/// failing checkpoint is reported once and checkpointing stops: the final save
+/// still happens.
 pub fn execute_with(
     args: &ProfileArgs,
-    checkpoint: &mut dyn FnMut(&ResultFile) -> Result<()>,
+    mut checkpoint: Option<Checkpoint<'_>>,
 ) -> Result<ProfileRun> {
     // Validates --budget (among others) before it becomes a Duration.
     let config = harness_config(args)?;
@@ -463,7 +466,6 @@ pub fn execute_with(
     let total = suite.len() * rounds;
     let mut done = 0;
     file.benchmarks = suite.iter().map(skeleton).collect();
-    let mut checkpointing = true;
     let mut last_checkpoint = std::time::Instant::now();
     'rounds: for round in 0..rounds {
         for (i, entry) in suite.iter().enumerate() {
@@ -504,11 +506,14 @@ pub fn execute_with(
             {
                 file.partial = true;
             }
-            if checkpointing && last_checkpoint.elapsed().as_secs_f64() >= CHECKPOINT_EVERY_S {
+            if let Some(save) = checkpoint
+                .as_mut()
+                .filter(|_| last_checkpoint.elapsed().as_secs_f64() >= CHECKPOINT_EVERY_S)
+            {
                 let snap = snapshot(&file, &suite, monitor.as_ref().map(Monitor::best));
-                if let Err(e) = checkpoint(&snap) {
+                if let Err(e) = save(&snap) {
                     pb.suspend(|| eprintln!("warning: checkpoint failed ({e}); the run goes on and saves at the end"));
-                    checkpointing = false;
+                    checkpoint = None;
                 }
                 last_checkpoint = std::time::Instant::now();
             }
