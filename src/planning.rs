@@ -78,6 +78,8 @@ pub fn measured_from_profile(
         Some(System {
             name: local_hardware(k).name,
             peak_flops: k.peak_flops_per_s,
+            gemm_ceiling_flops: None,
+            attention_flops: None,
             memory_bytes: file.host.memory_bytes as f64,
             hbm_bw: bw,
             compute_units: None,
@@ -419,6 +421,8 @@ pub struct SearchOptions<'a> {
     pub seq: Option<u64>,
     /// `--network`.
     pub network: Option<&'a NetworkFile>,
+    /// `--framework` (`None`: unknown).
+    pub framework: Option<&'a flopcal_model::framework::Framework>,
 }
 
 /// The step model's estimate of `plan` on `chips` of `hw`, or `None` where it cannot
@@ -452,6 +456,7 @@ pub fn modelled_with(
         keep,
         seq: seq_flag,
         network,
+        framework,
     } = *search;
     let own_system = measured.is_some_and(|m| m.system.is_some());
     if chips.fract() != 0.0 || chips < 1.0 {
@@ -512,6 +517,18 @@ pub fn modelled_with(
                     }
                 })
                 .collect();
+            for (p, asked) in phases.iter().zip(phases_of(plan)) {
+                let step_tokens = (p.batch * p.seq) as f64;
+                if asked.tokens() < step_tokens {
+                    return Err(crate::Error::Usage(format!(
+                        "the token budget ({:.3e} tokens) is smaller than one step of batch {} x seq {} ({:.3e} tokens): lower the batch or raise --tokens",
+                        asked.tokens(),
+                        p.batch,
+                        p.seq,
+                        step_tokens
+                    )));
+                }
+            }
             if phases != *phases_of(plan) {
                 notes.push(format!(
                     "no global batch given: {} sequences per step (4M tokens, Llama 2's batch, rounded to a multiple of the devices)",
@@ -533,8 +550,8 @@ pub fn modelled_with(
         }
         Workload::Duration => return Ok(None),
     };
-    let fit = fit::embedded_parameters_for(&hw.class)?;
-    let mut req = forecast::Request {
+    let fit = fit::embedded_parameters()?;
+    let req = forecast::Request {
         cfg: &config,
         phases: &phases,
         hw,
@@ -545,6 +562,7 @@ pub fn modelled_with(
         keep,
         gemm_efficiency: None,
         network: links.as_ref(),
+        framework,
     };
     let f = match measured {
         Some(m) => forecast::forecast_measured(&req, m, fit)?,
@@ -557,13 +575,14 @@ pub fn modelled_with(
         (report.train_flops / (chips * peak * seconds)).min(1.0)
     };
     let mfu = run_mfu(f.step_seconds);
+    let band = f.efficiency.band;
     let (mfu_low, mfu_high) = if measured.is_some() {
         (mfu, mfu)
     } else {
-        req.gemm_efficiency = Some(f.efficiency.low);
-        let low = run_mfu(forecast::forecast(&req, fit)?.step_seconds);
-        req.gemm_efficiency = Some(f.efficiency.high);
-        (low, run_mfu(forecast::forecast(&req, fit)?.step_seconds))
+        (
+            run_mfu(f.step_seconds * band.high),
+            run_mfu(f.step_seconds * band.low),
+        )
     };
     notes.push(format!("GEMM rates: {}", f.rate_source));
     if own_system {
@@ -580,7 +599,16 @@ pub fn modelled_with(
             fit::HBM_EFFICIENCY * 100.0
         ));
     }
-    notes.push("step time only: no goodput loss for failures and restarts is applied (no calibration run publishes both a throughput and a total time)".into());
+    if measured.is_none() {
+        notes.push(format!(
+            "band: {:.0}% prediction interval of the step time, x{:.2} to x{:.2}, from the leave-one-source-out errors of {} published runs predicted with the framework {}",
+            band.level * 100.0,
+            band.low,
+            band.high,
+            band.residuals,
+            if framework.is_some() { "named" } else { "unknown" }
+        ));
+    }
     Ok(Some(Modelled {
         source: MfuSource::Modelled {
             mfu,
@@ -621,6 +649,8 @@ pub struct PlanInputs {
     pub price: Option<f64>,
     /// A measured network (`--network`).
     pub network: Option<NetworkFile>,
+    /// `--framework` (`None`: unknown).
+    pub framework: Option<&'static flopcal_model::framework::Framework>,
 }
 
 /// One ranked layout with its run time and cost.
@@ -685,6 +715,7 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
             keep: top,
             seq: inp.seq,
             network: inp.network.as_ref(),
+            framework: inp.framework,
         },
     )?
     .ok_or_else(|| {

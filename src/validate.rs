@@ -554,6 +554,8 @@ fn model_step(
     let sys = System {
         name: file.host.device_name.clone(),
         peak_flops: peak,
+        gemm_ceiling_flops: None,
+        attention_flops: None,
         memory_bytes: (file.host.memory_bytes as f64).max(1.0),
         hbm_bw: bw,
         compute_units: None,
@@ -578,6 +580,8 @@ fn model_step(
     let eff = Efficiency {
         link: 1.0,
         hbm: 1.0,
+        gemm: 1.0,
+        dp_overlap: true,
     };
     let seq = step.seq as u64;
     let m = StepModel::new(&cfg, &sys, &rates, &shape, eff, seq).with_ops(&ops);

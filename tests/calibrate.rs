@@ -165,3 +165,164 @@ fn step_model_checks_every_published_run_with_leave_one_out() {
         }
     }
 }
+
+/// `estimate` with a published row's own flags and `--framework`.
+fn estimate_row(extra: &[&str]) -> Value {
+    let mut args = vec![
+        "--layers",
+        "96",
+        "--hidden",
+        "12288",
+        "--heads",
+        "96",
+        "--head-dim",
+        "128",
+        "--ffn",
+        "49152",
+        "--vocab",
+        "51200",
+        "--seq",
+        "2048",
+        "--causal",
+        "--batch",
+        "64",
+        "--steps",
+        "1",
+        "--hardware",
+        "a100-80gb",
+        "--devices",
+        "64",
+        "--tp",
+        "8",
+        "--pp",
+        "8",
+        "--microbatch",
+        "1",
+        "--virtual-stages",
+        "3",
+        "--zero",
+        "0",
+        "--attention",
+        "materialized",
+    ];
+    args.extend_from_slice(extra);
+    common::json_of("estimate", &args)
+}
+
+#[test]
+fn what_calibrate_reports_for_a_published_row_is_what_estimate_prints_with_its_flags() {
+    let v = calibrate_json();
+    let rows = v["step"]["runs"].as_array().unwrap();
+    for (id, extra) in [
+        (
+            "korthikanti-175b-selective",
+            &[
+                "--recompute",
+                "selective",
+                "--sequence-parallel",
+                "--framework",
+                "megatron",
+            ][..],
+        ),
+        (
+            "korthikanti-175b-full",
+            &[
+                "--recompute",
+                "full",
+                "--sequence-parallel=false",
+                "--framework",
+                "megatron",
+            ][..],
+        ),
+    ] {
+        let row = rows.iter().find(|r| r["id"] == id).unwrap();
+        let want = row["predicted_s"].as_f64().unwrap();
+        let got = estimate_row(extra)["step_time_s"].as_f64().unwrap();
+        assert!(
+            (got / want - 1.0).abs() < 1e-9,
+            "{id}: estimate {got} vs calibrate {want}"
+        );
+    }
+}
+
+#[test]
+fn calibrate_leaves_whole_sources_out_and_reports_band_coverage() {
+    let v = calibrate_json();
+    let st = &v["step"];
+    let sources = st["sources"].as_array().unwrap();
+    let k = sources
+        .iter()
+        .find(|s| s["group"] == "korthikanti-2022")
+        .unwrap();
+    assert_eq!(k["runs"].as_u64(), Some(9));
+    let cov = st["band_coverage"].as_f64().unwrap();
+    assert!(cov > 0.0 && cov <= 1.0, "{cov}");
+    assert_eq!(st["band_level"].as_f64(), Some(0.8));
+    // Every row's left-out prediction differs from its in-sample one only through the
+    // fit: a source that is the only one of its stack falls back to the population.
+    let palm = st["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "palm-540b")
+        .unwrap();
+    assert!(
+        palm["loo_basis"].as_str().unwrap().contains("population"),
+        "{palm}"
+    );
+}
+
+#[test]
+fn an_unknown_framework_is_refused_with_the_list() {
+    flopcal()
+        .args(["estimate", "--model", "llama2-7b", "--tokens", "1e9", "--hardware", "a100"])
+        .args(["--devices", "8", "--framework", "caffe"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unknown framework `caffe` (known: megatron, deepspeed, fsdp, jax, tensorflow, unknown)",
+        ));
+}
+
+#[test]
+fn a_goodput_outside_zero_to_one_is_refused() {
+    for g in ["0", "1.5", "-0.2", "nan"] {
+        flopcal()
+            .args([
+                "estimate",
+                "--model",
+                "llama2-7b",
+                "--tokens",
+                "1e9",
+                "--hardware",
+                "a100",
+            ])
+            .args(["--devices", "8", "--goodput", g])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--goodput must be in (0, 1]"));
+    }
+}
+
+#[test]
+fn goodput_lengthens_the_wall_clock_but_not_the_step() {
+    let base = [
+        "--model",
+        "llama2-7b",
+        "--tokens",
+        "1e10",
+        "--hardware",
+        "a100",
+        "--devices",
+        "64",
+    ];
+    let mut full = base.to_vec();
+    full.extend(["--goodput", "1"]);
+    let mut half = base.to_vec();
+    half.extend(["--goodput", "0.5"]);
+    let a = common::json_of("estimate", &full);
+    let b = common::json_of("estimate", &half);
+    assert_eq!(a["step_time_s"], b["step_time_s"]);
+    let (ha, hb) = (common::f(&a, "wall_hours"), common::f(&b, "wall_hours"));
+    assert!((hb / ha - 2.0).abs() < 1e-9, "{ha} {hb}");
+}

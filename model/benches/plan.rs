@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
         keep: 10,
         gemm_efficiency: None,
         network: None,
+        framework: None,
     };
     c.bench_function("plan_llama3_405b_16384_h100", |b| {
         b.iter(|| forecast(&req(&llama, h100, 16384, &phases), step_fit).map(|f| f.mfu))
@@ -74,25 +75,18 @@ fn bench(c: &mut Criterion) {
             let mut r = req(&seven_b, h100, 512, &phases_7);
             r.keep = 1;
             let mid = forecast(&r, step_fit).ok()?;
-            r.gemm_efficiency = Some(mid.efficiency.low);
-            let lo = forecast(&r, step_fit).ok()?;
-            r.gemm_efficiency = Some(mid.efficiency.high);
-            let hi = forecast(&r, step_fit).ok()?;
-            Some(mid.mfu + lo.mfu + hi.mfu)
+            Some(mid.mfu * mid.efficiency.band.width())
         })
     });
     // What one `flopcal estimate` process computes, from a fresh state: the fit of
-    // the hardware class's published runs (no cache) and the estimate with its band.
+    // every published run with its leave-one-source-out residuals (no cache) and the
+    // estimate with its band.
     let estimate_fresh = |cfg, hw: &'static Hardware, devices, phases| {
-        let f = fit::fit_parameters_for(cat, &hw.class).ok()?;
+        let f = fit::fit_parameters(cat).ok()?;
         let mut r = req(cfg, hw, devices, phases);
         r.keep = 1;
         let mid = forecast(&r, &f).ok()?;
-        r.gemm_efficiency = Some(mid.efficiency.low);
-        let lo = forecast(&r, &f).ok()?;
-        r.gemm_efficiency = Some(mid.efficiency.high);
-        let hi = forecast(&r, &f).ok()?;
-        Some(mid.mfu + lo.mfu + hi.mfu)
+        Some(mid.mfu * mid.efficiency.band.width())
     };
     let llama2_70b_hf = cat.model("llama2-70b").expect("llama2-70b").config();
     let phases_70 = [Phase {
@@ -109,8 +103,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| estimate_fresh(&llama2_70b_hf, a100, 2048, &phases_70))
     });
     g.finish();
-    // The fit every process computed once before estimates fitted only their class (36 published runs, each solved and
-    // checked by leave-one-out).
+    // The fit an estimate computes (every published run solved, each source left out
+    // for the bands' residuals), and the checks `calibrate` adds.
     let mut g = c.benchmark_group("fit");
     g.sample_size(10);
     g.bench_function("fit_parameters_all_published_runs", |b| {

@@ -324,8 +324,8 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
     let hw = cat.hardware(AI21_HARDWARE)?;
     let phases = cat.model(AI21_SCHEDULE_OF)?.training.clone();
     let cfg = m.config();
-    let step_fit = fit::embedded_parameters_for(&hw.class)?;
-    let mut req = forecast::Request {
+    let step_fit = fit::embedded_parameters()?;
+    let req = forecast::Request {
         cfg: &cfg,
         phases: &phases,
         hw,
@@ -336,12 +336,10 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
         keep: 1,
         gemm_efficiency: None,
         network: None,
+        framework: None,
     };
     let f = forecast::forecast(&req, step_fit)?;
-    req.gemm_efficiency = Some(f.efficiency.low);
-    let low = forecast::forecast(&req, step_fit)?;
-    req.gemm_efficiency = Some(f.efficiency.high);
-    let high = forecast::forecast(&req, step_fit)?;
+    let band = f.efficiency.band;
     let plan = Plan {
         label: m.name.clone(),
         workload: Workload::Config {
@@ -362,8 +360,8 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
         chips,
         MfuSource::Modelled {
             mfu: mfu_of(f.step_seconds),
-            mfu_low: mfu_of(low.step_seconds),
-            mfu_high: mfu_of(high.step_seconds),
+            mfu_low: mfu_of(f.step_seconds * band.high),
+            mfu_high: mfu_of(f.step_seconds * band.low),
             basis: f.efficiency.basis.clone(),
         },
     );
@@ -392,21 +390,61 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
     })
 }
 
+/// One source's rows predicted with the whole source left out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceCheck {
+    /// The source (one paper's table, or one vendor release on one system).
+    pub group: String,
+    /// Its software stack.
+    pub framework: String,
+    /// Its hardware.
+    pub hardware: String,
+    /// Rows.
+    pub runs: usize,
+    /// Median left-out `|ln(predicted / published)|`.
+    pub median_abs_log_error: f64,
+    /// Worst.
+    pub worst_abs_log_error: f64,
+    /// Median signed left-out `ln(predicted / published)`.
+    pub median_log_error: f64,
+    /// Rows inside their band.
+    pub in_band: usize,
+}
+
 /// The step model's calibration: its parameters and every published run checked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepCalibration {
-    /// One GEMM efficiency per (hardware class, era), with the runs it rests on.
-    pub parameters: Vec<fit::EraEfficiency>,
+    /// One factor on GEMM rates per (software stack, hardware class), pooled, with the
+    /// sources it rests on.
+    pub parameters: Vec<fit::StackParameter>,
+    /// Each stack's pooled value across classes.
+    pub stacks: Vec<(String, f64)>,
+    /// The population value.
+    pub population: f64,
+    /// Prior weight of the pooling, in sources.
+    pub pooling: f64,
     /// Every run with a published step time or duration.
     pub runs: Vec<fit::StepCheck>,
+    /// Per source, left out whole.
+    pub sources: Vec<SourceCheck>,
     /// Runs checked.
     pub runs_checked: usize,
-    /// Median leave-one-out `|ln(predicted / published)|`.
+    /// Median leave-one-source-out `|ln(predicted / published)|` (the headline).
     pub median_abs_log_error: Option<f64>,
     /// Worst.
     pub worst_abs_log_error: Option<f64>,
     /// The run with the worst.
     pub worst_run: Option<String>,
+    /// Median in-sample `|ln(predicted / published)|` (the full fit; labelled as such).
+    pub in_sample_median_abs_log_error: Option<f64>,
+    /// Level of the bands.
+    pub band_level: f64,
+    /// Left-out rows inside their own band (built without their source).
+    pub band_coverage: f64,
+    /// Goodput applied to whole-run durations.
+    pub goodput: f64,
+    /// Published rows of NVIDIA's tables not used, by reason, with a count.
+    pub excluded: Vec<(String, usize)>,
     /// Link efficiency used (a stated constant).
     pub link_efficiency: f64,
     /// HBM efficiency used (a stated constant).
@@ -417,16 +455,63 @@ pub struct StepCalibration {
 pub fn step_calibration() -> Result<StepCalibration, ModelError> {
     let (f, checks) = fit::embedded_fit()?;
     let mut errs: Vec<f64> = checks.iter().map(|c| c.loo_abs_log_error).collect();
+    let mut ins: Vec<f64> = checks.iter().map(|c| (1.0 + c.error).ln().abs()).collect();
     let worst = checks
         .iter()
         .max_by(|a, b| a.loo_abs_log_error.total_cmp(&b.loo_abs_log_error));
+    let mut sources: Vec<SourceCheck> = vec![];
+    for g in f.groups() {
+        let rows: Vec<&fit::StepCheck> = checks.iter().filter(|c| c.group == g).collect();
+        let Some(first) = rows.first() else { continue };
+        let mut abs: Vec<f64> = rows.iter().map(|c| c.loo_abs_log_error).collect();
+        let mut signed: Vec<f64> = rows
+            .iter()
+            .map(|c| (c.loo_predicted_s / c.published_s).ln())
+            .collect();
+        sources.push(SourceCheck {
+            framework: first.framework.clone(),
+            hardware: first.hardware.clone(),
+            runs: rows.len(),
+            median_abs_log_error: fit::median(&mut abs).unwrap_or(f64::NAN),
+            worst_abs_log_error: abs.iter().copied().fold(0.0, f64::max),
+            median_log_error: fit::median(&mut signed).unwrap_or(f64::NAN),
+            in_band: rows.iter().filter(|c| c.in_band).count(),
+            group: g,
+        });
+    }
     Ok(StepCalibration {
         parameters: f.parameters.clone(),
+        stacks: f.stacks.clone(),
+        population: f.population,
+        pooling: f.pooling,
         runs: checks.clone(),
+        sources,
         runs_checked: checks.len(),
         median_abs_log_error: fit::median(&mut errs),
         worst_abs_log_error: worst.map(|w| w.loo_abs_log_error),
         worst_run: worst.map(|w| w.id.clone()),
+        in_sample_median_abs_log_error: fit::median(&mut ins),
+        band_level: fit::BAND_LEVEL,
+        band_coverage: checks.iter().filter(|c| c.in_band).count() as f64
+            / checks.len().max(1) as f64,
+        goodput: fit::GOODPUT,
+        excluded: {
+            let mut by: Vec<(String, usize)> = vec![];
+            let reasons = crate::nvidia::excluded()
+                .iter()
+                .map(|(_, why)| why.to_string())
+                .chain(f.dropped.iter().map(|_| {
+                    "no layout of the step model runs it as published (memory or divisibility)"
+                        .to_string()
+                }));
+            for why in reasons {
+                match by.iter_mut().find(|b| b.0 == why) {
+                    Some(b) => b.1 += 1,
+                    None => by.push((why, 1)),
+                }
+            }
+            by
+        },
         link_efficiency: fit::LINK_EFFICIENCY,
         hbm_efficiency: fit::HBM_EFFICIENCY,
     })

@@ -252,6 +252,10 @@ pub struct Hardware {
     pub default_dtype: String,
     /// Dense peak per chip, per data type.
     pub peak_tflops: Vec<PeakFigure>,
+    /// Achievable dense matmul rate per chip, per data type, as a cited benchmark
+    /// measured it ([`Hardware::gemm_ceiling`]).
+    #[serde(default)]
+    pub gemm_ceiling_tflops: Vec<PeakFigure>,
     /// Memory per chip, GiB.
     #[serde(default)]
     pub memory_gib: Option<Figure>,
@@ -357,6 +361,57 @@ impl Hardware {
     }
 
     /// The dtype that `dtype` resolves to.
+    /// The achievable dense GEMM rate for `dtype`, FLOP/s per chip, and where it comes
+    /// from: the cited measured ceiling; else the best rate of the reference GEMM table;
+    /// else the datasheet peak (no measured ceiling, said so). Never above the peak.
+    pub fn gemm_ceiling(&self, dtype: Option<&str>) -> Result<(f64, String), ModelError> {
+        let peak = self.peak_flops(dtype)?;
+        let want = self.dtype_or_default(dtype);
+        if let Some(c) = self
+            .gemm_ceiling_tflops
+            .iter()
+            .find(|c| c.dtype.eq_ignore_ascii_case(&want))
+        {
+            return Ok((
+                (c.value * 1e12).min(peak),
+                format!(
+                    "achievable {want} GEMM {:.0} of {:.0} TFLOP/s: {} ({})",
+                    c.value,
+                    peak / 1e12,
+                    c.source,
+                    c.date
+                ),
+            ));
+        }
+        let table_best = self.reference_gemm().and_then(|t| {
+            t.points
+                .iter()
+                .filter(|p| p.dtype.eq_ignore_ascii_case(&want))
+                .map(|p| p.flops)
+                .reduce(f64::max)
+                .map(|f| (f, t.source.clone()))
+        });
+        if let Some((f, src)) = table_best {
+            return Ok((
+                f.min(peak),
+                format!(
+                    "achievable {want} GEMM {:.0} of {:.0} TFLOP/s: the best rate of the reference GEMM table ({src})",
+                    f / 1e12,
+                    peak / 1e12
+                ),
+            ));
+        }
+        Ok((
+            peak,
+            format!(
+                "no measured {want} GEMM ceiling for {}: the datasheet peak {:.0} TFLOP/s bounds GEMMs (a `flopcal peak` or profile of the device would measure it)",
+                self.name,
+                peak / 1e12
+            ),
+        ))
+    }
+
+    /// The training dtype, lower case (the hardware's default when none is given).
     pub fn dtype_or_default(&self, dtype: Option<&str>) -> String {
         dtype.unwrap_or(&self.default_dtype).to_ascii_lowercase()
     }
@@ -579,6 +634,7 @@ impl Hardware {
                 source: source.to_string(),
                 date: date.to_string(),
             }],
+            gemm_ceiling_tflops: vec![],
             memory_gib: None,
             tdp_w: None,
             price_on_demand: None,

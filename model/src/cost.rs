@@ -316,6 +316,9 @@ pub struct Assumptions {
     pub host_watts: f64,
     /// Known wall-clock duration, hours: cost it directly instead of deriving it.
     pub hours: Option<f64>,
+    /// Fraction of wall-clock time that makes progress (after failures, restarts and
+    /// evaluation): hours derived from the MFU are divided by it. 1 = none lost.
+    pub goodput: f64,
 }
 
 impl Assumptions {
@@ -338,6 +341,7 @@ impl Assumptions {
             chip_watts: None,
             host_watts: 0.0,
             hours: None,
+            goodput: 1.0,
         }
     }
 
@@ -586,31 +590,46 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
     ));
 
     // Chip-hours and MFU.
-    let (hours_band, mfu_band, mfu_source) =
-        match (a.hours, &report) {
-            (Some(h), rep) => {
-                let ch = h * a.chips;
-                let implied = rep
-                    .as_ref()
-                    .map(|r| r.train_flops / (a.chips * peak * h * 3600.0));
-                notes.push(format!("duration given: {h} h on {} chips", a.chips));
-                (
-                    Band::point(ch),
-                    implied.map(Band::point),
-                    "implied by the given duration (train FLOPs / (devices x peak x seconds))"
-                        .to_string(),
-                )
+    let (hours_band, mfu_band, mfu_source) = match (a.hours, &report) {
+        (Some(h), rep) => {
+            let ch = h * a.chips;
+            let implied = rep
+                .as_ref()
+                .map(|r| r.train_flops / (a.chips * peak * h * 3600.0));
+            notes.push(format!("duration given: {h} h on {} chips", a.chips));
+            (
+                Band::point(ch),
+                implied.map(Band::point),
+                "implied by the given duration (train FLOPs / (devices x peak x seconds))"
+                    .to_string(),
+            )
+        }
+        (None, Some(r)) => {
+            let mfu = a.mfu.band();
+            let hrs = mfu
+                .invert_times(r.train_flops / (peak * 3600.0))
+                .scale(1.0 / a.goodput);
+            if a.goodput < 1.0 {
+                notes.push(format!(
+                        "goodput {:.2}: wall-clock = step time x steps / {:.2} ({}); MFU is of the stepping time, override with --goodput",
+                        a.goodput,
+                        a.goodput,
+                        if (a.goodput - crate::fit::GOODPUT).abs() < 1e-12 {
+                            crate::fit::GOODPUT_SOURCE
+                        } else {
+                            "given"
+                        }
+                    ));
             }
-            (None, Some(r)) => {
-                let mfu = a.mfu.band();
-                let hrs = mfu.invert_times(r.train_flops / (peak * 3600.0));
-                (hrs, Some(mfu), a.mfu.describe())
-            }
-            (None, None) => return Err(ModelError::InvalidInput(
+            (hrs, Some(mfu), a.mfu.describe())
+        }
+        (None, None) => {
+            return Err(ModelError::InvalidInput(
                 "nothing to estimate: give a model and token budget, --params/--tokens, or --hours"
                     .into(),
-            )),
-        };
+            ))
+        }
+    };
     if let Some(r) = &report {
         notes.push(format!(
             "FLOPs: exact per-op count x3 for training (recompute: {}, vocab over {:.0}% of positions{}); 6ND with N = non-embedding parameters",

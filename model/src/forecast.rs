@@ -7,8 +7,9 @@ use serde::Serialize;
 use crate::catalog::Hardware;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::fit::{self, Chosen, StepFit};
+use crate::fit::{self, Band, Chosen, StepFit};
 use crate::flops::Phase;
+use crate::framework::Framework;
 use crate::gemm_rate::{Gemm, MeasuredTable, RateSource, ShapeModel};
 use crate::layout::{check_batch, check_devices, check_heads, check_stages};
 use crate::network::MeasuredLinks;
@@ -36,10 +37,12 @@ pub struct Request<'a> {
     pub rates: Option<RateSource>,
     /// Plans to keep per phase.
     pub keep: usize,
-    /// GEMM efficiency to use instead of the fitted one (the ends of its band).
+    /// Factor on GEMM rates to use instead of the fitted one.
     pub gemm_efficiency: Option<f64>,
     /// A measured network (`--network`) in place of one link tier's catalog figures.
     pub network: Option<&'a MeasuredLinks>,
+    /// The software stack (`--framework`); `None`: unknown.
+    pub framework: Option<&'a Framework>,
 }
 
 /// One phase's plans.
@@ -76,6 +79,12 @@ pub fn check_constraints(
     c: &Constraints,
 ) -> Result<(), ModelError> {
     let bad = |s: String| Err(ModelError::InvalidInput(s));
+    if devices > u64::from(u32::MAX) {
+        return bad(format!(
+            "--devices {devices} is more than the {} devices a layout degree can describe",
+            u32::MAX
+        ));
+    }
     let t = c.tp.map(u64::from);
     let p = c.pp.map(u64::from);
     let d = c.dp.map(u64::from);
@@ -106,17 +115,47 @@ pub fn check_constraints(
     Ok(())
 }
 
-/// Forecast `req` with the GEMM efficiency `fit` gives the hardware's class.
+/// Where GEMM rates come from for catalog hardware without a profile: its measured
+/// reference table if the catalog ships one, else the shape model.
+pub fn rate_source(hw: &Hardware, dtype: Option<&str>, shape: &ShapeModel) -> RateSource {
+    match reference_rates(hw, dtype) {
+        Some(t) => RateSource::Reference(t),
+        None => RateSource::Shape(shape.clone()),
+    }
+}
+
+/// `c` with the dimensions a stack states on `hw`'s class filled in where the caller
+/// left them open (today: the attention kernel).
+pub fn with_stack_defaults(
+    mut c: Constraints,
+    hw: &Hardware,
+    framework: Option<&Framework>,
+) -> Constraints {
+    if c.attention.is_none() {
+        c.attention = framework
+            .and_then(|f| f.attention_on(&hw.class))
+            .map(|r| r.kernel);
+    }
+    c
+}
+
+/// Forecast `req` with the factor on GEMM rates `fit` gives its stack on the
+/// hardware's class.
 pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError> {
     let sys = System::from_hardware(req.hw, req.dtype)?;
-    let chosen = fit.choose(&req.hw.class, None)?;
-    let shape = fit::shape_model(&sys, req.gemm_efficiency.unwrap_or(chosen.gemm_efficiency));
-    let rates = match (&req.rates, reference_rates(req.hw, req.dtype)) {
-        (Some(r), _) => r.clone(),
-        (None, Some(t)) => RateSource::Reference(t),
-        (None, None) => RateSource::Shape(shape.clone()),
+    let mut chosen = fit.choose(&req.hw.class, req.framework.map(|f| f.id.as_str()))?;
+    if let Some(g) = req.gemm_efficiency {
+        chosen.gemm_efficiency = g;
+    }
+    let shape = fit::shape_model(&sys);
+    let rates = match &req.rates {
+        Some(r) => r.clone(),
+        None => rate_source(req.hw, req.dtype, &shape),
     };
-    run(req, &sys, &rates, &shape, fit::efficiency(), None, chosen)
+    let mut req = req.clone();
+    req.constraints = with_stack_defaults(req.constraints, req.hw, req.framework);
+    let eff = fit::stack_efficiency(chosen.gemm_efficiency, req.framework, &req.hw.class);
+    run(&req, &sys, &rates, &shape, eff, None, chosen)
 }
 
 /// What a profile of the device measured, for [`forecast_measured`].
@@ -149,23 +188,28 @@ pub fn forecast_measured(
                 Efficiency {
                     link: fit::LINK_EFFICIENCY,
                     hbm: 1.0,
+                    gemm: 1.0,
+                    dp_overlap: true,
                 },
             )
         }
-        None => (System::from_hardware(req.hw, req.dtype)?, fit::efficiency()),
+        None => (
+            System::from_hardware(req.hw, req.dtype)?,
+            fit::efficiency(1.0),
+        ),
     };
-    let fitted = fit.choose(&req.hw.class, None)?;
-    let shape = fit::shape_model(&sys, fitted.gemm_efficiency);
+    let _ = fit;
+    let shape = fit::shape_model(&sys);
     let chosen = Chosen {
-        gemm_efficiency: fitted.gemm_efficiency,
-        low: fitted.gemm_efficiency,
-        high: fitted.gemm_efficiency,
+        gemm_efficiency: 1.0,
+        low: 1.0,
+        high: 1.0,
         basis: format!(
-            "GEMM rates and {} memory-bound op time(s) measured by the profile ({} GEMM shapes, interpolated); no fitted parameter (the shape model at {:.3} answers only shapes the table cannot)",
+            "GEMM rates and {} memory-bound op time(s) measured by the profile ({} GEMM shapes, interpolated); no fitted parameter (the shape model at the device's peak answers only shapes the table cannot)",
             m.ops.points.len(),
             m.rates.points.len(),
-            fitted.gemm_efficiency
         ),
+        band: Band::none(),
     };
     let rates = RateSource::Profile(m.rates.clone());
     run(req, &sys, &rates, &shape, eff, Some(&m.ops), chosen)
@@ -313,6 +357,7 @@ mod tests {
             keep: 3,
             gemm_efficiency: None,
             network: None,
+            framework: None,
         }
     }
 

@@ -390,6 +390,8 @@ mod tests {
         System {
             name: "s".into(),
             peak_flops: 1.0,
+            gemm_ceiling_flops: None,
+            attention_flops: None,
             memory_bytes: 1.0,
             hbm_bw: 1.0,
             compute_units: None,

@@ -95,9 +95,17 @@ pub struct StepRun {
     pub id: String,
     /// Catalog hardware.
     pub hardware: String,
-    /// Software era (framework and year) the run belongs to: the calibration fits one
-    /// GEMM efficiency per hardware class and era.
+    /// Software era (framework and year), for reading the table.
     pub era: String,
+    /// The software stack that ran it (a `--framework` name): the calibration fits one
+    /// GEMM factor per stack and hardware class.
+    pub framework: String,
+    /// Its source for leave-one-source-out: one paper's table, or one vendor release on
+    /// one system.
+    pub group: String,
+    /// Training dtype (default: the hardware's).
+    #[serde(default)]
+    pub dtype: Option<String>,
     /// Chips.
     pub devices: u64,
     /// Sequences per step.
@@ -138,6 +146,19 @@ pub fn embedded() -> &'static [StepRun] {
         toml::from_str::<StepsFile>(STEPS_TOML)
             .map(|f| f.runs)
             .unwrap_or_default()
+    })
+}
+
+/// Every published step run the calibration uses: the rows of `steps.toml` and
+/// NVIDIA's performance tables ([`crate::nvidia`]).
+pub fn all() -> &'static [StepRun] {
+    static ALL: OnceLock<Vec<StepRun>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        embedded()
+            .iter()
+            .chain(crate::nvidia::runs())
+            .cloned()
+            .collect()
     })
 }
 

@@ -67,6 +67,13 @@ pub struct Efficiency {
     pub link: f64,
     /// Achieved fraction of HBM bandwidth by memory-bound ops.
     pub hbm: f64,
+    /// The software stack's factor on GEMM rates, in (0, 1]: what its kernels, launch
+    /// gaps and overlap leave of the rate the rate source gives (fitted per stack and
+    /// hardware generation, [`crate::fit`]; 1 for a measured step).
+    pub gemm: f64,
+    /// Whether the data-parallel gradient reduction overlaps the backward pass (a
+    /// property of the software stack, [`crate::framework`]).
+    pub dp_overlap: bool,
 }
 
 /// The batch of one step.
@@ -272,7 +279,24 @@ impl<'a> StepModel<'a> {
     }
 
     fn gemm(&self, g: Gemm) -> f64 {
-        self.rates.seconds(&g, self.shape)
+        self.rates.seconds(&g, self.shape) / self.eff.gemm
+    }
+
+    /// The attention core's products: at their own (16-bit) rate where the weight
+    /// GEMMs run in FP8, else as any GEMM.
+    fn attention_gemm(&self, g: Gemm) -> f64 {
+        match self.system.attention_flops {
+            Some((peak, ceiling)) => {
+                let shape = ShapeModel {
+                    peak_flops: peak,
+                    efficiency: (ceiling / peak).min(1.0),
+                    elem_bytes: 2.0,
+                    ..self.shape.clone()
+                };
+                shape.seconds(&g) / self.eff.gemm
+            }
+            None => self.gemm(g),
+        }
     }
 
     /// Forward, data-gradient and weight-gradient seconds of `[m×k]·[k×n]`, `batch`
@@ -390,7 +414,7 @@ impl<'a> StepModel<'a> {
         let (hd, ss) = ((heads * s * d) as f64, (heads * s * s) as f64);
         let (attn_f, attn_b) = match layout.attention {
             Attention::Materialized => {
-                let (a, b) = (self.gemm(qk), self.gemm(pv));
+                let (a, b) = (self.attention_gemm(qk), self.attention_gemm(pv));
                 sink("scores", "fwd", a);
                 sink("pv", "fwd", b);
                 sink("scores", "bwd", 2.0 * b);
@@ -401,7 +425,7 @@ impl<'a> StepModel<'a> {
                 (a + b, a + 3.0 * b)
             }
             Attention::Flash => {
-                let f = causal * (self.gemm(qk) + self.gemm(pv));
+                let f = causal * (self.attention_gemm(qk) + self.attention_gemm(pv));
                 sink("flash", "fwd", f);
                 sink("flash", "bwd", 2.5 * f);
                 accum += self.mem_op(MemOp::GradAccum, hd, 3.0);
@@ -636,7 +660,11 @@ impl<'a> StepModel<'a> {
             self.eff.link,
             self.network,
         );
-        let window = per_stage * layer.backward;
+        let window = if self.eff.dp_overlap {
+            per_stage * layer.backward
+        } else {
+            0.0
+        };
         let mut dp_comm = (reduce - window).max(0.0);
         if layout.zero == Zero::Full {
             let gather = comm::group_time_with(
@@ -776,6 +804,8 @@ mod tests {
         System {
             name: "test".into(),
             peak_flops: 1e11,
+            gemm_ceiling_flops: None,
+            attention_flops: None,
             memory_bytes: 1e10,
             hbm_bw: 1e10,
             compute_units: None,
@@ -802,6 +832,8 @@ mod tests {
         let eff = Efficiency {
             link: 1.0,
             hbm: 1.0,
+            gemm: 1.0,
+            dp_overlap: true,
         };
         let layout = Layout::single(4);
         let th = 4.0 * 64.0 * 128.0;
@@ -869,6 +901,8 @@ mod tests {
         let eff = Efficiency {
             link: 1.0,
             hbm: 1.0,
+            gemm: 1.0,
+            dp_overlap: true,
         };
         let m = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
         let items = m.layer_items(&Layout::single(4), 64);

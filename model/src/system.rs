@@ -37,6 +37,13 @@ pub struct System {
     pub name: String,
     /// Dense peak of the training dtype, FLOP/s per chip.
     pub peak_flops: f64,
+    /// Achievable dense GEMM rate of the training dtype, FLOP/s per chip (a measured
+    /// ceiling, [`Hardware::gemm_ceiling`]); `None`: the peak.
+    pub gemm_ceiling_flops: Option<f64>,
+    /// `(peak, achievable)` FLOP/s of the attention core's products where they run in
+    /// another precision than the weight GEMMs (FP8 training keeps attention in 16
+    /// bits); `None`: as the weight GEMMs.
+    pub attention_flops: Option<(f64, f64)>,
     /// Memory per chip, bytes.
     pub memory_bytes: f64,
     /// Memory bandwidth per chip, bytes/s.
@@ -80,9 +87,27 @@ impl System {
                 latency_s: l.latency_us.value * 1e-6,
             })
             .collect();
+        let want = hw.dtype_or_default(dtype);
+        let attention_flops = if want.starts_with("fp8") || want.starts_with("mxfp8") {
+            let sixteen = hw
+                .peak_tflops
+                .iter()
+                .find(|p| {
+                    p.dtype.eq_ignore_ascii_case("bf16") || p.dtype.eq_ignore_ascii_case("fp16")
+                })
+                .map(|p| p.dtype.clone());
+            match sixteen {
+                Some(d) => Some((hw.peak_flops(Some(&d))?, hw.gemm_ceiling(Some(&d))?.0)),
+                None => None,
+            }
+        } else {
+            None
+        };
         let s = System {
             name: hw.name.clone(),
             peak_flops: hw.peak_flops(dtype)?,
+            gemm_ceiling_flops: Some(hw.gemm_ceiling(dtype)?.0),
+            attention_flops,
             memory_bytes: memory.value * GIB,
             hbm_bw: bw.value * 1e9,
             compute_units: hw.compute_units.as_ref().map(|c| c.value.round() as u32),
@@ -90,6 +115,13 @@ impl System {
         };
         s.check()?;
         Ok(s)
+    }
+
+    /// Achievable fraction of the peak for a large, well-shaped GEMM (the measured
+    /// ceiling over the peak; 1 without a ceiling).
+    pub fn ceiling_fraction(&self) -> f64 {
+        self.gemm_ceiling_flops
+            .map_or(1.0, |c| (c / self.peak_flops).clamp(f64::MIN_POSITIVE, 1.0))
     }
 
     /// Every number positive and finite; one line naming the field otherwise.

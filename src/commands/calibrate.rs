@@ -101,14 +101,16 @@ fn print_table(c: &Calibration) {
     t.set_header(vec![
         "run",
         "hardware",
-        "era",
+        "framework",
+        "source",
         "chips",
         "published",
-        "predicted",
+        "in-sample",
         "error",
-        "LOO predicted",
-        "LOO |ln err|",
-        "solved eff.",
+        "left out",
+        "LOSO |ln err|",
+        "in band",
+        "solved",
         "layout",
     ]);
     let secs = |x: f64, whole: bool| {
@@ -122,43 +124,102 @@ fn print_table(c: &Calibration) {
         t.add_row(vec![
             Cell::new(&r.id),
             Cell::new(&r.hardware),
-            Cell::new(&r.era),
+            Cell::new(&r.framework),
+            Cell::new(&r.group),
             right(r.devices.to_string()),
             right(secs(r.published_s, r.whole_run)),
             right(secs(r.predicted_s, r.whole_run)),
             right(format!("{:+.1}%", r.error * 100.0)),
             right(secs(r.loo_predicted_s, r.whole_run)),
             right(format!("{:.3}", r.loo_abs_log_error)),
+            Cell::new(if r.in_band { "yes" } else { "no" }),
             right(format!("{:.3}", r.solved_gemm_efficiency)),
             Cell::new(crate::commands::estimate::layout_text(&r.layout)),
         ]);
     }
     outln!(
         out,
-        "Step model against published runs (seconds per step; seed runs: hours of the whole run):"
+        "Step model against published runs (seconds per step; seed runs: hours of the whole run at goodput {:.2}). \"in-sample\" is what `estimate` prints with the run's flags and --framework; \"left out\" is predicted from a fit without the run's whole source:",
+        st.goodput
     );
     outln!(out, "{t}");
+    let mut s = Table::new();
+    s.load_preset(UTF8_FULL_CONDENSED);
+    s.set_header(vec![
+        "source (left out whole)",
+        "framework",
+        "hardware",
+        "runs",
+        "median |ln err|",
+        "worst",
+        "median bias",
+        "in band",
+    ]);
+    for g in &st.sources {
+        s.add_row(vec![
+            Cell::new(&g.group),
+            Cell::new(&g.framework),
+            Cell::new(&g.hardware),
+            right(g.runs.to_string()),
+            right(format!(
+                "{:.3} (x{:.2})",
+                g.median_abs_log_error,
+                g.median_abs_log_error.exp()
+            )),
+            right(format!("{:.3}", g.worst_abs_log_error)),
+            right(format!("{:+.1}%", (g.median_log_error.exp() - 1.0) * 100.0)),
+            right(format!("{}/{}", g.in_band, g.runs)),
+        ]);
+    }
+    outln!(out, "{s}");
     outln!(
         out,
-        "leave-one-out over {} runs: median |ln(pred/pub)| = {} (x{}), worst = {} ({})",
+        "leave-one-out by whole source, over {} runs in {} sources: median |ln(pred/pub)| = {} (x{}), worst = {} ({}); {:.0}% bands hold {:.0}% of the left-out runs",
         st.runs_checked,
+        st.sources.len(),
         opt(st.median_abs_log_error, |x| format!("{x:.3}")),
         opt(st.median_abs_log_error, |x| format!("{:.2}", x.exp())),
         opt(st.worst_abs_log_error, |x| format!("{x:.3}")),
         st.worst_run.as_deref().unwrap_or("—"),
+        st.band_level * 100.0,
+        st.band_coverage * 100.0,
+    );
+    if !st.excluded.is_empty() {
+        outln!(
+            out,
+            "rows of NVIDIA's performance tables not used ({} in all):",
+            st.excluded.iter().map(|e| e.1).sum::<usize>()
+        );
+        for (why, n) in &st.excluded {
+            outln!(out, "  {n:4} {why}");
+        }
+    }
+    outln!(
+        out,
+        "in sample (every source in the fit): median |ln(pred/pub)| = {}",
+        opt(st.in_sample_median_abs_log_error, |x| format!("{x:.3}")),
     );
     outln!(
         out,
-        "fitted parameters: one GEMM efficiency (fraction of the shape model's ceiling) per hardware class and software era:"
+        "fitted parameters: one factor on GEMM rates (under each chip's measured GEMM ceiling, so at most 1) per software stack and hardware class, pooled toward the stack and the population with a prior weight of {:.2} sources (estimated: within-cell over between-stack variance; population {:.3}; stacks: {}):",
+        st.pooling,
+        st.population,
+        st.stacks
+            .iter()
+            .map(|(f, v)| format!("{f} {v:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for p in &st.parameters {
         outln!(
             out,
-            "  {:9} {:20} {:.3}  fitted on {}",
+            "  {:10} {:9} {:.3} (own {:.3}, weight {:.2})  sources: {}",
+            p.framework,
             p.class,
-            p.era,
             p.gemm_efficiency,
-            p.runs.join(", ")
+            p.own,
+            p.own_weight,
+            p.sources.join(", ")
         );
     }
     outln!(

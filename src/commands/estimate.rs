@@ -133,9 +133,21 @@ pub struct EstimateArgs {
     /// (unset: searched).
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["0", "1", "3"]).map(|s| s.parse::<u8>().unwrap_or(0)))]
     pub zero: Option<u8>,
-    /// Attention kernel (unset: searched).
+    /// Attention kernel (unset: what --framework runs on the hardware, else searched).
     #[arg(long, value_enum)]
     pub attention: Option<AttentionArg>,
+    /// The software stack that will run the job: megatron (also nemo,
+    /// megatron-bridge), deepspeed (also gpt-neox), fsdp (also pytorch, torchtitan),
+    /// jax, tensorflow (also tf-tpu), or unknown. The estimate uses that stack's
+    /// calibrated factor on GEMM rates for the hardware (see `flopcal calibrate`);
+    /// unknown uses the stacks seen on that hardware, with a wider band.
+    #[arg(long, default_value = "unknown")]
+    pub framework: String,
+    /// Fraction of wall-clock time that makes progress (after failures, restarts and
+    /// evaluation), in (0, 1]: wall-clock = steps x step time / goodput. Default: 0.9,
+    /// from the Llama 3 paper's >90% effective training time.
+    #[arg(long, allow_negative_numbers = true)]
+    pub goodput: Option<f64>,
     /// Fraction of positions through the vocabulary projection (BERT's MLM: 0.15).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub vocab_fraction: f64,
@@ -540,6 +552,24 @@ fn profile_now(args: &EstimateArgs, cfg: &ModelConfig) -> Result<ResultFile> {
 }
 
 /// Compute the estimate and the kernel efficiency behind it (no printing).
+/// `--framework`, resolved (`None`: unknown); an unknown name is refused with the list.
+pub fn framework_of(
+    args: &EstimateArgs,
+) -> Result<Option<&'static flopcal_model::framework::Framework>> {
+    Ok(flopcal_model::framework::lookup(&args.framework)?)
+}
+
+/// `--goodput`, checked to lie in (0, 1], or the calibrated default.
+pub fn goodput_of(args: &EstimateArgs) -> Result<f64> {
+    match args.goodput {
+        None => Ok(flopcal_model::fit::GOODPUT),
+        Some(g) if g.is_finite() && g > 0.0 && g <= 1.0 => Ok(g),
+        Some(g) => Err(Error::Usage(format!(
+            "--goodput must be in (0, 1] (got {g})"
+        ))),
+    }
+}
+
 pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     let mut cat = load_catalog(args.catalog.as_deref())?;
     let local = is_local(args.hardware.as_deref());
@@ -728,6 +758,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
                 keep: 1,
                 seq: opt_count("seq", args.model.seq)?,
                 network: network.as_ref(),
+                framework: framework_of(args)?,
             },
             profiled.as_ref(),
         )?
@@ -777,6 +808,9 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     a.chip_watts = args.chip_watts;
     a.host_watts = args.host_watts;
     a.hours = args.hours;
+    if modelled.is_some() {
+        a.goodput = goodput_of(args)?;
+    }
     if args.hours.is_some() && (args.mfu.is_some() || args.kernel_efficiency.is_some()) {
         return Err(Error::Usage(
             "--hours fixes the duration: drop --mfu / --kernel-efficiency".into(),
@@ -862,6 +896,7 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
             .as_deref()
             .map(crate::planning::load_network)
             .transpose()?,
+        framework: framework_of(args)?,
     })
 }
 
