@@ -427,12 +427,23 @@ impl Hardware {
         v
     }
 
-    /// The published price of `kind` from `provider` (the first provider listed with
-    /// such a price when `None`).
+    /// The newest published price of `kind` from `provider` (from the first provider
+    /// listed with such a price when `None`); of prices with the same date, the first
+    /// listed. Older prices stay in `prices` as history.
     pub fn price(&self, kind: PriceKind, provider: Option<&str>) -> Option<&Price> {
-        self.prices.iter().find(|p| {
-            p.kind == kind && provider.is_none_or(|want| p.provider.eq_ignore_ascii_case(want))
-        })
+        let provider = provider.or_else(|| {
+            self.prices
+                .iter()
+                .find(|p| p.kind == kind)
+                .map(|p| p.provider.as_str())
+        })?;
+        self.prices
+            .iter()
+            .filter(|p| p.kind == kind && p.provider.eq_ignore_ascii_case(provider))
+            .fold(None, |best: Option<&Price>, p| match best {
+                Some(b) if b.date >= p.date => Some(b),
+                _ => Some(p),
+            })
     }
 
     /// Fill the price fields from the published `prices` of `provider` (the first
@@ -485,18 +496,18 @@ impl Hardware {
             ("price_preemptible", PriceKind::Spot),
             ("price_committed", PriceKind::Committed1y),
         ] {
+            let found = provider
+                .as_deref()
+                .and_then(|want| self.price(kind, Some(want)))
+                .map(from_row);
             let slot = match field {
                 "price_on_demand" => &mut self.price_on_demand,
                 "price_preemptible" => &mut self.price_preemptible,
                 _ => &mut self.price_committed,
             };
             if slot.is_none() {
-                if let Some(p) = self
-                    .prices
-                    .iter()
-                    .find(|p| p.kind == kind && provider.as_deref() == Some(p.provider.as_str()))
-                {
-                    *slot = Some(from_row(p));
+                if let Some(f) = found {
+                    *slot = Some(f);
                     derived.push(field.to_string());
                 }
             }

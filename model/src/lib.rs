@@ -33,6 +33,7 @@ pub mod memory;
 pub mod network;
 pub mod onprem;
 pub mod op_rate;
+pub mod prices;
 pub mod published;
 pub mod search;
 pub mod step;
