@@ -1501,15 +1501,18 @@ mod tests {
     #[test]
     fn committed_prices_and_ops_are_derived_by_the_stated_rule() {
         let c = Catalog::embedded();
-        let h100 = c.hardware("h100-sxm").unwrap();
-        let od = h100.price_on_demand.as_ref().unwrap().value;
-        assert!((od - 98.32 / 8.0).abs() < 1e-12, "aws is listed first");
+        let a100 = c.hardware("a100").unwrap();
+        let od = a100.price_on_demand.as_ref().unwrap().value;
+        assert!(
+            (od - 27.44705 / 8.0).abs() < 1e-12,
+            "aws is listed first, and its newest price (2026-11) is used"
+        );
         let d = c.rules.committed_discount_1y.value;
-        let committed = h100.price_committed.as_ref().unwrap();
+        let committed = a100.price_committed.as_ref().unwrap();
         assert!((committed.value - od * (1.0 - d)).abs() < 1e-12);
         assert!(committed.is_assumption() && committed.source.contains("derived"));
-        let ops = h100.ops_per_year.as_ref().unwrap().value;
-        let buy = h100.purchase_price.as_ref().unwrap().value;
+        let ops = a100.ops_per_year.as_ref().unwrap().value;
+        let buy = a100.purchase_price.as_ref().unwrap().value;
         assert!((ops - buy * c.rules.ops_fraction_per_year.value).abs() < 1e-9);
         // A published committed price wins over the rule.
         let v5e = c.hardware("tpu-v5e").unwrap();
@@ -1527,10 +1530,20 @@ mod tests {
         let mut c = Catalog::embedded().clone();
         c.select_price_source(Some("Lambda")).unwrap();
         let h100 = c.hardware("h100-sxm").unwrap();
-        assert_eq!(h100.price_per_chip_hour(false), Some(23.92 / 8.0));
+        assert_eq!(
+            h100.price_per_chip_hour(false),
+            Some(3.99),
+            "Lambda's newest price (2026-09), not its 2024-06 one"
+        );
         assert!(
             h100.prices.iter().any(|p| p.provider == "aws"),
             "rows are kept"
+        );
+        assert!(
+            h100.prices
+                .iter()
+                .any(|p| p.provider == "lambda" && p.date == "2024-06"),
+            "old points are kept as history"
         );
         // Hardware that Lambda does not sell keeps its default provider.
         assert_eq!(
