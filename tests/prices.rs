@@ -121,6 +121,12 @@ fn plan_and_compare_print_the_date_of_the_prices_they_use() {
         !err.contains("2026-11"),
         "a fresh price does not warn: {err}"
     );
+    let warnings = v["price_warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0]
+        .as_str()
+        .unwrap()
+        .contains("price from 2024-12, 24 months old"));
 }
 
 #[test]

@@ -117,11 +117,13 @@ pub struct CompareReport {
     pub price_source: Option<String>,
     /// Every flopcal assumption this comparison relied on: the on-prem and cloud
     /// figures above and the catalog figures of both hardware rows that the time
-    /// estimate reads (link tiers, memory), each with its stated source; and every
-    /// cloud price more than 12 months older than the run date.
+    /// estimate reads (link tiers, memory), each with its stated source.
     pub assumptions: Vec<Assumption>,
     /// The date and age of each catalog or --prices price used.
     pub price_ages: Vec<PriceAge>,
+    /// The warning for each price used that is more than 12 months older than the run
+    /// date (also printed on stderr).
+    pub price_warnings: Vec<String>,
 }
 
 /// One figure that no public source states.
@@ -482,15 +484,8 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         .map(|(figure, source)| Assumption { figure, source })
         .collect();
     let assumed: Vec<String> = assumptions.iter().map(|a| a.figure.clone()).collect();
-    // Stale prices are listed with the assumptions (not in `assumed`: they are published).
-    for a in &price_ages {
-        if let Some(w) = a.warning() {
-            assumptions.push(Assumption {
-                figure: format!("{} price date", a.what),
-                source: w,
-            });
-        }
-    }
+    // Stale prices are published figures, not flopcal assumptions: listed apart.
+    let price_warnings: Vec<String> = price_ages.iter().filter_map(PriceAge::warning).collect();
     // The time estimate reads the hardware rows' memory and link tiers.
     let mut rows = vec![cloud_hw];
     rows.extend(onprem_hw.filter(|h| h.name != cloud_hw.name));
@@ -525,6 +520,7 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         price_source: args.plan.prices.price_source.clone(),
         assumptions,
         price_ages,
+        price_warnings,
     })
 }
 
