@@ -1629,8 +1629,17 @@ mod tests {
         let a = c.hardware("h100-sxm").unwrap().assumptions();
         let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names.contains(&"links.nvlink.latency_us"), "{names:?}");
-        assert!(names.contains(&"purchase_price") && names.contains(&"price_committed"));
+        assert!(names.contains(&"purchase_price"), "{names:?}");
+        assert!(
+            !names.contains(&"price_committed"),
+            "AWS publishes a committed (Capacity Block) H100 price"
+        );
         assert!(!names.contains(&"memory_bw_gbs"));
+        let a = c.hardware("a100").unwrap().assumptions();
+        assert!(
+            a.iter().any(|(n, _)| n == "price_committed"),
+            "no A100 80GB committed price is published: derived by the rule"
+        );
     }
 
     /// Every model with a published count: (name, computed, published, tolerance).

@@ -780,7 +780,7 @@ mod tests {
     #[test]
     fn the_clock_converts_days_to_the_civil_date() {
         assert_eq!(RunDate::from_days(0).to_text(), "1970-01-01");
-        assert_eq!(RunDate::from_days(20_424).to_text(), "2025-12-03");
+        assert_eq!(RunDate::from_days(20_425).to_text(), "2025-12-03");
         assert_eq!(RunDate::from_days(11_016).to_text(), "2000-02-29");
     }
 
