@@ -238,9 +238,8 @@ fn price_source_picks_the_providers_published_price() {
     let lambda = json(&[&base[..], &["--price-source", "lambda"]].concat());
     let hw = Catalog::embedded().hardware("h100-sxm").unwrap();
     let row = |p: &str| {
-        hw.prices
-            .iter()
-            .find(|r| r.provider == p && r.kind == flopcal_model::catalog::PriceKind::OnDemand)
+        // The provider's newest on-demand price (older ones are history).
+        hw.price(flopcal_model::catalog::PriceKind::OnDemand, Some(p))
             .unwrap()
             .per_chip_hour()
     };

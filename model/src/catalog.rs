@@ -482,12 +482,23 @@ impl Hardware {
         v
     }
 
-    /// The published price of `kind` from `provider` (the first provider listed with
-    /// such a price when `None`).
+    /// The newest published price of `kind` from `provider` (from the first provider
+    /// listed with such a price when `None`); of prices with the same date, the first
+    /// listed. Older prices stay in `prices` as history.
     pub fn price(&self, kind: PriceKind, provider: Option<&str>) -> Option<&Price> {
-        self.prices.iter().find(|p| {
-            p.kind == kind && provider.is_none_or(|want| p.provider.eq_ignore_ascii_case(want))
-        })
+        let provider = provider.or_else(|| {
+            self.prices
+                .iter()
+                .find(|p| p.kind == kind)
+                .map(|p| p.provider.as_str())
+        })?;
+        self.prices
+            .iter()
+            .filter(|p| p.kind == kind && p.provider.eq_ignore_ascii_case(provider))
+            .fold(None, |best: Option<&Price>, p| match best {
+                Some(b) if b.date >= p.date => Some(b),
+                _ => Some(p),
+            })
     }
 
     /// Fill the price fields from the published `prices` of `provider` (the first
@@ -540,18 +551,18 @@ impl Hardware {
             ("price_preemptible", PriceKind::Spot),
             ("price_committed", PriceKind::Committed1y),
         ] {
+            let found = provider
+                .as_deref()
+                .and_then(|want| self.price(kind, Some(want)))
+                .map(from_row);
             let slot = match field {
                 "price_on_demand" => &mut self.price_on_demand,
                 "price_preemptible" => &mut self.price_preemptible,
                 _ => &mut self.price_committed,
             };
             if slot.is_none() {
-                if let Some(p) = self
-                    .prices
-                    .iter()
-                    .find(|p| p.kind == kind && provider.as_deref() == Some(p.provider.as_str()))
-                {
-                    *slot = Some(from_row(p));
+                if let Some(f) = found {
+                    *slot = Some(f);
                     derived.push(field.to_string());
                 }
             }
@@ -1546,15 +1557,18 @@ mod tests {
     #[test]
     fn committed_prices_and_ops_are_derived_by_the_stated_rule() {
         let c = Catalog::embedded();
-        let h100 = c.hardware("h100-sxm").unwrap();
-        let od = h100.price_on_demand.as_ref().unwrap().value;
-        assert!((od - 98.32 / 8.0).abs() < 1e-12, "aws is listed first");
+        let a100 = c.hardware("a100").unwrap();
+        let od = a100.price_on_demand.as_ref().unwrap().value;
+        assert!(
+            (od - 27.44705 / 8.0).abs() < 1e-12,
+            "aws is listed first, and its newest price (2026-11) is used"
+        );
         let d = c.rules.committed_discount_1y.value;
-        let committed = h100.price_committed.as_ref().unwrap();
+        let committed = a100.price_committed.as_ref().unwrap();
         assert!((committed.value - od * (1.0 - d)).abs() < 1e-12);
         assert!(committed.is_assumption() && committed.source.contains("derived"));
-        let ops = h100.ops_per_year.as_ref().unwrap().value;
-        let buy = h100.purchase_price.as_ref().unwrap().value;
+        let ops = a100.ops_per_year.as_ref().unwrap().value;
+        let buy = a100.purchase_price.as_ref().unwrap().value;
         assert!((ops - buy * c.rules.ops_fraction_per_year.value).abs() < 1e-9);
         // A published committed price wins over the rule.
         let v5e = c.hardware("tpu-v5e").unwrap();
@@ -1572,10 +1586,20 @@ mod tests {
         let mut c = Catalog::embedded().clone();
         c.select_price_source(Some("Lambda")).unwrap();
         let h100 = c.hardware("h100-sxm").unwrap();
-        assert_eq!(h100.price_per_chip_hour(false), Some(23.92 / 8.0));
+        assert_eq!(
+            h100.price_per_chip_hour(false),
+            Some(3.99),
+            "Lambda's newest price (2026-09), not its 2024-06 one"
+        );
         assert!(
             h100.prices.iter().any(|p| p.provider == "aws"),
             "rows are kept"
+        );
+        assert!(
+            h100.prices
+                .iter()
+                .any(|p| p.provider == "lambda" && p.date == "2024-06"),
+            "old points are kept as history"
         );
         // Hardware that Lambda does not sell keeps its default provider.
         assert_eq!(
@@ -1661,8 +1685,17 @@ mod tests {
         let a = c.hardware("h100-sxm").unwrap().assumptions();
         let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names.contains(&"links.nvlink.latency_us"), "{names:?}");
-        assert!(names.contains(&"purchase_price") && names.contains(&"price_committed"));
+        assert!(names.contains(&"purchase_price"), "{names:?}");
+        assert!(
+            !names.contains(&"price_committed"),
+            "AWS publishes a committed (Capacity Block) H100 price"
+        );
         assert!(!names.contains(&"memory_bw_gbs"));
+        let a = c.hardware("a100").unwrap().assumptions();
+        assert!(
+            a.iter().any(|(n, _)| n == "price_committed"),
+            "no A100 80GB committed price is published: derived by the rule"
+        );
     }
 
     /// Every model with a published count: (name, computed, published, tolerance).

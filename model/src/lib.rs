@@ -35,6 +35,7 @@ pub mod network;
 pub mod nvidia;
 pub mod onprem;
 pub mod op_rate;
+pub mod prices;
 pub mod published;
 pub mod search;
 pub mod step;

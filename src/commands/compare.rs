@@ -14,11 +14,13 @@ use flopcal_model::onprem::{self, Comparison, OnPrem};
 use serde::Serialize;
 
 use crate::commands::estimate::{
-    compute_full, emit, human_hours, load_catalog, outln, thousands, DeviceUnit, EstimateArgs,
+    compute_full, emit, human_hours, load_catalog, outln, thousands, warn_stale, DeviceUnit,
+    EstimateArgs,
 };
-use crate::commands::model_args::PriceArgs;
+use crate::commands::model_args::{run_date, PriceArgs};
 use crate::output::{print_json, OutputFormat};
 use crate::{Error, Outcome, Result};
+use flopcal_model::prices::PriceAge;
 
 /// Arguments of `flopcal compare`.
 #[derive(Debug, Args)]
@@ -54,6 +56,23 @@ pub struct CompareArgs {
     /// Committed-use cloud price, USD per chip-hour (default: the catalog's).
     #[arg(long, value_name = "USD", allow_negative_numbers = true)]
     pub committed_price: Option<f64>,
+    /// On-prem purchase price per server (a DGX/HGX with its share of networking,
+    /// storage and facility), USD; divided by --chips-per-server.
+    #[arg(
+        long,
+        value_name = "USD",
+        allow_negative_numbers = true,
+        conflicts_with = "purchase_price"
+    )]
+    pub server_price: Option<f64>,
+    /// Chips (GPUs) per server for --server-price (default 8: an HGX/DGX board).
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "server_price")]
+    pub chips_per_server: u32,
+    /// One cloud row per provider with a price for the cloud hardware (its newest
+    /// on-demand price, else committed, else spot), cheapest first, each with its
+    /// break-even utilisation.
+    #[arg(long)]
+    pub cloud_all: bool,
 }
 
 /// One on-prem figure with its provenance.
@@ -100,6 +119,11 @@ pub struct CompareReport {
     /// figures above and the catalog figures of both hardware rows that the time
     /// estimate reads (link tiers, memory), each with its stated source.
     pub assumptions: Vec<Assumption>,
+    /// The date and age of each catalog or --prices price used.
+    pub price_ages: Vec<PriceAge>,
+    /// The warning for each price used that is more than 12 months older than the run
+    /// date (also printed on stderr).
+    pub price_warnings: Vec<String>,
 }
 
 /// One figure that no public source states.
@@ -147,7 +171,8 @@ fn figure(
 pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
     let mut cat = load_catalog(args.plan.catalog.as_deref())?;
     let cloud_flag = args.cloud.as_deref().or(args.plan.hardware.as_deref());
-    args.plan.prices.apply(
+    let today = run_date()?;
+    let sheet = args.plan.prices.apply(
         &mut cat,
         cloud_flag.filter(|h| !h.eq_ignore_ascii_case("local")),
     )?;
@@ -205,6 +230,7 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
     };
     let cper = f64::from(cloud_hw.chips_per_device);
     let mut prices: Vec<(String, f64, String)> = vec![];
+    let mut price_ages: Vec<PriceAge> = vec![];
     let src = |f: &Option<Figure>| {
         f.as_ref()
             .map(|x| format!("{} ({})", x.source, x.date))
@@ -250,6 +276,38 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         )),
         (None, None) => {}
     }
+    if args.cloud_all {
+        // One row per provider, cheapest first; flag prices stay as given.
+        prices.retain(|(k, _, _)| {
+            (k == "on demand" && args.plan.price.is_some())
+                || (k == "preemptible" && args.plan.preemptible_price.is_some())
+                || (k == "committed use" && args.committed_price.is_some())
+        });
+        for p in flopcal_model::prices::provider_prices(cloud_hw) {
+            let what = format!("{} {} ({})", cloud_hw.name, p.kind.as_str(), p.provider);
+            let fig = Figure {
+                value: p.per_chip_hour,
+                source: p.source.clone(),
+                date: p.date.clone(),
+            };
+            price_ages.push(PriceAge::of(&what, &fig, &today));
+            prices.push((
+                format!("{} {}", p.provider, p.kind.as_str()),
+                p.per_chip_hour,
+                format!("{} ({})", p.source, p.date),
+            ));
+        }
+        prices.sort_by(|a, b| a.1.total_cmp(&b.1));
+    } else {
+        let given_committed = args.committed_price.is_some();
+        price_ages = flopcal_model::prices::price_ages(
+            cloud_hw,
+            &today,
+            args.plan.price.is_some(),
+            args.plan.preemptible_price.is_some(),
+            !given_committed,
+        );
+    }
     if prices.is_empty() {
         return Err(Error::Usage(format!(
             "{} has no cloud price in the catalog: pass --price (and --committed-price)",
@@ -261,12 +319,31 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
     let hw_name = onprem_hw
         .map(|h| h.name.clone())
         .unwrap_or_else(|| e.hardware.clone());
+    let sheet_onprem = sheet.as_ref().and_then(|s| s.onprem_for(&hw_name));
+    let from_sheet =
+        |f: Option<&Figure>| f.map(|f| (f.value, format!("{} ({})", f.source, f.date)));
+    let server = match args.server_price {
+        Some(v) => {
+            let v = given("server-price", v)?;
+            if args.chips_per_server == 0 {
+                return Err(Error::Usage("--chips-per-server must be at least 1".into()));
+            }
+            let n = args.chips_per_server;
+            Some((
+                v / f64::from(n),
+                format!("--server-price ${} / --chips-per-server {n}", thousands(v)),
+            ))
+        }
+        None => None,
+    };
     let purchase = figure(
         "purchase price",
         "USD per chip",
         args.purchase_price.map(|v| ("purchase-price", v)),
-        onprem_hw.and_then(|h| h.purchase_price.as_ref().map(|f| (f, per))),
-        None,
+        onprem_hw
+            .filter(|_| server.is_none())
+            .and_then(|h| h.purchase_price.as_ref().map(|f| (f, per))),
+        server,
     )?
     .ok_or_else(|| {
         Error::Usage(format!(
@@ -288,7 +365,13 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         "operations overhead",
         "USD per chip per year",
         args.ops_per_year.map(|v| ("ops-per-year", v)),
-        onprem_hw.and_then(|h| h.ops_per_year.as_ref().map(|f| (f, per))),
+        // An overhead derived from the catalog's purchase price does not follow
+        // --server-price; the rule below applies to the server's share instead.
+        onprem_hw
+            .filter(|h| {
+                args.server_price.is_none() || !h.derived.iter().any(|d| d == "ops_per_year")
+            })
+            .and_then(|h| h.ops_per_year.as_ref().map(|f| (f, per))),
         Some({
             // The catalog's rule, as for catalog hardware: purchase × fraction.
             let r = &cat.rules.ops_fraction_per_year;
@@ -299,15 +382,18 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         }),
     )?
     .ok_or_else(|| Error::Usage("no ops overhead".into()))?;
+    let sheet_watts = sheet_onprem.and_then(|o| o.watts.as_ref());
     let watts = figure(
         "power",
         "W per chip",
         args.plan.chip_watts.map(|v| ("chip-watts", v)),
-        onprem_hw.and_then(|h| h.tdp_w.as_ref().map(|f| (f, 1.0))),
-        None,
+        onprem_hw
+            .filter(|_| sheet_watts.is_none())
+            .and_then(|h| h.tdp_w.as_ref().map(|f| (f, 1.0))),
+        from_sheet(sheet_watts),
     )?
     .map(|mut w| {
-        if args.plan.chip_watts.is_none() {
+        if args.plan.chip_watts.is_none() && sheet_watts.is_none() {
             w.source = format!(
                 "chip TDP only, no host share (pass --chip-watts to include it): {}",
                 w.source
@@ -320,14 +406,24 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
             "no power figure for {hw_name}: pass --chip-watts W per chip (with its share of the host)"
         ))
     })?;
-    let pue = Input {
-        name: "PUE".into(),
-        value: args.plan.pue,
-        unit: "".into(),
-        source: if (args.plan.pue - flopcal_model::cost::DEFAULT_PUE).abs() < 1e-12 {
-            "Strubell et al. 2019: 2018 global average data-centre PUE (Uptime Institute)".into()
-        } else {
-            "--pue".into()
+    let default_pue = (args.plan.pue - flopcal_model::cost::DEFAULT_PUE).abs() < 1e-12;
+    let pue = match (default_pue, sheet_onprem.and_then(|o| o.pue.as_ref())) {
+        (true, Some(f)) => Input {
+            name: "PUE".into(),
+            value: f.value,
+            unit: "".into(),
+            source: format!("{} ({})", f.source, f.date),
+        },
+        _ => Input {
+            name: "PUE".into(),
+            value: args.plan.pue,
+            unit: "".into(),
+            source: if default_pue {
+                "Strubell et al. 2019: 2018 global average data-centre PUE (Uptime Institute)"
+                    .into()
+            } else {
+                "--pue".into()
+            },
         },
     };
     let kwh = figure(
@@ -335,7 +431,10 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         "USD per kWh",
         args.plan.kwh_price.map(|v| ("kwh-price", v)),
         None,
-        Some((onprem::DEFAULT_KWH_PRICE, onprem::KWH_PRICE_SOURCE.into())),
+        from_sheet(sheet_onprem.and_then(|o| o.kwh_price.as_ref())).or(Some((
+            onprem::DEFAULT_KWH_PRICE,
+            onprem::KWH_PRICE_SOURCE.into(),
+        ))),
     )?
     .ok_or_else(|| Error::Usage("no electricity price".into()))?;
     let util = figure(
@@ -385,6 +484,8 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
         .map(|(figure, source)| Assumption { figure, source })
         .collect();
     let assumed: Vec<String> = assumptions.iter().map(|a| a.figure.clone()).collect();
+    // Stale prices are published figures, not flopcal assumptions: listed apart.
+    let price_warnings: Vec<String> = price_ages.iter().filter_map(PriceAge::warning).collect();
     // The time estimate reads the hardware rows' memory and link tiers.
     let mut rows = vec![cloud_hw];
     rows.extend(onprem_hw.filter(|h| h.name != cloud_hw.name));
@@ -418,6 +519,8 @@ pub fn compute(args: &CompareArgs) -> Result<CompareReport> {
             .is_some_and(|m| m.constructed),
         price_source: args.plan.prices.price_source.clone(),
         assumptions,
+        price_ages,
+        price_warnings,
     })
 }
 
@@ -521,6 +624,12 @@ fn render(r: &CompareReport) -> String {
             o.source
         );
     }
+    if !r.price_ages.is_empty() {
+        outln!(out, "price dates:");
+        for a in &r.price_ages {
+            outln!(out, "  - {}", a.note());
+        }
+    }
     outln!(out, "time: on-prem MFU source: {}", r.onprem_mfu_source);
     if !r.assumptions.is_empty() {
         outln!(
@@ -538,6 +647,7 @@ fn render(r: &CompareReport) -> String {
 /// Run `flopcal compare`.
 pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let r = compute(args)?;
+    warn_stale(&r.price_ages);
     match args.plan.format {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Csv => {

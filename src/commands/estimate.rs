@@ -22,12 +22,13 @@ use crate::planning::local_hardware;
 pub(crate) use crate::text::{emit, emit_csv, human_hours, outln, thousands};
 use crate::text::{num, pct, sci, usd};
 
-use crate::commands::model_args::{count, opt_count, ModelArgs, PriceArgs};
+use crate::commands::model_args::{count, opt_count, run_date, ModelArgs, PriceArgs};
 use crate::device::DeviceChoice;
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
 use crate::output::{print_json, OutputFormat};
 use crate::results::ResultFile;
 use crate::{Error, Outcome, Result};
+use flopcal_model::prices::{price_ages, PriceAge};
 
 /// Unit of `--devices`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -384,6 +385,26 @@ pub struct Computed {
     pub model_constructed: bool,
     /// The provider the catalog prices come from (`null`: the catalog's default).
     pub price_source: Option<String>,
+    /// The date and age of each catalog price used (not those given by flags); the
+    /// stale ones are warned about on stderr and listed in `assumptions`.
+    pub price_ages: Vec<PriceAge>,
+}
+
+/// The date note of every price in `ages`, and a warning line for each stale one.
+pub fn price_age_notes(ages: &[PriceAge]) -> Vec<String> {
+    ages.iter()
+        .map(|a| match a.warning() {
+            Some(w) => format!("{}; warning: {w}", a.note()),
+            None => a.note(),
+        })
+        .collect()
+}
+
+/// Print the warning of each stale price in `ages` on stderr.
+pub fn warn_stale(ages: &[PriceAge]) {
+    for w in ages.iter().filter_map(PriceAge::warning) {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Compute the estimate for the arguments (no printing).
@@ -822,6 +843,19 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
         _ => None,
     };
     let flopcal_assumptions = relied_on(hw, &a, entry);
+    let price_ages =
+        if e.price_per_device_hour.is_some() || e.preemptible_price_per_device_hour.is_some() {
+            price_ages(
+                hw,
+                &run_date()?,
+                args.price.is_some(),
+                args.preemptible_price.is_some(),
+                false,
+            )
+        } else {
+            vec![]
+        };
+    e.assumptions.extend(price_age_notes(&price_ages));
     if let Some(k) = &measured {
         e.assumptions.push(format!(
             "kernel efficiency {:.3} = suite {:.1} GFLOP/s / peak {:.1} GFLOP/s ({}); profile {} of {} ({}, seq {} x batch {}, {})",
@@ -856,6 +890,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
         flopcal_assumptions,
         model_constructed: entry.is_some_and(|m| m.constructed),
         price_source: args.prices.price_source.clone(),
+        price_ages,
     })
 }
 
@@ -911,6 +946,7 @@ fn unit_of(u: DeviceUnit) -> Unit {
 /// Run `flopcal estimate`.
 pub fn run(args: &EstimateArgs) -> Result<Outcome> {
     let c = compute_full(args)?;
+    warn_stale(&c.price_ages);
     match args.format {
         OutputFormat::Json => print_json(&c)?,
         OutputFormat::Csv => print_csv(&c.estimate)?,

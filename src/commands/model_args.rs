@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use flopcal_model::catalog::Catalog;
 use flopcal_model::flops::Phase;
+use flopcal_model::prices::{PriceSheet, RunDate};
 use flopcal_model::{FfnKind, ModelConfig};
 
 use crate::{Error, Result};
@@ -91,25 +92,47 @@ pub struct ModelArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PriceArgs {
     /// Cloud provider whose published prices to use (aws, azure, coreweave, gcp,
-    /// lambda, nebius, oci, runpod; default: the first provider the catalog lists for
-    /// the hardware).
+    /// lambda, nebius, oci, runpod, or one a --prices file names; default: the first
+    /// provider the --prices file or the catalog lists for the hardware).
     #[arg(long, value_name = "PROVIDER")]
     pub price_source: Option<String>,
+    /// Your own price sheet (CSV, or TOML with [[prices]] tables): dated cloud prices
+    /// per chip or per instance (provider, hardware, unit, chips_per_instance,
+    /// on_demand, preemptible, committed, currency, date, source) and on-prem rows
+    /// (provider = on-prem: purchase_per_chip or purchase_per_server with
+    /// chips_per_server, lifetime_years, ops_per_year, watts, pue, kwh_price). Its
+    /// prices go before the catalog's; see README "Your own prices".
+    #[arg(long, value_name = "FILE")]
+    pub prices: Option<PathBuf>,
+}
+
+/// The run date prices are aged against: `$FLOPCAL_TODAY` (YYYY-MM-DD) or the clock.
+pub fn run_date() -> Result<RunDate> {
+    Ok(RunDate::today()?)
 }
 
 impl PriceArgs {
-    /// Choose the provider in `cat`, and check that it sells `hardware` (when named):
-    /// an unknown provider, or one without a price for it, is a one-line error.
-    pub fn apply(&self, cat: &mut Catalog, hardware: Option<&str>) -> Result<()> {
+    /// Add the --prices sheet to `cat`, choose the provider, and check that it sells
+    /// `hardware` (when named): an unknown provider, or one without a price for it, is
+    /// a one-line error. Returns the sheet (for its on-prem figures).
+    pub fn apply(&self, cat: &mut Catalog, hardware: Option<&str>) -> Result<Option<PriceSheet>> {
+        let sheet = match &self.prices {
+            Some(path) => {
+                let s = PriceSheet::load(path, cat, &run_date()?)?;
+                s.apply(cat)?;
+                Some(s)
+            }
+            None => None,
+        };
         let Some(want) = self.price_source.as_deref() else {
-            return Ok(());
+            return Ok(sheet);
         };
         cat.select_price_source(Some(want))?;
         if let Some(name) = hardware {
             let mut hw = cat.hardware(name)?.clone();
             hw.derive(&cat.rules, Some(&want.to_ascii_lowercase()))?;
         }
-        Ok(())
+        Ok(sheet)
     }
 }
 

@@ -52,7 +52,18 @@ fn with_equivalents(
 
 /// Run `flopcal plan`.
 pub fn run(args: &PlanArgs) -> Result<Outcome> {
-    let r = planning::plan(&estimate::plan_inputs(&args.run)?, args.top.max(1))?;
+    let inputs = estimate::plan_inputs(&args.run)?;
+    let mut r = planning::plan(&inputs, args.top.max(1))?;
+    // The on-demand price the plans are costed at, with its date.
+    let ages = flopcal_model::prices::price_ages(
+        &inputs.hw,
+        &crate::commands::model_args::run_date()?,
+        inputs.price.is_some(),
+        true,
+        false,
+    );
+    estimate::warn_stale(&ages);
+    r.notes.extend(estimate::price_age_notes(&ages));
     match args.run.format {
         OutputFormat::Json => print_json(&PlanJson {
             model: &r.model,
