@@ -472,4 +472,33 @@ mod tests {
         // Its sampling interval stays its own.
         assert_eq!(wide.ci95_low_s, narrow.ci95_low_s);
     }
+
+    #[test]
+    fn a_round_with_steal_beyond_the_threshold_is_contended_though_the_probe_read_quiet() {
+        let (mut b, entry) = three_rounds([1.0, 1.3, 1.0], [1.0, 1.1, 1.0]);
+        let quiet = machine::RoundReading {
+            wall_s: 0.5,
+            process_cpu_s: Some(1.0),
+            steal_frac: Some(0.01),
+            foreign_frac: Some(0.0),
+            cpu_mhz: None,
+        };
+        b.round_readings = vec![
+            quiet,
+            machine::RoundReading {
+                steal_frac: Some(0.14),
+                ..quiet
+            },
+            quiet,
+        ];
+        let mut benches = vec![b];
+        finalize_rounds(&mut benches, std::slice::from_ref(&entry), Some(1.0));
+        assert_eq!(benches[0].round_contended, vec![false, true, false]);
+        assert_eq!(benches[0].summary.as_ref().unwrap().n, 10);
+        // Without a probe (no monitor), the readings alone judge the rounds.
+        benches[0].round_probe_s.clear();
+        benches[0].round_contended.clear();
+        finalize_rounds(&mut benches, std::slice::from_ref(&entry), None);
+        assert_eq!(benches[0].round_contended, vec![false, true, false]);
+    }
 }
