@@ -800,7 +800,10 @@ pub fn summary_line(c: &Comparison) -> String {
         Correction::None => "per kernel (no family-wise correction)".to_string(),
         Correction::Holm => format!(
             "family-wise over {} compared kernels (Holm)",
-            c.rows.iter().filter(|r| r.p_slower_adjusted.is_some()).count()
+            c.rows
+                .iter()
+                .filter(|r| r.p_slower_adjusted.is_some())
+                .count()
         ),
     };
     format!(

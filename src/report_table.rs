@@ -457,7 +457,13 @@ mod tests {
         f.contention.as_mut().expect("watched").contended_rounds = 2;
         let line = contention_line(&f).unwrap();
         assert!(line.contains("steal 14% of CPU in 2 rounds"), "{line}");
-        assert!(line.contains("other processes 40% of CPU in 1 round)"), "{line}");
-        assert!(!line.contains("probe layernorm"), "no probe reading was slow: {line}");
+        assert!(
+            line.contains("other processes 40% of CPU in 1 round)"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("probe layernorm"),
+            "no probe reading was slow: {line}"
+        );
     }
 }

@@ -265,7 +265,10 @@ fn with_holm_identical_suites_are_flagged_in_at_most_five_percent_of_pairs() {
         println!(
             "{SUITE} identical kernels, drift {drift}: a false regression in {none} of pairs per kernel, {holm} with holm"
         );
-        assert!(holm <= 0.05, "drift {drift}: suite false regression rate {holm}");
+        assert!(
+            holm <= 0.05,
+            "drift {drift}: suite false regression rate {holm}"
+        );
     }
 }
 
@@ -824,7 +827,10 @@ fn a_kernel_whose_rounds_all_ran_under_steal_is_not_comparable_rather_than_a_reg
     let row = by_id(&v["rows"], "matmul/b/f32");
     assert_eq!(row["verdict"], "incomparable", "{row}");
     assert_eq!(row["contended"], true, "{row}");
-    assert!(row["change"].as_f64().unwrap() < -0.15, "the change is shown");
+    assert!(
+        row["change"].as_f64().unwrap() < -0.15,
+        "the change is shown"
+    );
     // A kernel with quiet rounds on both sides carries no contended flag.
     assert!(by_id(&v["rows"], "matmul/a/f32").get("contended").is_none());
 }
@@ -855,7 +861,9 @@ fn the_summary_says_which_false_regression_control_was_used() {
         ));
     let v = regress_json(&base, &cand, 1);
     assert_eq!(v["options"]["correct"], "none");
-    assert!(by_id(&v["rows"], "matmul/b/f32").get("p_slower_adjusted").is_none());
+    assert!(by_id(&v["rows"], "matmul/b/f32")
+        .get("p_slower_adjusted")
+        .is_none());
     flopcal()
         .args(["regress", "--correct", "bonferroni"])
         .arg(&base)

@@ -445,7 +445,7 @@ pub fn execute_with(
         peak,
         contention: None,
         round_drift_sd: None,
-            round_readings_note: harness::machine::availability_note(),
+        round_readings_note: harness::machine::availability_note(),
         benchmarks: Vec::with_capacity(suite.len()),
     };
 

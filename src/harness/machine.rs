@@ -291,7 +291,11 @@ intr 123 0 0\nctxt 456\n";
         assert_eq!((t.system, t.steal), (5, 0));
         assert_eq!(parse_proc_stat("cpu 10 x 5 100\n"), None);
         assert_eq!(parse_proc_stat("cpu 10 0\n"), None);
-        assert_eq!(parse_proc_stat("cpu0 1 2 3 4 5\n"), None, "no aggregate line");
+        assert_eq!(
+            parse_proc_stat("cpu0 1 2 3 4 5\n"),
+            None,
+            "no aggregate line"
+        );
         assert_eq!(parse_proc_stat(""), None);
     }
 
@@ -343,7 +347,10 @@ intr 123 0 0\nctxt 456\n";
             ..a
         };
         let r = reading_between(&snap(Some(a), Some(2.0)), &snap(Some(b), Some(1.0)), None);
-        assert_eq!((r.steal_frac, r.foreign_frac, r.process_cpu_s), (None, None, None));
+        assert_eq!(
+            (r.steal_frac, r.foreign_frac, r.process_cpu_s),
+            (None, None, None)
+        );
         assert!(!reading_contended(&r));
     }
 
