@@ -4,7 +4,9 @@
 //! `cargo bench --bench harness`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use flopcal::harness::{measure, stats, HarnessConfig, MockExecutor};
+use flopcal::harness::{machine, measure, stats, HarnessConfig, MockExecutor};
+use flopcal::profiling::{measure_round, skeleton};
+use flopcal::suite::{Entry, Group};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn samples(n: usize) -> Vec<f64> {
@@ -46,5 +48,50 @@ fn sampling_loop(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, statistics, sampling_loop);
+fn round_readings(c: &mut Criterion) {
+    // The per-round machine readings (two snapshots of /proc/stat and the process
+    // clock, one frequency read): their cost against one round of a real kernel is
+    // the overhead they add to a profile (target: under 1%).
+    c.bench_function("machine/snapshot_and_reading", |b| {
+        b.iter(|| machine::reading(&machine::snapshot()))
+    });
+    let entry = Entry {
+        group: Group::Square,
+        kernel: Box::new(flopcal_kernels::gemm::Matmul::square(
+            256,
+            candle_core::DType::F32,
+        )),
+    };
+    let device = candle_core::Device::Cpu;
+    // One round of a quick profile's shape: a short warm-up and a 0.1 s budget.
+    let cfg = HarnessConfig {
+        warmup_s: 0.02,
+        budget_s: 0.1,
+        min_samples: 4,
+        ..HarnessConfig::quick()
+    };
+    let mut bench = skeleton(&entry);
+    measure_round(&mut bench, &entry, &device, &cfg, true, None, false);
+    let mut g = c.benchmark_group("round");
+    g.sample_size(10);
+    for read in [false, true] {
+        let name = if read {
+            "with_readings"
+        } else {
+            "without_readings"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                // Keep the record from growing over criterion's iterations.
+                bench.samples_s.clear();
+                bench.round_sizes.clear();
+                bench.round_readings.clear();
+                measure_round(&mut bench, &entry, &device, &cfg, false, None, read)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, statistics, sampling_loop, round_readings);
 criterion_main!(benches);

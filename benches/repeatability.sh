@@ -9,7 +9,9 @@
 #                target ≤ 5% for the GEMMs on a quiet machine. Agreement bought with
 #                wide intervals is no agreement.
 # The sampling CIs (ci95_*) are summarised the same way, and `flopcal regress` runs on
-# every pair (it must find no regression).
+# every pair (it must find no regression). Last, the correlation of each kernel
+# round's median with the steal, other processes' CPU time and probe reading that
+# round recorded: which signal explains the slow rounds.
 #
 #   PAIRS=5 bash benches/repeatability.sh [extra profile flags...]
 set -euo pipefail
@@ -71,5 +73,50 @@ for kind, label in (("pi", "prediction interval (next run's median)"), ("ci", "s
           f"median relative width {med(widths):.1f}% (compute-bound GEMMs {med(gemm_widths):.1f}%, n={len(gemm_widths)})")
     for p, i, r in misses[:8]:
         print(f"  pair {p}: {i} outside (other/this median {r:.3f})")
+# Which signal explains the slow rounds: over every kernel round of every run, the
+# correlation of the round's log median (less its kernel's mean over the run) with
+# that round's steal share, other processes' share and probe reading (log).
+def corr(x, y):
+    n = len(x)
+    if n < 3:
+        return float("nan")
+    mx, my = sum(x) / n, sum(y) / n
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx = sum((a - mx) ** 2 for a in x)
+    syy = sum((b - my) ** 2 for b in y)
+    return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else float("nan")
+import math
+dev, sig = [], {"steal": [], "other processes": [], "probe": []}
+steal_by_run = []
+for p in range(1, pairs + 1):
+    for side in "ab":
+        f = json.load(open(f"{d}/{p}{side}.json"))
+        run_steal = []
+        for b in f["benchmarks"]:
+            sizes, xs = b.get("round_sizes") or [], b["samples_s"]
+            reads, probes = b.get("round_readings") or [], b.get("round_probe_s") or []
+            if len(sizes) < 2 or sum(sizes) != len(xs) or len(reads) != len(sizes):
+                continue
+            meds, i = [], 0
+            for n in sizes:
+                meds.append(math.log(statistics.median(xs[i:i + n])))
+                i += n
+            m = sum(meds) / len(meds)
+            for k, r in enumerate(reads):
+                if r.get("steal_frac") is None or r.get("foreign_frac") is None:
+                    continue
+                run_steal.append(r["steal_frac"])
+                dev.append(meds[k] - m)
+                sig["steal"].append(r["steal_frac"])
+                sig["other processes"].append(r["foreign_frac"])
+                sig["probe"].append(math.log(probes[k]) if k < len(probes) else float("nan"))
+        steal_by_run.append((f"{p}{side}", statistics.mean(run_steal) if run_steal else float("nan"),
+                             max(run_steal) if run_steal else float("nan")))
+for name, v in sig.items():
+    ok = [(a, b) for a, b in zip(dev, v) if not math.isnan(b)]
+    r = corr([a for a, _ in ok], [b for _, b in ok])
+    print(f"round medians vs {name}: r = {r:.2f} (r² {r * r:.2f}, {len(ok)} kernel rounds)")
+for run, mean, top in steal_by_run:
+    print(f"  run {run}: steal mean {100 * mean:.1f}% of CPU, max round {100 * top:.1f}%")
 PY
 echo "regress: $regressions of $PAIRS pairs flagged a regression"

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::harness::contention::{is_contended, Monitor};
-use crate::harness::{self, HarnessConfig, KernelExecutor};
+use crate::harness::{self, machine, HarnessConfig, KernelExecutor};
 use crate::interrupt;
 use crate::results::{self, BenchSummary, Benchmark, ResultFile, Status};
 use crate::suite::Entry;
@@ -38,6 +38,7 @@ pub fn skeleton(entry: &Entry) -> Benchmark {
         round_sizes: Vec::new(),
         round_probe_s: Vec::new(),
         round_contended: Vec::new(),
+        round_readings: Vec::new(),
         summary: None,
         verified: false,
         verification: None,
@@ -195,8 +196,10 @@ fn resummarize(
 
 /// Measure one round of `entry` (the first prepares and verifies it), bracketed by
 /// contention probe readings when a monitor watches (the rounds are judged against
-/// the run's fastest reading once it is known, in [`judge_rounds`]). Returns whether
-/// a round of samples was added.
+/// the run's fastest reading once it is known, in [`judge_rounds`]) and, with
+/// `read_machine`, by snapshots of the machine's counters (steal, other processes,
+/// own CPU time, frequency; see [`machine`]). Returns whether a round of samples was
+/// added.
 pub fn measure_round(
     bench: &mut Benchmark,
     entry: &Entry,
@@ -204,31 +207,47 @@ pub fn measure_round(
     cfg: &HarnessConfig,
     first: bool,
     mut monitor: Option<&mut Monitor>,
+    read_machine: bool,
 ) -> bool {
     let before_rounds = bench.round_sizes.len();
     if !first && bench.status != Status::Ok {
         return false;
     }
     let before = monitor.as_deref_mut().map(Monitor::read);
+    let counters = read_machine.then(machine::snapshot);
     if first {
         *bench = measure_one(entry, device, cfg);
     } else {
         measure_again(bench, entry, device, cfg);
     }
     let added = bench.round_sizes.len() > before_rounds;
+    if let (true, Some(counters)) = (added, counters) {
+        bench.round_readings.push(machine::reading(&counters));
+    }
     if let (true, Some(m), Some(before)) = (added, monitor, before) {
         bench.round_probe_s.push(before.max(m.read()));
     }
     added
 }
 
-/// Judge every round against the run's fastest probe reading (known only now).
-fn judge_rounds(benchmarks: &mut [Benchmark], best: f64) {
+/// Judge every round: contended when its probe reading is beyond the threshold over
+/// the run's fastest (`best`, known only now), or when the machine's own counters
+/// ([`machine::reading_contended`]) say steal or other processes took more than
+/// their threshold of its CPU time. Kernels with neither probe readings nor machine
+/// readings for every round keep their flags as they are.
+fn judge_rounds(benchmarks: &mut [Benchmark], best: Option<f64>) {
     for b in benchmarks {
-        b.round_contended = b
-            .round_probe_s
-            .iter()
-            .map(|&p| is_contended(p, best))
+        let n = b.round_sizes.len();
+        let probed = best.filter(|_| b.round_probe_s.len() == n);
+        let read = b.round_readings.len() == n;
+        if probed.is_none() && !read {
+            continue;
+        }
+        b.round_contended = (0..n)
+            .map(|i| {
+                probed.is_some_and(|best| is_contended(b.round_probe_s[i], best))
+                    || (read && machine::reading_contended(&b.round_readings[i]))
+            })
             .collect();
     }
 }
@@ -245,9 +264,7 @@ pub fn finalize_rounds(
     suite: &[Entry],
     best: Option<f64>,
 ) -> Option<f64> {
-    if let Some(best) = best {
-        judge_rounds(benchmarks, best);
-    }
+    judge_rounds(benchmarks, best);
     // Each measured kernel's own spread, and the run's typical (shrinkage-corrected).
     let quiet: Vec<Vec<&[f64]>> = benchmarks
         .iter()
@@ -310,7 +327,7 @@ pub fn retry_contended(
     let start = std::time::Instant::now();
     let left = || allowance_s - start.elapsed().as_secs_f64();
     let (mut retried, mut waited) = (0, 0.0);
-    judge_rounds(&mut file.benchmarks, monitor.best());
+    judge_rounds(&mut file.benchmarks, Some(monitor.best()));
     let owed: Vec<(usize, usize)> = file
         .benchmarks
         .iter()
@@ -342,6 +359,7 @@ pub fn retry_contended(
                 cfg,
                 false,
                 Some(monitor),
+                true,
             ) {
                 retried += 1;
             }
@@ -453,5 +471,34 @@ mod tests {
         assert!(wide.pi95_low_s.unwrap() < nlo / 1.03);
         // Its sampling interval stays its own.
         assert_eq!(wide.ci95_low_s, narrow.ci95_low_s);
+    }
+
+    #[test]
+    fn a_round_with_steal_beyond_the_threshold_is_contended_though_the_probe_read_quiet() {
+        let (mut b, entry) = three_rounds([1.0, 1.3, 1.0], [1.0, 1.1, 1.0]);
+        let quiet = machine::RoundReading {
+            wall_s: 0.5,
+            process_cpu_s: Some(1.0),
+            steal_frac: Some(0.01),
+            foreign_frac: Some(0.0),
+            cpu_mhz: None,
+        };
+        b.round_readings = vec![
+            quiet,
+            machine::RoundReading {
+                steal_frac: Some(0.14),
+                ..quiet
+            },
+            quiet,
+        ];
+        let mut benches = vec![b];
+        finalize_rounds(&mut benches, std::slice::from_ref(&entry), Some(1.0));
+        assert_eq!(benches[0].round_contended, vec![false, true, false]);
+        assert_eq!(benches[0].summary.as_ref().unwrap().n, 10);
+        // Without a probe (no monitor), the readings alone judge the rounds.
+        benches[0].round_probe_s.clear();
+        benches[0].round_contended.clear();
+        finalize_rounds(&mut benches, std::slice::from_ref(&entry), None);
+        assert_eq!(benches[0].round_contended, vec![false, true, false]);
     }
 }

@@ -60,6 +60,52 @@ pub struct RegressOptions {
     pub resamples: usize,
     /// Bootstrap RNG seed.
     pub seed: u64,
+    /// Control of false regressions over the whole suite: `none` tests each kernel
+    /// at `alpha` on its own; `holm` holds the chance of any false verdict in the
+    /// suite at `alpha` (Holm–Bonferroni step-down over the compared kernels).
+    #[serde(default)]
+    pub correct: Correction,
+}
+
+/// How `regress` controls false verdicts over many kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Correction {
+    /// Each kernel at `alpha` on its own (over a suite, some kernel is flagged more
+    /// often than `alpha`).
+    #[default]
+    None,
+    /// Holm–Bonferroni (Holm 1979, *Scand. J. Statist.* 6(2):65–70): the chance that
+    /// any kernel of the suite is falsely flagged stays at most `alpha`, under any
+    /// dependence between kernels.
+    Holm,
+}
+
+impl Correction {
+    /// Lower-case name as given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Correction::None => "none",
+            Correction::Holm => "holm",
+        }
+    }
+}
+
+/// Holm's step-down adjusted p-values, in the order given: the `i`-th smallest
+/// p-value of `m` is multiplied by `m − i` (i from 0), capped at 1, and made
+/// non-decreasing in that order. A kernel is significant at family-wise level α
+/// when its adjusted p-value is below α.
+pub fn holm_adjust(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut adjusted = vec![1.0; m];
+    let mut running = 0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p[i]).min(1.0));
+        adjusted[i] = running;
+    }
+    adjusted
 }
 
 impl Default for RegressOptions {
@@ -71,6 +117,7 @@ impl Default for RegressOptions {
             allow_different_hosts: false,
             resamples: DEFAULT_RESAMPLES,
             seed: DEFAULT_SEED,
+            correct: Correction::None,
         }
     }
 }
@@ -303,6 +350,14 @@ pub struct Row {
     /// Why there is no statistical verdict, when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Not comparable because a side has no quiet round: every round of the kernel
+    /// ran while something outside flopcal slowed the machine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub contended: bool,
+    /// `p_slower` adjusted for the suite (`--correct holm`), the p-value the verdict
+    /// rests on; absent without a correction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_slower_adjusted: Option<f64>,
 }
 
 /// The comparison of two result files.
@@ -473,6 +528,8 @@ fn compare_pair(
         baseline_n: base.quiet_samples().len(),
         candidate_n: cand.quiet_samples().len(),
         note: None,
+        contended: false,
+        p_slower_adjusted: None,
     };
     if !hosts_ok {
         row.note = Some("host fingerprints differ".into());
@@ -535,6 +592,7 @@ fn compare_pair(
             if !contended.is_empty() {
                 row.verdict = Verdict::Incomparable;
                 row.fails = false;
+                row.contended = true;
                 if let Some(st) = row.stats.as_mut() {
                     st.verdict = Verdict::Incomparable;
                     st.fails = false;
@@ -574,6 +632,44 @@ fn machine_state_warning(baseline: &ResultFile, candidate: &ResultFile) -> Optio
     })
 }
 
+/// Whether a row holds a statistical verdict (one of the family `--correct` controls).
+fn tested(r: &Row) -> bool {
+    r.stats.is_some()
+        && matches!(
+            r.verdict,
+            Verdict::Faster | Verdict::Slower | Verdict::Same | Verdict::Regression
+        )
+}
+
+/// Re-judge every tested row with its p-values Holm-adjusted over the tested rows
+/// (slower and faster each as their own family). The CIs stay per kernel.
+fn apply_holm(rows: &mut [Row], opts: &RegressOptions) {
+    let family: Vec<usize> = (0..rows.len()).filter(|&i| tested(&rows[i])).collect();
+    let p = |f: fn(&SampleComparison) -> f64| -> Vec<f64> {
+        family
+            .iter()
+            .filter_map(|&i| rows[i].stats.as_ref().map(f))
+            .collect()
+    };
+    let slower = holm_adjust(&p(|s| s.p_slower));
+    let faster = holm_adjust(&p(|s| s.p_faster));
+    for (k, &i) in family.iter().enumerate() {
+        let r = &mut rows[i];
+        let Some(s) = r.stats.as_mut() else { continue };
+        let (verdict, fails) = judge(
+            s.change,
+            (s.ci_low, s.ci_high),
+            (slower[k], faster[k]),
+            opts,
+        );
+        s.verdict = verdict;
+        s.fails = fails;
+        r.verdict = verdict;
+        r.fails = fails;
+        r.p_slower_adjusted = Some(slower[k]);
+    }
+}
+
 /// Compare `candidate` against `baseline`. Both files must have passed [`validate`].
 pub fn compare_files(
     baseline: &ResultFile,
@@ -606,6 +702,8 @@ pub fn compare_files(
                 baseline_n: b.quiet_samples().len(),
                 candidate_n: 0,
                 note: Some("only in the baseline".into()),
+                contended: false,
+                p_slower_adjusted: None,
             }),
         }
     }
@@ -621,8 +719,13 @@ pub fn compare_files(
                 baseline_n: 0,
                 candidate_n: c.quiet_samples().len(),
                 note: Some("only in the candidate".into()),
+                contended: false,
+                p_slower_adjusted: None,
             });
         }
+    }
+    if opts.correct == Correction::Holm {
+        apply_holm(&mut rows, opts);
     }
     let mut counts = BTreeMap::new();
     for r in &rows {
@@ -666,6 +769,7 @@ pub fn verdict_label(r: &Row) -> String {
         (Verdict::Regression, true) => "REGRESSION".into(),
         (Verdict::Regression, false) => "regression (< threshold)".into(),
         (Verdict::Broken, _) => "BROKEN".into(),
+        (Verdict::Incomparable, _) if r.contended => "not comparable (contended)".into(),
         (v, _) => v.as_str().into(),
     }
 }
@@ -692,8 +796,18 @@ pub fn summary_line(c: &Comparison) -> String {
             )
         })
         .unwrap_or_default();
+    let control = match c.options.correct {
+        Correction::None => "per kernel (no family-wise correction)".to_string(),
+        Correction::Holm => format!(
+            "family-wise over {} compared kernels (Holm)",
+            c.rows
+                .iter()
+                .filter(|r| r.p_slower_adjusted.is_some())
+                .count()
+        ),
+    };
     format!(
-        "{head} ({counts}); α = {}, noise {:.0}%, threshold {:.0}%{drift}",
+        "{head} ({counts}); α = {} {control}, noise {:.0}%, threshold {:.0}%{drift}",
         c.options.alpha,
         100.0 * c.options.noise,
         100.0 * c.options.threshold
@@ -748,5 +862,17 @@ mod tests {
             ..RegressOptions::default()
         };
         assert!(o.validate().unwrap_err().to_string().contains("--noise"));
+    }
+
+    #[test]
+    fn holm_multiplies_the_ith_smallest_p_value_by_the_kernels_left_and_keeps_the_order() {
+        let adj = holm_adjust(&[0.04, 0.001, 0.03, 0.5]);
+        // Sorted: 0.001×4, 0.03×3, 0.04×2 (raised to 0.09 by the running maximum), 0.5×1.
+        let want = [0.09, 0.004, 0.09, 0.5];
+        for (a, w) in adj.iter().zip(want) {
+            assert!((a - w).abs() < 1e-12, "{adj:?}");
+        }
+        assert_eq!(holm_adjust(&[0.9, 0.8]), vec![1.0, 1.0], "capped at 1");
+        assert!(holm_adjust(&[]).is_empty());
     }
 }

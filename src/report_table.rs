@@ -282,21 +282,87 @@ fn bf16_gap_line(file: &ResultFile) -> Option<String> {
     Some(line)
 }
 
+/// What slowed the machine in the rounds judged contended, one phrase per signal:
+/// `steal 14% of CPU in 9 rounds` (the mean over the rounds beyond the steal
+/// threshold), `other processes 40% of CPU in 5 rounds`, `probe layernorm over 2.0×
+/// its best time in 3 rounds`.
+pub fn contention_causes(file: &ResultFile) -> Vec<String> {
+    use crate::harness::machine::{FOREIGN_CONTENDED, STEAL_CONTENDED};
+    let readings: Vec<_> = file
+        .benchmarks
+        .iter()
+        .flat_map(|b| b.round_readings.iter())
+        .collect();
+    let mut causes = Vec::new();
+    let mut beyond = |what: &str, values: Vec<f64>| {
+        if !values.is_empty() {
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            causes.push(format!(
+                "{what} {:.0}% of CPU in {} round{}",
+                100.0 * mean,
+                values.len(),
+                if values.len() == 1 { "" } else { "s" }
+            ));
+        }
+    };
+    beyond(
+        "steal",
+        readings
+            .iter()
+            .filter_map(|r| r.steal_frac.filter(|s| *s > STEAL_CONTENDED))
+            .collect(),
+    );
+    beyond(
+        "other processes",
+        readings
+            .iter()
+            .filter_map(|r| r.foreign_frac.filter(|f| *f > FOREIGN_CONTENDED))
+            .collect(),
+    );
+    if let Some(c) = &file.contention {
+        let probed = file
+            .benchmarks
+            .iter()
+            .flat_map(|b| b.round_probe_s.iter())
+            .filter(|&&p| crate::harness::contention::is_contended(p, c.best_probe_s))
+            .count();
+        if probed > 0 {
+            causes.push(format!(
+                "probe layernorm over {:.1}× its best time in {probed} round{}",
+                c.threshold_ratio,
+                if probed == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    causes
+}
+
 /// What the contention watch saw, when any round ran under contention.
 fn contention_line(file: &ResultFile) -> Option<String> {
-    let c = file.contention.as_ref()?;
-    if c.contended_rounds == 0 {
+    let contended = file.contention.as_ref().map_or_else(
+        || file.benchmarks.iter().map(|b| b.contended_rounds()).sum(),
+        |c| c.contended_rounds,
+    );
+    if contended == 0 {
         return None;
     }
     let rounds: usize = file.benchmarks.iter().map(|b| b.round_sizes.len()).sum();
     let unresolved = file.benchmarks.iter().filter(|b| b.all_contended()).count();
+    let mut causes = contention_causes(file);
+    if causes.is_empty() {
+        causes.push("cause not recorded".into());
+    }
     let mut line = format!(
-        "contention: {} of {rounds} kernel rounds ran while something outside flopcal slowed this machine (probe layernorm over {:.1}× its best time); {} re-measured after {:.1} s of waiting, statistics use the quiet rounds",
-        c.contended_rounds,
-        c.threshold_ratio,
-        c.retried_rounds,
-        c.waited_s
+        "contention: {contended} of {rounds} kernel rounds ran while something outside flopcal slowed this machine ({})",
+        causes.join("; ")
     );
+    if let Some(c) = &file.contention {
+        line.push_str(&format!(
+            "; {} re-measured after {:.1} s of waiting",
+            c.retried_rounds, c.waited_s
+        ));
+    }
+    line.push_str(", statistics use the quiet rounds");
     if unresolved > 0 {
         line.push_str(&format!(
             "; {unresolved} kernel(s) had no quiet round and report contended figures"
@@ -362,5 +428,42 @@ mod tests {
         assert!(line.starts_with("contention: 4 of "), "{line}");
         assert!(line.contains("3 re-measured"), "{line}");
         assert!(line.contains("1 kernel(s) had no quiet round"), "{line}");
+    }
+
+    #[test]
+    fn the_findings_line_names_the_steal_and_other_processes_that_slowed_the_machine() {
+        use crate::harness::machine::RoundReading;
+        let mut f = reference();
+        let quiet = RoundReading {
+            wall_s: 1.0,
+            process_cpu_s: Some(1.9),
+            steal_frac: Some(0.01),
+            foreign_frac: Some(0.02),
+            cpu_mhz: Some(2000.0),
+        };
+        for b in f.benchmarks.iter_mut() {
+            b.round_readings = vec![quiet; b.round_sizes.len()];
+            b.round_probe_s.clear();
+        }
+        let b = &mut f.benchmarks[0];
+        b.round_readings[0].steal_frac = Some(0.12);
+        b.round_readings[1].steal_frac = Some(0.16);
+        b.round_readings[1].foreign_frac = Some(0.40);
+        b.round_contended = vec![true, true]
+            .into_iter()
+            .chain(std::iter::repeat(false))
+            .take(b.round_sizes.len())
+            .collect();
+        f.contention.as_mut().expect("watched").contended_rounds = 2;
+        let line = contention_line(&f).unwrap();
+        assert!(line.contains("steal 14% of CPU in 2 rounds"), "{line}");
+        assert!(
+            line.contains("other processes 40% of CPU in 1 round)"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("probe layernorm"),
+            "no probe reading was slow: {line}"
+        );
     }
 }

@@ -266,6 +266,12 @@ pub struct Benchmark {
     /// `samples_s` but not in `summary`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub round_contended: Vec<bool>,
+    /// Per round: what the machine did while it ran (steal, other processes' CPU
+    /// time, flopcal's own CPU time against the wall clock, CPU frequency; see
+    /// `harness::machine`). A round whose steal or other processes' share is beyond
+    /// its threshold counts as contended whatever the probe read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub round_readings: Vec<crate::harness::machine::RoundReading>,
     /// Statistics; absent when nothing was timed.
     pub summary: Option<BenchSummary>,
     /// Output matched the f64 reference.
@@ -377,6 +383,10 @@ pub struct ResultFile {
     /// interval of a multi-round run is widened by at least this much.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round_drift_sd: Option<f64>,
+    /// Why the per-round machine readings lack steal and other processes' CPU time
+    /// (no readable `/proc/stat` here), when they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_readings_note: Option<String>,
     /// The measurements.
     pub benchmarks: Vec<Benchmark>,
 }

@@ -1063,6 +1063,7 @@ mod tests {
             round_sizes: Vec::new(),
             round_probe_s: Vec::new(),
             round_contended: Vec::new(),
+            round_readings: Vec::new(),
             summary: Some(BenchSummary {
                 median_s: 1e-3,
                 mad_s: 0.0,
@@ -1154,6 +1155,7 @@ mod tests {
             peak: None,
             contention: None,
             round_drift_sd: None,
+            round_readings_note: None,
             benchmarks,
         }
     }

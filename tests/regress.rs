@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use flopcal::harness::stats::typical_drift;
-use flopcal::regress::{compare_rounds, compare_samples, RegressOptions, Verdict};
+use flopcal::regress::{
+    compare_files, compare_rounds, compare_samples, Correction, RegressOptions, Verdict,
+};
+use flopcal::results::ResultFile;
 use predicates::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -205,6 +208,77 @@ fn at_a_busy_days_drift_identical_runs_still_give_at_most_one_percent_false_regr
     // Pooling samples as independent reads this drift as regressions about ten
     // times as often (4.4% seen).
     assert!(iid_rate >= 0.03, "i.i.d. rate {iid_rate}");
+}
+
+// ---- a whole suite -----------------------------------------------------------
+
+/// Kernels of a suite gated at once (the quick suite of bert-base has 32).
+const SUITE: usize = 32;
+
+/// A result file of `SUITE` kernels measured in `ROUNDS` rounds of `PER_ROUND`
+/// samples, each round's speed moved by N(0, `drift`) in log space; kernel 0's times
+/// × `slowdown`.
+fn suite_run(rng: &mut StdRng, drift: f64, slowdown: f64) -> ResultFile {
+    let benches = (0..SUITE)
+        .map(|k| {
+            let rounds: Vec<f64> = (0..ROUNDS)
+                .flat_map(|_| {
+                    let d = lognormal(rng, 1, 1.0, drift)[0];
+                    let s = if k == 0 { slowdown } else { 1.0 };
+                    lognormal(rng, PER_ROUND, 1e-3 * s * d, WITHIN_NOISE)
+                })
+                .collect();
+            let mut b = bench(&format!("matmul/k{k}/f32"), &rounds);
+            b["round_sizes"] = json!(vec![PER_ROUND; ROUNDS]);
+            b
+        })
+        .collect();
+    serde_json::from_value(file("2026-01-01T00:00:00Z", host(), benches)).unwrap()
+}
+
+/// Over 300 seeded pairs of suite runs compared by `compare_files` with `correct`:
+/// the fraction of pairs in which any kernel is flagged as a regression, and the
+/// fraction in which kernel 0 (times × `slowdown` in the candidate) is.
+fn suite_rates(drift: f64, slowdown: f64, correct: Correction) -> (f64, f64) {
+    let opts = RegressOptions {
+        correct,
+        ..RegressOptions::default()
+    };
+    let (mut any, mut first, trials) = (0, 0, 300u64);
+    for trial in 0..trials {
+        let mut rng = StdRng::seed_from_u64(11_000 + trial);
+        let base = suite_run(&mut rng, drift, 1.0);
+        let cand = suite_run(&mut rng, drift, slowdown);
+        let c = compare_files(&base, Path::new("a"), &cand, Path::new("b"), &opts);
+        let flagged = |r: &flopcal::regress::Row| r.verdict == Verdict::Regression;
+        any += usize::from(c.rows.iter().any(flagged));
+        first += usize::from(flagged(&c.rows[0]));
+    }
+    (any as f64 / trials as f64, first as f64 / trials as f64)
+}
+
+#[test]
+fn with_holm_identical_suites_are_flagged_in_at_most_five_percent_of_pairs() {
+    for drift in [PROFILE_DRIFT, BUSY_DRIFT] {
+        let (none, _) = suite_rates(drift, 1.0, Correction::None);
+        let (holm, _) = suite_rates(drift, 1.0, Correction::Holm);
+        println!(
+            "{SUITE} identical kernels, drift {drift}: a false regression in {none} of pairs per kernel, {holm} with holm"
+        );
+        assert!(
+            holm <= 0.05,
+            "drift {drift}: suite false regression rate {holm}"
+        );
+    }
+}
+
+#[test]
+fn with_holm_a_ten_percent_throughput_loss_in_one_kernel_of_the_suite_is_still_caught() {
+    // Throughput −10% (times × 1/0.9) on one kernel of 32, at the quiet drift.
+    let (_, none) = suite_rates(PROFILE_DRIFT, 1.0 / 0.9, Correction::None);
+    let (_, holm) = suite_rates(PROFILE_DRIFT, 1.0 / 0.9, Correction::Holm);
+    println!("one kernel 10% slower of {SUITE}: detected {none} per kernel, {holm} with holm");
+    assert!(holm >= 0.80, "holm detection {holm}");
 }
 
 // ---- the command -------------------------------------------------------------
@@ -721,4 +795,79 @@ fn a_schema_1_file_is_read_with_a_note_and_migrate_rewrites_it_as_schema_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("schema_version 3"));
+}
+
+/// The pair of [`pair`] with the candidate's slow `b` measured in two rounds that
+/// both ran while steal took a fifth of the machine (the probe saw nothing).
+fn stolen_pair(dir: &Path) -> (PathBuf, PathBuf) {
+    let (base, cand) = pair(dir);
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&cand).unwrap()).unwrap();
+    let slow = &mut c["benchmarks"][1];
+    slow["round_sizes"] = json!([15, 15]);
+    let reading = json!({"wall_s": 0.3, "process_cpu_s": 0.45, "steal_frac": 0.2,
+                         "foreign_frac": 0.01, "cpu_mhz": 2000.0});
+    slow["round_readings"] = json!([reading, reading]);
+    slow["round_contended"] = json!([true, true]);
+    (base, write(dir, "cand-stolen.json", &c))
+}
+
+#[test]
+fn a_kernel_whose_rounds_all_ran_under_steal_is_not_comparable_rather_than_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = stolen_pair(dir.path());
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("not comparable (contended)"))
+        .stdout(predicate::str::contains("REGRESSION").not());
+    let v = regress_json(&base, &cand, 0);
+    let row = by_id(&v["rows"], "matmul/b/f32");
+    assert_eq!(row["verdict"], "incomparable", "{row}");
+    assert_eq!(row["contended"], true, "{row}");
+    assert!(
+        row["change"].as_f64().unwrap() < -0.15,
+        "the change is shown"
+    );
+    // A kernel with quiet rounds on both sides carries no contended flag.
+    assert!(by_id(&v["rows"], "matmul/a/f32").get("contended").is_none());
+}
+
+#[test]
+fn the_summary_says_which_false_regression_control_was_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, cand) = pair(dir.path());
+    flopcal()
+        .args(["regress"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "α = 0.01 per kernel (no family-wise correction)",
+        ));
+    // Two kernels compared: the 25% slowdown stays a failing regression under Holm.
+    flopcal()
+        .args(["regress", "--correct", "holm"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("REGRESSION"))
+        .stdout(predicate::str::contains(
+            "α = 0.01 family-wise over 2 compared kernels (Holm)",
+        ));
+    let v = regress_json(&base, &cand, 1);
+    assert_eq!(v["options"]["correct"], "none");
+    assert!(by_id(&v["rows"], "matmul/b/f32")
+        .get("p_slower_adjusted")
+        .is_none());
+    flopcal()
+        .args(["regress", "--correct", "bonferroni"])
+        .arg(&base)
+        .arg(&cand)
+        .assert()
+        .code(2);
 }

@@ -445,6 +445,7 @@ pub fn execute_with(
         peak,
         contention: None,
         round_drift_sd: None,
+        round_readings_note: harness::machine::availability_note(),
         benchmarks: Vec::with_capacity(suite.len()),
     };
 
@@ -498,7 +499,15 @@ pub fn execute_with(
                 }
                 continue;
             }
-            measure_round(bench, entry, &device, &cfg, round == 0, monitor.as_mut());
+            measure_round(
+                bench,
+                entry,
+                &device,
+                &cfg,
+                round == 0,
+                monitor.as_mut(),
+                true,
+            );
             if bench
                 .summary
                 .as_ref()

@@ -71,6 +71,11 @@ pub struct RegressArgs {
     /// Seed of the bootstrap RNG (results are reproducible for a seed).
     #[arg(long, default_value_t = crate::harness::compare::DEFAULT_SEED)]
     pub seed: u64,
+    /// Control of false regressions over the whole suite: `none` judges each kernel
+    /// at --alpha on its own; `holm` keeps the chance that any kernel of the suite
+    /// is falsely flagged at --alpha (Holm–Bonferroni). Use `holm` to gate CI.
+    #[arg(long, value_enum, default_value_t = regress::Correction::None)]
+    pub correct: regress::Correction,
     /// Output format.
     #[arg(long, value_enum, default_value_t = RegressFormat::Table)]
     pub format: RegressFormat,
@@ -89,10 +94,18 @@ pub fn run(args: &RegressArgs) -> Result<Outcome> {
         allow_different_hosts: args.allow_different_hosts,
         resamples: args.resamples,
         seed: args.seed,
+        correct: args.correct,
     };
     opts.validate()?;
     // Comm and fleet files have their own comparisons.
-    match crate::comm::file_kind(&args.candidate)?.as_deref() {
+    let kind = crate::comm::file_kind(&args.candidate)?;
+    if kind.is_some() && args.correct != regress::Correction::None {
+        eprintln!(
+            "note: --correct {} applies to profile result files; this comparison judges each row at --alpha on its own",
+            args.correct.as_str()
+        );
+    }
+    match kind.as_deref() {
         Some(crate::comm::COMM_KIND) => return super::comm::regress(args, &opts),
         Some(crate::fleet::FLEET_KIND) => return super::fleet::regress(args),
         _ => {}

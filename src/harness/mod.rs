@@ -21,6 +21,7 @@
 
 pub mod compare;
 pub mod contention;
+pub mod machine;
 pub mod stats;
 
 use std::time::{Duration, Instant};
