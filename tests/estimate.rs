@@ -786,8 +786,10 @@ fn hf_config_gives_a_layout_mfu_and_device_hours() {
     assert_eq!(devices, 2048.0, "{layout}");
     let mfu = f(&v, "mfu");
     assert!(mfu > 0.0 && mfu < 1.0, "{mfu}");
-    // device-hours follow from the FLOPs, the peak and the MFU.
-    let want = f(&v, "train_flops") / (f(&v, "peak_flops_per_device") * mfu) / 3600.0;
+    // device-hours follow from the FLOPs, the peak, the MFU and the goodput.
+    let goodput = f(&v, "goodput");
+    assert!((goodput - 0.9).abs() < 1e-12, "{goodput}");
+    let want = f(&v, "train_flops") / (f(&v, "peak_flops_per_device") * mfu) / 3600.0 / goodput;
     let got = f(&v, "device_hours");
     assert!((got / want - 1.0).abs() < 1e-6, "{got} vs {want}");
     // The config file's shape, counted: no biases, two RMSNorms per block and a final one.

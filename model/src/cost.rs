@@ -347,6 +347,7 @@ impl Assumptions {
 
     fn check(&self) -> Result<(), ModelError> {
         check_positive("device count", self.chips)?;
+        check_fraction("goodput", self.goodput)?;
         match &self.mfu {
             MfuSource::User { mfu } => check_fraction("MFU", *mfu)?,
             MfuSource::Measured {
@@ -457,6 +458,9 @@ pub struct Estimate {
     pub wall_hours_low: f64,
     /// Wall-clock hours, high end.
     pub wall_hours_high: f64,
+    /// Fraction of wall-clock time that made progress: hours derived from the MFU were
+    /// divided by it (1 where a duration was given or nothing is lost).
+    pub goodput: f64,
     /// On-demand price per chip-hour used.
     pub price_per_device_hour: Option<f64>,
     /// Preemptible price per chip-hour used.
@@ -731,6 +735,7 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
         wall_hours: wall.mid,
         wall_hours_low: wall.low,
         wall_hours_high: wall.high,
+        goodput: if a.hours.is_some() { 1.0 } else { a.goodput },
         price_per_device_hour: od_price,
         preemptible_price_per_device_hour: pe_price,
         cost_usd_per_hour: od_price.map(|p| p * a.chips),
