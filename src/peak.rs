@@ -705,6 +705,9 @@ fn catalog_name_for_gpu(name: &str) -> Option<&'static str> {
     let sxm = n.contains("sxm") || n.contains("hbm3");
     if n.contains("h100") && sxm {
         Some("h100-sxm")
+    } else if n.contains("h200") && !n.contains("nvl") {
+        // The SXM part is plain "NVIDIA H200"; the PCIe card is "NVIDIA H200 NVL".
+        Some("h200")
     } else if n.contains("a100") && n.contains("sxm") {
         Some("a100-sxm")
     } else if n.contains("v100") && n.contains("sxm2") {
@@ -1036,7 +1039,9 @@ mod tests {
             catalog_name_for_gpu("Tesla V100-SXM2-16GB"),
             Some("v100-sxm2")
         );
-        for name in ["h100-sxm", "a100-sxm", "v100-sxm2", "p100-sxm2"] {
+        assert_eq!(catalog_name_for_gpu("NVIDIA H200"), Some("h200"));
+        assert_eq!(catalog_name_for_gpu("NVIDIA H200 NVL"), None);
+        for name in ["h100-sxm", "h200", "a100-sxm", "v100-sxm2", "p100-sxm2"] {
             assert!(
                 flopcal_model::Catalog::embedded().hardware(name).is_ok(),
                 "{name}"

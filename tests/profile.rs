@@ -138,6 +138,62 @@ fn csv_format_prints_one_row_per_benchmark() {
 }
 
 #[test]
+fn square_dtype_measures_each_square_size_in_each_dtype() {
+    let out = flopcal()
+        .args(TINY)
+        // TINY has `--squares 64`; a second --squares adds to the list.
+        .args([
+            "--squares",
+            "96",
+            "--square-dtype",
+            "bf16,f16",
+            "--filter",
+            "matmul/square",
+            "--no-peak",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<&str> = v["benchmarks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "matmul/square/m64.n64.k64/bf16",
+            "matmul/square/m64.n64.k64/f16",
+            "matmul/square/m96.n96.k96/bf16",
+            "matmul/square/m96.n96.k96/f16",
+        ]
+    );
+}
+
+#[test]
+fn square_dtype_without_squares_or_with_an_unknown_dtype_is_refused() {
+    for args in [
+        &["profile", "--square-dtype", "bf16"][..],
+        &["profile", "--squares", "64", "--square-dtype", "int3"],
+    ] {
+        let out = flopcal().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--square"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn unknown_model_is_a_one_line_error_with_a_suggestion() {
     flopcal()
         .args(["profile", "--model", "bert-lage"])

@@ -64,6 +64,15 @@ pub struct ProfileArgs {
     /// Square GEMM sizes for peer comparison (f32), comma-separated; `0` for none.
     #[arg(long, value_delimiter = ',')]
     pub squares: Option<Vec<usize>>,
+    /// Dtypes of the --squares GEMMs, comma-separated: f32, bf16, f16 (each size is
+    /// measured in each dtype).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "f32",
+        requires = "squares"
+    )]
+    pub square_dtype: Vec<String>,
     /// Quick profile (under a minute on 2 cores): BERT-base at seq 128, short warm-up,
     /// 3% CI target, 0.6 s per kernel.
     #[arg(long)]
@@ -130,6 +139,7 @@ impl Default for ProfileArgs {
             causal: None,
             dtype: vec!["f32".into()],
             squares: None,
+            square_dtype: vec!["f32".into()],
             quick: false,
             target_ci: None,
             budget: None,
@@ -271,11 +281,19 @@ fn suite_spec(args: &ProfileArgs, model: ModelConfig) -> Result<SuiteSpec> {
     if args.batch == 0 {
         return Err(Error::Usage("--batch must be at least 1".into()));
     }
+    let square_dtypes = args
+        .square_dtype
+        .iter()
+        .map(|d| {
+            flopcal_kernels::parse_dtype(d)
+                .map_err(|e| Error::Usage(format!("--square-dtype: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let squares: Vec<(usize, DType)> = match &args.squares {
         Some(list) => list
             .iter()
             .filter(|&&n| n > 0)
-            .map(|&n| (n, DType::F32))
+            .flat_map(|&n| square_dtypes.iter().map(move |&dt| (n, dt)))
             .collect(),
         None if args.quick => vec![
             (512, DType::F32),
