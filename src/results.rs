@@ -33,6 +33,10 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// Name of the tool in result files.
 pub const TOOL_NAME: &str = "flopcal";
 
+/// Fewest samples the quiet rounds must hold for the statistics to rest on them alone
+/// (the harness's own minimum per kernel).
+pub const MIN_QUIET_SAMPLES: usize = 10;
+
 /// Provenance of the binary that wrote a file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tool {
@@ -312,19 +316,25 @@ impl Benchmark {
             .collect()
     }
 
-    /// The rounds the statistics rest on: those that did not run under contention,
-    /// or every round when none was quiet (or none was judged).
+    /// The rounds the statistics rest on: those that did not run under contention;
+    /// every round when none was quiet (or none was judged), or when the quiet ones
+    /// hold fewer than [`MIN_QUIET_SAMPLES`] samples, too few to rest an interval on
+    /// (the between-round drift then widens it).
     pub fn quiet_rounds(&self) -> Vec<&[f64]> {
         let rounds = self.rounds();
         if self.round_contended.len() != rounds.len() || self.all_contended() {
             return rounds;
         }
-        rounds
-            .into_iter()
+        let quiet: Vec<&[f64]> = rounds
+            .iter()
             .zip(&self.round_contended)
             .filter(|(_, &c)| !c)
-            .map(|(r, _)| r)
-            .collect()
+            .map(|(r, _)| *r)
+            .collect();
+        if quiet.iter().map(|r| r.len()).sum::<usize>() < MIN_QUIET_SAMPLES {
+            return rounds;
+        }
+        quiet
     }
 
     /// The samples of [`Benchmark::quiet_rounds`], concatenated.
