@@ -11,31 +11,11 @@
 
 use std::sync::OnceLock;
 
+use crate::prices::csv_fields as fields;
 use crate::published::{LayoutSpec, Published, StepRun};
 
 const PERF_CSV: &str = include_str!("catalog/nvidia/megatron-perf.csv");
 const SHAPES_CSV: &str = include_str!("catalog/nvidia/megatron-shapes.csv");
-
-/// Split one CSV line (RFC 4180 quoting, no embedded newlines).
-fn fields(line: &str) -> Vec<String> {
-    let mut out = vec![];
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
 
 /// Rows as header-keyed maps.
 fn table(text: &str) -> Vec<Vec<(String, String)>> {
@@ -45,12 +25,7 @@ fn table(text: &str) -> Vec<Vec<(String, String)>> {
     };
     let head = fields(head);
     lines
-        .map(|l| {
-            head.iter()
-                .cloned()
-                .zip(fields(l).into_iter().map(|v| v.trim().to_string()))
-                .collect()
-        })
+        .map(|l| head.iter().cloned().zip(fields(l)).collect())
         .collect()
 }
 

@@ -332,8 +332,9 @@ fn bad(path: &str, at: &str, field: &str, reason: impl std::fmt::Display) -> Mod
     ModelError::InvalidInput(format!("{path} {at}: field `{field}`: {reason}"))
 }
 
-/// Split one CSV line into fields (double quotes around a field; `""` inside is `"`).
-fn csv_fields(line: &str) -> Vec<String> {
+/// Split one CSV line into trimmed fields (double quotes around a field; `""` inside
+/// is `"`; no embedded newlines). Shared by the price sheet and the NVIDIA tables.
+pub(crate) fn csv_fields(line: &str) -> Vec<String> {
     let mut out = vec![];
     let mut cur = String::new();
     let mut quoted = false;
