@@ -565,7 +565,7 @@ pub fn modelled_with(
         framework,
     };
     let f = match measured {
-        Some(m) => forecast::forecast_measured(&req, m, fit)?,
+        Some(m) => forecast::forecast_measured(&req, m)?,
         None => forecast::forecast(&req, fit)?,
     };
     let tokens: f64 = phases.iter().map(Phase::tokens).sum();

@@ -171,15 +171,12 @@ pub struct Measured {
 }
 
 /// Forecast `req` from a profile of the device: GEMM rates from its measured table
-/// (rate source #1; the shape model at the class's fitted efficiency only for a table
-/// that cannot answer), memory-bound ops from its op table where it measured them.
+/// (rate source #1; the shape model under the device's ceiling only for a table that
+/// cannot answer; no fitted factor), memory-bound ops from its op table where it
+/// measured them.
 /// On the measured system itself, its bandwidth is an achieved one (no efficiency on
 /// top); on a catalog row, the stated link and HBM efficiencies apply.
-pub fn forecast_measured(
-    req: &Request<'_>,
-    m: &Measured,
-    fit: &StepFit,
-) -> Result<Forecast, ModelError> {
+pub fn forecast_measured(req: &Request<'_>, m: &Measured) -> Result<Forecast, ModelError> {
     let (sys, eff) = match &m.system {
         Some(s) => {
             s.check()?;
@@ -198,7 +195,6 @@ pub fn forecast_measured(
             fit::efficiency(1.0),
         ),
     };
-    let _ = fit;
     let shape = fit::shape_model(&sys);
     let chosen = Chosen {
         gemm_efficiency: 1.0,
