@@ -651,6 +651,12 @@ pub struct PlanInputs {
     pub network: Option<NetworkFile>,
     /// `--framework` (`None`: unknown).
     pub framework: Option<&'static flopcal_model::framework::Framework>,
+    /// A global batch and no token budget (`plan --batch B`): layouts are ranked by
+    /// step time, and the run's hours and dollars are left out.
+    pub per_step: bool,
+    /// Lines from reading the flags (where an HF config's sequence length came from),
+    /// listed with the plan's assumptions.
+    pub notes: Vec<String>,
 }
 
 /// One ranked layout with its run time and cost.
@@ -672,12 +678,13 @@ pub struct PlanRow {
     pub tokens_per_s: f64,
     /// The largest part of the step.
     pub bottleneck: String,
-    /// Wall-clock hours of the whole schedule.
-    pub wall_hours: f64,
-    /// Chip-hours.
-    pub device_hours: f64,
-    /// Training days.
-    pub training_days: f64,
+    /// Wall-clock hours of the whole schedule (null for a per-step plan: no token
+    /// budget was given).
+    pub wall_hours: Option<f64>,
+    /// Chip-hours (null for a per-step plan).
+    pub device_hours: Option<f64>,
+    /// Training days (null for a per-step plan).
+    pub training_days: Option<f64>,
     /// On-demand cost, USD.
     pub cost_usd: Option<f64>,
     /// Other layouts with the same prediction, folded into this row.
@@ -737,8 +744,8 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
         .plans
         .iter()
         .map(|p| {
-            let wall = p.step_time_s * f.step_seconds / best_step / 3600.0;
-            let dev = wall * inp.chips;
+            let wall = (!inp.per_step).then(|| p.step_time_s * f.step_seconds / best_step / 3600.0);
+            let dev = wall.map(|w| w * inp.chips);
             PlanRow {
                 layout: p.layout,
                 step_time_s: p.step_time_s,
@@ -750,8 +757,8 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
                 bottleneck: p.bottleneck.clone(),
                 wall_hours: wall,
                 device_hours: dev,
-                training_days: wall / 24.0,
-                cost_usd: price.map(|c| c * dev),
+                training_days: wall.map(|w| w / 24.0),
+                cost_usd: price.zip(dev).map(|(c, d)| c * d),
                 equivalent_layouts: p.equivalent_layouts.clone(),
             }
         })
@@ -763,7 +770,7 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
         rows,
         search: dominant.search.clone(),
         basis: f.efficiency.basis.clone(),
-        notes: m.notes.clone(),
+        notes: inp.notes.iter().chain(&m.notes).cloned().collect(),
     })
 }
 

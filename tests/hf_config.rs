@@ -126,3 +126,39 @@ fn a_mixture_of_experts_reports_its_active_parameters_beside_the_total() {
     let dense = estimate(&["--hf-config", &fixture("llama-2-70b")]);
     assert_eq!(f(&dense, "params_active"), f(&dense, "params_total"));
 }
+
+#[test]
+fn the_training_length_says_where_it_came_from_and_is_not_the_context_limit() {
+    let notes = |path: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["--hf-config", path];
+        args.extend_from_slice(extra);
+        estimate(&args)["assumptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .filter(|a| a.starts_with("seq "))
+            .map(str::to_string)
+            .collect()
+    };
+    // Qwen2.5 7B's shape with 30 layers: 131,072 positions, no catalog model: capped.
+    let text = std::fs::read_to_string(fixture("qwen2.5-7b"))
+        .unwrap()
+        .replace("\"num_hidden_layers\": 28", "\"num_hidden_layers\": 30");
+    let custom = temp_config(&text);
+    let custom = custom.path().to_str().unwrap();
+    let q = notes(custom, &[]);
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(
+        q[0].starts_with("seq 8192: the config's maximum position (131072) is a context limit"),
+        "{q:?}"
+    );
+    // Qwen2.5 7B itself is the catalog's qwen2.5-7b: its 4,096-token pre-training length.
+    let m = notes(&fixture("qwen2.5-7b"), &[]);
+    assert!(
+        m[0].starts_with("seq 4096: the training length of the catalog's qwen2.5-7b"),
+        "{m:?}"
+    );
+    // --seq says it outright: no note.
+    assert!(notes(custom, &["--seq", "4096"]).is_empty());
+}

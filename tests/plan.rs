@@ -379,3 +379,47 @@ fn a_bad_comm_file_is_one_line_and_exit_2() {
         assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
     }
 }
+
+#[test]
+fn a_batch_without_tokens_plans_one_step_and_leaves_hours_and_cost_out() {
+    let base = [
+        "--model",
+        "megatron-18.4b",
+        "--hardware",
+        "a100-80gb",
+        "--devices",
+        "256",
+        "--batch",
+        "1024",
+        "--top",
+        "3",
+    ];
+    let per_step = plan(&base);
+    assert_eq!(per_step["per_step"], Value::Bool(true));
+    let mut with_tokens = base.to_vec();
+    with_tokens.extend(["--tokens", "3e11"]);
+    let full = plan(&with_tokens);
+    assert_eq!(full["per_step"], Value::Bool(false));
+    let (a, b) = (
+        per_step["plans"].as_array().unwrap(),
+        full["plans"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), 3);
+    for (p, q) in a.iter().zip(b) {
+        // The same layouts at the same step time: only the run's totals differ.
+        assert_eq!(p["layout"], q["layout"]);
+        assert!((f(p, "step_time_s") / f(q, "step_time_s") - 1.0).abs() < 1e-12);
+        for k in ["wall_hours", "device_hours", "training_days", "cost_usd"] {
+            assert!(p[k].is_null(), "{k}: {}", p[k]);
+            assert!(q[k].as_f64().unwrap() > 0.0, "{k}: {}", q[k]);
+        }
+    }
+    flopcal()
+        .arg("plan")
+        .args(base)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "training time and cost are left out (add --tokens D for them)",
+        ));
+}

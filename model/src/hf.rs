@@ -9,7 +9,9 @@
 //!
 //! The training context length is `rope_scaling.original_max_position_embeddings` when
 //! present (Llama 3.1 extends 8,192 to 131,072 after pre-training), else the family's
-//! maximum-position field; pass `--seq` to say otherwise.
+//! maximum-position field up to [`PRETRAIN_SEQ_CAP`]: a maximum position is a context
+//! limit, not the length a model was pre-trained at. [`parse_noted`] says which rule
+//! chose it; pass `--seq` to say otherwise.
 
 use std::path::Path;
 
@@ -41,6 +43,16 @@ pub const FAMILIES: &[&str] = &[
 
 /// Read and convert the config file at `path`.
 pub fn load(path: &Path) -> Result<ModelConfig, ModelError> {
+    load_noted(path).map(|(c, _)| c)
+}
+
+/// The longest sequence taken from a maximum-position field: 8,192, the length Llama 3
+/// pre-trained at (Llama Team 2024, "The Llama 3 Herd of Models", §3.4.1: batches of
+/// 8,192-token sequences, the context extended only at the end of pre-training).
+pub const PRETRAIN_SEQ_CAP: u64 = 8192;
+
+/// [`parse`] of the file at `path`, with where its sequence length came from.
+pub fn load_noted(path: &Path) -> Result<(ModelConfig, String), ModelError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ModelError::InvalidInput(format!("{shown}: cannot read: {e}")))?;
@@ -48,12 +60,21 @@ pub fn load(path: &Path) -> Result<ModelConfig, ModelError> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "hf-config".into());
-    parse(&shown, &text, &stem)
+    parse_noted(&shown, &text, &stem)
 }
 
 /// Convert the text of a `config.json` (named `path` in errors); `fallback_name`
 /// names the model when the file has no `_name_or_path`.
 pub fn parse(path: &str, text: &str, fallback_name: &str) -> Result<ModelConfig, ModelError> {
+    parse_noted(path, text, fallback_name).map(|(c, _)| c)
+}
+
+/// [`parse`], with a line saying which rule set the training sequence length.
+pub fn parse_noted(
+    path: &str,
+    text: &str,
+    fallback_name: &str,
+) -> Result<(ModelConfig, String), ModelError> {
     let v: Value = serde_json::from_str(text).map_err(|e| {
         ModelError::InvalidInput(format!(
             "{path}:{}:{}: malformed JSON: {e}",
@@ -94,9 +115,26 @@ pub fn parse(path: &str, text: &str, fallback_name: &str) -> Result<ModelConfig,
         }
     };
     cfg.name = name;
+    let note = if r.rope_original().is_some() {
+        format!(
+            "seq {}: the config's rope_scaling.original_max_position_embeddings, the length before context extension (--seq to change)",
+            cfg.seq
+        )
+    } else if cfg.seq > PRETRAIN_SEQ_CAP {
+        let limit = cfg.seq;
+        cfg.seq = PRETRAIN_SEQ_CAP;
+        format!(
+            "seq {PRETRAIN_SEQ_CAP}: the config's maximum position ({limit}) is a context limit, not a training length; capped at the length Llama 3 pre-trained at (Llama 3 paper, sec. 3.4.1) (--seq to change)"
+        )
+    } else {
+        format!(
+            "seq {}: the config's maximum position field (--seq to change)",
+            cfg.seq
+        )
+    };
     cfg.validate()
         .map_err(|e| ModelError::InvalidInput(format!("{path}: {e}")))?;
-    Ok(cfg)
+    Ok((cfg, note))
 }
 
 /// Where a family keeps its shape fields (the first key present wins).
@@ -208,15 +246,18 @@ impl Reader<'_> {
         }
     }
 
-    /// Training context: the pre-extension length of a RoPE-scaled model, else `keys`.
-    fn seq(&self, keys: &[&str], default: u64) -> Result<u64, ModelError> {
-        let original = self
-            .obj
+    /// `rope_scaling.original_max_position_embeddings`, when positive.
+    fn rope_original(&self) -> Option<u64> {
+        self.obj
             .get("rope_scaling")
             .and_then(|r| r.get("original_max_position_embeddings"))
             .and_then(Value::as_u64)
-            .filter(|n| *n > 0);
-        Ok(match original {
+            .filter(|n| *n > 0)
+    }
+
+    /// Training context: the pre-extension length of a RoPE-scaled model, else `keys`.
+    fn seq(&self, keys: &[&str], default: u64) -> Result<u64, ModelError> {
+        Ok(match self.rope_original() {
             Some(n) => n,
             None => self.opt(keys)?.unwrap_or(default),
         })
@@ -513,6 +554,30 @@ mod tests {
         assert_eq!(fixture("llama-3.1-8b").seq, 8192);
         assert_eq!(fixture("llama-2-70b").kv_heads(), 8);
         assert_eq!(fixture("starcoderbase-1b").kv_heads(), 1);
+    }
+
+    #[test]
+    fn a_maximum_position_above_8192_is_a_context_limit_and_is_capped_with_a_note() {
+        let noted = |name: &str| load_noted(Path::new(&fixture_path(name))).unwrap();
+        // Mistral 7B: max_position_embeddings 32,768; Qwen2.5 7B: 131,072.
+        for name in ["mistral-7b-v0.1", "qwen2.5-7b"] {
+            let (cfg, note) = noted(name);
+            assert_eq!(cfg.seq, PRETRAIN_SEQ_CAP, "{name}");
+            assert!(
+                note.contains("is a context limit, not a training length"),
+                "{note}"
+            );
+        }
+        let (cfg, note) = noted("llama-3.1-8b");
+        assert_eq!(cfg.seq, 8192);
+        assert!(note.contains("original_max_position_embeddings"), "{note}");
+        // At or below the cap the field stands, and the note says it is the field.
+        let (cfg, note) = noted("llama-2-7b");
+        assert_eq!(cfg.seq, 4096);
+        assert!(
+            note.starts_with("seq 4096: the config's maximum position field"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -856,6 +856,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
             vec![]
         };
     e.assumptions.extend(price_age_notes(&price_ages));
+    e.assumptions.extend(args.model.context_note(&cat)?);
     if let Some(k) = &measured {
         e.assumptions.push(format!(
             "kernel efficiency {:.3} = suite {:.1} GFLOP/s / peak {:.1} GFLOP/s ({}); profile {} of {} ({}, seq {} x batch {}, {})",
@@ -902,7 +903,18 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
         args.hardware.as_deref().filter(|h| !is_local(Some(h))),
     )?;
     let cat = cat;
-    let plan = plan_from_args(args, &cat)?;
+    // `plan --batch B` alone asks for the best layout of one step at that batch.
+    let per_step = args.params.is_none()
+        && args.tokens.is_none()
+        && args.steps.is_none()
+        && args.batch.is_some();
+    let plan = if per_step {
+        let mut one = args.clone();
+        one.steps = Some(1.0);
+        plan_from_args(&one, &cat)?
+    } else {
+        plan_from_args(args, &cat)?
+    };
     let name = args.hardware.as_deref().ok_or_else(|| {
         Error::Usage(
             "plan needs --hardware NAME (a catalog accelerator such as a100, h100, tpu-v4)".into(),
@@ -932,6 +944,8 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
             .map(crate::planning::load_network)
             .transpose()?,
         framework: framework_of(args)?,
+        per_step,
+        notes: args.model.context_note(&cat)?.into_iter().collect(),
     })
 }
 

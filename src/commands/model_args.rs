@@ -156,6 +156,36 @@ pub(crate) fn opt_count(flag: &str, v: Option<f64>) -> Result<Option<u64>> {
     v.map(|x| count(flag, x)).transpose()
 }
 
+/// An HF config's model, its sequence length from the catalog model of the same shape
+/// (its published pre-training length) where there is one, else by the config's own
+/// rule; with a line saying which.
+fn hf_base(path: &std::path::Path, cat: &Catalog) -> Result<(ModelConfig, String)> {
+    let (mut cfg, note) = flopcal_model::hf::load_noted(path)?;
+    let same = cat.models.iter().find(|m| {
+        let c = m.config();
+        (c.layers, c.hidden, c.heads, c.ffn, c.vocab, c.kv_heads())
+            == (
+                cfg.layers,
+                cfg.hidden,
+                cfg.heads,
+                cfg.ffn,
+                cfg.vocab,
+                cfg.kv_heads(),
+            )
+    });
+    Ok(match same {
+        Some(m) => {
+            cfg.seq = m.seq;
+            let note = format!(
+                "seq {}: the training length of the catalog's {}, which has this config's shape (--seq to change)",
+                m.seq, m.name
+            );
+            (cfg, note)
+        }
+        None => (cfg, note),
+    })
+}
+
 impl ModelArgs {
     /// Whether any shape flag is given (a custom config or overrides).
     pub fn has_config(&self) -> bool {
@@ -175,6 +205,15 @@ impl ModelArgs {
         })
     }
 
+    /// Where the training sequence length of an `--hf-config` came from, when `--seq`
+    /// does not set it (`None` for every other way of naming a model).
+    pub fn context_note(&self, cat: &Catalog) -> Result<Option<String>> {
+        match (&self.model, &self.hf_config, self.seq) {
+            (None, Some(path), None) => Ok(Some(hf_base(path, cat)?.1)),
+            _ => Ok(None),
+        }
+    }
+
     /// The model these flags describe: the base (catalog model, config file, or a
     /// custom shape that needs --layers --hidden --heads) with every given flag
     /// applied, validated.
@@ -182,7 +221,7 @@ impl ModelArgs {
         let based = self.model.is_some() || self.hf_config.is_some();
         let mut cfg = match (&self.model, &self.hf_config) {
             (Some(name), _) => cat.model(name)?.config(),
-            (None, Some(path)) => flopcal_model::hf::load(path)?,
+            (None, Some(path)) => hf_base(path, cat)?.0,
             (None, None) => {
                 let required = |flag: &str, v: Option<f64>| {
                     count(

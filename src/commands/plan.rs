@@ -35,6 +35,8 @@ struct PlanJson<'a> {
     rejected: &'a [flopcal_model::search::Rejected],
     gemm_efficiency_basis: &'a str,
     assumptions: &'a [String],
+    /// True when no token budget was given (`--batch` alone): hours and cost are null.
+    per_step: bool,
 }
 
 /// A row's layout and, below it, the layouts with the same prediction, each by how it
@@ -76,6 +78,7 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
             rejected: &r.search.rejected,
             gemm_efficiency_basis: &r.basis,
             assumptions: &r.notes,
+            per_step: inputs.per_step,
         })?,
         OutputFormat::Csv | OutputFormat::Table => {
             let mut out = String::new();
@@ -112,7 +115,7 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
                         p.memory_per_device_bytes.total / (1024.0 * 1024.0 * 1024.0)
                     )),
                     Cell::new(&p.bottleneck),
-                    rc(human_hours(p.wall_hours)),
+                    rc(p.wall_hours.map_or_else(|| "—".into(), human_hours)),
                     rc(usd(p.cost_usd)),
                 ]);
             }
@@ -129,6 +132,12 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
                 for x in &r.search.rejected {
                     outln!(out, "  {} x {}: e.g. {}", x.count, x.reason, x.example);
                 }
+            }
+            if inputs.per_step {
+                outln!(
+                    out,
+                    "per-step plan: --batch without --tokens or --steps, so training time and cost are left out (add --tokens D for them)"
+                );
             }
             outln!(out, "GEMM efficiency: {}", r.basis);
             for n in &r.notes {
