@@ -16,7 +16,11 @@
 //! - replicated across the tensor group without sequence parallelism:
 //!   `10·s·b·h` (two norm inputs, the QKV and FFN inputs, two dropout masks);
 //! - split by `t`: `s·b·(4·a + 4·kv)` (Q, K, V, the output projection's input) plus
-//!   the FFN's intermediates `4·f` (MLP) or `8·f` (gated), times `top_k` for experts;
+//!   the FFN's intermediates `4·f` (MLP: the activation's input and output) or `6·f`
+//!   (gated: the `2·f`-wide up-and-gate output, and the `f`-wide product the down
+//!   projection reads; Megatron-LM's fused `BiasSwiGLUFunction`,
+//!   `megatron/core/fusions/fused_bias_swiglu.py`, saves only its input and recomputes
+//!   the SiLU in the backward), times `top_k` for experts;
 //! - the attention scores `5·heads·s²·b` (scores, softmax, dropout mask and output),
 //!   split by `t`, absent with selective recomputation or a flash kernel.
 //!
@@ -135,7 +139,7 @@ pub fn layer_activations(cfg: &ModelConfig, layout: &Layout, seq: u64) -> f64 {
     let replicated = 10.0 * s * b * h;
     let ffn_mult = match cfg.ffn_kind {
         FfnKind::Mlp => 4.0,
-        FfnKind::SwiGlu | FfnKind::GeGlu => 8.0,
+        FfnKind::SwiGlu | FfnKind::GeGlu => 6.0,
     };
     let experts = (cfg.top_k() + cfg.shared_experts()) as f64;
     let split = s * b * (4.0 * a + 4.0 * kv + ffn_mult * f * experts);
