@@ -318,6 +318,20 @@ impl<'a> StepModel<'a> {
         (fwd, dgrad, wgrad)
     }
 
+    /// Seconds of the FP8 casts around one weight GEMM of `m` rows, `k` in and `n` out,
+    /// forward and backward; zero unless the GEMMs run in FP8. Transformer Engine casts
+    /// the 16-bit input to FP8 and keeps a transposed FP8 copy for the weight gradient
+    /// (read 2, write 1 + 1 bytes per element), and the output gradient likewise, so
+    /// 4 bytes per input and per output-gradient element at the achievable bandwidth
+    /// (flopcal assumption: the byte count of an unfused cast-transpose; weights are
+    /// cast once per step and left out).
+    fn fp8_cast(&self, m: f64, k: f64, n: f64) -> f64 {
+        if self.system.attention_flops.is_none() {
+            return 0.0;
+        }
+        self.hbm(4.0 * m * (k + n))
+    }
+
     fn hbm(&self, bytes: f64) -> f64 {
         bytes / (self.system.hbm_bw * self.eff.hbm)
     }
@@ -364,8 +378,9 @@ impl<'a> StepModel<'a> {
         let sp = layout.sequence_parallel && layout.tp > 1;
         let tf = t as f64;
 
-        // Weight GEMMs, and autograd's accumulation of each operand's gradient.
-        let (mut gemm_f, mut gemm_b, mut accum) = (0.0, 0.0, 0.0);
+        // Weight GEMMs, autograd's accumulation of each operand's gradient, and the
+        // FP8 casts around them.
+        let (mut gemm_f, mut gemm_b, mut accum, mut cast) = (0.0, 0.0, 0.0, 0.0);
         for mm in flops::block_matmuls(cfg) {
             let (k, n) = match mm.split {
                 TpSplit::Column => (mm.k, mm.n.div_ceil(t)),
@@ -390,7 +405,9 @@ impl<'a> StepModel<'a> {
             let b = batch as f64;
             accum += self.mem_op(MemOp::GradAccum, b * (m * k) as f64, 1.0)
                 + self.mem_op(MemOp::GradAccum, b * (k * n) as f64, 1.0);
+            cast += self.fp8_cast(b * m as f64, k as f64, n as f64);
         }
+        sink("fp8_cast", "train", cast);
 
         // Attention core: per head, `Q·Kᵀ` (s×s×d) and `P·V` (s×d×s); materialised,
         // the backward runs `dP = dO·Vᵀ` at the first's shape and `dQ = dS·K`,
@@ -439,7 +456,7 @@ impl<'a> StepModel<'a> {
         let tk = tokens as f64;
         let th = tk * h / if sp { tf } else { 1.0 };
         let experts = (cfg.top_k() + cfg.shared_experts()) as f64;
-        let mut mem = accum;
+        let mut mem = accum + cast;
         let mut op = |o: MemOp, elements: f64, count: f64| {
             let x = self.mem_op(o, elements, count);
             sink(o.name(), "train", x);
