@@ -68,7 +68,16 @@ fn two_equal_ranks_gather_one_file_and_neither_is_flagged() {
     let out = dir.path().join("fleet.json");
     let o = fleet_profile(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let f = json(&out);
+    let mut f = json(&out);
+    // On a shared 2-core VM a neighbour can slow one vCPU for the whole of a 2-round
+    // profile (seen once: rank 0 at 0.80 of rank 1). Equal ranks must not be flagged
+    // twice in a row; the stretched-rank test pins that a slow rank is.
+    if f["summary"]["stragglers"] != serde_json::json!([]) {
+        eprintln!("flagged once, measuring again: {}", f["summary"]);
+        let o = fleet_profile(&out);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        f = json(&out);
+    }
     assert_eq!(f["kind"], "fleet");
     let ranks = f["ranks"].as_array().unwrap();
     assert_eq!(ranks.len(), 2);

@@ -100,7 +100,7 @@ pub enum MfuSource {
         mfu: f64,
     },
     /// Predicted by the step model ([`crate::forecast`]): the best layout's MFU, and
-    /// the MFU at the lowest and highest GEMM efficiency the class's runs reached.
+    /// the MFU at the ends of its prediction band (leave-one-source-out residuals).
     Modelled {
         /// The run's MFU.
         mfu: f64,
@@ -165,7 +165,8 @@ impl MfuSource {
                     format!("step model at the best layout: {basis}")
                 } else {
                     format!(
-                        "step model at the best layout: {basis}; the band is the step model at the lowest and highest efficiency those runs reached"
+                        "step model at the best layout: {basis}; the band is a {:.0}% prediction interval from the leave-one-source-out errors (see the assumptions)",
+                        crate::fit::BAND_LEVEL * 100.0
                     )
                 }
             }
