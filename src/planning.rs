@@ -606,12 +606,16 @@ pub fn modelled_with(
     }
     if measured.is_none() {
         notes.push(format!(
-            "band: {:.0}% prediction interval of the step time, x{:.2} to x{:.2}, from the leave-one-source-out errors of {} published runs predicted with the framework {}",
+            "band: {:.0}% prediction interval of the step time, x{:.2} to x{:.2}: normal on the root-mean-square leave-one-source-out error of {} published runs {}",
             band.level * 100.0,
             band.low,
             band.high,
             band.residuals,
-            if framework.is_some() { "named" } else { "unknown" }
+            match framework {
+                Some(f) if band.own_stack => format!("on {}", f.id),
+                Some(_) => "predicted with the framework unknown (fewer than 3 sources of its own)".to_string(),
+                None => "predicted with the framework unknown".to_string(),
+            }
         ));
     }
     Ok(Some(Modelled {

@@ -165,7 +165,7 @@ impl MfuSource {
                     format!("step model at the best layout: {basis}")
                 } else {
                     format!(
-                        "step model at the best layout: {basis}; the band is a {:.0}% prediction interval from the leave-one-source-out errors (see the assumptions)",
+                        "step model at the best layout: {basis}; the band is the {:.0}% prediction interval from the leave-one-source-out errors (see the assumptions)",
                         crate::fit::BAND_LEVEL * 100.0
                     )
                 }

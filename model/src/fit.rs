@@ -21,8 +21,9 @@
 //! - **Judge.** Leave-one-source-out: every row of a source is removed together, the
 //!   rest refitted, and the source's rows predicted, by the same forecast `estimate`
 //!   runs. Bands are [`BAND_LEVEL`] prediction intervals from those residuals: for a
-//!   named stack, the residuals of predictions that named one; for `unknown`, of
-//!   predictions that did not.
+//!   named stack, the residuals of that stack's own rows where they span
+//!   [`MIN_BAND_SOURCES`] sources, else (and for `unknown`) of every row predicted
+//!   with the stack unknown; normal intervals on the residuals' root-mean-square.
 //!
 //! Link and memory efficiencies are stated constants ([`LINK_EFFICIENCY`],
 //! [`HBM_EFFICIENCY`]). Goodput ([`GOODPUT`]) turns step time into wall-clock time.
@@ -126,6 +127,54 @@ struct Point {
     eta: f64,
 }
 
+/// Sources of a stack's own left-out rows a named band needs before it rests on them
+/// alone; with fewer, it rests on the errors of predicting with the stack unknown.
+pub const MIN_BAND_SOURCES: usize = 3;
+
+/// One left-out row's `ln(published / predicted)`, with its source and stack.
+#[derive(Debug, Clone, PartialEq)]
+struct Residual {
+    group: String,
+    framework: String,
+    value: f64,
+}
+
+/// The band of a prediction for `framework` (`None`: unknown), leaving out the rows of
+/// source `without`: from the stack's own left-out residuals (`named`) where they span
+/// [`MIN_BAND_SOURCES`] sources (a stack's errors are its own: Megatron's tables sit
+/// within ±15%, the 2018–19 TPU seeds within ×2); else, with too little evidence of the
+/// stack's own, from the residuals of every row predicted as `unknown`.
+fn band_of(
+    named: &[Residual],
+    unknown: &[Residual],
+    framework: Option<&str>,
+    without: Option<&str>,
+) -> Band {
+    let kept = |res: &[Residual], stack: Option<&str>| -> Vec<f64> {
+        res.iter()
+            .filter(|r| without != Some(r.group.as_str()))
+            .filter(|r| stack.is_none_or(|f| r.framework == f))
+            .map(|r| r.value)
+            .collect()
+    };
+    if let Some(f) = framework {
+        let mut sources: Vec<&str> = named
+            .iter()
+            .filter(|r| r.framework == f && without != Some(r.group.as_str()))
+            .map(|r| r.group.as_str())
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        if sources.len() >= MIN_BAND_SOURCES {
+            return Band {
+                own_stack: true,
+                ..Band::from_rms(&kept(named, Some(f)))
+            };
+        }
+    }
+    Band::from_rms(&kept(unknown, None))
+}
+
 /// A prediction interval on step time, as multipliers of the point prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Band {
@@ -137,6 +186,9 @@ pub struct Band {
     pub high: f64,
     /// Left-out rows the band rests on.
     pub residuals: usize,
+    /// Whether they are the named stack's own rows (else rows predicted with the stack
+    /// unknown).
+    pub own_stack: bool,
 }
 
 impl Band {
@@ -147,28 +199,27 @@ impl Band {
             low: 1.0,
             high: 1.0,
             residuals: 0,
+            own_stack: false,
         }
     }
 
-    /// The interval of `ln(published / predicted)` residuals at [`BAND_LEVEL`]
-    /// (empirical quantiles, linear between order statistics).
-    pub fn from_residuals(res: &[f64]) -> Band {
+    /// The normal interval at [`BAND_LEVEL`] whose scale is the root-mean-square of
+    /// the `ln(published / predicted)` residuals (bias included): `exp(±z · rms)`,
+    /// `z` the standard normal's `(1 + level) / 2` quantile. A few dozen residuals pin
+    /// a scale better than they pin the 10th and 90th percentiles.
+    pub fn from_rms(res: &[f64]) -> Band {
         if res.len() < 2 {
             return Band::none();
         }
-        let mut r = res.to_vec();
-        r.sort_by(f64::total_cmp);
-        let q = |p: f64| {
-            let x = p * (r.len() - 1) as f64;
-            let (i, f) = (x.floor() as usize, x.fract());
-            r[i] + f * (r[(i + 1).min(r.len() - 1)] - r[i])
-        };
-        let tail = (1.0 - BAND_LEVEL) / 2.0;
+        let rms = (res.iter().map(|r| r * r).sum::<f64>() / res.len() as f64).sqrt();
+        use statrs::distribution::ContinuousCDF;
+        let z = statrs::distribution::Normal::standard().inverse_cdf(0.5 + BAND_LEVEL / 2.0);
         Band {
             level: BAND_LEVEL,
-            low: q(tail).exp().min(1.0),
-            high: q(1.0 - tail).exp().max(1.0),
-            residuals: r.len(),
+            low: (-z * rms).exp(),
+            high: (z * rms).exp(),
+            residuals: res.len(),
+            own_stack: false,
         }
     }
 
@@ -194,10 +245,10 @@ pub struct StepFit {
     points: Vec<Point>,
     /// `ln(published / predicted)` of every left-out row predicted with its stack named.
     #[serde(skip)]
-    named_residuals: Vec<(String, f64)>,
+    named_residuals: Vec<Residual>,
     /// The same, predicted as `unknown`.
     #[serde(skip)]
-    unknown_residuals: Vec<(String, f64)>,
+    unknown_residuals: Vec<Residual>,
     /// Published rows of the bulk tables the step model could not describe, with why.
     pub dropped: Vec<(String, String)>,
 }
@@ -453,20 +504,18 @@ impl StepFit {
             .filter(|p| runs.contains(&p.id))
             .map(|p| p.eta)
             .collect();
-        let residuals: Vec<f64> = if framework.is_some() {
-            &self.named_residuals
-        } else {
-            &self.unknown_residuals
-        }
-        .iter()
-        .map(|r| r.1)
-        .collect();
+        let band = band_of(
+            &self.named_residuals,
+            &self.unknown_residuals,
+            framework,
+            None,
+        );
         Ok(Chosen {
             gemm_efficiency: v,
             low: etas.iter().copied().fold(f64::INFINITY, f64::min).min(v),
             high: etas.iter().copied().fold(0.0, f64::max).max(v),
             basis,
-            band: Band::from_residuals(&residuals),
+            band,
         })
     }
 }
@@ -788,21 +837,26 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
         .par_iter()
         .map(|g| (g.clone(), fit.without_group(g)))
         .collect();
-    let res: Vec<(String, f64, f64)> = solved
+    let res: Vec<(&Prepared<'_>, f64, f64)> = solved
         .par_iter()
         .filter_map(|(p, _, layouts)| {
             let fold = &folds.iter().find(|f| f.0 == p.group)?.1;
             let (named, _, _) = fold.value(&p.hw.class, Some(&p.framework));
             let (unknown, _, _) = fold.value(&p.hw.class, None);
             Some((
-                p.group.clone(),
+                p,
                 (p.want / p.seconds_at(layouts, named)).ln(),
                 (p.want / p.seconds_at(layouts, unknown)).ln(),
             ))
         })
         .collect();
-    fit.named_residuals = res.iter().map(|r| (r.0.clone(), r.1)).collect();
-    fit.unknown_residuals = res.iter().map(|r| (r.0.clone(), r.2)).collect();
+    let residual = |p: &Prepared<'_>, value: f64| Residual {
+        group: p.group.clone(),
+        framework: p.framework.clone(),
+        value,
+    };
+    fit.named_residuals = res.iter().map(|r| residual(r.0, r.1)).collect();
+    fit.unknown_residuals = res.iter().map(|r| residual(r.0, r.2)).collect();
     fit.dropped = dropped;
     fit
 }
@@ -837,13 +891,12 @@ pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError>
     let mut checks = vec![];
     for (p, (loo_s, loo_unknown, loo_basis)) in prepared.iter().zip(loo) {
         let (predicted, best, _) = p.predict(&fit, true)?;
-        let others: Vec<f64> = fit
-            .named_residuals
-            .iter()
-            .filter(|r| r.0 != p.group)
-            .map(|r| r.1)
-            .collect();
-        let band = Band::from_residuals(&others);
+        let band = band_of(
+            &fit.named_residuals,
+            &fit.unknown_residuals,
+            Some(&p.framework),
+            Some(&p.group),
+        );
         let band_s = (loo_s * band.low, loo_s * band.high);
         let solved = fit
             .points
@@ -1002,12 +1055,47 @@ mod tests {
     }
 
     #[test]
-    fn bands_are_quantiles_of_the_residuals() {
-        let r: Vec<f64> = (0..=10).map(|i| (i as f64 - 5.0) / 10.0).collect();
-        let b = Band::from_residuals(&r);
-        assert!((b.low - (-0.4f64).exp()).abs() < 1e-12, "{b:?}");
-        assert!((b.high - 0.4f64.exp()).abs() < 1e-12, "{b:?}");
-        assert_eq!(Band::from_residuals(&[0.1]).width(), 1.0);
+    fn a_band_is_the_normal_interval_on_the_residuals_rms() {
+        // rms of ±0.1 is 0.1; the 80% interval is exp(±1.2816 x 0.1).
+        let b = Band::from_rms(&[0.1, -0.1, 0.1, -0.1]);
+        assert!((b.high.ln() - 0.128_155).abs() < 1e-5, "{b:?}");
+        assert!((b.low.ln() + 0.128_155).abs() < 1e-5, "{b:?}");
+        // A bias widens it: every row 0.2 off gives rms 0.2.
+        let biased = Band::from_rms(&[0.2, 0.2]);
+        assert!((biased.width().ln() / b.width().ln() - 2.0).abs() < 1e-9);
+        assert_eq!(Band::from_rms(&[0.1]).width(), 1.0);
+    }
+
+    #[test]
+    fn a_stack_with_three_sources_gets_its_own_band_and_one_with_fewer_the_unknown_one() {
+        let r = |group: &str, framework: &str, value: f64| Residual {
+            group: group.into(),
+            framework: framework.into(),
+            value,
+        };
+        let named = [
+            r("a", "tight", 0.05),
+            r("b", "tight", -0.05),
+            r("c", "tight", 0.05),
+            r("d", "thin", 0.01),
+        ];
+        let unknown = [
+            r("a", "tight", 0.4),
+            r("b", "tight", -0.4),
+            r("c", "tight", 0.4),
+            r("d", "thin", -0.4),
+        ];
+        let own = band_of(&named, &unknown, Some("tight"), None);
+        assert!((own.high.ln() - 1.2816 * 0.05).abs() < 1e-4, "{own:?}");
+        assert!(own.own_stack);
+        // One source of its own: the errors of predicting without knowing the stack.
+        let thin = band_of(&named, &unknown, Some("thin"), None);
+        assert!((thin.high.ln() - 1.2816 * 0.4).abs() < 1e-4, "{thin:?}");
+        // Leaving a source out can leave a stack under three sources.
+        let left = band_of(&named, &unknown, Some("tight"), Some("a"));
+        assert!((left.high.ln() - 1.2816 * 0.4).abs() < 1e-4, "{left:?}");
+        assert_eq!(left.residuals, 3);
+        assert!(!left.own_stack);
     }
 
     #[test]
