@@ -598,7 +598,7 @@ pub fn modelled_with(
             fit::LINK_EFFICIENCY * 100.0,
             fit::HBM_EFFICIENCY * 100.0
         ));
-        if sys.as_ref().is_some_and(|s| s.attention_flops.is_some()) {
+        if sys.as_ref().is_some_and(System::fp8_gemms) {
             notes.push(
                 "FP8: weight GEMMs at the FP8 ceiling, the attention core at its 16-bit rate; each GEMM input and output gradient cast to FP8 with a transposed copy, 4 bytes per element at the achievable HBM bandwidth (flopcal assumption)".into(),
             );

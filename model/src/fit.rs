@@ -150,29 +150,31 @@ fn band_of(
     framework: Option<&str>,
     without: Option<&str>,
 ) -> Band {
-    let kept = |res: &[Residual], stack: Option<&str>| -> Vec<f64> {
-        res.iter()
-            .filter(|r| without != Some(r.group.as_str()))
-            .filter(|r| stack.is_none_or(|f| r.framework == f))
-            .map(|r| r.value)
-            .collect()
-    };
+    let kept = |r: &&Residual| without != Some(r.group.as_str());
     if let Some(f) = framework {
-        let mut sources: Vec<&str> = named
+        let own: Vec<&Residual> = named
             .iter()
-            .filter(|r| r.framework == f && without != Some(r.group.as_str()))
-            .map(|r| r.group.as_str())
+            .filter(kept)
+            .filter(|r| r.framework == f)
             .collect();
+        let mut sources: Vec<&str> = own.iter().map(|r| r.group.as_str()).collect();
         sources.sort_unstable();
         sources.dedup();
         if sources.len() >= MIN_BAND_SOURCES {
+            let values: Vec<f64> = own.iter().map(|r| r.value).collect();
             return Band {
                 own_stack: true,
-                ..Band::from_rms(&kept(named, Some(f)))
+                ..Band::from_rms(&values)
             };
         }
     }
-    Band::from_rms(&kept(unknown, None))
+    Band::from_rms(
+        &unknown
+            .iter()
+            .filter(kept)
+            .map(|r| r.value)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// A prediction interval on step time, as multipliers of the point prediction.

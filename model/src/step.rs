@@ -326,7 +326,7 @@ impl<'a> StepModel<'a> {
     /// (flopcal assumption: the byte count of an unfused cast-transpose; weights are
     /// cast once per step and left out).
     fn fp8_cast(&self, m: f64, k: f64, n: f64) -> f64 {
-        if self.system.attention_flops.is_none() {
+        if !self.system.fp8_gemms() {
             return 0.0;
         }
         self.hbm(4.0 * m * (k + n))

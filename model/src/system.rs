@@ -124,6 +124,12 @@ impl System {
             .map_or(1.0, |c| (c / self.peak_flops).clamp(f64::MIN_POSITIVE, 1.0))
     }
 
+    /// Whether the weight GEMMs run in FP8 (the attention core then keeps its own,
+    /// 16-bit rate).
+    pub fn fp8_gemms(&self) -> bool {
+        self.attention_flops.is_some()
+    }
+
     /// Every number positive and finite; one line naming the field otherwise.
     pub fn check(&self) -> Result<(), ModelError> {
         let bad = |field: String, v: f64| {

@@ -242,8 +242,9 @@ fn positive(flag: &str, v: f64) -> Result<f64> {
     }
 }
 
-/// Build the plan (what is trained) from the arguments.
-pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
+/// Build the plan (what is trained) from the arguments, with the line saying where an
+/// `--hf-config`'s training length came from ([`ModelArgs::resolve_noted`]).
+pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<(Plan, Option<String>)> {
     let options = FlopOptions {
         recompute: args.recompute.map_or(Recompute::None, recompute_of),
         vocab_fraction: args.vocab_fraction,
@@ -266,26 +267,32 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
                 ))
             }
         };
-        return Ok(Plan {
-            label: "custom (6ND)".into(),
-            workload: Workload::ParamsTokens {
-                params: positive("params", p)?,
-                tokens,
+        return Ok((
+            Plan {
+                label: "custom (6ND)".into(),
+                workload: Workload::ParamsTokens {
+                    params: positive("params", p)?,
+                    tokens,
+                },
             },
-        });
+            None,
+        ));
     }
     if !args.model.is_given() {
         if args.hours.is_some() {
-            return Ok(Plan {
-                label: "-".into(),
-                workload: Workload::Duration,
-            });
+            return Ok((
+                Plan {
+                    label: "-".into(),
+                    workload: Workload::Duration,
+                },
+                None,
+            ));
         }
         return Err(Error::Usage(
             "say what to train: --model NAME, --hf-config FILE, a config (--layers --hidden --heads), or --params N --tokens D (or cost a known duration with --hours)".into(),
         ));
     }
-    let cfg = args.model.resolve(cat)?;
+    let (cfg, context) = args.model.resolve_noted(cat)?;
     let family = cfg.family;
     let schedule = args.model.schedule(cat)?;
     let seq = opt_count("seq", args.model.seq)?;
@@ -316,10 +323,13 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
         (None, None, None) => {
             if schedule.is_empty() {
                 if args.hours.is_some() {
-                    return Ok(Plan {
-                        label: cfg.name.clone(),
-                        workload: Workload::Duration,
-                    });
+                    return Ok((
+                        Plan {
+                            label: cfg.name.clone(),
+                            workload: Workload::Duration,
+                        },
+                        context,
+                    ));
                 }
                 return Err(Error::Usage(format!(
                     "model `{}` has no published training schedule in the catalog: pass --tokens D or --steps N --batch B",
@@ -342,15 +352,18 @@ pub fn plan_from_args(args: &EstimateArgs, cat: &Catalog) -> Result<Plan> {
         }
         _ => return Err(Error::Usage("--steps and --batch go together".into())),
     };
-    Ok(Plan {
-        label: cfg.name.clone(),
-        workload: Workload::Config {
-            config: cfg,
-            family,
-            phases,
-            options,
+    Ok((
+        Plan {
+            label: cfg.name.clone(),
+            workload: Workload::Config {
+                config: cfg,
+                family,
+                phases,
+                options,
+            },
         },
-    })
+        context,
+    ))
 }
 
 /// An estimate and, when a profile drove it, the kernel efficiency it measured.
@@ -597,7 +610,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     args.prices
         .apply(&mut cat, args.hardware.as_deref().filter(|_| !local))?;
     let cat = cat;
-    let plan = plan_from_args(args, &cat)?;
+    let (plan, context) = plan_from_args(args, &cat)?;
     let catalog_hw = match args.hardware.as_deref() {
         Some(name) if !local => Some(cat.hardware(name)?),
         _ => None,
@@ -856,7 +869,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
             vec![]
         };
     e.assumptions.extend(price_age_notes(&price_ages));
-    e.assumptions.extend(args.model.context_note(&cat)?);
+    e.assumptions.extend(context);
     if let Some(k) = &measured {
         e.assumptions.push(format!(
             "kernel efficiency {:.3} = suite {:.1} GFLOP/s / peak {:.1} GFLOP/s ({}); profile {} of {} ({}, seq {} x batch {}, {})",
@@ -908,7 +921,7 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
         && args.tokens.is_none()
         && args.steps.is_none()
         && args.batch.is_some();
-    let plan = if per_step {
+    let (plan, context) = if per_step {
         let mut one = args.clone();
         one.steps = Some(1.0);
         plan_from_args(&one, &cat)?
@@ -945,7 +958,7 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
             .transpose()?,
         framework: framework_of(args)?,
         per_step,
-        notes: args.model.context_note(&cat)?.into_iter().collect(),
+        notes: context.into_iter().collect(),
     })
 }
 

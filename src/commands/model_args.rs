@@ -205,23 +205,25 @@ impl ModelArgs {
         })
     }
 
-    /// Where the training sequence length of an `--hf-config` came from, when `--seq`
-    /// does not set it (`None` for every other way of naming a model).
-    pub fn context_note(&self, cat: &Catalog) -> Result<Option<String>> {
-        match (&self.model, &self.hf_config, self.seq) {
-            (None, Some(path), None) => Ok(Some(hf_base(path, cat)?.1)),
-            _ => Ok(None),
-        }
-    }
-
     /// The model these flags describe: the base (catalog model, config file, or a
     /// custom shape that needs --layers --hidden --heads) with every given flag
     /// applied, validated.
     pub fn resolve(&self, cat: &Catalog) -> Result<ModelConfig> {
+        self.resolve_noted(cat).map(|(c, _)| c)
+    }
+
+    /// [`ModelArgs::resolve`], with where an `--hf-config`'s training length came from
+    /// when `--seq` does not set it (`None` for every other way of naming a model).
+    pub fn resolve_noted(&self, cat: &Catalog) -> Result<(ModelConfig, Option<String>)> {
         let based = self.model.is_some() || self.hf_config.is_some();
+        let mut context = None;
         let mut cfg = match (&self.model, &self.hf_config) {
             (Some(name), _) => cat.model(name)?.config(),
-            (None, Some(path)) => hf_base(path, cat)?.0,
+            (None, Some(path)) => {
+                let (cfg, note) = hf_base(path, cat)?;
+                context = self.seq.is_none().then_some(note);
+                cfg
+            }
             (None, None) => {
                 let required = |flag: &str, v: Option<f64>| {
                     count(
@@ -293,7 +295,7 @@ impl ModelArgs {
             cfg.top_k = Some(k);
         }
         cfg.validate().map_err(|e| Error::Usage(e.to_string()))?;
-        Ok(cfg)
+        Ok((cfg, context))
     }
 }
 
