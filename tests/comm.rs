@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::mpi::{comm_file, mpirun, read_json, BIN};
+use common::mpi::{comm_file, mpirun, output_after, read_json, BIN};
 use serde_json::Value;
 
 fn run(c: &mut Command) -> Output {
@@ -308,6 +308,49 @@ fn a_rank_dying_mid_run_stops_the_others_and_keeps_a_partial_file() {
     assert!(
         n > 0 && n <= 30,
         "what was measured before the death is kept: {n}"
+    );
+}
+
+#[test]
+fn a_rank_hanging_mid_run_is_named_and_every_rank_ends_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("comm.json");
+    let args = [
+        "comm",
+        "--max-bytes",
+        "64K",
+        "--time-per-size",
+        "0.005",
+        "--timeout",
+        "5",
+        "--hang-after",
+        "12",
+        "--out",
+    ];
+    // Three ranks: the last sleeps forever after 12 points; rank 1 waits for it
+    // inside the next point's collective, rank 0 at its check-in.
+    let (o, after) = output_after(
+        mpirun(3).arg(BIN).args(args).arg(&out),
+        "hanging on purpose",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let after = after.unwrap_or_else(|| panic!("the hook never ran: {err}"));
+    assert!(
+        after < Duration::from_secs(5 + 10),
+        "every rank ended {after:?} after the hang (timeout 5 s): {err}"
+    );
+    assert!(err.contains("rank(s) 2 sent nothing for 5 s"), "{err}");
+    let f = read_json(&out);
+    assert_eq!(f["partial"], true);
+    assert!(
+        f["partial_reason"].as_str().unwrap().contains("rank(s) 2 "),
+        "{f}"
+    );
+    assert_eq!(
+        f["results"].as_array().unwrap().len(),
+        12,
+        "every point measured before the hang is kept"
     );
 }
 

@@ -10,16 +10,18 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::mpi::{comm_file, mpirun, read_json as json, report_page, stretch_samples, BIN};
+use common::mpi::{
+    comm_file, mpirun, output_after, read_json as json, report_page, stretch_samples, BIN,
+};
 
 /// A quick fleet profile of one compute-bound kernel (a 1024³ f32 matmul) on 1
 /// thread per rank, rank r pinned to CPU r with taskset.
 fn fleet_profile(out: &Path) -> Output {
-    fleet_profile_with(out, &[])
+    fleet_profile_with(out, &[]).output().unwrap()
 }
 
-/// [`fleet_profile`] with `env` (`NAME=VALUE`) exported to every rank.
-fn fleet_profile_with(out: &Path, env: &[&str]) -> Output {
+/// The launch of [`fleet_profile`] with `env` (`NAME=VALUE`) exported to every rank.
+fn fleet_profile_with(out: &Path, env: &[&str]) -> Command {
     let profile = [
         "profile",
         "--quick",
@@ -47,10 +49,10 @@ fn fleet_profile_with(out: &Path, env: &[&str]) -> Output {
         }
         c.args(["taskset", "-c", cpu, BIN])
             .args(profile)
-            .arg("--out")
+            .args(["--timeout", "5", "--out"])
             .arg(out);
     }
-    c.output().unwrap()
+    c
 }
 
 fn regress(file: &Path) -> Output {
@@ -111,7 +113,9 @@ fn a_rank_dying_before_the_gather_ends_the_run_and_keeps_rank_0s_profile_marked_
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("fleet.json");
     let start = std::time::Instant::now();
-    let o = fleet_profile_with(&out, &["FLOPCAL_TEST_DIE_BEFORE_GATHER=1"]);
+    let o = fleet_profile_with(&out, &["FLOPCAL_TEST_DIE_BEFORE_GATHER=1"])
+        .output()
+        .unwrap();
     assert!(!o.status.success(), "a dead rank fails the run");
     assert!(
         start.elapsed() < std::time::Duration::from_secs(120),
@@ -136,6 +140,39 @@ fn a_rank_dying_before_the_gather_ends_the_run_and_keeps_rank_0s_profile_marked_
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn a_rank_hanging_before_the_gather_is_named_and_the_run_ends_within_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fleet.json");
+    let (o, after) = output_after(
+        &mut fleet_profile_with(&out, &["FLOPCAL_TEST_HANG_BEFORE_GATHER=1"]),
+        "hanging on purpose",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let after = after.unwrap_or_else(|| panic!("the hook never ran: {err}"));
+    assert!(
+        after < std::time::Duration::from_secs(5 + 10),
+        "the run ended {after:?} after the hang (timeout 5 s): {err}"
+    );
+    assert!(
+        err.contains("rank(s) 1 sent no profile within 5 s"),
+        "{err}"
+    );
+    let f = json(&out);
+    assert_eq!(f["partial"], true);
+    assert!(
+        f["partial_reason"]
+            .as_str()
+            .unwrap()
+            .contains("rank(s) 1 sent no profile"),
+        "{f}"
+    );
+    let ranks = f["ranks"].as_array().unwrap();
+    assert_eq!(ranks.len(), 1, "rank 0's own profile is kept");
+    assert_eq!(ranks[0]["rank"], 0);
 }
 
 /// The pid of the running rank `rank` of a flopcal launch (its environment names

@@ -12,7 +12,7 @@ use mpi::datatype::{Equivalence, SystemDatatype};
 use mpi::topology::Communicator;
 use mpi::traits::*;
 
-use super::session::{build_identity, Session, Watchdog};
+use super::session::{build_identity, rank_list, Session, Watchdog, WATCHDOG_GRACE};
 use super::verify::{self, Check};
 use super::{
     element_count, sweep_sizes, Collective, CommConfig, CommDtype, CommFile, CommResult, RankHost,
@@ -28,6 +28,8 @@ pub struct CommOptions {
     pub out: Option<PathBuf>,
     /// Test hook: the last rank aborts after this many measured points.
     pub die_after: Option<usize>,
+    /// Test hook: the last rank sleeps forever after this many measured points.
+    pub hang_after: Option<usize>,
 }
 
 /// What a run returns: the file on rank 0, nothing on the others.
@@ -181,9 +183,10 @@ pub(crate) fn sweep(
         results: Vec::new(),
         fits: Vec::new(),
     };
+    let timeout = Duration::from_secs_f64(cfg.timeout_s);
     let watchdog = Watchdog::start(
         session.rank,
-        Duration::from_secs_f64(cfg.timeout_s),
+        timeout + WATCHDOG_GRACE,
         "flopcal comm".into(),
     );
     watchdog.touch();
@@ -202,15 +205,31 @@ pub(crate) fn sweep(
                 let Some(count) = element_count(c, d, bytes, session.size) else {
                     continue;
                 };
+                // Every rank checks in before each point, so a rank that went
+                // silent between points is named rather than waited on.
+                let silent = session.check_in(&[], timeout).silent;
+                if !silent.is_empty() {
+                    give_up(
+                        &mut file,
+                        opts,
+                        &silent,
+                        &format!("{} {} {bytes} B", c.as_str(), d.as_str()),
+                    );
+                }
+                watchdog.touch();
                 let r = measure_point(c, d, count, &watchdog)?;
                 file.results.push(r);
                 measured += 1;
-                if opts.die_after == Some(measured)
-                    && session.rank + 1 == session.size
-                    && session.size > 1
-                {
+                let last_rank = session.rank + 1 == session.size && session.size > 1;
+                if opts.die_after == Some(measured) && last_rank {
                     eprintln!("rank {}: dying on purpose (test hook)", session.rank);
                     std::process::abort();
+                }
+                if opts.hang_after == Some(measured) && last_rank {
+                    eprintln!("rank {}: hanging on purpose (test hook)", session.rank);
+                    loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    }
                 }
                 if session.is_root()
                     && last_save.is_none_or(|t| t.elapsed() > Duration::from_millis(500))
@@ -239,6 +258,31 @@ pub(crate) fn sweep(
         rank: session.rank,
         file: session.is_root().then_some(file),
     })
+}
+
+/// Rank 0, when `silent` ranks never checked in before the point `what`: save what
+/// was measured, marked partial and naming them, say so, and end the launch (exit
+/// 2 without finalising makes the launcher stop every rank, the silent ones too).
+fn give_up(file: &mut CommFile, opts: &CommOptions, silent: &[u32], what: &str) -> ! {
+    let reason = format!(
+        "rank(s) {} sent nothing for {:.0} s before {what} (hung or stuck); {} point(s) measured before it are kept",
+        rank_list(silent),
+        opts.config.timeout_s,
+        file.results.len()
+    );
+    let saved = match &opts.out {
+        Some(out) => {
+            file.partial_reason = Some(reason.clone());
+            file.refit();
+            match super::save(file, out) {
+                Ok(()) => format!("; saved {} marked partial", out.display()),
+                Err(e) => format!("; could not save {}: {e}", out.display()),
+            }
+        }
+        None => String::new(),
+    };
+    eprintln!("error: {reason}{saved}");
+    std::process::exit(2);
 }
 
 /// One (collective, dtype, size) on one backend: its buffers and the operation.

@@ -1,7 +1,8 @@
 //! The MPI side shared by `comm` and fleet profiles: initialising MPI once, the
 //! start-up check that every rank runs the same flopcal with the same settings,
-//! exchanging byte strings between ranks, and the watchdog that stops a rank whose
-//! peers died or hang.
+//! exchanging byte strings between ranks, the timed check-in through which rank 0
+//! names a rank that went silent, and the watchdog that stops a rank whose peers
+//! died or hang.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use mpi::datatype::PartitionMut;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
-use mpi::Count;
+use mpi::{Count, Tag};
 
 use crate::{Error, Result};
 
@@ -120,6 +121,115 @@ impl Session {
             String::from_utf8_lossy(&all[0])
         )))
     }
+}
+
+/// Tag of the check-in messages (point-to-point, so they never match a collective).
+const CHECK_IN_TAG: Tag = 0x0c4e;
+/// Tag of rank 0's go-ahead to the other ranks.
+const RELEASE_TAG: Tag = 0x0c4f;
+
+/// How much longer than `--timeout` a rank's own watchdog waits: rank 0's check-in
+/// gives up at `--timeout` and names the silent rank, and it must do so (and save)
+/// before any watchdog ends the launch.
+pub const WATCHDOG_GRACE: Duration = Duration::from_secs(5);
+
+impl Session {
+    /// Every rank hands `payload` to rank 0. Rank 0 gets every payload that came,
+    /// indexed by rank (its own at 0, empty where none came), and the ranks it did
+    /// not hear from before `timeout` passed without a new arrival (empty when all
+    /// came). The other ranks get nothing back, once rank 0 has taken their payload.
+    /// Rank 0 polls (matched probes) instead of blocking in a receive, so a rank
+    /// that hangs cannot hang it.
+    pub fn check_in(&self, payload: &[u8], timeout: Duration) -> CheckIn {
+        if !self.is_root() {
+            self.world
+                .process_at_rank(0)
+                .send_with_tag(payload, CHECK_IN_TAG);
+            return CheckIn::default();
+        }
+        let mut got: Vec<Option<Vec<u8>>> = vec![None; self.size as usize];
+        got[0] = Some(payload.to_vec());
+        let mut last = Instant::now();
+        let mut idle_polls = 0u32;
+        while got.iter().any(Option::is_none) {
+            let mut arrived = false;
+            for (r, slot) in got.iter_mut().enumerate().skip(1) {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some(matched) = self
+                    .world
+                    .process_at_rank(r as i32)
+                    .immediate_matched_probe_with_tag(CHECK_IN_TAG)
+                {
+                    *slot = Some(matched.matched_receive_vec::<u8>().0);
+                    arrived = true;
+                }
+            }
+            if arrived {
+                last = Instant::now();
+                idle_polls = 0;
+            } else if last.elapsed() >= timeout {
+                break;
+            } else {
+                idle_polls += 1;
+                if idle_polls < 1000 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        CheckIn {
+            silent: silent_ranks(&got),
+            payloads: got.into_iter().map(Option::unwrap_or_default).collect(),
+        }
+    }
+
+    /// Rank 0 tells every other rank to go on; the others wait for it (their
+    /// watchdog ends them if it never comes). Rank 0's messages are a byte each,
+    /// sent eagerly, so a rank that never receives its one cannot block rank 0.
+    pub fn release_from_root(&self) {
+        if self.is_root() {
+            for r in 1..self.size {
+                self.world
+                    .process_at_rank(r as i32)
+                    .send_with_tag(&[1u8][..], RELEASE_TAG);
+            }
+        } else {
+            let _ = self
+                .world
+                .process_at_rank(0)
+                .receive_vec_with_tag::<u8>(RELEASE_TAG);
+        }
+    }
+}
+
+/// What rank 0 learned from a check-in (empty on the other ranks).
+#[derive(Debug, Default)]
+pub struct CheckIn {
+    /// Each rank's payload, indexed by rank; empty for a silent rank.
+    pub payloads: Vec<Vec<u8>>,
+    /// The ranks rank 0 did not hear from in time.
+    pub silent: Vec<u32>,
+}
+
+/// The ranks whose slot is still empty.
+fn silent_ranks(got: &[Option<Vec<u8>>]) -> Vec<u32> {
+    got.iter()
+        .enumerate()
+        .filter(|(_, g)| g.is_none())
+        .map(|(r, _)| r as u32)
+        .collect()
+}
+
+/// "1, 3": ranks for a message.
+pub fn rank_list(ranks: &[u32]) -> String {
+    ranks
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What must agree across ranks besides the settings: the flopcal build.

@@ -40,7 +40,10 @@ pub struct CommArgs {
     /// Seconds of timed operations to aim for per size.
     #[arg(long, default_value_t = 0.05, value_name = "SECONDS")]
     pub time_per_size: f64,
-    /// Seconds without progress after which a rank stops (a peer died or hangs).
+    /// Seconds without progress after which the run ends. Rank 0 names any rank it
+    /// has not heard from for this long, keeps what was measured (marked partial)
+    /// and exits 2; each rank's own watchdog ends it 5 s later at the latest (a
+    /// peer died or hangs inside a collective).
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub timeout: f64,
     /// Write the comm result file (JSON) here (rank 0 writes it).
@@ -56,6 +59,9 @@ pub struct CommArgs {
     /// Test hook: the last rank aborts after this many measured points.
     #[arg(long, hide = true)]
     pub die_after: Option<usize>,
+    /// Test hook: the last rank sleeps forever after this many measured points.
+    #[arg(long, hide = true)]
+    pub hang_after: Option<usize>,
 }
 
 /// The transports `comm` measures.
@@ -162,6 +168,7 @@ fn execute(args: &CommArgs, config: CommConfig) -> Result<Outcome> {
         config,
         out: args.out.clone(),
         die_after: args.die_after,
+        hang_after: args.hang_after,
     };
     let result = match args.backend {
         Backend::Mpi => comm::run::execute(&session, &opts),

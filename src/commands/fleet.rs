@@ -125,7 +125,9 @@ pub fn regress(args: &super::regress::RegressArgs) -> Result<Outcome> {
 /// Fleet mode: profile on every rank, gather on rank 0.
 #[cfg(feature = "mpi")]
 pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
-    use crate::comm::session::{build_identity, Session};
+    use crate::comm::session::{build_identity, Session, Watchdog, WATCHDOG_GRACE};
+    super::profile::check_timeout(args.timeout)?;
+    let timeout = std::time::Duration::from_secs_f64(args.timeout);
     let session = Session::init("profile")?;
     let mut local = args.clone();
     local.out = None;
@@ -187,20 +189,25 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
         (Some(out), Ok(run)) => keep(&run.file, out),
         _ => Ok(()),
     };
-    session.barrier();
-    if std::env::var_os(DIE_BEFORE_GATHER).is_some()
-        && session.size > 1
-        && session.rank + 1 == session.size
-    {
-        eprintln!(
-            "rank {}: dying on purpose before the gather (test hook {DIE_BEFORE_GATHER})",
-            session.rank
-        );
-        std::process::abort();
+    // The other ranks wait for rank 0's go-ahead, given once that file is written;
+    // their watchdog ends them if rank 0 goes silent.
+    let watchdog = (!session.is_root()).then(|| {
+        Watchdog::start(
+            session.rank,
+            timeout + WATCHDOG_GRACE,
+            "the fleet gather (waiting for rank 0)".into(),
+        )
+    });
+    session.release_from_root();
+    if let Some(w) = &watchdog {
+        w.touch();
     }
-    let all = session.all_gather_bytes(&mine);
+    test_hooks(&session);
+    // Rank 0 takes each rank's profile as it comes and names the ranks still silent
+    // after --timeout without a new one.
+    let gathered = session.check_in(&mine, timeout);
     let outcome = if session.is_root() {
-        kept.and_then(|_| gather_on_root(args, measured, &all))
+        kept.and_then(|_| gather_on_root(args, measured, &gathered.payloads, &gathered.silent))
     } else {
         measured.map(|_| Outcome::Success)
     };
@@ -210,6 +217,11 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
         if session.is_root() {
             eprintln!("error: {e}");
         }
+    }
+    if !gathered.silent.is_empty() {
+        // A silent rank never reaches the barrier: exit 2 without finalising, which
+        // makes the launcher end every rank.
+        std::process::exit(2);
     }
     session.barrier();
     let code = match &outcome {
@@ -224,6 +236,34 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
 /// aborts after rank 0 has kept its own profile and before the gather.
 #[cfg(feature = "mpi")]
 const DIE_BEFORE_GATHER: &str = "FLOPCAL_TEST_DIE_BEFORE_GATHER";
+/// Test hook: with this environment variable set, the last rank of a fleet run
+/// sleeps forever at that same point.
+#[cfg(feature = "mpi")]
+const HANG_BEFORE_GATHER: &str = "FLOPCAL_TEST_HANG_BEFORE_GATHER";
+
+/// The test hooks: the last rank (of two or more) dies or hangs before the gather.
+#[cfg(feature = "mpi")]
+fn test_hooks(session: &crate::comm::session::Session) {
+    if session.size < 2 || session.rank + 1 != session.size {
+        return;
+    }
+    if std::env::var_os(DIE_BEFORE_GATHER).is_some() {
+        eprintln!(
+            "rank {}: dying on purpose before the gather (test hook {DIE_BEFORE_GATHER})",
+            session.rank
+        );
+        std::process::abort();
+    }
+    if std::env::var_os(HANG_BEFORE_GATHER).is_some() {
+        eprintln!(
+            "rank {}: hanging on purpose before the gather (test hook {HANG_BEFORE_GATHER})",
+            session.rank
+        );
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
 
 /// A fleet file of `ranks`, partial when `partial_reason` says why.
 #[cfg(feature = "mpi")]
@@ -247,18 +287,21 @@ fn fleet_file(
     }
 }
 
-/// Rank 0's part of a fleet run: build, save and print the gathered file.
+/// Rank 0's part of a fleet run: build, save and print the gathered file (`all`
+/// indexed by rank; `silent`, the ranks that sent nothing before the timeout).
 #[cfg(feature = "mpi")]
 fn gather_on_root(
     args: &super::profile::ProfileArgs,
     measured: Result<super::profile::ProfileRun>,
     all: &[Vec<u8>],
+    silent: &[u32],
 ) -> Result<Outcome> {
+    use crate::comm::session::rank_list;
     let run = measured?;
     let failed: Vec<String> = all
         .iter()
         .enumerate()
-        .filter(|(_, b)| b.is_empty())
+        .filter(|(r, b)| b.is_empty() && !silent.contains(&(*r as u32)))
         .map(|(r, _)| r.to_string())
         .collect();
     let mut ranks = Vec::with_capacity(all.len());
@@ -269,8 +312,21 @@ fn gather_on_root(
             })?,
         );
     }
-    let reason = (!failed.is_empty())
-        .then(|| format!("rank(s) {} failed to profile", failed.join(", ")))
+    let hung = (!silent.is_empty()).then(|| {
+        format!(
+            "rank(s) {} sent no profile within {:.0} s at the gather (hung, or far slower than rank 0)",
+            rank_list(silent),
+            args.timeout
+        )
+    });
+    let reason = hung
+        .clone()
+        .into_iter()
+        .chain(
+            (!failed.is_empty())
+                .then(|| format!("rank(s) {} failed to profile", failed.join(", "))),
+        )
+        .reduce(|a, b| format!("{a}; {b}"))
         .or_else(|| {
             ranks
                 .iter()
@@ -283,6 +339,12 @@ fn gather_on_root(
         eprintln!("saved {}", out.display());
     }
     print_file(&file, args.format)?;
+    if let Some(hung) = hung {
+        return Err(crate::Error::Usage(format!(
+            "{hung}; the fleet file holds the {} rank(s) that did, marked partial",
+            file.ranks.len()
+        )));
+    }
     if !failed.is_empty() {
         return Err(crate::Error::Usage(format!(
             "rank(s) {} failed to profile (see their messages); the fleet file holds the others, marked partial",

@@ -116,6 +116,17 @@ pub struct ProfileArgs {
         allow_negative_numbers = true
     )]
     pub peak_duration: f64,
+    /// Under mpirun (a fleet profile): seconds rank 0 waits at the gather without
+    /// hearing from a rank. It then names the silent rank(s), saves the profiles it
+    /// has (marked partial) and ends the launch with exit 2. Ranks that finish their
+    /// profiles further apart than this end the run too.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 300.0,
+        allow_negative_numbers = true
+    )]
+    pub timeout: f64,
     /// Write the result file (JSON) here, and its CSV twin next to it.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -151,6 +162,7 @@ impl Default for ProfileArgs {
             filter: None,
             no_peak: false,
             peak_duration: 0.3,
+            timeout: 300.0,
             out: None,
             format: OutputFormat::Table,
         }
@@ -263,7 +275,19 @@ fn harness_config(args: &ProfileArgs) -> Result<HarnessConfig> {
             )));
         }
     }
+    check_timeout(args.timeout)?;
     Ok(c)
+}
+
+/// `--timeout` must be a positive number of seconds.
+pub fn check_timeout(t: f64) -> Result<()> {
+    if t.is_finite() && t > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--timeout {t}: must be a positive number of seconds"
+        )))
+    }
 }
 
 fn suite_spec(args: &ProfileArgs, model: ModelConfig) -> Result<SuiteSpec> {

@@ -1,8 +1,10 @@
 //! Helpers of the MPI tests (feature `mpi`): launching local ranks, reading the
 //! files they write, rendering a report of them.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -69,4 +71,43 @@ pub fn stretch_samples(entries: &mut Value, factor: f64) {
             *s = Value::from(s.as_f64().unwrap() * factor);
         }
     }
+}
+
+/// Run `c`, noting when a line of its stderr first contains `marker`: its output,
+/// and how long it went on after that line (None when the line never came).
+pub fn output_after(c: &mut Command, marker: &str) -> (Output, Option<Duration>) {
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mpirun is installed (openmpi-bin)");
+    let stderr = child.stderr.take().unwrap();
+    let marker = marker.to_string();
+    let reader = std::thread::spawn(move || {
+        let (mut seen, mut text) = (None, String::new());
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if seen.is_none() && line.contains(&marker) {
+                seen = Some(Instant::now());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        (seen, text)
+    });
+    let mut stdout = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let ended = Instant::now();
+    let (seen, text) = reader.join().unwrap();
+    let out = Output {
+        status,
+        stdout,
+        stderr: text.into_bytes(),
+    };
+    (out, seen.map(|t| ended.saturating_duration_since(t)))
 }
