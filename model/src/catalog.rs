@@ -1509,6 +1509,13 @@ mod tests {
             }
             for p in &h.prices {
                 assert!(!p.source.is_empty() && p.date.len() == 7, "{}", h.name);
+                // A price cites the provider's own page, not a copy of it (issue 21).
+                assert!(
+                    !p.source.contains("github.com") && !p.source.contains("transcri"),
+                    "{}: secondary price source {}",
+                    h.name,
+                    p.source
+                );
             }
         }
         for r in &c.runs {
@@ -1560,8 +1567,8 @@ mod tests {
         let a100 = c.hardware("a100").unwrap();
         let od = a100.price_on_demand.as_ref().unwrap().value;
         assert!(
-            (od - 27.44705 / 8.0).abs() < 1e-12,
-            "aws is listed first, and its newest price (2026-11) is used"
+            (od - 40.96 / 8.0).abs() < 1e-12,
+            "aws is listed first, and its newest price (2023-01) is used"
         );
         let d = c.rules.committed_discount_1y.value;
         let committed = a100.price_committed.as_ref().unwrap();
@@ -1584,12 +1591,28 @@ mod tests {
     #[test]
     fn price_source_chooses_a_provider_and_keeps_the_others() {
         let mut c = Catalog::embedded().clone();
+        // An older Lambda point, listed after the newer one: it stays as history and
+        // the newest (2024-06) is used whatever the order.
+        let h100 = c
+            .hardware
+            .iter_mut()
+            .find(|h| h.name == "h100-sxm")
+            .unwrap();
+        let mut old = h100
+            .prices
+            .iter()
+            .find(|p| p.provider == "lambda")
+            .unwrap()
+            .clone();
+        old.usd_per_hour = 8.0 * 2.49;
+        old.date = "2023-06".into();
+        h100.prices.push(old);
         c.select_price_source(Some("Lambda")).unwrap();
         let h100 = c.hardware("h100-sxm").unwrap();
         assert_eq!(
             h100.price_per_chip_hour(false),
-            Some(3.99),
-            "Lambda's newest price (2026-09), not its 2024-06 one"
+            Some(2.99),
+            "Lambda's newest price (2024-06), not its 2023-06 one"
         );
         assert!(
             h100.prices.iter().any(|p| p.provider == "aws"),
@@ -1598,7 +1621,7 @@ mod tests {
         assert!(
             h100.prices
                 .iter()
-                .any(|p| p.provider == "lambda" && p.date == "2024-06"),
+                .any(|p| p.provider == "lambda" && p.date == "2023-06"),
             "old points are kept as history"
         );
         // Hardware that Lambda does not sell keeps its default provider.
@@ -1667,10 +1690,17 @@ mod tests {
                 assert!(p.date.len() == 7 && !p.source.is_empty(), "{name}: {p:?}");
             }
         }
-        for name in ["h200", "b200", "l40s"] {
+        // Several clouds rent these, but a primary source prices H200 and L40S for one
+        // cloud only and B200 for none (issue 21: no secondary figure is carried); each
+        // says so.
+        for (name, priced) in [("h200", true), ("l40s", true), ("b200", false)] {
             let hw = c.hardware(name).unwrap();
-            assert!(hw.cloud.is_none(), "{name} is sold by several clouds");
-            assert!(hw.price_on_demand.is_some(), "{name}");
+            let note = hw.cloud.as_deref().unwrap_or_default();
+            assert!(
+                note.contains("primary source"),
+                "{name}: `cloud` is {note:?}"
+            );
+            assert_eq!(hw.price_on_demand.is_some(), priced, "{name}");
         }
         for name in ["mi250x", "gaudi2", "gaudi3"] {
             let hw = c.hardware(name).unwrap();
