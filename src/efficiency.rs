@@ -1,4 +1,4 @@
-//! Kernel efficiency of a model measured by a profile (DESIGN.md, "Cost model").
+//! Kernel efficiency of a model measured by a profile.
 //!
 //! `kernel_efficiency = achieved / peak`, where *achieved* is the FLOP/s of the model's
 //! own GEMM suite weighted by each kernel's share of the model's training FLOPs, and

@@ -1,6 +1,6 @@
 //! The one error type of the `flopcal` crate and its mapping to exit codes.
 //!
-//! Exit codes (DESIGN.md): 0 success; 1 a regression was found or a validation missed
+//! Exit codes: 0 success; 1 a regression was found or a validation missed
 //! its bound (reported through [`Outcome`], not as an error); 2 bad input or any other
 //! error, with one line naming the problem; 130 interrupted.
 

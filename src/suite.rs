@@ -214,7 +214,7 @@ mod tests {
 
     #[test]
     fn linear_layer_flops_per_step_match_the_model_accounting() {
-        // Forward linear FLOPs per token per layer: 6h² + 2h² + 4hf (DESIGN.md).
+        // Forward linear FLOPs per token per layer: 6h² + 2h² + 4hf (see flopcal_model::flops).
         let s = spec("bert-base", 128, 2);
         let suite = derive(&s).unwrap();
         let fwd: u64 = suite

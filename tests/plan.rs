@@ -15,6 +15,47 @@ fn plan(args: &[&str]) -> Value {
 }
 
 #[test]
+fn csv_output_is_one_row_per_ranked_layout_with_the_json_figures() {
+    let args = [
+        "--model",
+        "megatron-18.4b",
+        "--hardware",
+        "a100-80gb",
+        "--devices",
+        "256",
+        "--batch",
+        "1024",
+        "--tokens",
+        "3e11",
+        "--top",
+        "4",
+    ];
+    let v = plan(&args);
+    let out = flopcal()
+        .arg("plan")
+        .args(args)
+        .args(["--format", "csv"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let mut r = csv::Reader::from_reader(&out[..]);
+    let header = r.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    let plans = v["plans"].as_array().unwrap();
+    assert_eq!(rows.len(), plans.len());
+    for (row, p) in rows.iter().zip(plans) {
+        let num = |name: &str| row[col(name)].parse::<f64>().unwrap();
+        assert_eq!(num("step_time_s"), f(p, "step_time_s"));
+        assert_eq!(num("mfu"), f(p, "mfu"));
+        assert_eq!(num("tp"), f(&p["layout"], "tp"));
+        assert_eq!(num("cost_usd"), f(p, "cost_usd"));
+    }
+}
+
+#[test]
 fn plans_are_ranked_by_step_time_with_every_field() {
     let v = plan(&[
         "--model",

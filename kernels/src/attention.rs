@@ -7,7 +7,7 @@
 //! more for adding the mask when causal). candle computes the full products even when
 //! a causal mask discards half of them, so executed FLOPs are not halved. The model's
 //! FLOP accounting (`Work::model_flops`) counts the two products only and halves them
-//! with a causal mask, as DESIGN.md's formula does.
+//! with a causal mask, as the model's FLOP accounting (flopcal-model's flops module) does.
 
 use candle_core::{DType, Device, Tensor, D};
 

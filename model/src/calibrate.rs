@@ -1,4 +1,4 @@
-//! Calibration against published runs (DESIGN.md, "Cost model").
+//! Calibration against published runs.
 //!
 //! For every published run: the implied MFU, `train FLOPs / (chips × peak × seconds)`;
 //! the published cost reproduced from the source's own arithmetic (chips × hours ×

@@ -1,4 +1,4 @@
-//! The cost model (DESIGN.md, "Cost model"): training FLOPs → device-hours → dollars,
+//! The cost model: training FLOPs → device-hours → dollars,
 //! fully-loaded dollars, energy and CO2, each with a low–high band.
 //!
 //! - `device_hours = train_FLOPs / (peak(dtype) × MFU) / 3600` (per chip; a GPU is one);

@@ -1,6 +1,6 @@
 //! FLOP accounting for a dense transformer, per operation, and the `6·N·D` rule of thumb.
 //!
-//! Conventions (DESIGN.md, "FLOP accounting"): a multiply-add is 2 FLOPs. With `h` the
+//! Conventions: a multiply-add is 2 FLOPs. With `h` the
 //! model width, `a = heads · head_dim` the inner attention width (equal to `h` except for
 //! models such as T5-11B), `f` the FFN width, `s` the sequence length and `V` the
 //! vocabulary, the **forward** FLOPs per token and per layer are

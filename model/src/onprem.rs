@@ -1,4 +1,4 @@
-//! On-prem vs cloud (DESIGN.md, "Cost model"): the purchase price amortised over a
+//! On-prem vs cloud: the purchase price amortised over a
 //! lifetime, plus power × PUE × $/kWh, plus an operations overhead, against cloud
 //! prices per chip-hour; the cost of one run, of a year of runs, and the utilisation
 //! at which on-prem breaks even.

@@ -1,4 +1,4 @@
-//! Per-device time of one optimizer step (DESIGN.md, "Performance model").
+//! Per-device time of one optimizer step (the performance model).
 //!
 //! For a model config, a [`System`], a [`Layout`] and a batch, the step is what the
 //! busiest device does:

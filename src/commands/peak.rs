@@ -1,6 +1,6 @@
 //! `flopcal peak`: measure this machine's compute (FMA) and memory-bandwidth ceilings.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -123,25 +123,12 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
     Ok(crate::Outcome::Success)
 }
 
-/// Write JSON to `path` atomically: temp file in the same directory, fsync, rename.
+/// Write JSON to `path` through the one atomic writer of result files (temp file,
+/// fsync, rename, directory fsync; the usual 0644 mode).
 fn write_atomic<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let io = |e: std::io::Error| crate::Error::io(path, e);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".flopcal-peak")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| crate::Error::Usage(format!("cannot serialise result: {e}")))?;
-    tmp.write_all(text.as_bytes()).map_err(io)?;
-    tmp.write_all(b"\n").map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::results::write_atomic(path, format!("{text}\n").as_bytes())
 }
 
 fn giga(x: f64) -> String {

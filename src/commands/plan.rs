@@ -52,6 +52,64 @@ fn with_equivalents(
     s
 }
 
+/// One CSV row per ranked layout (the table's columns, in plain units; empty hours
+/// and cost for a per-step plan).
+fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(vec![]);
+    let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+    let csv_err = |e: csv::Error| crate::Error::Usage(format!("cannot write CSV: {e}"));
+    w.write_record([
+        "rank",
+        "layout",
+        "tp",
+        "pp",
+        "dp",
+        "microbatch",
+        "virtual_stages",
+        "step_time_s",
+        "mfu",
+        "hfu",
+        "tokens_per_s",
+        "memory_per_device_bytes",
+        "bottleneck",
+        "wall_hours",
+        "device_hours",
+        "training_days",
+        "cost_usd",
+        "equivalent_layouts",
+    ])
+    .map_err(csv_err)?;
+    for (i, p) in rows.iter().enumerate() {
+        let l = &p.layout;
+        w.write_record([
+            (i + 1).to_string(),
+            layout_text(l),
+            l.tp.to_string(),
+            l.pp.to_string(),
+            l.dp.to_string(),
+            l.microbatch.to_string(),
+            l.virtual_stages.to_string(),
+            p.step_time_s.to_string(),
+            p.mfu.to_string(),
+            p.hfu.to_string(),
+            p.tokens_per_s.to_string(),
+            p.memory_per_device_bytes.total.to_string(),
+            p.bottleneck.clone(),
+            f(p.wall_hours),
+            f(p.device_hours),
+            f(p.training_days),
+            f(p.cost_usd),
+            p.equivalent_layouts
+                .iter()
+                .map(layout_text)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ])
+        .map_err(csv_err)?;
+    }
+    crate::text::emit_csv(w)
+}
+
 /// Run `flopcal plan`.
 pub fn run(args: &PlanArgs) -> Result<Outcome> {
     let inputs = estimate::plan_inputs(&args.run)?;
@@ -80,7 +138,8 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
             assumptions: &r.notes,
             per_step: inputs.per_step,
         })?,
-        OutputFormat::Csv | OutputFormat::Table => {
+        OutputFormat::Csv => print_csv(&r.rows)?,
+        OutputFormat::Table => {
             let mut out = String::new();
             outln!(
                 out,
