@@ -14,6 +14,7 @@ use flopcal_model::flops::Phase;
 use flopcal_model::forecast::{self, Forecast};
 use flopcal_model::layout::Attention;
 use flopcal_model::network::{MeasuredLinks, MeasuredNetwork};
+use flopcal_model::published::StepRun;
 use flopcal_model::search::Constraints;
 use flopcal_model::system::System;
 use flopcal_model::{Hardware, ModelConfig};
@@ -30,6 +31,28 @@ pub fn load_catalog(flag: Option<&Path>) -> Result<Catalog> {
         .map(PathBuf::from);
     let path = flag.map(Path::to_path_buf).or(env);
     Ok(Catalog::load(path.as_deref())?)
+}
+
+/// A team's own runs (`--runs FILE`), checked against `cat`; none without the flag.
+pub fn load_runs(flag: Option<&Path>, cat: &Catalog) -> Result<Vec<StepRun>> {
+    let Some(path) = flag else {
+        return Ok(vec![]);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+    Ok(flopcal_model::published::parse_user_runs(
+        &text,
+        &format!("--own-runs {}", path.display()),
+        cat,
+    )?)
+}
+
+/// The step model's fit with `yours` (a team's own runs) beside the published runs,
+/// or `None` without any (the embedded fit is then used).
+pub fn fit_with_runs(cat: &Catalog, yours: &[StepRun]) -> Result<Option<fit::StepFit>> {
+    if yours.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(fit::fit_parameters_with(cat, yours)?))
 }
 
 /// Hardware standing for the machine a profile measured: its measured peak.
@@ -423,6 +446,8 @@ pub struct SearchOptions<'a> {
     pub network: Option<&'a NetworkFile>,
     /// `--framework` (`None`: unknown).
     pub framework: Option<&'a flopcal_model::framework::Framework>,
+    /// The step model's fit with a team's own runs (`--runs`); `None`: the embedded fit.
+    pub fit: Option<&'a fit::StepFit>,
 }
 
 /// The step model's estimate of `plan` on `chips` of `hw`, or `None` where it cannot
@@ -457,6 +482,7 @@ pub fn modelled_with(
         seq: seq_flag,
         network,
         framework,
+        fit: own_fit,
     } = *search;
     let own_system = measured.is_some_and(|m| m.system.is_some());
     if chips.fract() != 0.0 || chips < 1.0 {
@@ -550,7 +576,10 @@ pub fn modelled_with(
         }
         Workload::Duration => return Ok(None),
     };
-    let fit = fit::embedded_parameters()?;
+    let fit = match own_fit {
+        Some(f) => f,
+        None => fit::embedded_parameters()?,
+    };
     let req = forecast::Request {
         cfg: &config,
         phases: &phases,
@@ -660,6 +689,8 @@ pub struct PlanInputs {
     pub network: Option<NetworkFile>,
     /// `--framework` (`None`: unknown).
     pub framework: Option<&'static flopcal_model::framework::Framework>,
+    /// The step model's fit with a team's own runs (`--runs`); `None`: the embedded fit.
+    pub fit: Option<fit::StepFit>,
     /// A global batch and no token budget (`plan --batch B`): layouts are ranked by
     /// step time, and the run's hours and dollars are left out.
     pub per_step: bool,
@@ -732,6 +763,7 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
             seq: inp.seq,
             network: inp.network.as_ref(),
             framework: inp.framework,
+            fit: inp.fit.as_ref(),
         },
     )?
     .ok_or_else(|| {

@@ -453,7 +453,23 @@ pub struct StepCalibration {
 
 /// The step model's calibration from the embedded fit.
 pub fn step_calibration() -> Result<StepCalibration, ModelError> {
-    let (f, checks) = fit::embedded_fit()?;
+    step_calibration_with(Catalog::embedded(), &[])
+}
+
+/// [`step_calibration`] with a team's own runs (`--runs`) beside the published ones
+/// (fitted afresh; without them, the embedded fit computed once per process).
+pub fn step_calibration_with(
+    cat: &Catalog,
+    yours: &[crate::published::StepRun],
+) -> Result<StepCalibration, ModelError> {
+    let owned;
+    let (f, checks) = if yours.is_empty() {
+        let e = fit::embedded_fit()?;
+        (&e.0, &e.1)
+    } else {
+        owned = fit::fit_steps_with(cat, yours)?;
+        (&owned.0, &owned.1)
+    };
     let mut errs: Vec<f64> = checks.iter().map(|c| c.loo_abs_log_error).collect();
     let mut ins: Vec<f64> = checks.iter().map(|c| (1.0 + c.error).ln().abs()).collect();
     let worst = checks
@@ -545,6 +561,14 @@ fn matches(published: Option<f64>, reproduced: Option<f64>, tol: Option<f64>) ->
 
 /// Calibrate against every published run of the catalog.
 pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
+    calibrate_with(cat, &[])
+}
+
+/// [`calibrate`] with a team's own runs (`--runs`) in the step model's fit.
+pub fn calibrate_with(
+    cat: &Catalog,
+    yours: &[crate::published::StepRun],
+) -> Result<Calibration, ModelError> {
     let fit = Fit::from_catalog(cat)?;
     let mut rows = vec![];
     for run in &cat.runs {
@@ -700,7 +724,7 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
         ranges,
         summary,
         fit,
-        step: step_calibration()?,
+        step: step_calibration_with(cat, yours)?,
     })
 }
 

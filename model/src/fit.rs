@@ -787,7 +787,9 @@ type SolvedRun<'a> = (Prepared<'a>, f64, Vec<Layout>);
 /// Every run prepared and solved, and the optional rows dropped with their reason.
 type Solved<'a> = (Vec<SolvedRun<'a>>, Vec<(String, String)>);
 
-fn prepare_and_solve(cat: &Catalog) -> Result<Solved<'_>, ModelError> {
+/// Every published run and `yours` (a team's own, `--runs`) prepared and solved; a
+/// row of yours that cannot be described or fits no layout is an error naming it.
+fn prepare_and_solve<'a>(cat: &'a Catalog, yours: &[StepRun]) -> Result<Solved<'a>, ModelError> {
     use rayon::prelude::*;
     let mut prepared = vec![];
     let mut dropped = vec![];
@@ -798,6 +800,13 @@ fn prepare_and_solve(cat: &Catalog) -> Result<Solved<'_>, ModelError> {
             Err(e) => return Err(e),
         }
     }
+    for r in yours {
+        prepared.push(
+            prepare_step(cat, r)
+                .map_err(|e| ModelError::InvalidInput(format!("your run `{}`: {e}", r.id)))?,
+        );
+    }
+    let yours_ids: Vec<&str> = yours.iter().map(|r| r.id.as_str()).collect();
     for r in &cat.runs {
         if let Some(p) = prepare_seed(cat, r)? {
             prepared.push(p);
@@ -810,6 +819,12 @@ fn prepare_and_solve(cat: &Catalog) -> Result<Solved<'_>, ModelError> {
         match eta {
             Ok((eta, layouts)) => out.push((p, eta, layouts)),
             Err(e) if optional(&p.group) => dropped.push((p.id.clone(), e.to_string())),
+            Err(e) if yours_ids.contains(&p.id.as_str()) => {
+                return Err(ModelError::InvalidInput(format!(
+                    "your run `{}` layout: {e}",
+                    p.id
+                )))
+            }
             Err(e) => return Err(e),
         }
     }
@@ -867,8 +882,17 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
 /// and leaving its whole source out. The returned fit carries the left-out residuals
 /// its bands are built from.
 pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError> {
+    fit_steps_with(cat, &[])
+}
+
+/// [`fit_steps`] with a team's own runs (`--runs`) beside the published ones: each is
+/// a source like any other, fitted, pooled and left out the same way.
+pub fn fit_steps_with(
+    cat: &Catalog,
+    yours: &[StepRun],
+) -> Result<(StepFit, Vec<StepCheck>), ModelError> {
     use rayon::prelude::*;
-    let (solved, dropped) = prepare_and_solve(cat)?;
+    let (solved, dropped) = prepare_and_solve(cat, yours)?;
     let fit = fit_of(&solved, dropped);
     let prepared: Vec<&Prepared<'_>> = solved.iter().map(|s| &s.0).collect();
     let groups = fit.groups();
@@ -944,7 +968,12 @@ pub fn embedded_fit() -> Result<&'static (StepFit, Vec<StepCheck>), ModelError> 
 /// The parameters of every published run in `cat` with the bands' residuals (no
 /// per-run checks: what an estimate needs).
 pub fn fit_parameters(cat: &Catalog) -> Result<StepFit, ModelError> {
-    prepare_and_solve(cat).map(|(solved, dropped)| fit_of(&solved, dropped))
+    fit_parameters_with(cat, &[])
+}
+
+/// [`fit_parameters`] with a team's own runs (`--runs`).
+pub fn fit_parameters_with(cat: &Catalog, yours: &[StepRun]) -> Result<StepFit, ModelError> {
+    prepare_and_solve(cat, yours).map(|(solved, dropped)| fit_of(&solved, dropped))
 }
 
 /// The embedded parameters with the bands' residuals (no per-run checks: what an

@@ -162,6 +162,88 @@ pub fn all() -> &'static [StepRun] {
     })
 }
 
+/// A team's own runs (`--runs FILE`): `[[runs]]` tables in the format of the embedded
+/// ones, each checked here (fields, hardware, framework, figure, date) with one line
+/// naming the row and the field; whether its layout fits is checked when it is solved.
+/// An id that an embedded run or an earlier row already has is refused, naming both.
+pub fn parse_user_runs(
+    text: &str,
+    origin: &str,
+    cat: &Catalog,
+) -> Result<Vec<StepRun>, ModelError> {
+    let bad = |what: String| ModelError::InvalidInput(format!("{origin}: {what}"));
+    let file: StepsFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| {
+            text.get(..s.start)
+                .map_or(1, |t| t.matches('\n').count() + 1)
+        });
+        bad(match line {
+            Some(l) => format!("line {l}: {}", e.message()),
+            None => e.message().to_string(),
+        })
+    })?;
+    if file.runs.is_empty() {
+        return Err(bad("no [[runs]] table".into()));
+    }
+    let mut seen: Vec<&StepRun> = vec![];
+    for r in &file.runs {
+        let row = |field: &str, why: String| bad(format!("run `{}` {field}: {why}", r.id));
+        if r.id.trim().is_empty() {
+            return Err(bad("a run without an id".into()));
+        }
+        if let Some(e) = all().iter().find(|e| e.id == r.id) {
+            return Err(bad(format!(
+                "run id `{}` is also an embedded run ({}); give yours another id",
+                r.id, e.source
+            )));
+        }
+        if seen.iter().any(|e| e.id == r.id) {
+            return Err(bad(format!("run id `{}` appears twice", r.id)));
+        }
+        cat.hardware(&r.hardware)
+            .map_err(|e| row("hardware", e.to_string()))?;
+        if crate::framework::lookup(&r.framework)
+            .map_err(|e| row("framework", e.to_string()))?
+            .is_none()
+        {
+            return Err(row(
+                "framework",
+                format!(
+                    "name the stack that ran it (one of {})",
+                    crate::framework::names().join(", ")
+                ),
+            ));
+        }
+        for (field, v) in [("group", &r.group), ("source", &r.source)] {
+            if v.trim().is_empty() {
+                return Err(row(field, "must not be empty".into()));
+            }
+        }
+        if r.devices == 0 {
+            return Err(row("devices", "must be at least 1".into()));
+        }
+        if r.batch == 0 {
+            return Err(row("batch", "must be at least 1".into()));
+        }
+        let d = r.date.as_bytes();
+        if !(d.len() == 7
+            && d[4] == b'-'
+            && r.date[..4].parse::<u32>().is_ok()
+            && matches!(r.date[5..].parse::<u32>(), Ok(1..=12)))
+        {
+            return Err(row("date", format!("`{}` is not YYYY-MM", r.date)));
+        }
+        let cfg = r.config(cat).map_err(|e| row("model", e.to_string()))?;
+        r.published_step_s(&cfg)
+            .map_err(|e| row("published", e.to_string()))?;
+        r.layout
+            .constraints()
+            .map_err(|e| row("layout", e.to_string()))?;
+        seen.push(r);
+    }
+    Ok(file.runs)
+}
+
 /// Megatron-LM's FLOPs per iteration with full recomputation (Narayanan et al. 2021,
 /// eq. 3): `96·B·s·L·h²·(1 + s/(6h) + V/(16·L·h))`.
 pub fn megatron_eq3(batch: f64, seq: f64, layers: f64, hidden: f64, vocab: f64) -> f64 {
@@ -182,17 +264,13 @@ impl StepRun {
                 let mut t = a.clone();
                 t.insert("name".into(), toml::Value::String(self.id.clone()));
                 let cfg: ModelConfig = t.try_into().map_err(|e: toml::de::Error| {
-                    ModelError::InvalidInput(format!(
-                        "steps.toml `{}`.arch: {}",
-                        self.id,
-                        e.message()
-                    ))
+                    ModelError::InvalidInput(format!("run `{}` arch: {}", self.id, e.message()))
                 })?;
                 cfg.validate()?;
                 Ok(cfg)
             }
             _ => Err(ModelError::InvalidInput(format!(
-                "steps.toml `{}`: give exactly one of `model` and `arch`",
+                "run `{}`: give exactly one of `model` and `arch`",
                 self.id
             ))),
         }
@@ -209,9 +287,8 @@ impl StepRun {
         let s = self.seq(cfg) as f64;
         let b = self.batch as f64;
         let n = self.devices as f64;
-        let bad = |why: &str| {
-            ModelError::InvalidInput(format!("steps.toml `{}`.published: {why}", self.id))
-        };
+        let bad =
+            |why: &str| ModelError::InvalidInput(format!("run `{}` published: {why}", self.id));
         let t = match (p.step_time_s, p.tflops_per_gpu, p.tokens_per_s, p.gpu_hours) {
             (Some(t), None, None, None) => t,
             (None, Some(tf), None, None) => {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use flopcal_model::calibrate::{calibrate, Calibration};
+use flopcal_model::calibrate::{calibrate_with, Calibration};
 use serde::Serialize;
 
 use crate::commands::estimate::{emit, emit_csv, load_catalog, outln, thousands};
@@ -22,6 +22,11 @@ pub struct CalibrateArgs {
     /// taken from the FLOPCAL_CATALOG environment variable.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// Your own runs (TOML [[runs]] tables in the format of the embedded published
+    /// runs), calibrated and left out by source like the published ones; see README
+    /// "Your own runs".
+    #[arg(long, value_name = "FILE")]
+    pub own_runs: Option<PathBuf>,
     /// Fail (exit 1) when the step model's worst leave-one-out |ln(predicted/published)|
     /// exceeds this.
     #[arg(long, allow_negative_numbers = true)]
@@ -50,7 +55,8 @@ pub fn run(args: &CalibrateArgs) -> Result<Outcome> {
         }
     }
     let cat = load_catalog(args.catalog.as_deref())?;
-    let c = calibrate(&cat)?;
+    let yours = crate::planning::load_runs(args.own_runs.as_deref(), &cat)?;
+    let c = calibrate_with(&cat, &yours)?;
     match args.format {
         OutputFormat::Json => print_json(&JsonOut {
             runs: &c.runs,

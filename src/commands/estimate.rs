@@ -227,6 +227,14 @@ pub struct EstimateArgs {
     /// taken from the FLOPCAL_CATALOG environment variable.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// Your own runs (TOML [[runs]] tables in the format of the embedded published
+    /// runs: id, hardware, framework, group, devices, batch, model or arch, layout,
+    /// published step_time_s / tokens_per_s / gpu_hours with tokens, source, date).
+    /// They join the step model's calibration as sources of their own, so the stack
+    /// that ran them is fitted from them, pooled with the published runs. See README
+    /// "Your own runs". (--runs is the fully-loaded cost's runs per configuration.)
+    #[arg(long, value_name = "FILE")]
+    pub own_runs: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
@@ -610,6 +618,10 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     args.prices
         .apply(&mut cat, args.hardware.as_deref().filter(|_| !local))?;
     let cat = cat;
+    let own_fit = crate::planning::fit_with_runs(
+        &cat,
+        &crate::planning::load_runs(args.own_runs.as_deref(), &cat)?,
+    )?;
     let (plan, context) = plan_from_args(args, &cat)?;
     let catalog_hw = match args.hardware.as_deref() {
         Some(name) if !local => Some(cat.hardware(name)?),
@@ -793,6 +805,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
                 seq: opt_count("seq", args.model.seq)?,
                 network: network.as_ref(),
                 framework: framework_of(args)?,
+                fit: own_fit.as_ref(),
             },
             profiled.as_ref(),
         )?
@@ -957,6 +970,10 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
             .map(crate::planning::load_network)
             .transpose()?,
         framework: framework_of(args)?,
+        fit: crate::planning::fit_with_runs(
+            &cat,
+            &crate::planning::load_runs(args.own_runs.as_deref(), &cat)?,
+        )?,
         per_step,
         notes: context.into_iter().collect(),
     })
