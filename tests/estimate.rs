@@ -941,3 +941,48 @@ fn estimate_marks_the_constructed_bert_in_json_and_table() {
             "model bert-1.5b is constructed: no one published it",
         ));
 }
+
+#[test]
+fn a_pipeline_degree_that_does_not_divide_the_layers_is_priced_by_its_busiest_stage() {
+    // 70 layers on 12 stages: the busiest holds 6, as with 72 layers; 60 layers hold 5.
+    let breakdown = |layers: &str| {
+        let v = common::json_of(
+            "estimate",
+            &[
+                "--model",
+                "llama2-7b",
+                "--layers",
+                layers,
+                "--hardware",
+                "a100-80gb",
+                "--devices",
+                "96",
+                "--tp",
+                "8",
+                "--pp",
+                "12",
+                "--batch",
+                "96",
+                "--steps",
+                "1",
+                "--framework",
+                "megatron",
+            ],
+        );
+        assert_eq!(v["layout"]["pp"], 12);
+        (
+            common::f(&v["step_breakdown_s"], "compute"),
+            common::f(&v["step_breakdown_s"], "tp_comm"),
+        )
+    };
+    let (uneven, even, fewer) = (breakdown("70"), breakdown("72"), breakdown("60"));
+    assert!(
+        (uneven.0 / even.0 - 1.0).abs() < 1e-9,
+        "{uneven:?} vs {even:?}"
+    );
+    assert!(
+        (uneven.1 / even.1 - 1.0).abs() < 1e-9,
+        "{uneven:?} vs {even:?}"
+    );
+    assert!(fewer.0 < 0.9 * uneven.0, "{fewer:?} vs {uneven:?}");
+}

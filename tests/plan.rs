@@ -220,10 +220,16 @@ fn impossible_fixed_layouts_exit_2_with_the_arithmetic() {
         .stderr(predicate::str::contains("tp 8 x pp 4 x dp 3 = 96"));
     flopcal()
         .args(base)
-        .args(["--devices", "96", "--pp", "3"])
+        .args(["--devices", "96", "--pp", "48"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("does not divide the 40 layers"));
+        .stderr(predicate::str::contains("pp 48 exceeds the 40 layers"));
+    // A degree that does not divide the layers is a real layout (uneven stages).
+    flopcal()
+        .args(base)
+        .args(["--devices", "96", "--pp", "3"])
+        .assert()
+        .success();
     flopcal()
         .args(base)
         .args([

@@ -103,6 +103,12 @@ pub fn check_constraints(
             devices as f64 / fixed as f64
         ));
     }
+    if let Some(p) = p.filter(|&p| p > cfg.layers) {
+        return bad(format!(
+            "pp {p} exceeds the {} layers: every pipeline stage needs at least one",
+            cfg.layers
+        ));
+    }
     if let (Some(p), false) = (p, c.uneven_stages) {
         check_stages(cfg.layers, p, c.virtual_stages.map_or(1, u64::from))?;
     }

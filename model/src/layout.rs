@@ -97,6 +97,13 @@ pub struct Layout {
     pub attention: Attention,
 }
 
+/// Layers on the busiest pipeline stage: `⌈L/p⌉`. With uneven stages (70 layers on
+/// 12 stages, as DeepSpeed and Megatron place them) the slowest stage sets the pace
+/// and holds the most memory; with even ones this is `L/p`.
+pub fn stage_layers(layers: u64, pp: u32) -> f64 {
+    layers.div_ceil(u64::from(pp.max(1))) as f64
+}
+
 impl Layout {
     /// One device, micro-batch `b`, nothing split.
     pub fn single(microbatch: u32) -> Layout {

@@ -105,7 +105,7 @@ impl ParamSplit {
         }
     }
 
-    /// Parameters one device holds: its stage's `L/p` layers split by the layout,
+    /// Parameters one device holds: its stage's `⌈L/p⌉` layers split by the layout,
     /// plus the embedding (on the first stage; with a pipeline the last stage holds
     /// the output table, as large).
     pub fn per_device(&self, layout: &Layout) -> f64 {
@@ -117,7 +117,7 @@ impl ParamSplit {
         } else {
             self.vocab_table / t
         };
-        self.layers / f64::from(layout.pp) * per_layer + embedding
+        crate::layout::stage_layers(self.layers as u64, layout.pp) * per_layer + embedding
     }
 }
 
@@ -164,7 +164,7 @@ pub fn stage_layer_activations(
 ) -> f64 {
     let p = f64::from(layout.pp);
     let v = f64::from(layout.virtual_stages);
-    let per_stage = cfg.layers as f64 / p;
+    let per_stage = crate::layout::stage_layers(cfg.layers, layout.pp);
     let in_flight = (micro_batches.max(1) as f64).min(p);
     let interleave = if layout.virtual_stages > 1 {
         1.0 + (p - 1.0) / (p * v)
@@ -209,7 +209,8 @@ pub fn per_device(
     let activations = if layout.pp == 1 {
         first + logits(cfg, layout, seq)
     } else {
-        let last = cfg.layers as f64 / f64::from(layout.pp) * layer_activations(cfg, layout, seq);
+        let last = crate::layout::stage_layers(cfg.layers, layout.pp)
+            * layer_activations(cfg, layout, seq);
         first.max(last + logits(cfg, layout, seq))
     };
     Memory {

@@ -640,7 +640,7 @@ impl<'a> StepModel<'a> {
         let v = f64::from(layout.virtual_stages);
         let m = layout.micro_batches(batch.global_batch).max(1);
         let mf = m as f64;
-        let per_stage = cfg.layers as f64 / p as f64;
+        let per_stage = crate::layout::stage_layers(cfg.layers, layout.pp);
 
         let compute = mf * (per_stage * (layer.gemm + layer.memory_bound) + vocab_gemm + vocab_mem);
         let tp_comm = mf * per_stage * layer.tp;
@@ -728,7 +728,7 @@ impl<'a> StepModel<'a> {
         let sys = self.system;
         let b = self.breakdown(layout, batch, layer, vocab);
         let mf = layout.micro_batches(batch.global_batch).max(1) as f64;
-        let per_stage = cfg.layers as f64 / f64::from(layout.pp);
+        let per_stage = crate::layout::stage_layers(cfg.layers, layout.pp);
         let step = b.total();
         let devices = layout.devices() as f64;
         let seq_tokens = batch.global_batch as f64 * batch.seq as f64;

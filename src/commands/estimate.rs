@@ -85,7 +85,9 @@ pub fn constraints(args: &EstimateArgs) -> Constraints {
             AttentionArg::Materialized => Attention::Materialized,
             AttentionArg::Flash => Attention::Flash,
         }),
-        uneven_stages: false,
+        // A pipeline degree you name is taken even where it does not divide the layers
+        // (the busiest stage sets the pace); the search itself splits evenly.
+        uneven_stages: args.pp.is_some(),
     }
 }
 
