@@ -351,10 +351,7 @@ fn print_table(c: &Calibration) {
                 g.model
             );
         }
-        outln!(
-            out,
-            "  flopcal is lower than AI21 at every size: AI21 published neither hardware, schedule nor efficiency; its figures imply a lower utilisation (or longer training) than the seeds' own runs, from which flopcal's TPU efficiency is fitted."
-        );
+        outln!(out, "  {}", ai21_verdict(&c.ranges));
     }
     emit(&out);
 }
@@ -392,4 +389,54 @@ fn print_csv(c: &Calibration) -> Result<()> {
         .map_err(csv_err)?;
     }
     emit_csv(w)
+}
+
+/// What the AI21 table shows, read from its ratios (flopcal's single-run estimate over
+/// AI21's published figure), not assumed.
+fn ai21_verdict(ranges: &[flopcal_model::calibrate::RangeCheck]) -> String {
+    let (lower, higher): (Vec<_>, Vec<_>) = ranges.iter().partition(|g| g.single_run_ratio < 1.0);
+    let ids = |v: &[&flopcal_model::calibrate::RangeCheck]| {
+        v.iter()
+            .map(|g| g.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (lower.is_empty(), higher.is_empty()) {
+        (false, true) => "flopcal is lower than AI21 at every size: AI21 published neither hardware, schedule nor efficiency; its figures imply a lower utilisation (or longer training) than the seeds' own runs, from which flopcal's TPU efficiency is fitted.".into(),
+        (true, false) => "flopcal is higher than AI21 at every size: AI21's figures imply a higher utilisation (or shorter training) than the seeds' own runs, from which flopcal's TPU efficiency is fitted.".into(),
+        (false, false) => format!(
+            "flopcal is lower than AI21 for {} and higher for {}: AI21 published neither hardware, schedule nor efficiency.",
+            ids(&lower),
+            ids(&higher)
+        ),
+        (true, true) => "no AI21 range to compare.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ai21_sentence_follows_the_ratios_it_summarises() {
+        let cat = flopcal_model::catalog::Catalog::embedded();
+        let mut ranges = calibrate_with(cat, &[])
+            .expect("embedded calibration")
+            .ranges;
+        assert!(ranges.len() >= 2);
+        for g in &mut ranges {
+            g.single_run_ratio = 0.5;
+        }
+        assert!(ai21_verdict(&ranges).starts_with("flopcal is lower than AI21 at every size"));
+        for g in &mut ranges {
+            g.single_run_ratio = 2.0;
+        }
+        assert!(ai21_verdict(&ranges).starts_with("flopcal is higher than AI21 at every size"));
+        ranges[0].single_run_ratio = 0.5;
+        let mixed = ai21_verdict(&ranges);
+        assert!(
+            mixed.contains(&format!("lower than AI21 for {} and higher", ranges[0].id)),
+            "{mixed}"
+        );
+    }
 }
