@@ -14,26 +14,28 @@ fn plan(args: &[&str]) -> Value {
     common::json_of("plan", args)
 }
 
+/// Narayanan et al.'s 18.4B model on 256 A100s with its batch and a token budget.
+const MEGATRON_18B_ON_256: [&str; 10] = [
+    "--model",
+    "megatron-18.4b",
+    "--hardware",
+    "a100-80gb",
+    "--devices",
+    "256",
+    "--batch",
+    "1024",
+    "--tokens",
+    "3e11",
+];
+
 #[test]
 fn csv_output_is_one_row_per_ranked_layout_with_the_json_figures() {
-    let args = [
-        "--model",
-        "megatron-18.4b",
-        "--hardware",
-        "a100-80gb",
-        "--devices",
-        "256",
-        "--batch",
-        "1024",
-        "--tokens",
-        "3e11",
-        "--top",
-        "4",
-    ];
+    let mut args = MEGATRON_18B_ON_256.to_vec();
+    args.extend(["--top", "4"]);
     let v = plan(&args);
     let out = flopcal()
         .arg("plan")
-        .args(args)
+        .args(&args)
         .args(["--format", "csv"])
         .assert()
         .success()
@@ -57,20 +59,9 @@ fn csv_output_is_one_row_per_ranked_layout_with_the_json_figures() {
 
 #[test]
 fn plans_are_ranked_by_step_time_with_every_field() {
-    let v = plan(&[
-        "--model",
-        "megatron-18.4b",
-        "--hardware",
-        "a100-80gb",
-        "--devices",
-        "256",
-        "--batch",
-        "1024",
-        "--tokens",
-        "3e11",
-        "--top",
-        "5",
-    ]);
+    let mut args = MEGATRON_18B_ON_256.to_vec();
+    args.extend(["--top", "5"]);
+    let v = plan(&args);
     let plans = v["plans"].as_array().unwrap();
     assert_eq!(plans.len(), 5);
     let times: Vec<f64> = plans.iter().map(|p| f(p, "step_time_s")).collect();
