@@ -15,6 +15,7 @@ fn extreme() -> impl Strategy<Value = String> {
         Just("0".to_string()),
         Just("-1".to_string()),
         Just("0.5".to_string()),
+        Just("3".to_string()),
         Just("1".to_string()),
         Just("4294967295".to_string()),
         Just("4294967296".to_string()),
@@ -44,7 +45,12 @@ const FLAGS: [&str; 10] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // A fixed seed: the same 48 cases on every run, so CI and a developer see the same.
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_f10c),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn any_numeric_flag_value_exits_0_or_2_with_one_line_and_never_wraps(
@@ -73,9 +79,13 @@ proptest! {
         } else if flag == "--devices" && !plan {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let want: f64 = value.parse().unwrap();
+            prop_assert_eq!(v["devices"].as_f64(), Some(want), "{}", v["devices"]);
+            // A whole count runs through the step model: its layout spans it exactly.
             let l = &v["layout"];
-            let got = ["tp", "pp", "dp"].iter().map(|k| l[k].as_f64().unwrap()).product::<f64>();
-            prop_assert_eq!(got, want, "{}", l);
+            if !l.is_null() {
+                let got: f64 = ["tp", "pp", "dp"].iter().map(|k| l[k].as_f64().unwrap()).product();
+                prop_assert_eq!(got, want, "{}", l);
+            }
         }
     }
 }
