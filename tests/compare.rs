@@ -319,3 +319,38 @@ fn ops_overhead_without_a_catalog_figure_follows_the_catalog_rule() {
         .unwrap()
         .contains("derived: purchase"));
 }
+
+#[test]
+fn csv_output_is_the_tables_rows_with_the_json_figures() {
+    let args = [
+        "--model",
+        "bert-large",
+        "--hardware",
+        "a100",
+        "--devices",
+        "8",
+    ];
+    let v = common::json_of("compare", &args);
+    let out = common::flopcal()
+        .arg("compare")
+        .args(args)
+        .args(["--format", "csv"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let mut r = csv::Reader::from_reader(&out[..]);
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    let cloud = v["comparison"]["cloud"].as_array().unwrap();
+    assert_eq!(rows.len(), 1 + cloud.len());
+    let num = |row: &csv::StringRecord, i: usize| row[i].parse::<f64>().unwrap();
+    assert_eq!(
+        num(&rows[0], 2),
+        v["comparison"]["onprem_cost_per_run"].as_f64().unwrap()
+    );
+    for (row, o) in rows[1..].iter().zip(cloud) {
+        assert_eq!(num(row, 1), o["price_per_chip_hour"].as_f64().unwrap());
+        assert_eq!(num(row, 2), o["cost_per_run"].as_f64().unwrap());
+    }
+}

@@ -644,15 +644,50 @@ fn render(r: &CompareReport) -> String {
     out
 }
 
+/// The table's rows as CSV: on-prem first, then each cloud option (empty break-even
+/// where there is none).
+fn print_csv(r: &CompareReport) -> Result<()> {
+    let c = &r.comparison;
+    let mut w = csv::Writer::from_writer(vec![]);
+    let csv_err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
+    w.write_record([
+        "option",
+        "usd_per_chip_hour",
+        "cost_per_run_usd",
+        "cost_per_year_usd",
+        "break_even_utilisation",
+    ])
+    .map_err(csv_err)?;
+    w.write_record([
+        format!("on-prem at {}", r.onprem.utilisation),
+        c.onprem_cost_per_chip_hour.to_string(),
+        c.onprem_cost_per_run.to_string(),
+        c.onprem_cost_per_year.to_string(),
+        String::new(),
+    ])
+    .map_err(csv_err)?;
+    for o in &c.cloud {
+        w.write_record([
+            format!("cloud {}", o.kind),
+            o.price_per_chip_hour.to_string(),
+            o.cost_per_run.to_string(),
+            o.cost_per_year.to_string(),
+            o.break_even_utilisation
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
+        ])
+        .map_err(csv_err)?;
+    }
+    crate::text::emit_csv(w)
+}
+
 /// Run `flopcal compare`.
 pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let r = compute(args)?;
     warn_stale(&r.price_ages);
     match args.plan.format {
         OutputFormat::Json => print_json(&r)?,
-        OutputFormat::Csv => {
-            return Err(Error::Usage("compare prints --format table or json".into()))
-        }
+        OutputFormat::Csv => print_csv(&r)?,
         OutputFormat::Table => emit(&render(&r)),
     }
     Ok(Outcome::Success)
