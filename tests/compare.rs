@@ -331,17 +331,7 @@ fn csv_output_is_the_tables_rows_with_the_json_figures() {
         "8",
     ];
     let v = common::json_of("compare", &args);
-    let out = common::flopcal()
-        .arg("compare")
-        .args(args)
-        .args(["--format", "csv"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let mut r = csv::Reader::from_reader(&out[..]);
-    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    let (_, rows) = common::csv_of("compare", &args);
     let cloud = v["comparison"]["cloud"].as_array().unwrap();
     assert_eq!(rows.len(), 1 + cloud.len());
     let num = |row: &csv::StringRecord, i: usize| row[i].parse::<f64>().unwrap();

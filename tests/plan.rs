@@ -33,19 +33,8 @@ fn csv_output_is_one_row_per_ranked_layout_with_the_json_figures() {
     let mut args = MEGATRON_18B_ON_256.to_vec();
     args.extend(["--top", "4"]);
     let v = plan(&args);
-    let out = flopcal()
-        .arg("plan")
-        .args(&args)
-        .args(["--format", "csv"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let mut r = csv::Reader::from_reader(&out[..]);
-    let header = r.headers().unwrap().clone();
+    let (header, rows) = common::csv_of("plan", &args);
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
     let plans = v["plans"].as_array().unwrap();
     assert_eq!(rows.len(), plans.len());
     for (row, p) in rows.iter().zip(plans) {
@@ -300,20 +289,8 @@ fn hf_config_plans_have_a_layout_mfu_and_device_hours() {
 const COMM_FIXTURE: &str = "tests/fixtures/comm/two-ranks-intra-node.json";
 
 fn plan_18b(extra: &[&str]) -> Value {
-    let mut a = vec![
-        "--model",
-        "megatron-18.4b",
-        "--hardware",
-        "a100-80gb",
-        "--devices",
-        "256",
-        "--batch",
-        "1024",
-        "--tokens",
-        "3e11",
-        "--top",
-        "20",
-    ];
+    let mut a = MEGATRON_18B_ON_256.to_vec();
+    a.extend(["--top", "20"]);
     a.extend_from_slice(extra);
     plan(&a)
 }

@@ -35,6 +35,24 @@ pub fn json_of<S: AsRef<OsStr> + Debug>(subcommand: &str, args: &[S]) -> Value {
     serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
 }
 
+/// `flopcal SUBCOMMAND ARGS... --format csv`, which must succeed: its header and rows.
+pub fn csv_of(subcommand: &str, args: &[&str]) -> (csv::StringRecord, Vec<csv::StringRecord>) {
+    let out = flopcal()
+        .arg(subcommand)
+        .args(args)
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "flopcal {subcommand} {args:?} --format csv failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = csv::Reader::from_reader(&out.stdout[..]);
+    let header = r.headers().unwrap().clone();
+    (header, r.records().map(Result::unwrap).collect())
+}
+
 /// The number at `key` in `v`, or a panic naming it.
 pub fn f(v: &Value, key: &str) -> f64 {
     v[key]
