@@ -578,15 +578,17 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))
 }
 
-/// Write the JSON result file and its CSV twin, both atomically.
+/// Write the JSON result file and its CSV twin, both atomically, the twin first: a
+/// process killed between the two leaves no JSON without its CSV (a run killed right
+/// after its first checkpoint lost the CSV in a CI run).
 pub fn save(file: &ResultFile, path: &Path) -> Result<PathBuf> {
     let json = serde_json::to_vec_pretty(file)
         .map_err(|e| Error::Usage(format!("cannot serialise results: {e}")))?;
-    write_atomic(path, &json)?;
     let twin = csv_twin(path);
     if twin != path {
         write_atomic(&twin, to_csv(file)?.as_bytes())?;
     }
+    write_atomic(path, &json)?;
     Ok(twin)
 }
 
