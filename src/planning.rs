@@ -33,7 +33,7 @@ pub fn load_catalog(flag: Option<&Path>) -> Result<Catalog> {
     Ok(Catalog::load(path.as_deref())?)
 }
 
-/// A team's own runs (`--runs FILE`), checked against `cat`; none without the flag.
+/// A team's own runs (`--own-runs FILE`), checked against `cat`; none without the flag.
 pub fn load_runs(flag: Option<&Path>, cat: &Catalog) -> Result<Vec<StepRun>> {
     let Some(path) = flag else {
         return Ok(vec![]);
@@ -46,13 +46,14 @@ pub fn load_runs(flag: Option<&Path>, cat: &Catalog) -> Result<Vec<StepRun>> {
     )?)
 }
 
-/// The step model's fit with `yours` (a team's own runs) beside the published runs,
-/// or `None` without any (the embedded fit is then used).
-pub fn fit_with_runs(cat: &Catalog, yours: &[StepRun]) -> Result<Option<fit::StepFit>> {
+/// The step model's fit with the runs of `--own-runs` beside the published ones, or
+/// `None` without any (the embedded fit is then used).
+pub fn own_fit(flag: Option<&Path>, cat: &Catalog) -> Result<Option<fit::StepFit>> {
+    let yours = load_runs(flag, cat)?;
     if yours.is_empty() {
         return Ok(None);
     }
-    Ok(Some(fit::fit_parameters_with(cat, yours)?))
+    Ok(Some(fit::fit_parameters_with(cat, &yours)?))
 }
 
 /// Hardware standing for the machine a profile measured: its measured peak.
@@ -446,7 +447,7 @@ pub struct SearchOptions<'a> {
     pub network: Option<&'a NetworkFile>,
     /// `--framework` (`None`: unknown).
     pub framework: Option<&'a flopcal_model::framework::Framework>,
-    /// The step model's fit with a team's own runs (`--runs`); `None`: the embedded fit.
+    /// The step model's fit with a team's own runs (`--own-runs`); `None`: the embedded fit.
     pub fit: Option<&'a fit::StepFit>,
 }
 
@@ -689,7 +690,7 @@ pub struct PlanInputs {
     pub network: Option<NetworkFile>,
     /// `--framework` (`None`: unknown).
     pub framework: Option<&'static flopcal_model::framework::Framework>,
-    /// The step model's fit with a team's own runs (`--runs`); `None`: the embedded fit.
+    /// The step model's fit with a team's own runs (`--own-runs`); `None`: the embedded fit.
     pub fit: Option<fit::StepFit>,
     /// A global batch and no token budget (`plan --batch B`): layouts are ranked by
     /// step time, and the run's hours and dollars are left out.

@@ -529,7 +529,7 @@ const CSV_HEADER: [&str; 23] = [
 /// Render benchmarks as CSV.
 pub fn to_csv(file: &ResultFile) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let csv_err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
+    let csv_err = crate::text::csv_error;
     w.write_record(CSV_HEADER).map_err(csv_err)?;
     for b in &file.benchmarks {
         let shape = b.shape_text();
@@ -572,10 +572,7 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
         ])
         .map_err(csv_err)?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))
+    crate::text::csv_string(w)
 }
 
 /// Write the JSON result file and its CSV twin, both atomically, the twin first: a

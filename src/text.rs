@@ -19,12 +19,19 @@ pub fn emit(text: &str) {
     let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
 }
 
+/// The error of writing CSV, into memory or to stdout.
+pub fn csv_error(e: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("cannot write CSV: {e}"))
+}
+
+/// Finish a CSV writer that wrote into memory: its text.
+pub fn csv_string(w: csv::Writer<Vec<u8>>) -> Result<String> {
+    String::from_utf8(w.into_inner().map_err(csv_error)?).map_err(csv_error)
+}
+
 /// Finish a CSV writer that wrote into memory and print it.
 pub fn emit_csv(w: csv::Writer<Vec<u8>>) -> Result<()> {
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
-    emit(&String::from_utf8_lossy(&bytes));
+    emit(&csv_string(w)?);
     Ok(())
 }
 

@@ -456,7 +456,7 @@ pub fn step_calibration() -> Result<StepCalibration, ModelError> {
     step_calibration_with(Catalog::embedded(), &[])
 }
 
-/// [`step_calibration`] with a team's own runs (`--runs`) beside the published ones
+/// [`step_calibration`] with a team's own runs (`--own-runs`) beside the published ones
 /// (fitted afresh; without them, the embedded fit computed once per process).
 pub fn step_calibration_with(
     cat: &Catalog,
@@ -564,7 +564,7 @@ pub fn calibrate(cat: &Catalog) -> Result<Calibration, ModelError> {
     calibrate_with(cat, &[])
 }
 
-/// [`calibrate`] with a team's own runs (`--runs`) in the step model's fit.
+/// [`calibrate`] with a team's own runs (`--own-runs`) in the step model's fit.
 pub fn calibrate_with(
     cat: &Catalog,
     yours: &[crate::published::StepRun],

@@ -991,7 +991,7 @@ fn norm(s: &str) -> String {
 }
 
 /// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
         .map(|t| t.matches('\n').count() + 1)
         .unwrap_or(1)

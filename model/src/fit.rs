@@ -787,7 +787,7 @@ type SolvedRun<'a> = (Prepared<'a>, f64, Vec<Layout>);
 /// Every run prepared and solved, and the optional rows dropped with their reason.
 type Solved<'a> = (Vec<SolvedRun<'a>>, Vec<(String, String)>);
 
-/// Every published run and `yours` (a team's own, `--runs`) prepared and solved; a
+/// Every published run and `yours` (a team's own, `--own-runs`) prepared and solved; a
 /// row of yours that cannot be described or fits no layout is an error naming it.
 fn prepare_and_solve<'a>(cat: &'a Catalog, yours: &[StepRun]) -> Result<Solved<'a>, ModelError> {
     use rayon::prelude::*;
@@ -885,7 +885,7 @@ pub fn fit_steps(cat: &Catalog) -> Result<(StepFit, Vec<StepCheck>), ModelError>
     fit_steps_with(cat, &[])
 }
 
-/// [`fit_steps`] with a team's own runs (`--runs`) beside the published ones: each is
+/// [`fit_steps`] with a team's own runs (`--own-runs`) beside the published ones: each is
 /// a source like any other, fitted, pooled and left out the same way.
 pub fn fit_steps_with(
     cat: &Catalog,
@@ -971,7 +971,7 @@ pub fn fit_parameters(cat: &Catalog) -> Result<StepFit, ModelError> {
     fit_parameters_with(cat, &[])
 }
 
-/// [`fit_parameters`] with a team's own runs (`--runs`).
+/// [`fit_parameters`] with a team's own runs (`--own-runs`).
 pub fn fit_parameters_with(cat: &Catalog, yours: &[StepRun]) -> Result<StepFit, ModelError> {
     prepare_and_solve(cat, yours).map(|(solved, dropped)| fit_of(&solved, dropped))
 }

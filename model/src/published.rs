@@ -162,7 +162,7 @@ pub fn all() -> &'static [StepRun] {
     })
 }
 
-/// A team's own runs (`--runs FILE`): `[[runs]]` tables in the format of the embedded
+/// A team's own runs (`--own-runs FILE`): `[[runs]]` tables in the format of the embedded
 /// ones, each checked here (fields, hardware, framework, figure, date) with one line
 /// naming the row and the field; whether its layout fits is checked when it is solved.
 /// An id that an embedded run or an earlier row already has is refused, naming both.
@@ -173,12 +173,12 @@ pub fn parse_user_runs(
 ) -> Result<Vec<StepRun>, ModelError> {
     let bad = |what: String| ModelError::InvalidInput(format!("{origin}: {what}"));
     let file: StepsFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| {
-            text.get(..s.start)
-                .map_or(1, |t| t.matches('\n').count() + 1)
-        });
-        bad(match line {
-            Some(l) => format!("line {l}: {}", e.message()),
+        bad(match e.span() {
+            Some(s) => format!(
+                "line {}: {}",
+                crate::catalog::line_of(text, s.start),
+                e.message()
+            ),
             None => e.message().to_string(),
         })
     })?;
@@ -225,12 +225,7 @@ pub fn parse_user_runs(
         if r.batch == 0 {
             return Err(row("batch", "must be at least 1".into()));
         }
-        let d = r.date.as_bytes();
-        if !(d.len() == 7
-            && d[4] == b'-'
-            && r.date[..4].parse::<u32>().is_ok()
-            && matches!(r.date[5..].parse::<u32>(), Ok(1..=12)))
-        {
+        if !matches!(crate::prices::parse_date(&r.date), Some((_, _, None))) {
             return Err(row("date", format!("`{}` is not YYYY-MM", r.date)));
         }
         let cfg = r.config(cat).map_err(|e| row("model", e.to_string()))?;

@@ -649,7 +649,7 @@ fn render(r: &CompareReport) -> String {
 fn print_csv(r: &CompareReport) -> Result<()> {
     let c = &r.comparison;
     let mut w = csv::Writer::from_writer(vec![]);
-    let csv_err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
+    let csv_err = crate::text::csv_error;
     w.write_record([
         "option",
         "usd_per_chip_hour",

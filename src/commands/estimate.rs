@@ -620,10 +620,7 @@ pub fn compute_full(args: &EstimateArgs) -> Result<Computed> {
     args.prices
         .apply(&mut cat, args.hardware.as_deref().filter(|_| !local))?;
     let cat = cat;
-    let own_fit = crate::planning::fit_with_runs(
-        &cat,
-        &crate::planning::load_runs(args.own_runs.as_deref(), &cat)?,
-    )?;
+    let own_fit = crate::planning::own_fit(args.own_runs.as_deref(), &cat)?;
     let (plan, context) = plan_from_args(args, &cat)?;
     let catalog_hw = match args.hardware.as_deref() {
         Some(name) if !local => Some(cat.hardware(name)?),
@@ -972,10 +969,7 @@ pub fn plan_inputs(args: &EstimateArgs) -> Result<crate::planning::PlanInputs> {
             .map(crate::planning::load_network)
             .transpose()?,
         framework: framework_of(args)?,
-        fit: crate::planning::fit_with_runs(
-            &cat,
-            &crate::planning::load_runs(args.own_runs.as_deref(), &cat)?,
-        )?,
+        fit: crate::planning::own_fit(args.own_runs.as_deref(), &cat)?,
         per_step,
         notes: context.into_iter().collect(),
     })

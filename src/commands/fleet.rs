@@ -298,11 +298,8 @@ fn gather_on_root(
 ) -> Result<Outcome> {
     use crate::comm::session::rank_list;
     let run = measured?;
-    let failed: Vec<String> = all
-        .iter()
-        .enumerate()
-        .filter(|(r, b)| b.is_empty() && !silent.contains(&(*r as u32)))
-        .map(|(r, _)| r.to_string())
+    let failed: Vec<u32> = (0..all.len() as u32)
+        .filter(|r| all[*r as usize].is_empty() && !silent.contains(r))
         .collect();
     let mut ranks = Vec::with_capacity(all.len());
     for b in all.iter().filter(|b| !b.is_empty()) {
@@ -324,7 +321,7 @@ fn gather_on_root(
         .into_iter()
         .chain(
             (!failed.is_empty())
-                .then(|| format!("rank(s) {} failed to profile", failed.join(", "))),
+                .then(|| format!("rank(s) {} failed to profile", rank_list(&failed))),
         )
         .reduce(|a, b| format!("{a}; {b}"))
         .or_else(|| {
@@ -348,7 +345,7 @@ fn gather_on_root(
     if !failed.is_empty() {
         return Err(crate::Error::Usage(format!(
             "rank(s) {} failed to profile (see their messages); the fleet file holds the others, marked partial",
-            failed.join(", ")
+            rank_list(&failed)
         )));
     }
     Ok(Outcome::Success)

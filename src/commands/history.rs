@@ -133,7 +133,7 @@ pub fn table(h: &History) -> String {
 /// CSV: one row per benchmark and run.
 pub fn csv(h: &History) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
+    let err = crate::text::csv_error;
     w.write_record([
         "id",
         "run",
@@ -159,8 +159,5 @@ pub fn csv(h: &History) -> Result<String> {
             .map_err(err)?;
         }
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))
+    crate::text::csv_string(w)
 }

@@ -297,7 +297,7 @@ fn print_table(s: &PeakSection) {
 }
 
 fn print_csv(s: &PeakSection) -> crate::Result<()> {
-    let err = |e: csv::Error| crate::Error::Usage(format!("cannot write CSV: {e}"));
+    let err = crate::text::csv_error;
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());
     w.write_record([
         "section", "name", "variant", "threads", "value", "per_core", "median", "unit", "verified",
@@ -378,7 +378,6 @@ fn print_csv(s: &PeakSection) -> crate::Result<()> {
         ])
         .map_err(err)?;
     }
-    w.flush()
-        .map_err(|e| crate::Error::Usage(format!("cannot write CSV: {e}")))?;
+    w.flush().map_err(crate::text::csv_error)?;
     Ok(())
 }

@@ -57,7 +57,7 @@ fn with_equivalents(
 fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
     let mut w = csv::Writer::from_writer(vec![]);
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
-    let csv_err = |e: csv::Error| crate::Error::Usage(format!("cannot write CSV: {e}"));
+    let csv_err = crate::text::csv_error;
     w.write_record([
         "rank",
         "layout",

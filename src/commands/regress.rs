@@ -10,7 +10,7 @@ use crate::regress::{
     self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, Comparison, RegressOptions, Row,
 };
 use crate::report_table::fmt_giga;
-use crate::{results, Error, Outcome, Result};
+use crate::{results, Outcome, Result};
 
 /// Output formats of `regress` (the shared ones plus Markdown for pull requests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -193,7 +193,7 @@ pub fn table(c: &Comparison) -> String {
 /// The CSV form: one row per benchmark.
 pub fn csv(c: &Comparison) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let err = |e: csv::Error| Error::Usage(format!("cannot write CSV: {e}"));
+    let err = crate::text::csv_error;
     w.write_record([
         "id",
         "verdict",
@@ -230,10 +230,7 @@ pub fn csv(c: &Comparison) -> Result<String> {
         ])
         .map_err(err)?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error::Usage(format!("cannot write CSV: {e}")))
+    crate::text::csv_string(w)
 }
 
 fn md_escape(s: &str) -> String {
