@@ -55,8 +55,9 @@ echo "gpu-build: cargo build --release --features $features for sm_$cap (CARGO_T
 t1=$(date +%s)
 # LIBRARY_PATH: the linker (cc) looks there for -lcuda / -lnccl; CUDA_HOME gives
 # cudarc the toolkit's lib/ for the others and candle's kernels their nvcc.
+# cudaforge (candle-kernels' nvcc driver) uses half the cores unless told.
 PATH="$CU/bin:$PATH" CUDA_HOME="$CU" CUDA_PATH="$CU" CUDA_ROOT="$CU" CUDA_COMPUTE_CAP="$cap" \
-  LIBRARY_PATH="$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}" CARGO_TARGET_DIR="$build" \
+  CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}" LIBRARY_PATH="$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}" CARGO_TARGET_DIR="$build" \
   nice -n 10 cargo build --locked --release --features "$features" --bin flopcal
 t2=$(date +%s)
 
