@@ -16,8 +16,9 @@
 //!   the population of all sources with a prior weight of `k` sources; a (stack,
 //!   class) cell is the mean of its sources shrunk toward its stack the same way. `k`
 //!   is estimated from the data (within-cell over between-stack variance). Left out,
-//!   a stack seen in one source has no data of its own: it is predicted from the
-//!   population, so it cannot fit itself.
+//!   a stack seen in one source has no data of its own, so it cannot fit itself: it
+//!   is predicted as `unknown` is, from the stacks seen on that hardware class (the
+//!   population where the class has none).
 //! - **Judge.** Leave-one-source-out: every row of a source is removed together, the
 //!   rest refitted, and the source's rows predicted, by the same forecast `estimate`
 //!   runs. Bands are [`BAND_LEVEL`] prediction intervals from those residuals: for a
@@ -446,13 +447,14 @@ impl StepFit {
                     runs,
                 );
             }
+            // No run of this stack anywhere: its effect is unknown, so predict as
+            // `unknown` does (the stacks seen on this hardware), not from the
+            // population of every era and chip.
+            let (v, basis, runs) = self.value(class, None);
             return (
-                self.population,
-                format!(
-                    "factor {:.3} on GEMM rates: the population of all sources (no published {f} run)",
-                    self.population
-                ),
-                self.points.iter().map(|p| p.id.clone()).collect(),
+                v,
+                format!("no published {f} run, so as unknown: {basis}"),
+                runs,
             );
         }
         let cells: Vec<&StackParameter> = self
@@ -1067,6 +1069,24 @@ mod tests {
         let want = shrink(jax.own, fit.population);
         assert!((stack - want).abs() < 1e-9, "{stack} vs {want}");
         assert!((jax.gemm_efficiency - shrink(jax.own, stack)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_stack_with_no_run_anywhere_is_predicted_as_unknown_on_that_hardware() {
+        // Llama 3 is FSDP's only source: left out, FSDP has no run at all, and its rows
+        // get what `unknown` gets on H100s (the stacks seen there), not the population
+        // of every era and chip (the 2018 TPU seeds included).
+        let without = embedded_parameters().unwrap().without_group("llama3-2024");
+        assert!(without.points.iter().all(|p| p.framework != "fsdp"));
+        let named = without.choose("gpu-2022", Some("fsdp")).unwrap();
+        let unknown = without.choose("gpu-2022", None).unwrap();
+        assert_eq!(named.gemm_efficiency, unknown.gemm_efficiency);
+        assert_ne!(named.gemm_efficiency, without.population);
+        assert!(
+            named.basis.starts_with("no published fsdp run"),
+            "{}",
+            named.basis
+        );
     }
 
     #[test]
