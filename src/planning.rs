@@ -43,6 +43,7 @@ pub fn load_runs(flag: Option<&Path>, cat: &Catalog) -> Result<Vec<StepRun>> {
         &text,
         &format!("--own-runs {}", path.display()),
         cat,
+        flopcal_model::fit::published_runs(),
     )?)
 }
 

@@ -18,34 +18,7 @@
 use crate::network::MeasuredLinks;
 use crate::system::{System, Tier};
 
-/// A collective operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Collective {
-    /// Ring all-reduce.
-    AllReduce,
-    /// Ring all-gather.
-    AllGather,
-    /// Ring reduce-scatter.
-    ReduceScatter,
-    /// All-to-all (expert dispatch and combine).
-    AllToAll,
-    /// One send to a neighbour (pipeline stages).
-    SendRecv,
-}
-
-impl Collective {
-    /// `(bandwidth factor, latency steps)` for a group of `k`.
-    pub fn factors(self, k: u64) -> (f64, f64) {
-        let k = k.max(1) as f64;
-        match self {
-            Collective::AllReduce => (2.0 * (k - 1.0) / k, 2.0 * (k - 1.0)),
-            Collective::AllGather | Collective::ReduceScatter | Collective::AllToAll => {
-                ((k - 1.0) / k, k - 1.0)
-            }
-            Collective::SendRecv => (1.0, 1.0),
-        }
-    }
-}
+pub use crate::collective::Collective;
 
 /// Seconds for `op` over `k` devices of `n` bytes each on `tier`, reaching
 /// `link_efficiency` of its nominal bandwidth. Zero for a group of one.

@@ -30,6 +30,7 @@
 //! [`HBM_EFFICIENCY`]). Goodput ([`GOODPUT`]) turns step time into wall-clock time.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
@@ -39,25 +40,22 @@ use crate::error::ModelError;
 use crate::flops::Phase;
 use crate::forecast::{self, Request};
 use crate::framework::{self, Framework};
-use crate::gemm_rate::{RateSource, ShapeModel};
+use crate::gemm_rate::RateSource;
 use crate::layout::Layout;
 use crate::published::{self, StepRun};
 use crate::search::{search, Constraints};
-use crate::step::{Batch, Efficiency, Prediction, StepModel};
+pub use crate::stack::{
+    efficiency, shape_model, stack_efficiency, Band, Chosen, BAND_LEVEL, HBM_EFFICIENCY,
+    LINK_EFFICIENCY,
+};
+use crate::step::{Batch, Prediction, StepModel};
 use crate::system::System;
 
-/// Achieved fraction of nominal link bandwidth (flopcal assumption: NCCL's bus
-/// bandwidth on NVLink and InfiniBand is typically 75–85% of the link rate).
-pub const LINK_EFFICIENCY: f64 = 0.8;
-/// Achieved fraction of HBM bandwidth by memory-bound kernels (flopcal assumption).
-pub const HBM_EFFICIENCY: f64 = 0.8;
 /// Bounds of the prior weight, in sources, of the value a stack (or a stack's class)
 /// is shrunk toward. The weight itself is estimated from the data
 /// ([`StepFit::pooling`]): the spread of sources within a cell over the spread between
 /// stacks (method of moments), so stacks that differ a lot keep more of their own.
 pub const POOLING_BOUNDS: (f64, f64) = (0.2, 5.0);
-/// Level of the printed prediction intervals.
-pub const BAND_LEVEL: f64 = 0.8;
 /// Fraction of wall-clock time that makes progress after failures, restarts and
 /// evaluation, when the user does not give `--goodput`.
 pub const GOODPUT: f64 = 0.9;
@@ -65,36 +63,6 @@ pub const GOODPUT: f64 = 0.9;
 pub const GOODPUT_SOURCE: &str = "Dubey et al. 2024 (The Llama 3 Herd of Models), §3.3.4: higher than 90% effective training time over a 54-day snapshot of 405B pre-training on 16K H100s, the one calibration source that publishes both a throughput and its share of wall-clock time";
 /// Factor the layout choice starts from before the solve.
 const START: f64 = 0.8;
-
-/// The stated efficiencies of links and memory, with a GEMM factor.
-pub fn efficiency(gemm: f64) -> Efficiency {
-    Efficiency {
-        link: LINK_EFFICIENCY,
-        hbm: HBM_EFFICIENCY,
-        gemm,
-        dp_overlap: true,
-    }
-}
-
-/// [`efficiency`] for a stack on hardware of `class`: the stack states whether its
-/// gradient reduction overlaps the backward pass there.
-pub fn stack_efficiency(gemm: f64, framework: Option<&Framework>, class: &str) -> Efficiency {
-    Efficiency {
-        dp_overlap: framework.is_none_or(|f| f.overlaps_dp_on(class)),
-        ..efficiency(gemm)
-    }
-}
-
-/// The shape model of `sys` (16-bit operands) under its measured GEMM ceiling.
-pub fn shape_model(sys: &System) -> ShapeModel {
-    ShapeModel {
-        peak_flops: sys.peak_flops,
-        hbm_bw: sys.hbm_bw,
-        compute_units: sys.compute_units,
-        elem_bytes: 2.0,
-        efficiency: sys.ceiling_fraction(),
-    }
-}
 
 /// One fitted parameter: a stack's GEMM factor on one hardware class.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -178,60 +146,6 @@ fn band_of(
     )
 }
 
-/// A prediction interval on step time, as multipliers of the point prediction.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Band {
-    /// Level (0.8: 80% of left-out runs fall inside).
-    pub level: f64,
-    /// Low end / prediction.
-    pub low: f64,
-    /// High end / prediction.
-    pub high: f64,
-    /// Left-out rows the band rests on.
-    pub residuals: usize,
-    /// Whether they are the named stack's own rows (else rows predicted with the stack
-    /// unknown).
-    pub own_stack: bool,
-}
-
-impl Band {
-    /// No band (nothing fitted behind the prediction).
-    pub fn none() -> Band {
-        Band {
-            level: BAND_LEVEL,
-            low: 1.0,
-            high: 1.0,
-            residuals: 0,
-            own_stack: false,
-        }
-    }
-
-    /// The normal interval at [`BAND_LEVEL`] whose scale is the root-mean-square of
-    /// the `ln(published / predicted)` residuals (bias included): `exp(±z · rms)`,
-    /// `z` the standard normal's `(1 + level) / 2` quantile. A few dozen residuals pin
-    /// a scale better than they pin the 10th and 90th percentiles.
-    pub fn from_rms(res: &[f64]) -> Band {
-        if res.len() < 2 {
-            return Band::none();
-        }
-        let rms = (res.iter().map(|r| r * r).sum::<f64>() / res.len() as f64).sqrt();
-        use statrs::distribution::ContinuousCDF;
-        let z = statrs::distribution::Normal::standard().inverse_cdf(0.5 + BAND_LEVEL / 2.0);
-        Band {
-            level: BAND_LEVEL,
-            low: (-z * rms).exp(),
-            high: (z * rms).exp(),
-            residuals: res.len(),
-            own_stack: false,
-        }
-    }
-
-    /// `high / low`.
-    pub fn width(&self) -> f64 {
-        self.high / self.low
-    }
-}
-
 /// The fit: one GEMM factor per (stack, hardware class), pooled.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepFit {
@@ -254,21 +168,6 @@ pub struct StepFit {
     unknown_residuals: Vec<Residual>,
     /// Published rows of the bulk tables the step model could not describe, with why.
     pub dropped: Vec<(String, String)>,
-}
-
-/// Where a factor for a prediction came from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Chosen {
-    /// The factor on GEMM rates.
-    pub gemm_efficiency: f64,
-    /// Lowest solved factor among the runs it rests on.
-    pub low: f64,
-    /// Highest.
-    pub high: f64,
-    /// In words: which parameter, fitted on which sources.
-    pub basis: String,
-    /// The prediction interval on step time.
-    pub band: Band,
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -321,6 +220,12 @@ fn pooling_weight(src: &[(&str, &str, &str, f64)], fws: &[&str]) -> f64 {
     );
     let tau2 = (between - sigma2 * inv_n).max(1e-9);
     (sigma2 / tau2).clamp(POOLING_BOUNDS.0, POOLING_BOUNDS.1)
+}
+
+impl forecast::FactorSource for StepFit {
+    fn choose(&self, class: &str, framework: Option<&str>) -> Result<Chosen, ModelError> {
+        StepFit::choose(self, class, framework)
+    }
 }
 
 impl StepFit {
@@ -784,6 +689,19 @@ fn optional(group: &str) -> bool {
     group.starts_with("nvidia ")
 }
 
+/// Every published step run the calibration uses: the rows of `steps.toml` and
+/// NVIDIA's performance tables ([`crate::nvidia`]).
+pub fn published_runs() -> &'static [StepRun] {
+    static ALL: OnceLock<Vec<StepRun>> = OnceLock::new();
+    ALL.get_or_init(|| {
+        published::embedded()
+            .iter()
+            .chain(crate::nvidia::runs())
+            .cloned()
+            .collect()
+    })
+}
+
 /// One run prepared and solved: its factor and the layouts it was solved on.
 type SolvedRun<'a> = (Prepared<'a>, f64, Vec<Layout>);
 /// Every run prepared and solved, and the optional rows dropped with their reason.
@@ -795,7 +713,7 @@ fn prepare_and_solve<'a>(cat: &'a Catalog, yours: &[StepRun]) -> Result<Solved<'
     use rayon::prelude::*;
     let mut prepared = vec![];
     let mut dropped = vec![];
-    for r in published::all() {
+    for r in published_runs() {
         match prepare_step(cat, r) {
             Ok(p) => prepared.push(p),
             Err(e) if optional(&r.group) => dropped.push((r.id.clone(), e.to_string())),

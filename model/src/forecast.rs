@@ -7,7 +7,6 @@ use serde::Serialize;
 use crate::catalog::Hardware;
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::fit::{self, Band, Chosen, StepFit};
 use crate::flops::Phase;
 use crate::framework::Framework;
 use crate::gemm_rate::{Gemm, MeasuredTable, RateSource, ShapeModel};
@@ -15,6 +14,7 @@ use crate::layout::{check_batch, check_devices, check_heads, check_stages};
 use crate::network::MeasuredLinks;
 use crate::op_rate::OpTable;
 use crate::search::{search, Constraints, SearchResult};
+use crate::stack::{self, Band, Chosen};
 use crate::step::{usable_memory, Batch, Efficiency, Prediction, StepModel};
 use crate::system::{System, GIB};
 
@@ -145,22 +145,30 @@ pub fn with_stack_defaults(
     c
 }
 
+/// Where a forecast gets its factor on GEMM rates for a stack on a hardware class:
+/// the calibration ([`crate::fit::StepFit`]) implements it.
+pub trait FactorSource {
+    /// The factor for hardware of `class` run by `framework` (`None`: unknown), with
+    /// its basis and band.
+    fn choose(&self, class: &str, framework: Option<&str>) -> Result<Chosen, ModelError>;
+}
+
 /// Forecast `req` with the factor on GEMM rates `fit` gives its stack on the
 /// hardware's class.
-pub fn forecast(req: &Request<'_>, fit: &StepFit) -> Result<Forecast, ModelError> {
+pub fn forecast(req: &Request<'_>, fit: &dyn FactorSource) -> Result<Forecast, ModelError> {
     let sys = System::from_hardware(req.hw, req.dtype)?;
     let mut chosen = fit.choose(&req.hw.class, req.framework.map(|f| f.id.as_str()))?;
     if let Some(g) = req.gemm_efficiency {
         chosen.gemm_efficiency = g;
     }
-    let shape = fit::shape_model(&sys);
+    let shape = stack::shape_model(&sys);
     let rates = match &req.rates {
         Some(r) => r.clone(),
         None => rate_source(req.hw, req.dtype, &shape),
     };
     let mut req = req.clone();
     req.constraints = with_stack_defaults(req.constraints, req.hw, req.framework);
-    let eff = fit::stack_efficiency(chosen.gemm_efficiency, req.framework, &req.hw.class);
+    let eff = stack::stack_efficiency(chosen.gemm_efficiency, req.framework, &req.hw.class);
     run(&req, &sys, &rates, &shape, eff, None, chosen)
 }
 
@@ -189,7 +197,7 @@ pub fn forecast_measured(req: &Request<'_>, m: &Measured) -> Result<Forecast, Mo
             (
                 s.clone(),
                 Efficiency {
-                    link: fit::LINK_EFFICIENCY,
+                    link: stack::LINK_EFFICIENCY,
                     hbm: 1.0,
                     gemm: 1.0,
                     dp_overlap: true,
@@ -198,10 +206,10 @@ pub fn forecast_measured(req: &Request<'_>, m: &Measured) -> Result<Forecast, Mo
         }
         None => (
             System::from_hardware(req.hw, req.dtype)?,
-            fit::efficiency(1.0),
+            stack::efficiency(1.0),
         ),
     };
-    let shape = fit::shape_model(&sys);
+    let shape = stack::shape_model(&sys);
     let chosen = Chosen {
         gemm_efficiency: 1.0,
         low: 1.0,
@@ -346,6 +354,7 @@ fn no_plan(req: &Request<'_>, sys: &System, ph: &Phase, r: &SearchResult) -> Mod
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+    use crate::fit;
 
     fn req<'a>(cfg: &'a ModelConfig, phases: &'a [Phase], hw: &'a Hardware, n: u64) -> Request<'a> {
         Request {

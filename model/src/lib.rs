@@ -19,6 +19,7 @@
 
 pub mod calibrate;
 pub mod catalog;
+pub mod collective;
 pub mod comm;
 pub mod config;
 pub mod cost;
@@ -38,6 +39,7 @@ pub mod op_rate;
 pub mod prices;
 pub mod published;
 pub mod search;
+pub mod stack;
 pub mod step;
 pub mod suggest;
 pub mod system;

@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 
-use crate::comm::Collective;
+use crate::collective::Collective;
 use crate::system::System;
 use crate::ModelError;
 

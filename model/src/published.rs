@@ -149,27 +149,16 @@ pub fn embedded() -> &'static [StepRun] {
     })
 }
 
-/// Every published step run the calibration uses: the rows of `steps.toml` and
-/// NVIDIA's performance tables ([`crate::nvidia`]).
-pub fn all() -> &'static [StepRun] {
-    static ALL: OnceLock<Vec<StepRun>> = OnceLock::new();
-    ALL.get_or_init(|| {
-        embedded()
-            .iter()
-            .chain(crate::nvidia::runs())
-            .cloned()
-            .collect()
-    })
-}
-
 /// A team's own runs (`--own-runs FILE`): `[[runs]]` tables in the format of the embedded
 /// ones, each checked here (fields, hardware, framework, figure, date) with one line
 /// naming the row and the field; whether its layout fits is checked when it is solved.
-/// An id that an embedded run or an earlier row already has is refused, naming both.
+/// An id that one of `existing` (the published runs, [`crate::fit::published_runs`]) or
+/// an earlier row already has is refused, naming both.
 pub fn parse_user_runs(
     text: &str,
     origin: &str,
     cat: &Catalog,
+    existing: &[StepRun],
 ) -> Result<Vec<StepRun>, ModelError> {
     let bad = |what: String| ModelError::InvalidInput(format!("{origin}: {what}"));
     let file: StepsFile = toml::from_str(text).map_err(|e| {
@@ -191,7 +180,7 @@ pub fn parse_user_runs(
         if r.id.trim().is_empty() {
             return Err(bad("a run without an id".into()));
         }
-        if let Some(e) = all().iter().find(|e| e.id == r.id) {
+        if let Some(e) = existing.iter().find(|e| e.id == r.id) {
             return Err(bad(format!(
                 "run id `{}` is also an embedded run ({}); give yours another id",
                 r.id, e.source

@@ -1,0 +1,121 @@
+//! What a software stack brings to a forecast, apart from its fitted factor's value:
+//! the stated link and HBM efficiencies, the shape model a chip's GEMMs run under, and
+//! the factor on GEMM rates chosen for a run with its prediction interval. A leaf
+//! shared by the forecast ([`crate::forecast`]) and the calibration that fits the
+//! factors ([`crate::fit`]), so neither needs the other's internals.
+
+use serde::Serialize;
+
+use crate::framework::Framework;
+use crate::gemm_rate::ShapeModel;
+use crate::step::Efficiency;
+use crate::system::System;
+
+/// Achieved fraction of nominal link bandwidth (flopcal assumption: NCCL's bus
+/// bandwidth on NVLink and InfiniBand is typically 75–85% of the link rate).
+pub const LINK_EFFICIENCY: f64 = 0.8;
+
+/// Achieved fraction of HBM bandwidth by memory-bound kernels (flopcal assumption).
+pub const HBM_EFFICIENCY: f64 = 0.8;
+
+/// Level of the printed prediction intervals.
+pub const BAND_LEVEL: f64 = 0.8;
+
+/// The stated efficiencies of links and memory, with a GEMM factor.
+pub fn efficiency(gemm: f64) -> Efficiency {
+    Efficiency {
+        link: LINK_EFFICIENCY,
+        hbm: HBM_EFFICIENCY,
+        gemm,
+        dp_overlap: true,
+    }
+}
+
+/// [`efficiency`] for a stack on hardware of `class`: the stack states whether its
+/// gradient reduction overlaps the backward pass there.
+pub fn stack_efficiency(gemm: f64, framework: Option<&Framework>, class: &str) -> Efficiency {
+    Efficiency {
+        dp_overlap: framework.is_none_or(|f| f.overlaps_dp_on(class)),
+        ..efficiency(gemm)
+    }
+}
+
+/// The shape model of `sys` (16-bit operands) under its measured GEMM ceiling.
+pub fn shape_model(sys: &System) -> ShapeModel {
+    ShapeModel {
+        peak_flops: sys.peak_flops,
+        hbm_bw: sys.hbm_bw,
+        compute_units: sys.compute_units,
+        elem_bytes: 2.0,
+        efficiency: sys.ceiling_fraction(),
+    }
+}
+
+/// A prediction interval on step time, as multipliers of the point prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Band {
+    /// Level (0.8: 80% of left-out runs fall inside).
+    pub level: f64,
+    /// Low end / prediction.
+    pub low: f64,
+    /// High end / prediction.
+    pub high: f64,
+    /// Left-out rows the band rests on.
+    pub residuals: usize,
+    /// Whether they are the named stack's own rows (else rows predicted with the stack
+    /// unknown).
+    pub own_stack: bool,
+}
+
+impl Band {
+    /// No band (nothing fitted behind the prediction).
+    pub fn none() -> Band {
+        Band {
+            level: BAND_LEVEL,
+            low: 1.0,
+            high: 1.0,
+            residuals: 0,
+            own_stack: false,
+        }
+    }
+
+    /// The normal interval at [`BAND_LEVEL`] whose scale is the root-mean-square of
+    /// the `ln(published / predicted)` residuals (bias included): `exp(±z · rms)`,
+    /// `z` the standard normal's `(1 + level) / 2` quantile. A few dozen residuals pin
+    /// a scale better than they pin the 10th and 90th percentiles.
+    pub fn from_rms(res: &[f64]) -> Band {
+        if res.len() < 2 {
+            return Band::none();
+        }
+        let rms = (res.iter().map(|r| r * r).sum::<f64>() / res.len() as f64).sqrt();
+        use statrs::distribution::ContinuousCDF;
+        let z = statrs::distribution::Normal::standard().inverse_cdf(0.5 + BAND_LEVEL / 2.0);
+        Band {
+            level: BAND_LEVEL,
+            low: (-z * rms).exp(),
+            high: (z * rms).exp(),
+            residuals: res.len(),
+            own_stack: false,
+        }
+    }
+
+    /// `high / low`.
+    pub fn width(&self) -> f64 {
+        self.high / self.low
+    }
+}
+
+/// Where a factor for a prediction came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Chosen {
+    /// The factor on GEMM rates.
+    pub gemm_efficiency: f64,
+    /// Lowest solved factor among the runs it rests on.
+    pub low: f64,
+    /// Highest.
+    pub high: f64,
+    /// In words: which parameter, fitted on which sources.
+    pub basis: String,
+    /// The prediction interval on step time.
+    pub band: Band,
+}
