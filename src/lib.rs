@@ -16,6 +16,7 @@ pub mod interrupt;
 pub mod output;
 pub mod peak;
 pub mod planning;
+pub mod profile_run;
 pub mod profiling;
 pub mod regress;
 pub mod report;

@@ -92,3 +92,24 @@ pub fn human_hours(h: f64) -> String {
         format!("{:.1} years", h / (24.0 * 365.25))
     }
 }
+
+/// One line of a layout, as a reader writes it.
+pub fn layout_text(l: &flopcal_model::layout::Layout) -> String {
+    format!(
+        "tp {} pp {} dp {}{} b {} v {}{} zero {} recompute {} {}",
+        l.tp,
+        l.pp,
+        l.dp,
+        if l.ep > 1 {
+            format!(" ep {}", l.ep)
+        } else {
+            String::new()
+        },
+        l.microbatch,
+        l.virtual_stages,
+        if l.sequence_parallel { " sp" } else { "" },
+        l.zero.level(),
+        l.recompute.as_str(),
+        l.attention.as_str()
+    )
+}

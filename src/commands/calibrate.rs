@@ -11,8 +11,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use flopcal_model::calibrate::{calibrate_with, Calibration};
 use serde::Serialize;
 
-use crate::commands::estimate::{emit, emit_csv, load_catalog, outln, thousands};
 use crate::output::{print_json, OutputFormat};
+use crate::planning::load_catalog;
+use crate::text::{emit, emit_csv, layout_text, outln, thousands};
 use crate::{Error, Outcome, Result};
 
 /// Arguments of `flopcal calibrate`.
@@ -140,7 +141,7 @@ fn print_table(c: &Calibration) {
             right(format!("{:.3}", r.loo_abs_log_error)),
             Cell::new(if r.in_band { "yes" } else { "no" }),
             right(format!("{:.3}", r.solved_gemm_efficiency)),
-            Cell::new(crate::commands::estimate::layout_text(&r.layout)),
+            Cell::new(layout_text(&r.layout)),
         ]);
     }
     outln!(

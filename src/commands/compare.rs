@@ -13,12 +13,11 @@ use flopcal_model::catalog::{Figure, ASSUMPTION};
 use flopcal_model::onprem::{self, Comparison, OnPrem};
 use serde::Serialize;
 
-use crate::commands::estimate::{
-    compute_full, emit, human_hours, load_catalog, outln, thousands, warn_stale, DeviceUnit,
-    EstimateArgs,
-};
+use crate::commands::estimate::{compute_full, warn_stale, DeviceUnit, EstimateArgs};
 use crate::commands::model_args::{run_date, PriceArgs};
 use crate::output::{print_json, OutputFormat};
+use crate::planning::load_catalog;
+use crate::text::{emit, human_hours, outln, thousands};
 use crate::{Error, Outcome, Result};
 use flopcal_model::prices::PriceAge;
 

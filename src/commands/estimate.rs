@@ -17,10 +17,8 @@ use flopcal_model::search::Constraints;
 use flopcal_model::step::Breakdown;
 use flopcal_model::{calibrate::Fit, ModelConfig};
 
-pub(crate) use crate::planning::load_catalog;
-use crate::planning::local_hardware;
-pub(crate) use crate::text::{emit, emit_csv, human_hours, outln, thousands};
-use crate::text::{num, pct, sci, usd};
+use crate::planning::{load_catalog, local_hardware};
+use crate::text::{emit, emit_csv, layout_text, num, outln, pct, sci, thousands, usd};
 
 use crate::commands::model_args::{count, opt_count, run_date, ModelArgs, PriceArgs};
 use crate::device::DeviceChoice;
@@ -564,7 +562,7 @@ fn check_profile(
 /// Quick profile of this machine for the plan's model (`--hardware local` without
 /// `--profile`): the model's own kernels at seq 128, within about a minute.
 fn profile_now(args: &EstimateArgs, cfg: &ModelConfig) -> Result<ResultFile> {
-    let pa = crate::commands::profile::ProfileArgs {
+    let pa = crate::profile_run::ProfileSpec {
         model: None,
         layers: Some(cfg.layers),
         hidden: Some(cfg.hidden),
@@ -582,13 +580,13 @@ fn profile_now(args: &EstimateArgs, cfg: &ModelConfig) -> Result<ResultFile> {
         quick: true,
         budget: Some(60.0),
         device: args.device,
-        ..crate::commands::profile::ProfileArgs::default()
+        ..crate::profile_run::ProfileSpec::default()
     };
     eprintln!(
         "profiling this machine: {} kernels at seq 128 x batch {} (quick, up to a minute)...",
         cfg.name, pa.batch
     );
-    let run = crate::commands::profile::execute(&pa)?;
+    let run = crate::profile_run::execute(&pa)?;
     if run.file.partial {
         return Err(Error::Interrupted { saved: None });
     }
@@ -1169,27 +1167,6 @@ fn render_table(e: &Estimate) -> String {
         outln!(out, "  - {a}");
     }
     out
-}
-
-/// One line of a layout, as a reader writes it.
-pub fn layout_text(l: &Layout) -> String {
-    format!(
-        "tp {} pp {} dp {}{} b {} v {}{} zero {} recompute {} {}",
-        l.tp,
-        l.pp,
-        l.dp,
-        if l.ep > 1 {
-            format!(" ep {}", l.ep)
-        } else {
-            String::new()
-        },
-        l.microbatch,
-        l.virtual_stages,
-        if l.sequence_parallel { " sp" } else { "" },
-        l.zero.level(),
-        l.recompute.as_str(),
-        l.attention.as_str()
-    )
 }
 
 fn assumption_lines(c: &Computed) -> String {

@@ -7,7 +7,9 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use crate::fleet::{self, FleetFile, FleetSummary};
 use crate::output::{print_json, OutputFormat};
 use crate::report_table::fmt_giga;
-use crate::{Outcome, Result};
+#[cfg(feature = "mpi")]
+use crate::Outcome;
+use crate::Result;
 
 /// The spread table: one row per kernel, one column per rank.
 pub fn spread_table(s: &FleetSummary) -> String {
@@ -105,37 +107,19 @@ pub fn print_file(file: &FleetFile, format: OutputFormat) -> Result<()> {
     }
 }
 
-/// `regress` given a fleet file as the candidate: the spread and straggler verdict
-/// at `--straggler`; exit 1 when a rank straggles.
-pub fn regress(args: &super::regress::RegressArgs) -> Result<Outcome> {
-    fleet::check_threshold(args.straggler)?;
-    let mut file = fleet::load(&args.candidate)?;
-    file.summary = fleet::summarize(&file.ranks, args.straggler);
-    match args.format {
-        super::regress::RegressFormat::Json => print_json(&file.summary)?,
-        _ => println!("{}", spread_table(&file.summary)),
-    }
-    Ok(if file.summary.stragglers.is_empty() {
-        Outcome::Success
-    } else {
-        Outcome::Failed
-    })
-}
-
 /// Fleet mode: profile on every rank, gather on rank 0.
 #[cfg(feature = "mpi")]
-pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
+pub fn run_profile(
+    args: &crate::profile_run::ProfileSpec,
+    format: OutputFormat,
+) -> Result<Outcome> {
     use crate::comm::session::{build_identity, Session, Watchdog, WATCHDOG_GRACE};
-    super::profile::check_timeout(args.timeout)?;
+    crate::profile_run::check_timeout(args.timeout)?;
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
     let session = Session::init("profile")?;
     let mut local = args.clone();
     local.out = None;
-    let identity = format!("{} suite {:?}", build_identity(), {
-        let mut a = local.clone();
-        a.format = OutputFormat::Table;
-        a
-    });
+    let identity = format!("{} suite {:?}", build_identity(), local);
     let writable = match &args.out {
         Some(out) if session.is_root() => crate::results::check_writable(out),
         _ => Ok(()),
@@ -173,8 +157,8 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
         )
     };
     let measured = writable.and(checked).and_then(|_| match kept_at {
-        Some(out) => super::profile::execute_with(&local, Some(&mut |snap| keep(snap, out))),
-        None => super::profile::execute_with(&local, None),
+        Some(out) => crate::profile_run::execute_with(&local, Some(&mut |snap| keep(snap, out))),
+        None => crate::profile_run::execute_with(&local, None),
     });
     // Every rank reaches the gather, failed or not, so none waits forever.
     let own = measured.as_ref().ok().map(|run| own_rank(&run.file));
@@ -207,7 +191,9 @@ pub fn run_profile(args: &super::profile::ProfileArgs) -> Result<Outcome> {
     // after --timeout without a new one.
     let gathered = session.check_in(&mine, timeout);
     let outcome = if session.is_root() {
-        kept.and_then(|_| gather_on_root(args, measured, &gathered.payloads, &gathered.silent))
+        kept.and_then(|_| {
+            gather_on_root(args, format, measured, &gathered.payloads, &gathered.silent)
+        })
     } else {
         measured.map(|_| Outcome::Success)
     };
@@ -291,8 +277,9 @@ fn fleet_file(
 /// indexed by rank; `silent`, the ranks that sent nothing before the timeout).
 #[cfg(feature = "mpi")]
 fn gather_on_root(
-    args: &super::profile::ProfileArgs,
-    measured: Result<super::profile::ProfileRun>,
+    args: &crate::profile_run::ProfileSpec,
+    format: OutputFormat,
+    measured: Result<crate::profile_run::ProfileRun>,
     all: &[Vec<u8>],
     silent: &[u32],
 ) -> Result<Outcome> {
@@ -335,7 +322,7 @@ fn gather_on_root(
         fleet::save(&file, out)?;
         eprintln!("saved {}", out.display());
     }
-    print_file(&file, args.format)?;
+    print_file(&file, format)?;
     if let Some(hung) = hung {
         return Err(crate::Error::Usage(format!(
             "{hung}; the fleet file holds the {} rank(s) that did, marked partial",

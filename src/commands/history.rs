@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
-use crate::commands::regress::parse_fraction;
+use crate::commands::values::parse_fraction;
 use crate::history::{self, History};
 use crate::output::{print_json, OutputFormat};
 use crate::regress::{self, fmt_pct, RegressOptions};

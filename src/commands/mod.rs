@@ -14,3 +14,4 @@ pub mod profile;
 pub mod regress;
 pub mod report;
 pub mod validate;
+pub mod values;

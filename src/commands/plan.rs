@@ -5,9 +5,10 @@ use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
-use crate::commands::estimate::{self, layout_text, EstimateArgs};
+use crate::commands::estimate::{self, EstimateArgs};
 use crate::output::{print_json, OutputFormat};
 use crate::planning::{self, PlanRow};
+use crate::text::layout_text;
 use crate::text::{emit, human_hours, outln, usd};
 use crate::{Outcome, Result};
 

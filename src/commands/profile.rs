@@ -1,23 +1,15 @@
 //! `flopcal profile`: measure achieved FLOP/s of a model's training-step kernels.
+//! The flags become a [`ProfileSpec`]; the run itself is [`crate::profile_run`].
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use candle_core::DType;
 use clap::Args;
-use flopcal_model::ModelConfig;
 
-use crate::device::{self, DeviceChoice};
-use crate::harness::contention::{self, Monitor};
-use crate::harness::{self, HarnessConfig};
+use crate::device::DeviceChoice;
 use crate::output::{print_json, OutputFormat};
-use crate::profiling::{
-    finalize_rounds, measure_round, retry_contended, skeleton, snapshot, CHECKPOINT_EVERY_S,
-};
-use crate::results::{self, ProfileConfig, ResultFile, Status};
-use crate::suite::{self, Entry, SuiteSpec};
-use crate::{fingerprint, interrupt, report_table, Error, Outcome, Result};
+use crate::profile_run::{execute, ProfileSpec};
+use crate::results::{self, ResultFile, Status};
+use crate::{report_table, Error, Outcome, Result};
 
 /// Arguments of `flopcal profile`.
 #[derive(Debug, Args, Clone)]
@@ -169,6 +161,40 @@ impl Default for ProfileArgs {
     }
 }
 
+impl ProfileArgs {
+    /// The plain request these flags ask for.
+    pub fn spec(&self) -> ProfileSpec {
+        ProfileSpec {
+            model: self.model.clone(),
+            seq: self.seq,
+            batch: self.batch,
+            layers: self.layers,
+            hidden: self.hidden,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            ffn: self.ffn,
+            vocab: self.vocab,
+            causal: self.causal,
+            dtype: self.dtype.clone(),
+            squares: self.squares.clone(),
+            square_dtype: self.square_dtype.clone(),
+            quick: self.quick,
+            target_ci: self.target_ci,
+            budget: self.budget,
+            rounds: self.rounds,
+            min_samples: self.min_samples,
+            device: self.device,
+            threads: self.threads,
+            max_memory: self.max_memory,
+            filter: self.filter.clone(),
+            no_peak: self.no_peak,
+            peak_duration: self.peak_duration,
+            timeout: self.timeout,
+            out: self.out.clone(),
+        }
+    }
+}
+
 /// `flopcal` with no arguments: the quick profile of this machine.
 /// It ends with a short estimate table: BERT pre-training on this machine (measured)
 /// next to catalog accelerators.
@@ -182,441 +208,6 @@ pub fn run_default() -> Result<Outcome> {
     })
 }
 
-/// Resolve the model: a preset (or the default), with dimension overrides applied.
-pub fn resolve_model(args: &ProfileArgs) -> Result<ModelConfig> {
-    let custom = args.hidden.is_some() && args.heads.is_some();
-    let base = match (&args.model, custom) {
-        (Some(name), _) => flopcal_model::builtin(name)?,
-        (None, true) => ModelConfig {
-            name: "custom".into(),
-            layers: 1,
-            hidden: 1,
-            heads: 1,
-            head_dim: 1,
-            ffn: 1,
-            vocab: 32000,
-            seq: 512,
-            causal: false,
-            ..ModelConfig::default()
-        },
-        (None, false) if args.quick => flopcal_model::builtin("bert-base")?,
-        (None, false) => flopcal_model::builtin("bert-large")?,
-    };
-    let mut m = base;
-    let positive = |flag: &str, v: u64| -> Result<u64> {
-        if v == 0 {
-            Err(Error::Usage(format!("--{flag} must be at least 1")))
-        } else {
-            Ok(v)
-        }
-    };
-    if let Some(v) = args.layers {
-        m.layers = positive("layers", v)?;
-    }
-    if let Some(v) = args.hidden {
-        m.hidden = positive("hidden", v)?;
-        m.ffn = 4 * m.hidden;
-    }
-    if let Some(v) = args.heads {
-        m.heads = positive("heads", v)?;
-    }
-    if args.hidden.is_some() || args.heads.is_some() {
-        if m.hidden % m.heads != 0 && args.head_dim.is_none() {
-            return Err(Error::Usage(format!(
-                "--hidden {} is not divisible by --heads {}; pass --head-dim explicitly",
-                m.hidden, m.heads
-            )));
-        }
-        m.head_dim = m.hidden / m.heads;
-    }
-    if let Some(v) = args.head_dim {
-        m.head_dim = positive("head-dim", v)?;
-    }
-    if let Some(v) = args.ffn {
-        m.ffn = positive("ffn", v)?;
-    }
-    if let Some(v) = args.vocab {
-        m.vocab = positive("vocab", v)?;
-    }
-    if let Some(c) = args.causal {
-        m.causal = c;
-    }
-    if m.name == "custom" && m.ffn == 1 {
-        m.ffn = 4 * m.hidden;
-    }
-    m.validate()?;
-    Ok(m)
-}
-
-fn harness_config(args: &ProfileArgs) -> Result<HarnessConfig> {
-    let mut c = if args.quick {
-        HarnessConfig::quick()
-    } else {
-        HarnessConfig::standard()
-    };
-    if let Some(t) = args.target_ci {
-        if !(t > 0.0 && t < 1.0) {
-            return Err(Error::Usage(format!(
-                "--target-ci {t}: must be a fraction between 0 and 1, e.g. 0.02 for 2%"
-            )));
-        }
-        c.target_ci = t;
-    }
-    if let Some(n) = args.min_samples {
-        if n < 2 {
-            return Err(Error::Usage("--min-samples must be at least 2".into()));
-        }
-        c.min_samples = n;
-    }
-    if let Some(b) = args.budget {
-        if !(b.is_finite() && b > 0.0) {
-            return Err(Error::Usage(format!(
-                "--budget {b}: must be a positive number of seconds"
-            )));
-        }
-    }
-    check_timeout(args.timeout)?;
-    Ok(c)
-}
-
-/// `--timeout` must be a positive number of seconds.
-pub fn check_timeout(t: f64) -> Result<()> {
-    if t.is_finite() && t > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "--timeout {t}: must be a positive number of seconds"
-        )))
-    }
-}
-
-fn suite_spec(args: &ProfileArgs, model: ModelConfig) -> Result<SuiteSpec> {
-    let dtypes = args
-        .dtype
-        .iter()
-        .map(|d| flopcal_kernels::parse_dtype(d).map_err(|e| Error::Usage(format!("--dtype: {e}"))))
-        .collect::<Result<Vec<_>>>()?;
-    let seq = match args.seq {
-        Some(0) => return Err(Error::Usage("--seq must be at least 1".into())),
-        Some(s) => s,
-        None if args.quick => 128,
-        None => usize::try_from(model.seq).unwrap_or(512),
-    };
-    if args.batch == 0 {
-        return Err(Error::Usage("--batch must be at least 1".into()));
-    }
-    let square_dtypes = args
-        .square_dtype
-        .iter()
-        .map(|d| {
-            flopcal_kernels::parse_dtype(d)
-                .map_err(|e| Error::Usage(format!("--square-dtype: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let squares: Vec<(usize, DType)> = match &args.squares {
-        Some(list) => list
-            .iter()
-            .filter(|&&n| n > 0)
-            .flat_map(|&n| square_dtypes.iter().map(move |&dt| (n, dt)))
-            .collect(),
-        None if args.quick => vec![
-            (512, DType::F32),
-            (1024, DType::F32),
-            (2048, DType::F32),
-            (1024, DType::BF16),
-            (1024, DType::F16),
-        ],
-        None => [256, 512, 1024, 2048, 4096]
-            .into_iter()
-            .map(|n| (n, DType::F32))
-            .chain([(2048, DType::BF16), (2048, DType::F16)])
-            .collect(),
-    };
-    Ok(SuiteSpec {
-        model,
-        seq,
-        batch: args.batch,
-        dtypes,
-        squares,
-        // 16 Mi f32 per array = 64 MiB, well beyond the last-level cache of CPUs
-        // flopcal targets; a triad streams 192 MiB per iteration.
-        stream_elements: 1 << 24,
-    })
-}
-
-/// Refuse before allocating when the largest kernel does not fit in memory.
-fn check_memory(suite: &[Entry], args: &ProfileArgs) -> Result<()> {
-    let available = fingerprint::available_memory();
-    let (limit, source) = match args.max_memory {
-        Some(g) if !(g.is_finite() && g > 0.0) => {
-            return Err(Error::Usage(format!(
-                "--max-memory {g}: must be a positive number of GiB"
-            )))
-        }
-        Some(g) => ((g * (1u64 << 30) as f64) as u64, "--max-memory"),
-        None => (available, "available memory"),
-    };
-    if let Some(big) = suite.iter().max_by_key(|e| e.kernel.memory_bytes()) {
-        let need = big.kernel.memory_bytes();
-        if limit > 0 && need > limit {
-            return Err(Error::Usage(format!(
-                "kernel {} needs about {:.2} GiB but {source} is {:.2} GiB; use a smaller --batch/--seq or raise --max-memory",
-                big.kernel.id(),
-                need as f64 / (1u64 << 30) as f64,
-                limit as f64 / (1u64 << 30) as f64
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// A progress bar on stderr, only when stderr is a terminal (never in pipes or CI).
-fn progress_bar(len: usize) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(len as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-    ) {
-        pb.set_style(style);
-    }
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
-/// Everything a profile run produced, for callers that go on to estimate.
-pub struct ProfileRun {
-    /// The result file (also written to `--out` when given).
-    pub file: ResultFile,
-    /// Where it was saved.
-    pub saved: Option<PathBuf>,
-}
-
-/// Run a profile and return the result without printing it. With `--out`, the
-/// file is also checkpointed (marked partial) every couple of seconds while it runs,
-/// so a kill that leaves no time to save still leaves what was measured.
-pub fn execute(args: &ProfileArgs) -> Result<ProfileRun> {
-    match &args.out {
-        Some(out) => execute_with(args, Some(&mut |snap| results::save(snap, out).map(|_| ()))),
-        None => execute_with(args, None),
-    }
-}
-
-/// Where a running profile's checkpoints go: called with each partial snapshot.
-pub type Checkpoint<'a> = &'a mut dyn FnMut(&ResultFile) -> Result<()>;
-
-/// [`execute`], handing each checkpoint to `checkpoint` instead (fleet mode's rank 0
-/// wraps its own profile in a fleet file); with `None` no snapshot is taken. A
-/// failing checkpoint is reported once and checkpointing stops: the final save
-/// still happens.
-pub fn execute_with(
-    args: &ProfileArgs,
-    mut checkpoint: Option<Checkpoint<'_>>,
-) -> Result<ProfileRun> {
-    // Validates --budget (among others) before it becomes a Duration.
-    let config = harness_config(args)?;
-    // The budget covers everything from here: the ceilings, preparation, verification.
-    let deadline = harness::Deadline::new(args.budget.map(Duration::from_secs_f64));
-    let model = resolve_model(args)?;
-    let spec = suite_spec(args, model.clone())?;
-    let mut suite = suite::derive(&spec)?;
-    if let Some(f) = &args.filter {
-        let wanted: Vec<&str> = f.split(',').filter(|t| !t.is_empty()).collect();
-        suite.retain(|e| wanted.iter().any(|t| e.kernel.id().contains(t)));
-        if suite.is_empty() {
-            return Err(Error::Usage(format!(
-                "--filter {f:?} matches no kernel of this suite"
-            )));
-        }
-    }
-    check_memory(&suite, args)?;
-    if let Some(out) = &args.out {
-        results::check_writable(out)?;
-    }
-    if !(args.peak_duration.is_finite() && args.peak_duration > 0.0 && args.peak_duration <= 60.0) {
-        return Err(Error::Usage(format!(
-            "--peak-duration {}: must be between 0 and 60 seconds",
-            args.peak_duration
-        )));
-    }
-    let threads = device::configure_threads(args.threads)?;
-    let device = device::open(args.device)?;
-    interrupt::install();
-    let peak = if args.no_peak || args.filter.is_some() {
-        None
-    } else {
-        // Under a --budget the ceilings (about seven measurements) get a tenth of it.
-        let duration_s = match args.budget {
-            Some(b) => args.peak_duration.min(b / 70.0),
-            None => args.peak_duration,
-        };
-        let opts = crate::peak::PeakOptions {
-            duration_s,
-            threads,
-            // The C cross-check and the narrower ISAs belong to `flopcal peak`; the
-            // roofline needs only the widest ISA per dtype and the bandwidths.
-            reference: false,
-            widest_only: true,
-            ..crate::peak::PeakOptions::new()
-        };
-        let pb = progress_bar(0);
-        let section =
-            crate::peak::measure(&opts, |what| pb.set_message(format!("ceiling: {what}")))?;
-        pb.finish_and_clear();
-        Some(section)
-    };
-
-    let now = chrono::Utc::now();
-    let mut file = ResultFile {
-        schema_version: results::SCHEMA_VERSION,
-        run_id: results::new_run_id(&now),
-        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        tool: results::Tool::current(),
-        partial: false,
-        host: fingerprint::collect(&device, threads),
-        harness: config.clone(),
-        profile: ProfileConfig {
-            model,
-            seq: spec.seq,
-            batch: spec.batch,
-            dtypes: spec.dtypes.iter().map(|d| d.as_str().to_string()).collect(),
-            quick: args.quick,
-            rounds: args.rounds,
-        },
-        peak,
-        contention: None,
-        round_drift_sd: None,
-        round_readings_note: harness::machine::availability_note(),
-        benchmarks: Vec::with_capacity(suite.len()),
-    };
-
-    if args.rounds == 0 {
-        return Err(Error::Usage("--rounds must be at least 1".into()));
-    }
-    let rounds = args.rounds;
-    // Each round takes its share of the per-kernel sample floor and budget.
-    let round_cfg = harness::round_config(&config, rounds);
-    let pb = progress_bar(suite.len() * rounds);
-    // Something outside the process slows a shared host in episodes; a probe reading
-    // around every kernel round tells those rounds apart (CPU only: the episodes
-    // seen slow the host's own memory-bound kernels).
-    let mut monitor = if device.is_cpu() {
-        Some(contention::layernorm_monitor(&device)?)
-    } else {
-        None
-    };
-    let total = suite.len() * rounds;
-    let mut done = 0;
-    file.benchmarks = suite.iter().map(skeleton).collect();
-    let mut last_checkpoint = std::time::Instant::now();
-    'rounds: for round in 0..rounds {
-        for (i, entry) in suite.iter().enumerate() {
-            let bench = &mut file.benchmarks[i];
-            if interrupt::requested() {
-                file.partial = true;
-                break 'rounds;
-            }
-            pb.set_message(format!(
-                "round {}/{rounds} {}",
-                round + 1,
-                entry.kernel.id()
-            ));
-            let mut cfg = round_cfg.clone();
-            if let Some(b) = args.budget {
-                // Share what is left of the total budget equally among the remaining
-                // kernel rounds (preparation and verification come out of the same
-                // share); the hard limit stops even a kernel whose samples would not
-                // fit, so every kernel gets measured and the total stays in budget.
-                let share = (b - deadline.elapsed_s()).max(0.0) / (total - done) as f64;
-                cfg.budget_s = cfg.budget_s.min(0.6 * share);
-                cfg.warmup_s = cfg.warmup_s.min(0.2 * share);
-                cfg.hard_limit_s = Some(0.8 * share);
-            }
-            done += 1;
-            pb.inc(1);
-            if deadline.expired() {
-                if bench.summary.is_none() && bench.status == Status::Skipped {
-                    bench.message = Some("skipped: --budget spent".into());
-                }
-                continue;
-            }
-            measure_round(
-                bench,
-                entry,
-                &device,
-                &cfg,
-                round == 0,
-                monitor.as_mut(),
-                true,
-            );
-            if bench
-                .summary
-                .as_ref()
-                .is_some_and(|s| s.stop == harness::StopReason::Interrupted)
-            {
-                file.partial = true;
-            }
-            if let Some(save) = checkpoint
-                .as_mut()
-                .filter(|_| last_checkpoint.elapsed().as_secs_f64() >= CHECKPOINT_EVERY_S)
-            {
-                let snap = snapshot(&file, &suite, monitor.as_ref().map(Monitor::best));
-                if let Err(e) = save(&snap) {
-                    pb.suspend(|| eprintln!("warning: checkpoint failed ({e}); the run goes on and saves at the end"));
-                    checkpoint = None;
-                }
-                last_checkpoint = std::time::Instant::now();
-            }
-        }
-    }
-    // Retries may take half as long again as the planned rounds took (at least five
-    // seconds). A --budget run has shared its time out already: it keeps its
-    // contended rounds flagged but does not retry them.
-    let (retried, waited) = match monitor.as_mut() {
-        Some(m) if !interrupt::requested() && args.budget.is_none() => {
-            let allowance = (0.5 * deadline.elapsed_s()).max(5.0);
-            retry_contended(
-                &mut file,
-                &suite,
-                &device,
-                &round_cfg,
-                m,
-                allowance,
-                &deadline,
-                &|msg| pb.set_message(msg.to_string()),
-            )
-        }
-        _ => (0, 0.0),
-    };
-    file.round_drift_sd = finalize_rounds(
-        &mut file.benchmarks,
-        &suite,
-        monitor.as_ref().map(Monitor::best),
-    );
-    file.contention = monitor.map(|m| results::ContentionRecord {
-        probe: contention::LAYERNORM_PROBE.into(),
-        best_probe_s: m.best(),
-        threshold_ratio: contention::CONTENDED_RATIO,
-        readings: m.readings(),
-        contended_rounds: file.benchmarks.iter().map(|b| b.contended_rounds()).sum(),
-        retried_rounds: retried,
-        waited_s: waited,
-    });
-    pb.finish_and_clear();
-    if interrupt::requested() {
-        file.partial = true;
-    }
-    let saved = match &args.out {
-        Some(out) => {
-            results::save(&file, out)?;
-            Some(out.clone())
-        }
-        None => None,
-    };
-    Ok(ProfileRun { file, saved })
-}
-
 /// Run `flopcal profile`.
 pub fn run(args: &ProfileArgs) -> Result<Outcome> {
     run_then(args, |_| {})
@@ -627,9 +218,9 @@ fn run_then(args: &ProfileArgs, then: impl FnOnce(&ResultFile)) -> Result<Outcom
     // Under an MPI launcher every rank profiles and rank 0 gathers (fleet mode).
     #[cfg(feature = "mpi")]
     if crate::comm::launch::launched_size().is_some() {
-        return crate::commands::fleet::run_profile(args);
+        return crate::commands::fleet::run_profile(&args.spec(), args.format);
     }
-    let run = execute(args)?;
+    let run = execute(&args.spec())?;
     match args.format {
         OutputFormat::Json => print_json(&run.file)?,
         OutputFormat::Csv => print!("{}", results::to_csv(&run.file)?),
@@ -660,33 +251,4 @@ fn run_then(args: &ProfileArgs, then: impl FnOnce(&ResultFile)) -> Result<Outcom
         ));
     }
     Ok(Outcome::Success)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn custom_dimensions_build_a_consistent_model() {
-        let args = ProfileArgs {
-            hidden: Some(512),
-            heads: Some(8),
-            layers: Some(6),
-            vocab: Some(1000),
-            ..ProfileArgs::default()
-        };
-        let m = resolve_model(&args).unwrap();
-        assert_eq!((m.hidden, m.heads, m.head_dim, m.ffn), (512, 8, 64, 2048));
-    }
-
-    #[test]
-    fn indivisible_heads_are_refused_with_a_fix() {
-        let args = ProfileArgs {
-            hidden: Some(500),
-            heads: Some(8),
-            ..ProfileArgs::default()
-        };
-        let e = resolve_model(&args).unwrap_err().to_string();
-        assert!(e.contains("--head-dim"), "{e}");
-    }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
+use super::values::parse_fraction;
 use crate::output::print_json;
 use crate::regress::{
     self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, Comparison, RegressOptions, Row,
@@ -24,20 +25,6 @@ pub enum RegressFormat {
     Csv,
     /// A Markdown table to paste into a pull request.
     Markdown,
-}
-
-/// Parse a fraction given as `0.05` or `5%`.
-pub fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
-    let t = s.trim();
-    let v = match t.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|x| x / 100.0),
-        None => t.parse::<f64>(),
-    }
-    .map_err(|_| format!("`{s}` is not a number; give a fraction (0.05) or a percentage (5%)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("`{s}` must be a non-negative fraction"));
-    }
-    Ok(v)
 }
 
 /// Arguments of `flopcal regress`.
@@ -106,8 +93,8 @@ pub fn run(args: &RegressArgs) -> Result<Outcome> {
         );
     }
     match kind.as_deref() {
-        Some(crate::comm::COMM_KIND) => return super::comm::regress(args, &opts),
-        Some(crate::fleet::FLEET_KIND) => return super::fleet::regress(args),
+        Some(crate::comm::COMM_KIND) => return comm_files(args, &opts),
+        Some(crate::fleet::FLEET_KIND) => return fleet_file(args),
         _ => {}
     }
     let base = results::load(&args.baseline)?;
@@ -283,15 +270,115 @@ pub fn markdown(c: &Comparison) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fractions_parse_as_decimals_or_percentages() {
-        assert_eq!(parse_fraction("0.05").unwrap(), 0.05);
-        assert!((parse_fraction("5%").unwrap() - 0.05).abs() < 1e-12);
-        assert!(parse_fraction("five").is_err());
-        assert!(parse_fraction("-1").is_err());
+/// `regress` given comm files: bus bandwidth per (collective, dtype, size).
+fn comm_files(args: &RegressArgs, opts: &RegressOptions) -> Result<Outcome> {
+    let base = crate::comm::load(&args.baseline)?;
+    let cand = crate::comm::load(&args.candidate)?;
+    let cmp = crate::comm::regress::compare(&base, &cand, opts);
+    if !cmp.host_differences.is_empty() {
+        eprintln!(
+            "warning: the runs differ ({}); {}",
+            cmp.host_differences.join("; "),
+            if opts.allow_different_hosts {
+                "compared anyway (--allow-different-hosts)"
+            } else {
+                "points are incomparable; pass --allow-different-hosts to compare anyway"
+            }
+        );
     }
+    let cells = |r: &crate::comm::regress::CommRow| -> [String; 6] {
+        let gb = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+        let (change, ci, p) = match &r.stats {
+            Some(s) => (
+                fmt_pct(s.change),
+                fmt_ci(s.ci_low, s.ci_high),
+                fmt_p(s.p_slower),
+            ),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        let mut verdict = r.verdict.as_str().to_string();
+        if r.fails {
+            verdict = format!("{verdict} (fails)");
+        }
+        if let Some(n) = &r.note {
+            verdict = format!("{verdict} ({n})");
+        }
+        [
+            gb(r.baseline_busbw_gb_s),
+            gb(r.candidate_busbw_gb_s),
+            change,
+            ci,
+            p,
+            verdict,
+        ]
+    };
+    let header = [
+        "point",
+        "base busbw GB/s",
+        "cand busbw GB/s",
+        "change",
+        "95% CI",
+        "p(slower)",
+        "verdict",
+    ];
+    let summary = format!(
+        "{} points compared; {} fail ({})",
+        cmp.rows.len(),
+        cmp.failures,
+        cmp.counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match args.format {
+        RegressFormat::Json => print_json(&cmp)?,
+        RegressFormat::Csv => {
+            println!("{}", header.join(","));
+            for r in &cmp.rows {
+                println!("{},{}", r.id, cells(r).join(","));
+            }
+        }
+        RegressFormat::Markdown => {
+            println!("### flopcal regress (comm): {summary}\n");
+            println!("| {} |", header.join(" | "));
+            println!("|---|---:|---:|---:|---:|---:|---|");
+            for r in &cmp.rows {
+                println!("| `{}` | {} |", r.id, cells(r).join(" | "));
+            }
+        }
+        RegressFormat::Table => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header(header);
+            for r in &cmp.rows {
+                let mut row = vec![comfy_table::Cell::new(&r.id)];
+                row.extend(cells(r).into_iter().map(comfy_table::Cell::new));
+                t.add_row(row);
+            }
+            println!("{t}\n{summary}");
+        }
+    }
+    Ok(if cmp.failed() {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
+}
+
+/// `regress` given a fleet file as the candidate: the spread and straggler verdict
+/// at `--straggler`; exit 1 when a rank straggles.
+fn fleet_file(args: &RegressArgs) -> Result<Outcome> {
+    crate::fleet::check_threshold(args.straggler)?;
+    let mut file = crate::fleet::load(&args.candidate)?;
+    file.summary = crate::fleet::summarize(&file.ranks, args.straggler);
+    match args.format {
+        RegressFormat::Json => print_json(&file.summary)?,
+        _ => println!("{}", super::fleet::spread_table(&file.summary)),
+    }
+    Ok(if file.summary.stragglers.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }

@@ -28,7 +28,7 @@ pub struct ReportArgs {
     pub peak: Option<PathBuf>,
     /// Fleet files: flag a rank whose median is more than this far below the fleet
     /// median on a compute-bound kernel. A fraction or a percentage.
-    #[arg(long, default_value = "5%", value_parser = super::regress::parse_fraction)]
+    #[arg(long, default_value = "5%", value_parser = super::values::parse_fraction)]
     pub straggler: f64,
 }
 

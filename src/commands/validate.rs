@@ -9,11 +9,11 @@ use flopcal_kernels::step::{StepConfig, TrainingStep};
 use flopcal_kernels::Prepared;
 use serde::Serialize;
 
-use crate::commands::profile::{self, ProfileArgs};
 use crate::device::{self, DeviceChoice};
 use crate::fingerprint;
 use crate::harness::{HarnessConfig, KernelExecutor};
 use crate::output::{print_json, OutputFormat};
+use crate::profile_run::{self, ProfileSpec};
 use crate::report_table::fmt_duration;
 use crate::results::{self, ResultFile};
 use crate::validate::{self, Prediction, Term};
@@ -182,9 +182,9 @@ fn step_config(args: &ValidateArgs) -> Result<StepConfig> {
     })
 }
 
-/// The `flopcal profile` arguments that measure this step's suite kernels.
-fn profile_args(args: &ValidateArgs, c: &StepConfig) -> ProfileArgs {
-    ProfileArgs {
+/// The profile request that measures this step's suite kernels.
+fn profile_spec(args: &ValidateArgs, c: &StepConfig) -> ProfileSpec {
+    ProfileSpec {
         seq: Some(c.seq),
         batch: c.batch,
         layers: Some(c.layers as u64),
@@ -203,7 +203,7 @@ fn profile_args(args: &ValidateArgs, c: &StepConfig) -> ProfileArgs {
         device: args.device,
         threads: args.threads,
         filter: Some("matmul/".into()),
-        ..ProfileArgs::default()
+        ..ProfileSpec::default()
     }
 }
 
@@ -308,7 +308,7 @@ fn measure_profile(
     needs: &[validate::Need],
     device: &candle_core::Device,
 ) -> Result<ResultFile> {
-    let mut run = profile::execute(&profile_args(args, c))?;
+    let mut run = profile_run::execute(&profile_spec(args, c))?;
     if let Some(out) = &args.out {
         results::check_writable(out)?;
     }
