@@ -127,40 +127,6 @@ pub struct ProfileArgs {
     pub format: OutputFormat,
 }
 
-impl Default for ProfileArgs {
-    fn default() -> Self {
-        ProfileArgs {
-            model: None,
-            seq: None,
-            batch: 8,
-            layers: None,
-            hidden: None,
-            heads: None,
-            head_dim: None,
-            ffn: None,
-            vocab: None,
-            causal: None,
-            dtype: vec!["f32".into()],
-            squares: None,
-            square_dtype: vec!["f32".into()],
-            quick: false,
-            target_ci: None,
-            budget: None,
-            min_samples: None,
-            rounds: 3,
-            device: DeviceChoice::Auto,
-            threads: None,
-            max_memory: None,
-            filter: None,
-            no_peak: false,
-            peak_duration: 0.3,
-            timeout: 300.0,
-            out: None,
-            format: OutputFormat::Table,
-        }
-    }
-}
-
 impl ProfileArgs {
     /// The plain request these flags ask for.
     pub fn spec(&self) -> ProfileSpec {
@@ -199,29 +165,33 @@ impl ProfileArgs {
 /// It ends with a short estimate table: BERT pre-training on this machine (measured)
 /// next to catalog accelerators.
 pub fn run_default() -> Result<Outcome> {
-    let args = ProfileArgs {
+    let spec = ProfileSpec {
         quick: true,
-        ..ProfileArgs::default()
+        ..ProfileSpec::default()
     };
-    run_then(&args, |file| {
+    run_then(&spec, OutputFormat::Table, |file| {
         print!("{}", crate::planning::default_run_table(file));
     })
 }
 
 /// Run `flopcal profile`.
 pub fn run(args: &ProfileArgs) -> Result<Outcome> {
-    run_then(args, |_| {})
+    run_then(&args.spec(), args.format, |_| {})
 }
 
 /// Run a profile, print it, then call `then` with the result (table format only).
-fn run_then(args: &ProfileArgs, then: impl FnOnce(&ResultFile)) -> Result<Outcome> {
+fn run_then(
+    spec: &ProfileSpec,
+    format: OutputFormat,
+    then: impl FnOnce(&ResultFile),
+) -> Result<Outcome> {
     // Under an MPI launcher every rank profiles and rank 0 gathers (fleet mode).
     #[cfg(feature = "mpi")]
     if crate::comm::launch::launched_size().is_some() {
-        return crate::commands::fleet::run_profile(&args.spec(), args.format);
+        return crate::commands::fleet::run_profile(spec, format);
     }
-    let run = execute(&args.spec())?;
-    match args.format {
+    let run = execute(spec)?;
+    match format {
         OutputFormat::Json => print_json(&run.file)?,
         OutputFormat::Csv => print!("{}", results::to_csv(&run.file)?),
         OutputFormat::Table => {
@@ -251,4 +221,23 @@ fn run_then(args: &ProfileArgs, then: impl FnOnce(&ResultFile)) -> Result<Outcom
         ));
     }
     Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches as _;
+
+    #[test]
+    fn no_flags_ask_for_the_default_spec() {
+        let m = ProfileArgs::augment_args(clap::Command::new("profile"))
+            .try_get_matches_from(["profile"])
+            .unwrap();
+        let args = ProfileArgs::from_arg_matches(&m).unwrap();
+        assert_eq!(
+            format!("{:?}", args.spec()),
+            format!("{:?}", ProfileSpec::default())
+        );
+        assert_eq!(args.format, OutputFormat::Table);
+    }
 }
