@@ -723,8 +723,11 @@ pub struct PlanRow {
     /// Wall-clock hours of the whole schedule (null for a per-step plan: no token
     /// budget was given).
     pub wall_hours: Option<f64>,
-    /// Chip-hours (null for a per-step plan).
+    /// Chip-hours (null for a per-step plan); kept under this name for scripts, as
+    /// `chip_hours`.
     pub device_hours: Option<f64>,
+    /// Chip-hours (null for a per-step plan).
+    pub chip_hours: Option<f64>,
     /// Training days (null for a per-step plan).
     pub training_days: Option<f64>,
     /// On-demand cost, USD.
@@ -800,6 +803,7 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport> {
                 bottleneck: p.bottleneck.clone(),
                 wall_hours: wall,
                 device_hours: dev,
+                chip_hours: dev,
                 training_days: wall.map(|w| w / 24.0),
                 cost_usd: price.zip(dev).map(|(c, d)| c * d),
                 equivalent_layouts: p.equivalent_layouts.clone(),

@@ -297,6 +297,36 @@ fn params_tokens_is_6nd_and_user_mfu_is_a_point() {
 }
 
 #[test]
+fn chip_hours_sit_beside_device_hours_and_count_chips_whatever_the_unit() {
+    // 16 TPU v2 devices are 64 chips: both names count the 64 chips' hours.
+    let args = [
+        "--model",
+        "bert-large",
+        "--tokens",
+        "1e10",
+        "--hardware",
+        "tpu-v2",
+        "--devices",
+        "16",
+        "--unit",
+        "device",
+    ];
+    let e = json(&args.map(String::from));
+    assert_eq!(f(&e, "devices"), 64.0);
+    assert_eq!(f(&e, "chip_hours"), f(&e, "device_hours"));
+    assert_eq!(f(&e, "chip_hours_low"), f(&e, "device_hours_low"));
+    assert_eq!(f(&e, "chip_hours_high"), f(&e, "device_hours_high"));
+    let wall = f(&e, "wall_hours");
+    assert!((f(&e, "chip_hours") - 64.0 * wall).abs() < 1e-9 * wall);
+    let (header, rows) = common::csv_of("estimate", &args);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(
+        rows[0][col("chip_hours")].parse::<f64>().unwrap(),
+        f(&e, "device_hours")
+    );
+}
+
+#[test]
 fn measured_kernel_efficiency_scales_mfu() {
     let a = json(
         &[

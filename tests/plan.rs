@@ -43,6 +43,9 @@ fn csv_output_is_one_row_per_ranked_layout_with_the_json_figures() {
         assert_eq!(num("mfu"), f(p, "mfu"));
         assert_eq!(num("tp"), f(&p["layout"], "tp"));
         assert_eq!(num("cost_usd"), f(p, "cost_usd"));
+        // chip_hours sits beside device_hours (the same chip-hours), in both formats.
+        assert_eq!(num("chip_hours"), f(p, "device_hours"));
+        assert_eq!(f(p, "chip_hours"), f(p, "device_hours"));
     }
 }
 

@@ -447,12 +447,20 @@ pub struct Estimate {
     pub mfu_high: Option<f64>,
     /// Where the MFU came from.
     pub mfu_source: String,
-    /// Chip-hours.
+    /// Chip-hours, whatever `--unit` counted `--devices` in (a TPU device of four chips
+    /// counts four). Kept under this name for scripts; [`Estimate::chip_hours`] is the
+    /// same figure under the name that says what it counts.
     pub device_hours: f64,
-    /// Chip-hours, low end (high MFU).
+    /// Chip-hours, low end (high MFU); as [`Estimate::chip_hours_low`].
     pub device_hours_low: f64,
-    /// Chip-hours, high end (low MFU).
+    /// Chip-hours, high end (low MFU); as [`Estimate::chip_hours_high`].
     pub device_hours_high: f64,
+    /// Chip-hours (a GPU is one chip).
+    pub chip_hours: f64,
+    /// Chip-hours, low end (high MFU).
+    pub chip_hours_low: f64,
+    /// Chip-hours, high end (low MFU).
+    pub chip_hours_high: f64,
     /// Wall-clock hours.
     pub wall_hours: f64,
     /// Wall-clock hours, low end.
@@ -733,6 +741,9 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
         device_hours: hours_band.mid,
         device_hours_low: hours_band.low,
         device_hours_high: hours_band.high,
+        chip_hours: hours_band.mid,
+        chip_hours_low: hours_band.low,
+        chip_hours_high: hours_band.high,
         wall_hours: wall.mid,
         wall_hours_low: wall.low,
         wall_hours_high: wall.high,

@@ -1259,6 +1259,9 @@ fn print_csv(e: &Estimate) -> Result<()> {
         ("energy_kwh", f(e.energy_kwh)),
         ("co2_kg", f(e.co2_kg)),
         ("co2_lb", f(e.co2_lb)),
+        ("chip_hours", e.chip_hours.to_string()),
+        ("chip_hours_low", e.chip_hours_low.to_string()),
+        ("chip_hours_high", e.chip_hours_high.to_string()),
     ];
     let csv_err = |err: csv::Error| Error::Usage(format!("cannot write CSV: {err}"));
     w.write_record(rows.iter().map(|r| r.0)).map_err(csv_err)?;

@@ -78,6 +78,7 @@ fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
         "training_days",
         "cost_usd",
         "equivalent_layouts",
+        "chip_hours",
     ])
     .map_err(csv_err)?;
     for (i, p) in rows.iter().enumerate() {
@@ -105,6 +106,7 @@ fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
                 .map(layout_text)
                 .collect::<Vec<_>>()
                 .join("; "),
+            f(p.chip_hours),
         ])
         .map_err(csv_err)?;
     }
