@@ -225,6 +225,50 @@ pub fn verdict_lines(s: &FleetSummary) -> Vec<String> {
     out
 }
 
+/// The spread as CSV: one row per kernel and rank (with the rank's host), the fleet's
+/// median and spread repeated on each of the kernel's rows.
+pub fn spread_csv(s: &FleetSummary, ranks: &[FleetRank]) -> Result<String> {
+    use crate::text::{csv_error, csv_string};
+    let mut w = csv::Writer::from_writer(vec![]);
+    w.write_record([
+        "kernel",
+        "compute_bound",
+        "fleet_median_flops_per_s",
+        "spread",
+        "rank",
+        "host",
+        "median_flops_per_s",
+        "ci_low_flops_per_s",
+        "ci_high_flops_per_s",
+        "deficit",
+        "straggler",
+    ])
+    .map_err(csv_error)?;
+    for k in &s.kernels {
+        for r in &k.ranks {
+            let host = ranks
+                .iter()
+                .find(|x| x.rank == r.rank)
+                .map_or("", |x| x.host.as_str());
+            w.write_record([
+                k.id.clone(),
+                k.compute_bound.to_string(),
+                k.fleet_median_flops_per_s.to_string(),
+                k.spread.to_string(),
+                r.rank.to_string(),
+                host.to_string(),
+                r.median_flops_per_s.to_string(),
+                r.ci_low_flops_per_s.to_string(),
+                r.ci_high_flops_per_s.to_string(),
+                r.deficit.to_string(),
+                r.straggler.to_string(),
+            ])
+            .map_err(csv_error)?;
+        }
+    }
+    csv_string(w)
+}
+
 /// The report's section for a fleet file: the spread of every kernel across ranks
 /// and the straggler verdict with the statistics behind it.
 pub fn html_section(path: &Path, file: &FleetFile) -> String {

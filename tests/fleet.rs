@@ -313,6 +313,28 @@ fn a_rank_at_quarter_speed_is_flagged_with_the_statistics_and_fails_regress() {
         String::from_utf8_lossy(&lax.stdout)
     );
     assert!(report_page(&slow, dir.path()).contains("rank 1 is a straggler"));
+    // As CSV: a row per kernel and rank, the slow rank flagged.
+    let csv = common::flopcal()
+        .arg("regress")
+        .arg(&slow)
+        .arg(&slow)
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert_eq!(csv.status.code(), Some(1));
+    let mut rd = csv::Reader::from_reader(&csv.stdout[..]);
+    let header = rd.headers().unwrap().clone();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    let row = |rank: &str| {
+        rows.iter()
+            .find(|r| {
+                r[col("kernel")].starts_with("matmul/square/m1024") && &r[col("rank")] == rank
+            })
+            .unwrap_or_else(|| panic!("no row for rank {rank}: {rows:?}"))
+    };
+    assert_eq!(&row("1")[col("straggler")], "true");
+    assert_eq!(&row("0")[col("straggler")], "false");
 }
 
 #[test]

@@ -85,11 +85,16 @@ pub fn spread_table(s: &FleetSummary) -> String {
     format!("{t}\n{verdict}")
 }
 
-/// Print a fleet file (table: the spread and the verdict).
+/// Print a fleet file (table: the spread and the verdict; CSV: the spread, a row per
+/// kernel and rank).
 pub fn print_file(file: &FleetFile, format: OutputFormat) -> Result<()> {
     match format {
         OutputFormat::Json => print_json(file),
-        _ => {
+        OutputFormat::Csv => {
+            print!("{}", fleet::spread_csv(&file.summary, &file.ranks)?);
+            Ok(())
+        }
+        OutputFormat::Table => {
             println!(
                 "fleet of {} ranks on {} host(s){}",
                 file.ranks.len(),

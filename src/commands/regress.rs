@@ -374,6 +374,7 @@ fn fleet_file(args: &RegressArgs) -> Result<Outcome> {
     file.summary = crate::fleet::summarize(&file.ranks, args.straggler);
     match args.format {
         RegressFormat::Json => print_json(&file.summary)?,
+        RegressFormat::Csv => print!("{}", crate::fleet::spread_csv(&file.summary, &file.ranks)?),
         _ => println!("{}", super::fleet::spread_table(&file.summary)),
     }
     Ok(if file.summary.stragglers.is_empty() {
