@@ -5,6 +5,7 @@
 //! to [`TODAY`]. The test runs every marked command and fails when a block differs;
 //! `FLOPCAL_UPDATE_README=1 cargo test --release --test readme` rewrites the blocks
 //! from the program instead (the script that regenerates them).
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 mod common;
 
