@@ -63,8 +63,9 @@ pub struct ShapeModel {
     pub compute_units: Option<u32>,
     /// Bytes per element of the operands.
     pub elem_bytes: f64,
-    /// Achieved fraction of peak for a large, well-shaped GEMM (fitted per hardware
-    /// class by calibration).
+    /// Achieved fraction of peak for a large, well-shaped GEMM: the chip's measured
+    /// GEMM ceiling over its peak ([`crate::system::System::ceiling_fraction`]), 1 where
+    /// none is measured. Not fitted: the calibration's factor comes on top.
     pub efficiency: f64,
 }
 
@@ -195,13 +196,20 @@ impl RateSource {
                 t.source
             ),
             RateSource::Shape(s) => format!(
-                "GEMM FLOP/s from the shape model: roofline ({:.0} TFLOP/s, {:.0} GB/s) with tile and wave quantisation on {} compute units, at {:.3} of peak for large GEMMs (fitted)",
+                "GEMM FLOP/s from the shape model: roofline ({:.0} TFLOP/s, {:.0} GB/s) with tile and wave quantisation on {} compute units, {}",
                 s.peak_flops / 1e12,
                 s.hbm_bw / 1e9,
                 s.compute_units
                     .map(|u| u.to_string())
                     .unwrap_or_else(|| "unmodelled".into()),
-                s.efficiency
+                if s.efficiency < 1.0 {
+                    format!(
+                        "at {:.3} of peak for large GEMMs (the chip's measured GEMM ceiling, not fitted)",
+                        s.efficiency
+                    )
+                } else {
+                    "at peak for large GEMMs (no measured GEMM ceiling for this chip)".to_string()
+                }
             ),
         }
     }
