@@ -394,6 +394,10 @@ fn regress_and_report_read_comm_files() {
         String::from_utf8_lossy(&r.stdout)
     );
     assert!(String::from_utf8_lossy(&r.stdout).contains("all_reduce/f32/1024"));
+    // As CSV every row has the header's fields (the CI cell holds a comma).
+    let (header, rows) = common::csv_of("regress", &[out.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(rows.len(), 2 * 10);
+    assert!(rows.iter().all(|r| r.len() == header.len()), "{rows:?}");
     // The report draws the bandwidth plot with the fitted line.
     let page = report_page(&out, dir.path());
     assert!(page.contains("data-plot=\"comm-bandwidth\"") && page.contains("<svg"));

@@ -11,6 +11,7 @@ use crate::regress::{
     self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, Comparison, RegressOptions, Row,
 };
 use crate::report_table::fmt_giga;
+use crate::text::{csv_error, csv_string};
 use crate::{results, Outcome, Result};
 
 /// Output formats of `regress` (the shared ones plus Markdown for pull requests).
@@ -180,7 +181,7 @@ pub fn table(c: &Comparison) -> String {
 /// The CSV form: one row per benchmark.
 pub fn csv(c: &Comparison) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let err = crate::text::csv_error;
+    let err = csv_error;
     w.write_record([
         "id",
         "verdict",
@@ -217,7 +218,7 @@ pub fn csv(c: &Comparison) -> Result<String> {
         ])
         .map_err(err)?;
     }
-    crate::text::csv_string(w)
+    csv_string(w)
 }
 
 fn md_escape(s: &str) -> String {
@@ -334,10 +335,14 @@ fn comm_files(args: &RegressArgs, opts: &RegressOptions) -> Result<Outcome> {
     match args.format {
         RegressFormat::Json => print_json(&cmp)?,
         RegressFormat::Csv => {
-            println!("{}", header.join(","));
+            // Through the CSV writer: the CI cell ("[-1.0%, +2.0%]") holds a comma.
+            let mut w = csv::Writer::from_writer(vec![]);
+            w.write_record(header).map_err(csv_error)?;
             for r in &cmp.rows {
-                println!("{},{}", r.id, cells(r).join(","));
+                w.write_record(std::iter::once(r.id.clone()).chain(cells(r)))
+                    .map_err(csv_error)?;
             }
+            print!("{}", csv_string(w)?);
         }
         RegressFormat::Markdown => {
             println!("### flopcal regress (comm): {summary}\n");
