@@ -10,20 +10,23 @@ use serde_json::Value;
 mod common;
 use common::{f, flopcal};
 
+/// The README's first `compare` example.
+const BERT_LARGE_ON_8_A100: [&str; 6] = [
+    "--model",
+    "bert-large",
+    "--hardware",
+    "a100",
+    "--devices",
+    "8",
+];
+
 fn json(args: &[&str]) -> Value {
     common::json_of("compare", args)
 }
 
 #[test]
 fn catalog_defaults_give_the_closed_form_break_even() {
-    let v = json(&[
-        "--model",
-        "bert-large",
-        "--hardware",
-        "a100",
-        "--devices",
-        "8",
-    ]);
+    let v = json(&BERT_LARGE_ON_8_A100);
     let hw = Catalog::embedded().hardware("a100").unwrap();
     let purchase = hw.purchase_price.as_ref().unwrap().value;
     let life = hw.lifetime_years.as_ref().unwrap().value;
@@ -322,14 +325,7 @@ fn ops_overhead_without_a_catalog_figure_follows_the_catalog_rule() {
 
 #[test]
 fn csv_output_is_the_tables_rows_with_the_json_figures() {
-    let args = [
-        "--model",
-        "bert-large",
-        "--hardware",
-        "a100",
-        "--devices",
-        "8",
-    ];
+    let args = BERT_LARGE_ON_8_A100;
     let v = common::json_of("compare", &args);
     let (_, rows) = common::csv_of("compare", &args);
     let cloud = v["comparison"]["cloud"].as_array().unwrap();

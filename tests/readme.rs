@@ -53,18 +53,11 @@ fn blocks(lines: &[&str]) -> Vec<Block> {
 }
 
 fn output_of(args: &[String]) -> String {
-    let out = common::flopcal()
-        .args(args)
-        .env("FLOPCAL_TODAY", TODAY)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "flopcal {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::stdout_of(
+        common::flopcal().args(args).env("FLOPCAL_TODAY", TODAY),
+        format!("flopcal {}", args.join(" ")),
     );
-    String::from_utf8(out.stdout)
+    String::from_utf8(out)
         .unwrap()
         .lines()
         .map(str::trim_end)

@@ -19,36 +19,40 @@ pub fn flopcal() -> Command {
     c
 }
 
-/// `flopcal SUBCOMMAND ARGS... --format json`, which must succeed: its JSON.
-pub fn json_of<S: AsRef<OsStr> + Debug>(subcommand: &str, args: &[S]) -> Value {
-    let out = flopcal()
-        .arg(subcommand)
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
+/// Run `c`, which must succeed (else the test fails naming `what` with its stderr):
+/// its stdout.
+pub fn stdout_of(c: &mut Command, what: impl std::fmt::Display) -> Vec<u8> {
+    let out = c.output().unwrap();
     assert!(
         out.status.success(),
-        "flopcal {subcommand} {args:?} failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("stdout is JSON only")
+    out.stdout
+}
+
+/// `flopcal SUBCOMMAND ARGS... --format json`, which must succeed: its JSON.
+pub fn json_of<S: AsRef<OsStr> + Debug>(subcommand: &str, args: &[S]) -> Value {
+    let out = stdout_of(
+        flopcal()
+            .arg(subcommand)
+            .args(args)
+            .args(["--format", "json"]),
+        format!("flopcal {subcommand} {args:?}"),
+    );
+    serde_json::from_slice(&out).expect("stdout is JSON only")
 }
 
 /// `flopcal SUBCOMMAND ARGS... --format csv`, which must succeed: its header and rows.
 pub fn csv_of(subcommand: &str, args: &[&str]) -> (csv::StringRecord, Vec<csv::StringRecord>) {
-    let out = flopcal()
-        .arg(subcommand)
-        .args(args)
-        .args(["--format", "csv"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "flopcal {subcommand} {args:?} --format csv failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        flopcal()
+            .arg(subcommand)
+            .args(args)
+            .args(["--format", "csv"]),
+        format!("flopcal {subcommand} {args:?} --format csv"),
     );
-    let mut r = csv::Reader::from_reader(&out.stdout[..]);
+    let mut r = csv::Reader::from_reader(&out[..]);
     let header = r.headers().unwrap().clone();
     (header, r.records().map(Result::unwrap).collect())
 }
