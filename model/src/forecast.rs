@@ -286,8 +286,14 @@ fn run(
 }
 
 /// The hardware's measured reference GEMM table for `dtype` (the rate source preferred
-/// over the shape model; its rates are used as measured, without the fitted
-/// efficiency), if the catalog ships one.
+/// over the shape model; the fitted factor comes on top), if the catalog ships one.
+///
+/// The table gives how the rate varies with shape; the chip's cited GEMM ceiling for
+/// that dtype ([`Hardware::gemm_ceiling`]) sets its level: every point is scaled by
+/// ceiling ÷ the table's best. Two measurements of one chip can disagree: OpenXLA's
+/// B200 table peaks at 804 TFLOP/s (its own GEMM emitter) where torch.matmul reaches
+/// 1,745, and the stacks fitted here run cuBLAS. Without a cited ceiling the table's
+/// best is the ceiling and nothing changes.
 pub fn reference_rates(hw: &Hardware, dtype: Option<&str>) -> Option<MeasuredTable> {
     let want = hw.dtype_or_default(dtype);
     let t = hw.reference_gemm()?;
@@ -307,9 +313,25 @@ pub fn reference_rates(hw: &Hardware, dtype: Option<&str>) -> Option<MeasuredTab
             )
         })
         .collect();
-    (!points.is_empty()).then(|| MeasuredTable {
-        points,
-        source: t.source.clone(),
+    let best = points.iter().map(|p| p.1).fold(0.0, f64::max);
+    if points.is_empty() || best <= 0.0 {
+        return None;
+    }
+    let ceiling = hw.gemm_ceiling(dtype).map_or(best, |c| c.0);
+    let scale = ceiling / best;
+    let source = if (scale - 1.0).abs() < 1e-9 {
+        t.source.clone()
+    } else {
+        format!(
+            "{}; scaled by {scale:.3} so its best ({:.0} TFLOP/s) meets the chip's cited {want} GEMM ceiling ({:.0} TFLOP/s): the table sets the shape dependence, the ceiling the level",
+            t.source,
+            best / 1e12,
+            ceiling / 1e12
+        )
+    };
+    Some(MeasuredTable {
+        points: points.into_iter().map(|(g, r)| (g, r * scale)).collect(),
+        source,
     })
 }
 
@@ -411,6 +433,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not divide the 40 layers"), "{e}");
+    }
+
+    #[test]
+    fn a_reference_table_keeps_its_shape_dependence_at_the_cited_ceiling() {
+        let cat = Catalog::embedded();
+        let b200 = cat.hardware("b200").unwrap();
+        let raw = b200.reference_gemm().unwrap();
+        let t = reference_rates(b200, Some("bf16")).unwrap();
+        let (ceiling, _) = b200.gemm_ceiling(Some("bf16")).unwrap();
+        let best = t.points.iter().map(|p| p.1).fold(0.0, f64::max);
+        assert!((best / ceiling - 1.0).abs() < 1e-9, "{best} vs {ceiling}");
+        let raw_best = raw.points.iter().map(|p| p.flops).fold(0.0, f64::max);
+        assert!(
+            raw_best < 0.5 * ceiling,
+            "the raw table peaks at {raw_best}"
+        );
+        // Every point moves by one factor: the ratios between shapes are the table's.
+        for ((g, r), p) in t.points.iter().zip(raw.points.iter()) {
+            assert_eq!((g.m, g.n, g.k), (p.m, p.n, p.k));
+            assert!((r / p.flops - ceiling / raw_best).abs() < 1e-9);
+        }
+        assert!(t.source.contains("scaled by"), "{}", t.source);
     }
 
     #[test]
