@@ -644,8 +644,8 @@ pub fn modelled_with(
             band.residuals,
             match framework {
                 Some(f) if band.own_stack => format!("on {}", f.id),
-                Some(_) => "predicted with the framework unknown (fewer than 3 sources of its own)".to_string(),
-                None => "predicted with the framework unknown".to_string(),
+                Some(_) => format!("predicted with the framework unknown{} (fewer than 3 sources of its own)", on_family(&band, hw)),
+                None => format!("predicted with the framework unknown{}", on_family(&band, hw)),
             }
         ));
     }
@@ -660,6 +660,15 @@ pub fn modelled_with(
         config,
         notes,
     }))
+}
+
+/// ` on gpu hardware` where a band rests on one device family's rows, else nothing.
+fn on_family(band: &fit::Band, hw: &Hardware) -> String {
+    if band.one_family {
+        format!(" on {} hardware", fit::family(&hw.class))
+    } else {
+        String::new()
+    }
 }
 
 fn phases_of(plan: &Plan) -> &Vec<Phase> {

@@ -12,8 +12,9 @@
 //!   stack's stated defaults ([`crate::framework`]); the factor that makes the predicted
 //!   step equal the published one is solved by bisection, capped at 1.
 //! - **Pool.** In logs: a source (one paper's table, or one vendor release on one
-//!   system) is the mean of its rows; a stack is the mean of its sources shrunk toward
-//!   the population of all sources with a prior weight of `k` sources; a (stack,
+//!   system) is the mean of its rows; a stack (a framework on one device family:
+//!   TensorFlow on TPUs runs XLA, on GPUs cuDNN and cuBLAS) is the mean of its sources
+//!   shrunk toward the population of all sources with a prior weight of `k` sources; a (stack,
 //!   class) cell is the mean of its sources shrunk toward its stack the same way. `k`
 //!   is estimated from the data (within-cell over between-stack variance). Left out,
 //!   a stack seen in one source has no data of its own, so it cannot fit itself: it
@@ -45,7 +46,7 @@ use crate::layout::Layout;
 use crate::published::{self, StepRun};
 use crate::search::{search, Constraints};
 pub use crate::stack::{
-    efficiency, shape_model, stack_efficiency, Band, Chosen, BAND_LEVEL, HBM_EFFICIENCY,
+    efficiency, family, shape_model, stack_efficiency, Band, Chosen, BAND_LEVEL, HBM_EFFICIENCY,
     LINK_EFFICIENCY,
 };
 use crate::step::{Batch, Prediction, StepModel};
@@ -105,11 +106,14 @@ pub const MIN_BAND_SOURCES: usize = 3;
 struct Residual {
     group: String,
     framework: String,
+    /// Device family of the row's hardware ([`family`]).
+    family: String,
     value: f64,
 }
 
-/// The band of a prediction for `framework` (`None`: unknown), leaving out the rows of
-/// source `without`: from the stack's own left-out residuals (`named`) where they span
+/// The band of a prediction for `framework` (`None`: unknown) on hardware of device
+/// family `fam`, leaving out the rows of source `without`: from the stack's own
+/// left-out residuals on that family (`named`) where they span
 /// [`MIN_BAND_SOURCES`] sources (a stack's errors are its own: Megatron's tables sit
 /// within ±15%, the 2018–19 TPU seeds within ×2); else, with too little evidence of the
 /// stack's own, from the residuals of every row predicted as `unknown`.
@@ -117,6 +121,7 @@ fn band_of(
     named: &[Residual],
     unknown: &[Residual],
     framework: Option<&str>,
+    fam: &str,
     without: Option<&str>,
 ) -> Band {
     let kept = |r: &&Residual| without != Some(r.group.as_str());
@@ -124,7 +129,7 @@ fn band_of(
         let own: Vec<&Residual> = named
             .iter()
             .filter(kept)
-            .filter(|r| r.framework == f)
+            .filter(|r| r.framework == f && r.family == fam)
             .collect();
         let mut sources: Vec<&str> = own.iter().map(|r| r.group.as_str()).collect();
         sources.sort_unstable();
@@ -133,9 +138,33 @@ fn band_of(
             let values: Vec<f64> = own.iter().map(|r| r.value).collect();
             return Band {
                 own_stack: true,
+                one_family: true,
                 ..Band::from_rms(&values)
             };
         }
+    }
+    // Predicting with the stack unknown: the errors of doing so on this device
+    // family where they span enough sources (GPU rows err less than the TPU seeds),
+    // else on every family.
+    let on_family: Vec<f64> = unknown
+        .iter()
+        .filter(kept)
+        .filter(|r| r.family == fam)
+        .map(|r| r.value)
+        .collect();
+    let mut sources: Vec<&str> = unknown
+        .iter()
+        .filter(kept)
+        .filter(|r| r.family == fam)
+        .map(|r| r.group.as_str())
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    if sources.len() >= MIN_BAND_SOURCES {
+        return Band {
+            one_family: true,
+            ..Band::from_rms(&on_family)
+        };
     }
     Band::from_rms(
         &unknown
@@ -151,8 +180,12 @@ fn band_of(
 pub struct StepFit {
     /// The parameters.
     pub parameters: Vec<StackParameter>,
-    /// Each stack's pooled value across classes.
+    /// Each stack's pooled value across classes. A framework run on more than one
+    /// device family is one stack per family, labelled `framework (family)`.
     pub stacks: Vec<(String, f64)>,
+    /// `(framework, family, value)`: the stacks by their parts, for lookups.
+    #[serde(skip)]
+    stack_families: Vec<(String, String, f64)>,
     /// The population value (mean over sources).
     pub population: f64,
     /// Prior weight, in sources, of the value a cell or stack is shrunk toward:
@@ -239,9 +272,29 @@ impl StepFit {
                 .2
                 .push(p.eta.ln());
         }
-        let src: Vec<(&str, &str, &str, f64)> = groups
+        // A stack is a framework on one device family: TensorFlow on TPUs (XLA) and on
+        // GPUs (cuDNN and cuBLAS kernels) share a name, not their overhead.
+        let mut families: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (f, c, _) in groups.values() {
+            let v = families.entry(*f).or_default();
+            if !v.contains(&family(c)) {
+                v.push(family(c));
+            }
+        }
+        let key = |f: &str, fam: &str| -> String {
+            if families.get(f).is_some_and(|v| v.len() > 1) {
+                format!("{f} ({fam})")
+            } else {
+                f.to_string()
+            }
+        };
+        let keyed: Vec<(&str, String, &str, f64)> = groups
             .iter()
-            .map(|(g, (f, c, xs))| (*g, *f, *c, mean(xs)))
+            .map(|(g, (f, c, xs))| (*g, key(f, family(c)), *c, mean(xs)))
+            .collect();
+        let src: Vec<(&str, &str, &str, f64)> = keyed
+            .iter()
+            .map(|(g, k, c, x)| (*g, k.as_str(), *c, *x))
             .collect();
         let population = mean(&src.iter().map(|s| s.3).collect::<Vec<_>>());
         let mut fws: Vec<&str> = src.iter().map(|s| s.1).collect();
@@ -256,16 +309,31 @@ impl StepFit {
             let xs: Vec<f64> = src.iter().filter(|s| s.1 == *f).map(|s| s.3).collect();
             stacks.push((f.to_string(), shrink(&xs, population)));
         }
-        let mut cells: Vec<(&str, &str)> = src.iter().map(|s| (s.1, s.2)).collect();
+        let mut stack_families: Vec<(String, String, f64)> = vec![];
+        for (f, fams) in &families {
+            for fam in fams {
+                let k = key(f, fam);
+                if let Some(v) = stacks.iter().find(|s| s.0 == k) {
+                    stack_families.push((f.to_string(), fam.to_string(), v.1));
+                }
+            }
+        }
+        let mut cells: Vec<(&str, &str)> = groups.values().map(|(f, c, _)| (*f, *c)).collect();
         cells.sort_unstable();
         cells.dedup();
         let parameters = cells
             .into_iter()
             .map(|(f, c)| {
-                let own: Vec<&(&str, &str, &str, f64)> =
-                    src.iter().filter(|s| s.1 == f && s.2 == c).collect();
-                let xs: Vec<f64> = own.iter().map(|s| s.3).collect();
-                let prior = stacks.iter().find(|s| s.0 == f).map_or(population, |s| s.1);
+                let own: Vec<(&str, f64)> = groups
+                    .iter()
+                    .filter(|(_, (gf, gc, _))| *gf == f && *gc == c)
+                    .map(|(g, (_, _, xs))| (*g, mean(xs)))
+                    .collect();
+                let xs: Vec<f64> = own.iter().map(|s| s.1).collect();
+                let prior = stack_families
+                    .iter()
+                    .find(|s| s.0 == f && s.1 == family(c))
+                    .map_or(population, |s| s.2);
                 let runs: Vec<&Point> = points
                     .iter()
                     .filter(|p| p.framework == f && p.class == c)
@@ -289,6 +357,10 @@ impl StepFit {
         StepFit {
             parameters,
             stacks: stacks.into_iter().map(|(f, x)| (f, x.exp())).collect(),
+            stack_families: stack_families
+                .into_iter()
+                .map(|(f, fam, x)| (f, fam, x.exp()))
+                .collect(),
             population: population.exp(),
             pooling,
             points,
@@ -336,29 +408,30 @@ impl StepFit {
                     p.runs.clone(),
                 );
             }
-            if let Some(s) = self.stacks.iter().find(|s| s.0 == f) {
+            let fam = family(class);
+            if let Some(s) = self.stack_families.iter().find(|s| s.0 == f && s.1 == fam) {
                 let runs = self
                     .points
                     .iter()
-                    .filter(|p| p.framework == f)
+                    .filter(|p| p.framework == f && family(&p.class) == fam)
                     .map(|p| p.id.clone())
                     .collect();
                 return (
-                    s.1,
+                    s.2,
                     format!(
-                        "factor {:.3} on GEMM rates: {f}'s value on other hardware (no {f} run on {class}), pooled toward the population",
-                        s.1
+                        "factor {:.3} on GEMM rates: {f}'s value on other {fam} hardware (no {f} run on {class}), pooled toward the population",
+                        s.2
                     ),
                     runs,
                 );
             }
-            // No run of this stack anywhere: its effect is unknown, so predict as
-            // `unknown` does (the stacks seen on this hardware), not from the
-            // population of every era and chip.
+            // No run of this stack on this device family: its effect here is unknown,
+            // so predict as `unknown` does (the stacks seen on this hardware), not
+            // from the population of every era and chip.
             let (v, basis, runs) = self.value(class, None);
             return (
                 v,
-                format!("no published {f} run, so as unknown: {basis}"),
+                format!("no published {f} run on {fam} hardware, so as unknown: {basis}"),
                 runs,
             );
         }
@@ -417,6 +490,7 @@ impl StepFit {
             &self.named_residuals,
             &self.unknown_residuals,
             framework,
+            family(class),
             None,
         );
         Ok(Chosen {
@@ -790,6 +864,7 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
     let residual = |p: &Prepared<'_>, value: f64| Residual {
         group: p.group.clone(),
         framework: p.framework.clone(),
+        family: family(&p.hw.class).to_string(),
         value,
     };
     fit.named_residuals = res.iter().map(|r| residual(r.0, r.1)).collect();
@@ -841,6 +916,7 @@ pub fn fit_steps_with(
             &fit.named_residuals,
             &fit.unknown_residuals,
             Some(&p.framework),
+            family(&p.hw.class),
             Some(&p.group),
         );
         let band_s = (loo_s * band.low, loo_s * band.high);
@@ -991,10 +1067,20 @@ mod tests {
 
     #[test]
     fn a_stack_with_no_run_anywhere_is_predicted_as_unknown_on_that_hardware() {
-        // Llama 3 is FSDP's only source: left out, FSDP has no run at all, and its rows
-        // get what `unknown` gets on H100s (the stacks seen there), not the population
-        // of every era and chip (the 2018 TPU seeds included).
-        let without = embedded_parameters().unwrap().without_group("llama3-2024");
+        // With every FSDP source left out (Llama 3, NeMo AutoModel), FSDP has no run at
+        // all, and its rows get what `unknown` gets on H100s (the stacks seen there),
+        // not the population of every era and chip (the 2018 TPU seeds included).
+        let fit = embedded_parameters().unwrap();
+        let mut fsdp: Vec<&str> = fit
+            .points
+            .iter()
+            .filter(|p| p.framework == "fsdp")
+            .map(|p| p.group.as_str())
+            .collect();
+        fsdp.sort_unstable();
+        fsdp.dedup();
+        assert!(fsdp.contains(&"llama3-2024"), "{fsdp:?}");
+        let without = fsdp.iter().fold(fit.clone(), |f, g| f.without_group(g));
         assert!(without.points.iter().all(|p| p.framework != "fsdp"));
         let named = without.choose("gpu-2022", Some("fsdp")).unwrap();
         let unknown = without.choose("gpu-2022", None).unwrap();
@@ -1002,6 +1088,29 @@ mod tests {
         assert_ne!(named.gemm_efficiency, without.population);
         assert!(
             named.basis.starts_with("no published fsdp run"),
+            "{}",
+            named.basis
+        );
+    }
+
+    #[test]
+    fn a_stack_seen_only_on_tpus_says_nothing_about_gpus() {
+        // TensorFlow's TPU seeds run at about a fifth of the GEMM ceiling; its one GPU
+        // run (transformer-big on P100s) at half. Left out, the GPU run is predicted as
+        // `unknown` on its class, not from the TPU runs.
+        let fit = embedded_parameters().unwrap();
+        let tpu = fit.choose("tpu-2018", Some("tensorflow")).unwrap();
+        let gpu = fit.choose("gpu-2017", Some("tensorflow")).unwrap();
+        assert!(gpu.gemm_efficiency > 2.0 * tpu.gemm_efficiency);
+        assert!(fit.stacks.iter().any(|s| s.0 == "tensorflow (tpu)"));
+        let without = fit.without_group("seed-transformer-big");
+        let named = without.choose("gpu-2017", Some("tensorflow")).unwrap();
+        let unknown = without.choose("gpu-2017", None).unwrap();
+        assert_eq!(named.gemm_efficiency, unknown.gemm_efficiency);
+        assert!(
+            named
+                .basis
+                .starts_with("no published tensorflow run on gpu hardware"),
             "{}",
             named.basis
         );
@@ -1036,10 +1145,39 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_band_rests_on_its_device_familys_errors_where_it_has_enough() {
+        let r = |group: &str, family: &str, value: f64| Residual {
+            group: group.into(),
+            framework: "any".into(),
+            family: family.into(),
+            value,
+        };
+        let unknown = [
+            r("g1", "gpu", 0.1),
+            r("g2", "gpu", -0.1),
+            r("g3", "gpu", 0.1),
+            r("t1", "tpu", 0.5),
+            r("t2", "tpu", -0.5),
+            r("t3", "tpu", 0.5),
+        ];
+        let gpu = band_of(&[], &unknown, None, "gpu", None);
+        assert!((gpu.high.ln() - 1.2816 * 0.1).abs() < 1e-4, "{gpu:?}");
+        assert!(gpu.one_family && !gpu.own_stack);
+        let tpu = band_of(&[], &unknown, None, "tpu", None);
+        assert!((tpu.high.ln() - 1.2816 * 0.5).abs() < 1e-4, "{tpu:?}");
+        // A family with fewer than three sources: every family's errors.
+        let cpu = band_of(&[], &unknown, None, "cpu", None);
+        assert!(!cpu.one_family && cpu.residuals == 6, "{cpu:?}");
+        let thin = band_of(&[], &unknown, None, "gpu", Some("g1"));
+        assert!(!thin.one_family, "{thin:?}");
+    }
+
+    #[test]
     fn a_stack_with_three_sources_gets_its_own_band_and_one_with_fewer_the_unknown_one() {
         let r = |group: &str, framework: &str, value: f64| Residual {
             group: group.into(),
             framework: framework.into(),
+            family: "gpu".into(),
             value,
         };
         let named = [
@@ -1054,14 +1192,14 @@ mod tests {
             r("c", "tight", 0.4),
             r("d", "thin", -0.4),
         ];
-        let own = band_of(&named, &unknown, Some("tight"), None);
+        let own = band_of(&named, &unknown, Some("tight"), "gpu", None);
         assert!((own.high.ln() - 1.2816 * 0.05).abs() < 1e-4, "{own:?}");
         assert!(own.own_stack);
         // One source of its own: the errors of predicting without knowing the stack.
-        let thin = band_of(&named, &unknown, Some("thin"), None);
+        let thin = band_of(&named, &unknown, Some("thin"), "gpu", None);
         assert!((thin.high.ln() - 1.2816 * 0.4).abs() < 1e-4, "{thin:?}");
         // Leaving a source out can leave a stack under three sources.
-        let left = band_of(&named, &unknown, Some("tight"), Some("a"));
+        let left = band_of(&named, &unknown, Some("tight"), "gpu", Some("a"));
         assert!((left.high.ln() - 1.2816 * 0.4).abs() < 1e-4, "{left:?}");
         assert_eq!(left.residuals, 3);
         assert!(!left.own_stack);

@@ -65,6 +65,9 @@ pub struct Band {
     /// Whether they are the named stack's own rows (else rows predicted with the stack
     /// unknown).
     pub own_stack: bool,
+    /// Whether the rows are restricted to the hardware's device family (`gpu`, `tpu`:
+    /// the part of a hardware class before its year); else every family.
+    pub one_family: bool,
 }
 
 impl Band {
@@ -76,6 +79,7 @@ impl Band {
             high: 1.0,
             residuals: 0,
             own_stack: false,
+            one_family: false,
         }
     }
 
@@ -96,6 +100,7 @@ impl Band {
             high: (z * rms).exp(),
             residuals: res.len(),
             own_stack: false,
+            one_family: false,
         }
     }
 
@@ -103,6 +108,11 @@ impl Band {
     pub fn width(&self) -> f64 {
         self.high / self.low
     }
+}
+
+/// The device family of a hardware class: `gpu-2022` → `gpu`.
+pub fn family(class: &str) -> &str {
+    class.split('-').next().unwrap_or(class)
 }
 
 /// Where a factor for a prediction came from.
