@@ -96,8 +96,13 @@ pub fn human_hours(h: f64) -> String {
 /// One line of a layout, as a reader writes it.
 pub fn layout_text(l: &flopcal_model::layout::Layout) -> String {
     format!(
-        "tp {} pp {} dp {}{} b {} v {}{} zero {} recompute {} {}",
+        "tp {}{} pp {} dp {}{} b {} v {}{} zero {} recompute {} {}",
         l.tp,
+        if l.cp > 1 {
+            format!(" cp {}", l.cp)
+        } else {
+            String::new()
+        },
         l.pp,
         l.dp,
         if l.ep > 1 {

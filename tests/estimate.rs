@@ -212,7 +212,10 @@ fn json_has_every_documented_field() {
     assert!(e["mfu_source"].as_str().unwrap().starts_with("step model"));
     // The step model's fields (issue 12).
     let l = &e["layout"];
-    assert_eq!(f(l, "tp") * f(l, "pp") * f(l, "dp"), f(&e, "devices"));
+    assert_eq!(
+        f(l, "tp") * f(l, "cp") * f(l, "pp") * f(l, "dp"),
+        f(&e, "devices")
+    );
     for k in ["microbatch", "virtual_stages", "zero"] {
         f(l, k);
     }
@@ -1015,4 +1018,65 @@ fn a_pipeline_degree_that_does_not_divide_the_layers_is_priced_by_its_busiest_st
         "{uneven:?} vs {even:?}"
     );
     assert!(fewer.0 < 0.9 * uneven.0, "{fewer:?} vs {uneven:?}");
+}
+
+#[test]
+fn context_parallelism_splits_each_sequence_across_its_ranks() {
+    // Llama 3.1 70B at a 16k context on 64 H100s, tensor 8 x pipeline 4: without
+    // context parallelism a rank holds all 16,384 positions of its micro-batch.
+    let args = |seq: &'static str, cp: &'static str| {
+        [
+            "estimate",
+            "--model",
+            "llama3.1-70b",
+            "--hardware",
+            "h100",
+            "--devices",
+            "64",
+            "--seq",
+            seq,
+            "--batch",
+            "16",
+            "--steps",
+            "1",
+            "--tp",
+            "8",
+            "--pp",
+            "4",
+            "--microbatch",
+            "1",
+            "--recompute",
+            "selective",
+            "--cp",
+            cp,
+            "--framework",
+            "megatron",
+        ]
+    };
+    let run = |cp| common::json_of(args("16384", cp)[0], &args("16384", cp)[1..]);
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one["layout"]["dp"], 2, "{one}");
+    assert_eq!(two["layout"]["cp"], 2, "{two}");
+    assert_eq!(two["layout"]["dp"], 1, "{two}");
+    let mem = |v: &Value, k: &str| common::f(&v["memory_per_device_bytes"], k);
+    // Half the positions per rank: half the activations (the same micro-batches are
+    // in flight on each stage); the context-parallel pair shares the optimizer's
+    // shards as the data-parallel pair did.
+    let ratio = mem(&two, "activations") / mem(&one, "activations");
+    assert!((0.45..0.55).contains(&ratio), "{ratio}");
+    assert_eq!(mem(&two, "optimizer"), mem(&one, "optimizer"));
+    assert!(common::f(&two["step_breakdown_s"], "cp_comm") >= 0.0);
+    // At 32k positions only the split fits.
+    flopcal()
+        .args(args("32768", "1"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("fits no layout"));
+    common::json_of(args("32768", "2")[0], &args("32768", "2")[1..]);
+    flopcal()
+        .args(["estimate", "--model", "llama2-7b", "--tokens", "1e10"])
+        .args(["--hardware", "h100", "--devices", "64", "--cp", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--cp must be at least 1"));
 }

@@ -88,15 +88,24 @@ pub fn check_constraints(
     let t = c.tp.map(u64::from);
     let p = c.pp.map(u64::from);
     let d = c.dp.map(u64::from);
-    for (name, v) in [("tp", t), ("pp", p), ("dp", d)] {
+    let cp = c.cp.map(u64::from);
+    for (name, v) in [("tp", t), ("cp", cp), ("pp", p), ("dp", d)] {
         if v == Some(0) {
             return bad(format!("--{name} must be at least 1"));
         }
     }
     if let (Some(t), Some(p), Some(d)) = (t, p, d) {
-        check_devices(t, p, d, devices)?;
+        check_devices(t, cp.unwrap_or(1), p, d, devices)?;
     }
-    let fixed: u64 = [t, p, d].iter().flatten().product();
+    let Some(fixed) = [t, cp, p, d]
+        .iter()
+        .flatten()
+        .try_fold(1u64, |a, x| a.checked_mul(*x))
+    else {
+        return bad(format!(
+            "the fixed degrees multiply to more than --devices {devices}"
+        ));
+    };
     if !devices.is_multiple_of(fixed) {
         return bad(format!(
             "the fixed degrees multiply to {fixed}, which does not divide --devices {devices} ({devices} / {fixed} = {:.2})",

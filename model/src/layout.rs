@@ -77,6 +77,10 @@ impl Attention {
 pub struct Layout {
     /// Tensor-parallel degree `t`.
     pub tp: u32,
+    /// Context-parallel degree `c`: each rank holds `s/c` positions of every sequence
+    /// and exchanges keys and values around a ring for attention (Megatron's context
+    /// parallelism); 1 = none.
+    pub cp: u32,
     /// Pipeline stages `p`.
     pub pp: u32,
     /// Data-parallel degree `d`.
@@ -109,6 +113,7 @@ impl Layout {
     pub fn single(microbatch: u32) -> Layout {
         Layout {
             tp: 1,
+            cp: 1,
             pp: 1,
             dp: 1,
             ep: 1,
@@ -131,6 +136,7 @@ impl Layout {
             }
         };
         num("tp", self.tp, other.tp);
+        num("cp", self.cp, other.cp);
         num("pp", self.pp, other.pp);
         num("dp", self.dp, other.dp);
         num("ep", self.ep, other.ep);
@@ -160,9 +166,20 @@ impl Layout {
         v
     }
 
-    /// `tp · pp · dp`.
+    /// `tp · cp · pp · dp`.
     pub fn devices(&self) -> u64 {
-        u64::from(self.tp) * u64::from(self.pp) * u64::from(self.dp)
+        u64::from(self.tp) * u64::from(self.cp) * u64::from(self.pp) * u64::from(self.dp)
+    }
+
+    /// Positions of each sequence one rank holds: `s / cp`.
+    pub fn local_seq(&self, seq: u64) -> u64 {
+        (seq / u64::from(self.cp.max(1))).max(1)
+    }
+
+    /// Ranks that hold the same weights and reduce their gradients together (and
+    /// share ZeRO's shards): `dp · cp`.
+    pub fn replicas(&self) -> u64 {
+        u64::from(self.dp) * u64::from(self.cp.max(1))
     }
 
     /// Micro-batches per step, `m = B / (d · b)`.
@@ -194,6 +211,7 @@ impl Layout {
         let bad = |s: String| Err(ModelError::InvalidInput(s));
         for (name, v) in [
             ("tp", self.tp),
+            ("cp", self.cp),
             ("pp", self.pp),
             ("dp", self.dp),
             ("ep", self.ep),
@@ -211,7 +229,7 @@ impl Layout {
             u64::from(self.microbatch),
             u64::from(self.virtual_stages),
         );
-        check_devices(t, p, d, devices)?;
+        check_devices(t, u64::from(self.cp), p, d, devices)?;
         if even_stages {
             check_stages(cfg.layers, p, v)?;
         }
@@ -241,14 +259,20 @@ impl Layout {
     }
 }
 
-/// `tp · pp · dp` must be the device count.
-pub fn check_devices(t: u64, p: u64, d: u64, devices: u64) -> Result<(), ModelError> {
-    if t * p * d == devices {
+/// `tp · cp · pp · dp` must be the device count.
+pub fn check_devices(t: u64, c: u64, p: u64, d: u64, devices: u64) -> Result<(), ModelError> {
+    let product = [t, c, p, d].iter().try_fold(1u64, |a, x| a.checked_mul(*x));
+    if product == Some(devices) {
         return Ok(());
     }
+    let cp = if c > 1 {
+        format!(" x cp {c}")
+    } else {
+        String::new()
+    };
     Err(ModelError::InvalidInput(format!(
-        "layout does not use the devices: tp {t} x pp {p} x dp {d} = {} but --devices is {devices}",
-        t * p * d
+        "layout does not use the devices: tp {t}{cp} x pp {p} x dp {d} = {} but --devices is {devices}",
+        product.map_or("more than 2^64".to_string(), |n| n.to_string())
     )))
 }
 
@@ -310,6 +334,7 @@ mod tests {
     fn layout(tp: u32, pp: u32, dp: u32, b: u32) -> Layout {
         Layout {
             tp,
+            cp: 1,
             pp,
             dp,
             microbatch: b,

@@ -124,7 +124,9 @@ impl ParamSplit {
 /// Activation bytes of one layer for one micro-batch on one device (see the module
 /// docs), at context `seq`.
 pub fn layer_activations(cfg: &ModelConfig, layout: &Layout, seq: u64) -> f64 {
-    let (s, b) = (seq as f64, f64::from(layout.microbatch));
+    // A context-parallel rank holds `s/c` positions (its queries' scores span all `s`).
+    let full = seq as f64;
+    let (s, b) = (layout.local_seq(seq) as f64, f64::from(layout.microbatch));
     let (h, a, kv, f) = (
         cfg.hidden as f64,
         cfg.attn_dim() as f64,
@@ -147,7 +149,7 @@ pub fn layer_activations(cfg: &ModelConfig, layout: &Layout, seq: u64) -> f64 {
     {
         0.0
     } else {
-        5.0 * cfg.heads as f64 * s * s * b
+        5.0 * cfg.heads as f64 * s * full * b
     };
     let replicated = if sp { replicated / t } else { replicated };
     replicated + (split + scores) / t
@@ -184,7 +186,8 @@ pub fn stage_layer_activations(
 
 /// Logits of one micro-batch on the last stage.
 fn logits(cfg: &ModelConfig, layout: &Layout, seq: u64) -> f64 {
-    6.0 * seq as f64 * f64::from(layout.microbatch) * cfg.vocab as f64 / f64::from(layout.tp)
+    6.0 * layout.local_seq(seq) as f64 * f64::from(layout.microbatch) * cfg.vocab as f64
+        / f64::from(layout.tp)
 }
 
 /// Memory per device of `layout` (the busier of the first and last stage), for a
@@ -196,7 +199,7 @@ pub fn per_device(
     micro_batches: u64,
     params: f64,
 ) -> Memory {
-    let d = f64::from(layout.dp);
+    let d = layout.replicas() as f64;
     let (wd, gd, od) = match layout.zero {
         Zero::None => (1.0, 1.0, 1.0),
         Zero::Optimizer => (1.0, 1.0, d),
@@ -262,6 +265,7 @@ mod tests {
         for ((name, cfg, pp, b, batch, v), (base, sel)) in korthikanti().into_iter().zip(want) {
             let mut l = Layout {
                 tp: 8,
+                cp: 1,
                 pp,
                 dp: 1,
                 ep: 1,
@@ -293,6 +297,7 @@ mod tests {
         let (_, cfg, _, _, _, _) = korthikanti().remove(0);
         let mut l = Layout {
             tp: 8,
+            cp: 1,
             dp: 4,
             ..Layout::single(1)
         };

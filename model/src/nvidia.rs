@@ -5,7 +5,7 @@
 //!
 //! Only rows the step model can describe are used; the rest are counted by reason
 //! ([`excluded`]): systems without a catalog row (GB200, GB300, B300), precisions
-//! without a catalog peak (NVFP4), context parallelism (not modelled), mixture of
+//! without a catalog peak (NVFP4), mixture of
 //! experts (its routing is not yet checked), and architectures the block model does
 //! not have (multi-head latent attention, hybrid Mamba layers, sliding windows).
 
@@ -121,10 +121,6 @@ fn load() -> &'static Loaded {
                 skip("a precision without a catalog peak (NVFP4, unstated)");
                 continue;
             };
-            if num(r, "cp").is_some_and(|c| c > 1) {
-                skip("context parallelism (not modelled)");
-                continue;
-            }
             let Some(shape) = shapes
                 .iter()
                 .find(|s| names(get(s, "names_in_tables")).iter().any(|n| n == model))
@@ -175,6 +171,7 @@ fn load() -> &'static Loaded {
             };
             let layout = LayoutSpec {
                 tp: small("tp"),
+                cp: small("cp"),
                 pp: small("pp"),
                 ep: small("ep"),
                 microbatch: small("mbs"),
@@ -252,9 +249,10 @@ mod tests {
         assert_eq!(runs().len() + excluded().len(), total);
         assert!(runs().iter().any(|r| r.hardware == "h100-sxm"));
         assert!(runs().iter().any(|r| r.hardware == "b200"));
-        assert!(excluded()
+        assert!(!excluded()
             .iter()
             .any(|(_, why)| why.starts_with("context parallelism")));
+        assert!(runs().iter().any(|r| r.layout.cp.is_some_and(|c| c > 1)));
     }
 
     #[test]

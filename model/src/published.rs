@@ -26,6 +26,9 @@ const STEPS_TOML: &str = include_str!("catalog/steps.toml");
 pub struct LayoutSpec {
     /// Tensor degree.
     pub tp: Option<u32>,
+    /// Context-parallel degree (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cp: Option<u32>,
     /// Pipeline degree.
     pub pp: Option<u32>,
     /// Expert degree.
@@ -55,6 +58,7 @@ impl LayoutSpec {
         };
         Ok(Constraints {
             tp: self.tp,
+            cp: self.cp,
             pp: self.pp,
             dp: None,
             ep: self.ep,

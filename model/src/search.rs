@@ -34,6 +34,8 @@ use crate::system::GIB;
 pub struct Constraints {
     /// Tensor degree.
     pub tp: Option<u32>,
+    /// Context-parallel degree (`None`: 1; not searched).
+    pub cp: Option<u32>,
     /// Pipeline degree.
     pub pp: Option<u32>,
     /// Data degree.
@@ -191,8 +193,27 @@ pub fn search(
     let mut smallest = f64::INFINITY;
     let scale_up = model.system.scale_up();
 
+    let cp = u64::from(c.cp.unwrap_or(1).max(1));
+    if !batch.seq.is_multiple_of(cp) {
+        rej.add("cp does not divide the sequence", || {
+            format!("cp {cp}, seq {}", batch.seq)
+        });
+    }
+    if !devices.is_multiple_of(cp) {
+        rej.add("cp does not divide the devices", || {
+            format!("cp {cp}, {devices} devices")
+        });
+    }
+    // Searched over the devices one context-parallel rank stands for (none where cp
+    // cannot work).
+    let devices = if devices.is_multiple_of(cp) && batch.seq.is_multiple_of(cp) {
+        devices / cp
+    } else {
+        0
+    };
     let tps: Vec<u64> = match c.tp {
-        Some(t) => vec![u64::from(t)],
+        Some(t) if devices > 0 => vec![u64::from(t)],
+        Some(_) => vec![],
         None => divisors(devices),
     };
     for t in tps {
@@ -296,7 +317,7 @@ pub fn search(
                         );
                         let zeros = pick(
                             c.zero,
-                            if d > 1 {
+                            if d * cp > 1 {
                                 &[Zero::Optimizer, Zero::None, Zero::Full]
                             } else {
                                 &[Zero::None]
@@ -314,6 +335,7 @@ pub fn search(
                                         evaluated += 1;
                                         let layout = Layout {
                                             tp: t as u32,
+                                            cp: cp as u32,
                                             pp: p as u32,
                                             dp: d as u32,
                                             ep: ep as u32,
@@ -329,7 +351,8 @@ pub fn search(
                                         if mem.total > usable {
                                             rej.add("does not fit in memory", || {
                                                 format!(
-                                                    "tp {t} pp {p} dp {d} b {b} recompute {} zero {}: needs {:.1} GiB of {:.1} GiB usable",
+                                                    "tp {t}{} pp {p} dp {d} b {b} recompute {} zero {}: needs {:.1} GiB of {:.1} GiB usable",
+                                                    if cp > 1 { format!(" cp {cp}") } else { String::new() },
                                                     recompute.as_str(),
                                                     zero.level(),
                                                     mem.total / GIB,
@@ -393,6 +416,7 @@ fn same_parts(a: &Breakdown, b: &Breakdown) -> bool {
     [
         (a.compute, b.compute),
         (a.tp_comm, b.tp_comm),
+        (a.cp_comm, b.cp_comm),
         (a.pp_comm, b.pp_comm),
         (a.dp_comm, b.dp_comm),
         (a.ep_comm, b.ep_comm),

@@ -92,6 +92,9 @@ pub struct Breakdown {
     pub compute: f64,
     /// Exposed tensor-parallel communication.
     pub tp_comm: f64,
+    /// Exposed context-parallel communication (the key/value ring beyond what
+    /// attention hides).
+    pub cp_comm: f64,
     /// Pipeline sends.
     pub pp_comm: f64,
     /// Exposed data-parallel communication.
@@ -109,6 +112,7 @@ impl Breakdown {
     pub fn total(&self) -> f64 {
         self.compute
             + self.tp_comm
+            + self.cp_comm
             + self.pp_comm
             + self.dp_comm
             + self.ep_comm
@@ -128,6 +132,8 @@ pub struct LayerCost {
     pub backward: f64,
     /// Tensor-parallel seconds.
     pub tp: f64,
+    /// Context-parallel seconds: the key/value ring attention does not hide.
+    pub cp: f64,
     /// Expert all-to-all seconds.
     pub ep: f64,
 }
@@ -373,7 +379,9 @@ impl<'a> StepModel<'a> {
     ) -> LayerCost {
         let cfg = self.cfg;
         let t = u64::from(layout.tp);
-        let tokens = u64::from(layout.microbatch) * seq;
+        let c = u64::from(layout.cp.max(1));
+        let local = layout.local_seq(seq);
+        let tokens = u64::from(layout.microbatch) * local;
         let (h, f) = (cfg.hidden as f64, cfg.ffn as f64);
         let sp = layout.sequence_parallel && layout.tp > 1;
         let tf = t as f64;
@@ -412,23 +420,25 @@ impl<'a> StepModel<'a> {
         // Attention core: per head, `Q·Kᵀ` (s×s×d) and `P·V` (s×d×s); materialised,
         // the backward runs `dP = dO·Vᵀ` at the first's shape and `dQ = dS·K`,
         // `dK = dSᵀ·Q`, `dV = Pᵀ·dO` at the second's.
+        // With context parallelism a rank's `s/c` queries meet all `s` keys (causal
+        // work balanced across the ring, as Megatron orders the chunks).
         let heads = cfg.heads.div_ceil(t) * u64::from(layout.microbatch);
         let d = cfg.head_dim;
         let s = seq;
         let causal = if cfg.causal { 0.5 } else { 1.0 };
         let qk = Gemm {
             batch: heads,
-            m: s,
+            m: local,
             n: s,
             k: d,
         };
         let pv = Gemm {
             batch: heads,
-            m: s,
+            m: local,
             n: d,
             k: s,
         };
-        let (hd, ss) = ((heads * s * d) as f64, (heads * s * s) as f64);
+        let (hd, ss) = ((heads * local * d) as f64, (heads * local * s) as f64);
         let (attn_f, attn_b) = match layout.attention {
             Attention::Materialized => {
                 let (a, b) = (self.attention_gemm(qk), self.attention_gemm(pv));
@@ -508,6 +518,33 @@ impl<'a> StepModel<'a> {
             0.0
         };
 
+        // Context parallel: `c - 1` ring steps pass each rank's keys and values on in
+        // the forward, and keys, values and their gradients in the backward; each
+        // step overlaps the attention of the chunk in hand.
+        let cp = if c > 1 {
+            let tier = self.system.tier_for(t * c);
+            let kv = 2.0 * tokens as f64 * cfg.kv_dim() as f64 / tf * ACT_BYTES;
+            let hop = |bytes: f64| {
+                (c - 1) as f64
+                    * comm::time_with(
+                        Collective::SendRecv,
+                        bytes,
+                        2,
+                        tier,
+                        self.eff.link,
+                        self.network,
+                    )
+            };
+            let forwards = if layout.recompute == Recompute::Full {
+                2.0
+            } else {
+                1.0
+            };
+            forwards * (hop(kv) - attn_f).max(0.0) + (hop(2.0 * kv) - attn_b).max(0.0)
+        } else {
+            0.0
+        };
+
         // Expert parallel.
         let ep = if cfg.is_moe() && layout.ep > 1 {
             let k = u64::from(layout.ep);
@@ -536,6 +573,7 @@ impl<'a> StepModel<'a> {
             memory_bound: mem + re_mem,
             backward: gemm_b + attn_b + mem_b + re_gemm + re_mem,
             tp,
+            cp,
             ep,
         }
     }
@@ -564,7 +602,7 @@ impl<'a> StepModel<'a> {
     ) -> (f64, f64) {
         let vm = flops::vocab_matmul(self.cfg);
         let t = u64::from(layout.tp);
-        let tokens = u64::from(layout.microbatch) * seq;
+        let tokens = u64::from(layout.microbatch) * layout.local_seq(seq);
         let n = vm.n.div_ceil(t);
         let (fw, dg, wg) = self.train_gemm(1, tokens, vm.k, n);
         sink(vm.name, "fwd", fw);
@@ -644,11 +682,13 @@ impl<'a> StepModel<'a> {
 
         let compute = mf * (per_stage * (layer.gemm + layer.memory_bound) + vocab_gemm + vocab_mem);
         let tp_comm = mf * per_stage * layer.tp;
+        let cp_comm = mf * per_stage * layer.cp;
         let ep_comm = mf * per_stage * layer.ep;
+        let c = u64::from(layout.cp.max(1));
 
-        let tokens = f64::from(layout.microbatch) * batch.seq as f64;
+        let tokens = f64::from(layout.microbatch) * layout.local_seq(batch.seq) as f64;
         let send = if p > 1 {
-            let tier = sys.tier_for(t * d + 1);
+            let tier = sys.tier_for(t * c * d + 1);
             let n = tokens * cfg.hidden as f64 * ACT_BYTES / t as f64;
             2.0 * v
                 * comm::time_with(
@@ -663,11 +703,15 @@ impl<'a> StepModel<'a> {
             0.0
         };
         let pp_comm = mf * send;
-        let stage_mb = per_stage * (layer.gemm + layer.memory_bound + layer.tp + layer.ep) + send;
+        let stage_mb =
+            per_stage * (layer.gemm + layer.memory_bound + layer.tp + layer.cp + layer.ep) + send;
         let bubble = (p - 1) as f64 / v * stage_mb;
 
         let params = self.params.per_device(layout);
         let grads = params * memory::GRAD_BYTES;
+        // Context-parallel ranks hold the same weights: gradients reduce, and ZeRO
+        // shards, over `dp · cp` ranks.
+        let d = d * c;
         let reduce = comm::group_time_with(
             Collective::AllReduce,
             grads,
@@ -704,6 +748,7 @@ impl<'a> StepModel<'a> {
         Breakdown {
             compute,
             tp_comm,
+            cp_comm,
             pp_comm,
             dp_comm,
             ep_comm,
@@ -749,6 +794,7 @@ impl<'a> StepModel<'a> {
             ("gemm compute", gemm_total),
             ("memory-bound ops", b.compute - gemm_total),
             ("tensor-parallel communication", b.tp_comm),
+            ("context-parallel communication", b.cp_comm),
             ("pipeline sends", b.pp_comm),
             ("data-parallel communication", b.dp_comm),
             ("expert all-to-all", b.ep_comm),
@@ -937,5 +983,71 @@ mod tests {
         // dQ = dS·K and dK = dSᵀ·Q at P·V's shape; dP = dO·Vᵀ at Q·Kᵀ's, dV = Pᵀ·dO at P·V's.
         assert!(close(get("scores", "bwd"), 2.0 * f / 4e9));
         assert!(close(get("pv", "bwd"), f / 1e9 + f / 4e9));
+    }
+
+    #[test]
+    fn context_parallelism_halves_a_ranks_tokens_and_pays_for_the_ring() {
+        let c = cfg();
+        let mut sys = system();
+        // A link slow enough (1 MB/s) that the ring outlasts the attention it overlaps.
+        sys.tiers[0].bw = 1e6;
+        let shape = ShapeModel {
+            peak_flops: sys.peak_flops,
+            hbm_bw: sys.hbm_bw,
+            compute_units: None,
+            elem_bytes: 4.0,
+            efficiency: 1.0,
+        };
+        let rates = RateSource::Shape(shape.clone());
+        let eff = Efficiency {
+            link: 1.0,
+            hbm: 1.0,
+            gemm: 1.0,
+            dp_overlap: true,
+        };
+        let m = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
+        let one = Layout {
+            dp: 2,
+            attention: Attention::Flash,
+            ..Layout::single(4)
+        };
+        let two = Layout {
+            cp: 2,
+            dp: 1,
+            ..one
+        };
+        assert_eq!(two.devices(), one.devices());
+        let (a, b) = (m.layer_cost(&one, 64), m.layer_cost(&two, 64));
+        // Each rank holds 32 of the 64 positions: half the rows of every weight GEMM
+        // and half the attention (its 32 queries meet all 64 keys), so half the FLOPs
+        // (smaller tiles run a little slower), and half the memory-bound bytes.
+        let ratio = b.gemm / a.gemm;
+        assert!((0.5..0.7).contains(&ratio), "{} vs {}", b.gemm, a.gemm);
+        assert!((b.memory_bound / a.memory_bound - 0.5).abs() < 0.05);
+        // The ring of keys and values (2 x 32 positions x 4 sequences x 128 x 2 bytes
+        // per step, once forward and twice backward) shows where it outlasts the
+        // attention.
+        assert_eq!(a.cp, 0.0);
+        assert!(b.cp > 0.0, "{b:?}");
+        // Activations and the optimizer's shards follow: half the positions, and the
+        // context-parallel ranks share ZeRO's shards as data-parallel ones do.
+        let ma = m.memory_at(
+            &Layout {
+                zero: Zero::Optimizer,
+                ..one
+            },
+            64,
+            1,
+        );
+        let mb = m.memory_at(
+            &Layout {
+                zero: Zero::Optimizer,
+                ..two
+            },
+            64,
+            1,
+        );
+        assert!((mb.activations / ma.activations - 0.5).abs() < 0.01);
+        assert_eq!(mb.optimizer, ma.optimizer);
     }
 }

@@ -71,6 +71,7 @@ fn recompute_of(r: RecomputeArg) -> Recompute {
 pub fn constraints(args: &EstimateArgs) -> Constraints {
     Constraints {
         tp: args.tp,
+        cp: args.cp,
         pp: args.pp,
         dp: args.dp,
         ep: None,
@@ -114,10 +115,15 @@ pub struct EstimateArgs {
     /// Tensor-parallel degree (unset: searched within the scale-up domain).
     #[arg(long)]
     pub tp: Option<u32>,
+    /// Context-parallel degree: each rank holds seq / cp positions of every sequence
+    /// and passes keys and values around a ring for attention, for sequences whose
+    /// activations fit no other way (default 1; not searched).
+    #[arg(long)]
+    pub cp: Option<u32>,
     /// Pipeline stages (unset: searched among divisors of the layers).
     #[arg(long)]
     pub pp: Option<u32>,
-    /// Data-parallel degree (unset: devices / (tp x pp)).
+    /// Data-parallel degree (unset: devices / (tp x cp x pp)).
     #[arg(long)]
     pub dp: Option<u32>,
     /// Micro-batch, sequences (unset: searched).
@@ -1204,9 +1210,14 @@ fn step_lines(c: &Computed) -> String {
         outln!(out, "layout: {}", layout_text(l));
         outln!(
             out,
-            "step {t:.3} s: compute {:.3}, tp {:.3}, pp {:.3}, dp {:.3}, bubble {:.3}, optimizer {:.3}; bottleneck: {}; HFU {}, {} tokens/s",
+            "step {t:.3} s: compute {:.3}, tp {:.3}{}, pp {:.3}, dp {:.3}, bubble {:.3}, optimizer {:.3}; bottleneck: {}; HFU {}, {} tokens/s",
             b.compute,
             b.tp_comm,
+            if l.cp > 1 {
+                format!(", cp {:.3}", b.cp_comm)
+            } else {
+                String::new()
+            },
             b.pp_comm,
             b.dp_comm,
             b.bubble,
