@@ -326,3 +326,35 @@ fn goodput_lengthens_the_wall_clock_but_not_the_step() {
     let (ha, hb) = (common::f(&a, "wall_hours"), common::f(&b, "wall_hours"));
     assert!((hb / ha - 2.0).abs() < 1e-9, "{ha} {hb}");
 }
+
+#[test]
+fn calibrate_reports_how_far_off_an_estimate_without_layout_flags_is() {
+    let v = calibrate_json();
+    let st = &v["step"];
+    let runs = st["free_layout_runs"].as_u64().unwrap();
+    assert!(runs >= 80, "{runs}");
+    let med = st["free_layout_median_abs_log_error"].as_f64().unwrap();
+    assert!(med > 0.0 && med < 1.0, "{med}");
+    let gap = st["layout_gap"].as_f64().unwrap();
+    assert!(gap > 0.0 && gap < 1.0, "{gap}");
+    // Narayanan's runs stated full recomputation: the search's best layout is faster.
+    let row = st["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "narayanan-39.1b")
+        .unwrap();
+    let free = row["loo_free_predicted_s"].as_f64().unwrap();
+    assert!(
+        free < row["loo_unknown_predicted_s"].as_f64().unwrap(),
+        "{row}"
+    );
+    // Seeds state no layout: nothing to compare.
+    let seed = st["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "bert-large")
+        .unwrap();
+    assert!(seed["loo_free_predicted_s"].is_null(), "{seed}");
+}

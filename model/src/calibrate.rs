@@ -423,6 +423,18 @@ pub struct StepCalibration {
     pub population: f64,
     /// Prior weight of the pooling, in sources.
     pub pooling: f64,
+    /// Best-layout step over the stated layout's, over the sources that state one
+    /// ([`fit::StepFit::layout_gap`]; a diagnostic, not applied).
+    pub layout_gap: f64,
+    /// Sources behind [`StepCalibration::layout_gap`].
+    pub layout_gap_sources: usize,
+    /// Rows that state a layout, predicted left out as `estimate` does given neither
+    /// their layout nor their framework ([`fit::StepCheck::loo_free_predicted_s`]).
+    pub free_layout_runs: usize,
+    /// Their median `|ln(predicted / published)|`.
+    pub free_layout_median_abs_log_error: Option<f64>,
+    /// Their median `ln(predicted / published)` (negative: predicted too fast).
+    pub free_layout_median_log_error: Option<f64>,
     /// Every run with a published step time or duration.
     pub runs: Vec<fit::StepCheck>,
     /// Per source, left out whole.
@@ -495,11 +507,22 @@ pub fn step_calibration_with(
             group: g,
         });
     }
+    let free: Vec<f64> = checks
+        .iter()
+        .filter_map(|c| c.loo_free_predicted_s.map(|s| (s / c.published_s).ln()))
+        .collect();
     Ok(StepCalibration {
         parameters: f.parameters.clone(),
         stacks: f.stacks.clone(),
         population: f.population,
         pooling: f.pooling,
+        layout_gap: f.layout_gap,
+        layout_gap_sources: f.layout_gap_sources,
+        free_layout_runs: free.len(),
+        free_layout_median_abs_log_error: fit::median(
+            &mut free.iter().map(|x| x.abs()).collect::<Vec<_>>(),
+        ),
+        free_layout_median_log_error: fit::median(&mut free.clone()),
         runs: checks.clone(),
         sources,
         runs_checked: checks.len(),

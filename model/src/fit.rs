@@ -95,6 +95,9 @@ struct Point {
     class: String,
     date: String,
     eta: f64,
+    /// `ln(best layout's step / stated layout's step)` at the solved factor, for a row
+    /// that states its layout.
+    gap: Option<f64>,
 }
 
 /// Sources of a stack's own left-out rows a named band needs before it rests on them
@@ -188,6 +191,16 @@ pub struct StepFit {
     stack_families: Vec<(String, String, f64)>,
     /// The population value (mean over sources).
     pub population: f64,
+    /// Best-layout step over stated-layout step, the geometric mean over the sources
+    /// that state their layouts (each the mean of its rows), at most 1: how much
+    /// slower than the best layout flopcal finds published runs ran. A diagnostic of
+    /// estimates that leave the layout to the search, not applied to them: it differs
+    /// by kind of source (NVIDIA's tuned benchmark layouts are near the best, papers'
+    /// production layouts a third slower), so one global value would trade one kind's
+    /// error for the other's.
+    pub layout_gap: f64,
+    /// Sources it is the mean of.
+    pub layout_gap_sources: usize,
     /// Prior weight, in sources, of the value a cell or stack is shrunk toward:
     /// within-cell variance of source means over between-stack variance, bounded by
     /// [`POOLING_BOUNDS`].
@@ -205,6 +218,22 @@ pub struct StepFit {
 
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+/// [`StepFit::layout_gap`] of `points`, with the number of sources behind it (1 and 0
+/// where no row states its layout).
+fn layout_gap_of(points: &[Point]) -> (f64, usize) {
+    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for p in points {
+        if let Some(g) = p.gap {
+            by.entry(&p.group).or_default().push(g);
+        }
+    }
+    if by.is_empty() {
+        return (1.0, 0);
+    }
+    let means: Vec<f64> = by.values().map(|xs| mean(xs)).collect();
+    (mean(&means).exp().min(1.0), means.len())
 }
 
 /// The prior weight of partial pooling, in sources: `σ²/τ²`, the variance of source
@@ -354,8 +383,11 @@ impl StepFit {
                 }
             })
             .collect();
+        let (layout_gap, layout_gap_sources) = layout_gap_of(&points);
         StepFit {
             parameters,
+            layout_gap,
+            layout_gap_sources,
             stacks: stacks.into_iter().map(|(f, x)| (f, x.exp())).collect(),
             stack_families: stack_families
                 .into_iter()
@@ -537,6 +569,12 @@ pub struct StepCheck {
     pub loo_basis: String,
     /// Left-out prediction with the framework unknown.
     pub loo_unknown_predicted_s: f64,
+    /// Left out, as `estimate` predicts it given neither the layout nor the framework
+    /// (the best layout the search finds, divided by the fold's layout gap); rows
+    /// that state a layout only.
+    pub loo_free_predicted_s: Option<f64>,
+    /// The fold's layout gap that prediction was divided by.
+    pub loo_layout_gap: f64,
     /// Whether the published figure lies in the left-out prediction's band (built
     /// without this source's residuals).
     pub in_band: bool,
@@ -557,6 +595,7 @@ pub const SEED_ERA: &str = "tensorflow-2017-19";
 
 /// A run made ready for the step model: one phase of one step for a step run; the
 /// whole schedule for a seed run (whose published figure is its wall-clock duration).
+#[derive(Clone)]
 struct Prepared<'a> {
     id: String,
     era: String,
@@ -574,6 +613,9 @@ struct Prepared<'a> {
     /// Published seconds (one step, or the whole run).
     want: f64,
     whole_run: bool,
+    /// `ln(best layout's step / stated layout's step)` once solved (rows that state
+    /// their layout).
+    gap_ln: Option<f64>,
 }
 
 impl Prepared<'_> {
@@ -636,6 +678,32 @@ impl Prepared<'_> {
         } else {
             s
         }
+    }
+
+    /// `ln(best layout's step / stated layout's step)` at factor `eta`: what leaving
+    /// the layout to the search (as `estimate` without layout flags, with the stack's
+    /// stated defaults) gains over the layout the source ran.
+    fn gap_at(&self, layouts: &[Layout], eta: f64) -> Result<f64, ModelError> {
+        let shape = shape_model(&self.sys);
+        let rates = forecast::rate_source(self.hw, self.dtype.as_deref(), &shape);
+        let free = forecast::with_stack_defaults(Constraints::default(), self.hw, self.stack());
+        let mut best = 0.0;
+        for ph in &self.phases {
+            let eff = stack_efficiency(eta, self.stack(), &self.hw.class);
+            let m = StepModel::new(&self.cfg, &self.sys, &rates, &shape, eff, ph.seq);
+            let batch = Batch {
+                global_batch: ph.batch,
+                seq: ph.seq,
+            };
+            let r = search(&m, self.devices, batch, &free, 1)?;
+            let top = r.plans.first().ok_or_else(|| {
+                ModelError::InvalidInput(format!("run `{}`: no free layout fits", self.id))
+            })?;
+            best += ph.steps as f64 * top.step_time_s;
+        }
+        let stated =
+            self.seconds_of(layouts, &rates, eta) * if self.whole_run { GOODPUT } else { 1.0 };
+        Ok((best / stated).ln())
     }
 
     /// The factor at which the best layouts' time equals the published one (at most 1),
@@ -716,6 +784,7 @@ fn prepare_step<'a>(cat: &'a Catalog, run: &StepRun) -> Result<Prepared<'a>, Mod
         dtype: run.dtype.clone(),
         sys,
         whole_run: false,
+        gap_ln: None,
     })
 }
 
@@ -754,6 +823,7 @@ fn prepare_seed<'a>(cat: &'a Catalog, run: &Run) -> Result<Option<Prepared<'a>>,
         constraints: Constraints::default(),
         want: hours * 3600.0,
         whole_run: true,
+        gap_ln: None,
     }))
 }
 
@@ -806,12 +876,29 @@ fn prepare_and_solve<'a>(cat: &'a Catalog, yours: &[StepRun]) -> Result<Solved<'
             prepared.push(p);
         }
     }
-    let solved: Vec<Result<(f64, Vec<Layout>), ModelError>> =
-        prepared.par_iter().map(|p| p.solve()).collect();
+    // Each row solved; a row that states its layout also measures what the search's
+    // best layout would gain over it.
+    /// A row's factor, its layouts, and the gap its best layout would gain.
+    type Solution = (f64, Vec<Layout>, Option<f64>);
+    let solved: Vec<Result<Solution, ModelError>> = prepared
+        .par_iter()
+        .map(|p| {
+            let (eta, layouts) = p.solve()?;
+            let gap = if p.constraints.fixes_layout() {
+                p.gap_at(&layouts, eta).ok()
+            } else {
+                None
+            };
+            Ok((eta, layouts, gap))
+        })
+        .collect();
     let mut out = vec![];
-    for (p, eta) in prepared.into_iter().zip(solved) {
+    for (mut p, eta) in prepared.into_iter().zip(solved) {
         match eta {
-            Ok((eta, layouts)) => out.push((p, eta, layouts)),
+            Ok((eta, layouts, gap_ln)) => {
+                p.gap_ln = gap_ln;
+                out.push((p, eta, layouts))
+            }
             Err(e) if optional(&p.group) => dropped.push((p.id.clone(), e.to_string())),
             Err(e) if yours_ids.contains(&p.id.as_str()) => {
                 return Err(ModelError::InvalidInput(format!(
@@ -840,6 +927,7 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
                 class: p.hw.class.clone(),
                 date: p.date.clone(),
                 eta: *eta,
+                gap: p.gap_ln,
             })
             .collect(),
     );
@@ -896,7 +984,8 @@ pub fn fit_steps_with(
         .map(|g| (g.clone(), fit.without_group(g)))
         .collect();
     // Left-out predictions of every row through the forecast `estimate` runs.
-    let loo: Vec<(f64, f64, String)> = prepared
+    type Loo = (f64, f64, String, Option<f64>, f64);
+    let loo: Vec<Loo> = prepared
         .par_iter()
         .map(|p| {
             let fold = &folds
@@ -906,11 +995,20 @@ pub fn fit_steps_with(
                 .1;
             let (named, _, chosen) = p.predict(fold, true)?;
             let (unknown, _, _) = p.predict(fold, false)?;
-            Ok((named, unknown, chosen.basis))
+            let free = if p.constraints.fixes_layout() {
+                let free = Prepared {
+                    constraints: Constraints::default(),
+                    ..(*p).clone()
+                };
+                free.predict(fold, false).ok().map(|x| x.0)
+            } else {
+                None
+            };
+            Ok((named, unknown, chosen.basis, free, fold.layout_gap))
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
     let mut checks = vec![];
-    for (p, (loo_s, loo_unknown, loo_basis)) in prepared.iter().zip(loo) {
+    for (p, (loo_s, loo_unknown, loo_basis, loo_free, loo_gap)) in prepared.iter().zip(loo) {
         let (predicted, best, _) = p.predict(&fit, true)?;
         let band = band_of(
             &fit.named_residuals,
@@ -941,6 +1039,8 @@ pub fn fit_steps_with(
             loo_abs_log_error: (loo_s / p.want).ln().abs(),
             loo_basis,
             loo_unknown_predicted_s: loo_unknown,
+            loo_free_predicted_s: loo_free,
+            loo_layout_gap: loo_gap,
             in_band: p.want >= band_s.0 && p.want <= band_s.1,
             band_s,
             solved_gemm_efficiency: solved,
@@ -1114,6 +1214,38 @@ mod tests {
             "{}",
             named.basis
         );
+    }
+
+    #[test]
+    fn the_layout_gap_is_the_geometric_mean_over_sources_of_their_rows_mean() {
+        let pt = |group: &str, gap: Option<f64>| Point {
+            id: format!("{group}-{gap:?}"),
+            group: group.into(),
+            framework: "megatron".into(),
+            class: "gpu-2020".into(),
+            date: "2022-01".into(),
+            eta: 0.5,
+            gap,
+        };
+        // Source a: rows at ln 0.5 and ln 0.9 (mean ln 0.67); source b: one row at 1.0;
+        // the seed-like row states no layout and counts for nothing.
+        let points = [
+            pt("a", Some(0.5f64.ln())),
+            pt("a", Some(0.9f64.ln())),
+            pt("b", Some(0.0)),
+            pt("c", None),
+        ];
+        let (gap, n) = layout_gap_of(&points);
+        let want = ((0.5f64.ln() + 0.9f64.ln()) / 2.0 / 2.0).exp();
+        assert!((gap - want).abs() < 1e-12, "{gap} vs {want}");
+        assert_eq!(n, 2);
+        assert_eq!(layout_gap_of(&points[3..]), (1.0, 0));
+        // Never above 1: a search that cannot reach the stated layout is no gain.
+        assert_eq!(layout_gap_of(&[pt("d", Some(0.3))]).0, 1.0);
+        // The embedded fit: every published row that states a layout measured one, and
+        // the best layout is faster than the stated ones on the whole.
+        let fit = embedded_parameters().unwrap();
+        assert!(fit.layout_gap < 1.0 && fit.layout_gap_sources >= 20);
     }
 
     #[test]

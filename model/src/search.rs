@@ -58,6 +58,23 @@ pub struct Constraints {
     pub uneven_stages: bool,
 }
 
+impl Constraints {
+    /// Whether any layout dimension is fixed (the attention kernel and uneven stages
+    /// are not dimensions of the layout's shape).
+    pub fn fixes_layout(&self) -> bool {
+        self.tp.is_some()
+            || self.cp.is_some()
+            || self.pp.is_some()
+            || self.dp.is_some()
+            || self.ep.is_some()
+            || self.microbatch.is_some()
+            || self.virtual_stages.is_some()
+            || self.sequence_parallel.is_some()
+            || self.zero.is_some()
+            || self.recompute.is_some()
+    }
+}
+
 /// Layouts refused for one reason.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rejected {

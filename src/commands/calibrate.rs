@@ -231,6 +231,15 @@ fn print_table(c: &Calibration) {
     }
     outln!(
         out,
+        "left to the search (as `estimate` without layout flags or --framework), the {} rows that state a layout are predicted with median |ln(pred/pub)| = {} and median bias {}, left out: the best layout flopcal finds steps {:.3} of the time of the layout a source ran (geometric mean over {} sources; NVIDIA's tuned tables near 1, the papers' runs lower), so give the layout you will run where you know it",
+        st.free_layout_runs,
+        opt(st.free_layout_median_abs_log_error, |x| format!("{x:.3} (x{:.2})", x.exp())),
+        opt(st.free_layout_median_log_error, |x| format!("{:+.1}%", (x.exp() - 1.0) * 100.0)),
+        st.layout_gap,
+        st.layout_gap_sources
+    );
+    outln!(
+        out,
         "stated, not fitted: links at {:.0}% and HBM at {:.0}% of nominal bandwidth",
         st.link_efficiency * 100.0,
         st.hbm_efficiency * 100.0
