@@ -616,6 +616,12 @@ pub fn modelled_with(
         )
     };
     notes.push(format!("GEMM rates: {}", f.rate_source));
+    if measured.is_none() && !constraints.fixes_layout() && f.efficiency.layout_gap < 1.0 {
+        notes.push(format!(
+            "layout left to the search: the step is its best layout's divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them; `flopcal calibrate` prints it); give --tp, --pp, --recompute, ... to price the layout you will run",
+            f.efficiency.layout_gap
+        ));
+    }
     if own_system {
         notes.push(
             "this machine as profiled: its measured FMA peak and memory bandwidth, one device; usable memory 95% of capacity".into(),
@@ -643,6 +649,7 @@ pub fn modelled_with(
             band.high,
             band.residuals,
             match framework {
+                _ if band.layout_unknown => "predicted with neither their layout nor their framework (production training runs; the search's best layout over the layout gap)".to_string(),
                 Some(f) if band.own_stack => format!("on {}", f.id),
                 Some(_) => format!("predicted with the framework unknown{} (fewer than 3 sources of its own)", on_family(&band, hw)),
                 None => format!("predicted with the framework unknown{}", on_family(&band, hw)),

@@ -1080,3 +1080,48 @@ fn context_parallelism_splits_each_sequence_across_its_ranks() {
         .code(2)
         .stderr(predicate::str::contains("--cp must be at least 1"));
 }
+
+#[test]
+fn an_estimate_that_leaves_the_layout_to_the_search_divides_its_step_by_the_layout_gap() {
+    let base = [
+        "--model",
+        "llama2-7b",
+        "--hardware",
+        "a100",
+        "--devices",
+        "64",
+        "--batch",
+        "512",
+        "--steps",
+        "1",
+    ];
+    let free = common::json_of("estimate", &base);
+    let l = &free["layout"];
+    let num = |k: &str| l[k].as_u64().unwrap().to_string();
+    let text = |k: &str| l[k].as_str().unwrap().to_string();
+    let mut given: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    for (flag, v) in [
+        ("--tp", num("tp")),
+        ("--pp", num("pp")),
+        ("--dp", num("dp")),
+        ("--microbatch", num("microbatch")),
+        ("--virtual-stages", num("virtual_stages")),
+        ("--zero", num("zero")),
+        ("--recompute", text("recompute")),
+        ("--attention", text("attention")),
+        (
+            "--sequence-parallel",
+            l["sequence_parallel"].as_bool().unwrap().to_string(),
+        ),
+    ] {
+        given.push(flag.into());
+        given.push(v);
+    }
+    let fixed = common::json_of("estimate", &given);
+    assert_eq!(fixed["layout"], free["layout"]);
+    let cal = common::json_of("calibrate", &[] as &[&str]);
+    let gap = cal["step"]["layout_gap"].as_f64().unwrap();
+    assert!(gap > 0.5 && gap < 1.0, "{gap}");
+    let ratio = f(&free, "mfu") / f(&fixed, "mfu");
+    assert!((ratio / gap - 1.0).abs() < 1e-6, "{ratio} vs {gap}");
+}

@@ -423,8 +423,9 @@ pub struct StepCalibration {
     pub population: f64,
     /// Prior weight of the pooling, in sources.
     pub pooling: f64,
-    /// Best-layout step over the stated layout's, over the sources that state one
-    /// ([`fit::StepFit::layout_gap`]; a diagnostic, not applied).
+    /// Best-layout step over the stated layout's, over the production sources that
+    /// state one ([`fit::StepFit::layout_gap`]): applied where no layout dimension is
+    /// given.
     pub layout_gap: f64,
     /// Sources behind [`StepCalibration::layout_gap`].
     pub layout_gap_sources: usize,
@@ -435,6 +436,10 @@ pub struct StepCalibration {
     pub free_layout_median_abs_log_error: Option<f64>,
     /// Their median `ln(predicted / published)` (negative: predicted too fast).
     pub free_layout_median_log_error: Option<f64>,
+    /// The same two medians over the production runs among them.
+    pub free_layout_production: (Option<f64>, Option<f64>),
+    /// And over the benchmark tables' rows.
+    pub free_layout_benchmark: (Option<f64>, Option<f64>),
     /// Every run with a published step time or duration.
     pub runs: Vec<fit::StepCheck>,
     /// Per source, left out whole.
@@ -507,10 +512,23 @@ pub fn step_calibration_with(
             group: g,
         });
     }
-    let free: Vec<f64> = checks
+    let free: Vec<(bool, f64)> = checks
         .iter()
-        .filter_map(|c| c.loo_free_predicted_s.map(|s| (s / c.published_s).ln()))
+        .filter_map(|c| {
+            c.loo_free_predicted_s
+                .map(|s| (c.production, (s / c.published_s).ln()))
+        })
         .collect();
+    // (median |ln err|, median ln err) of the rows of one kind.
+    let medians = |rows: &[(bool, f64)], production: bool| {
+        let mut xs: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.0 == production)
+            .map(|r| r.1)
+            .collect();
+        let mut abs: Vec<f64> = xs.iter().map(|x| x.abs()).collect();
+        (fit::median(&mut abs), fit::median(&mut xs))
+    };
     Ok(StepCalibration {
         parameters: f.parameters.clone(),
         stacks: f.stacks.clone(),
@@ -520,9 +538,13 @@ pub fn step_calibration_with(
         layout_gap_sources: f.layout_gap_sources,
         free_layout_runs: free.len(),
         free_layout_median_abs_log_error: fit::median(
-            &mut free.iter().map(|x| x.abs()).collect::<Vec<_>>(),
+            &mut free.iter().map(|x| x.1.abs()).collect::<Vec<_>>(),
         ),
-        free_layout_median_log_error: fit::median(&mut free.clone()),
+        free_layout_median_log_error: fit::median(
+            &mut free.iter().map(|x| x.1).collect::<Vec<_>>(),
+        ),
+        free_layout_production: medians(&free, true),
+        free_layout_benchmark: medians(&free, false),
         runs: checks.clone(),
         sources,
         runs_checked: checks.len(),

@@ -229,6 +229,8 @@ pub fn forecast_measured(req: &Request<'_>, m: &Measured) -> Result<Forecast, Mo
             m.rates.points.len(),
         ),
         band: Band::none(),
+        layout_gap: 1.0,
+        free_band: Band::none(),
     };
     let rates = RateSource::Profile(m.rates.clone());
     run(req, &sys, &rates, &shape, eff, Some(&m.ops), chosen)
@@ -280,6 +282,13 @@ fn run(
     let best = best.map(|b| b.1).ok_or_else(|| {
         ModelError::InvalidInput("a training schedule needs at least one phase".into())
     })?;
+    // No layout dimension given: the search's best layout is faster than the layouts
+    // production runs chose; the step is that layout's divided by the layout gap.
+    let mut chosen = chosen;
+    if !req.constraints.fixes_layout() {
+        seconds /= chosen.layout_gap;
+        chosen.band = chosen.free_band;
+    }
     let mut rate_source = rates.describe();
     if let Some(o) = ops.filter(|o| !o.points.is_empty()) {
         rate_source.push_str(&format!("; memory-bound op times: {}", o.source));

@@ -196,6 +196,7 @@ fn load() -> &'static Loaded {
                 })
                 .collect();
             runs.push(StepRun {
+                production: false,
                 id: slug,
                 hardware: hardware.into(),
                 era: format!("{}-{release}", get(r, "framework")),

@@ -107,6 +107,11 @@ pub struct StepRun {
     /// Its source for leave-one-source-out: one paper's table, or one vendor release on
     /// one system.
     pub group: String,
+    /// A run that trained a model for real (its layout chosen for a long run), not a
+    /// throughput table's tuned configuration: such runs that state their layout set
+    /// the layout gap.
+    #[serde(default)]
+    pub production: bool,
     /// Training dtype (default: the hardware's).
     #[serde(default)]
     pub dtype: Option<String>,

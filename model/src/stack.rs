@@ -68,6 +68,9 @@ pub struct Band {
     /// Whether the rows are restricted to the hardware's device family (`gpu`, `tpu`:
     /// the part of a hardware class before its year); else every family.
     pub one_family: bool,
+    /// Whether the rows were predicted with their layout left to the search (the band
+    /// of an estimate given no layout dimension).
+    pub layout_unknown: bool,
 }
 
 impl Band {
@@ -80,6 +83,7 @@ impl Band {
             residuals: 0,
             own_stack: false,
             one_family: false,
+            layout_unknown: false,
         }
     }
 
@@ -101,6 +105,7 @@ impl Band {
             residuals: res.len(),
             own_stack: false,
             one_family: false,
+            layout_unknown: false,
         }
     }
 
@@ -128,4 +133,11 @@ pub struct Chosen {
     pub basis: String,
     /// The prediction interval on step time.
     pub band: Band,
+    /// Best-layout step over the step of the layouts production runs stated
+    /// ([`crate::fit::StepFit::layout_gap`]): a forecast that fixes no layout dimension
+    /// divides its step time by it; 1: none.
+    pub layout_gap: f64,
+    /// The prediction interval of such a forecast (its layout and the stack's effect
+    /// on it unknown): from the left-out errors of production runs predicted so.
+    pub free_band: Band,
 }

@@ -231,12 +231,16 @@ fn print_table(c: &Calibration) {
     }
     outln!(
         out,
-        "left to the search (as `estimate` without layout flags or --framework), the {} rows that state a layout are predicted with median |ln(pred/pub)| = {} and median bias {}, left out: the best layout flopcal finds steps {:.3} of the time of the layout a source ran (geometric mean over {} sources; NVIDIA's tuned tables near 1, the papers' runs lower), so give the layout you will run where you know it",
+        "layout gap {:.3}: the best layout flopcal finds for a production run steps this fraction of the time of the layout the run stated (geometric mean over {} production sources); an estimate given no layout dimension divides its step by it. Left to the search so (as `estimate` without layout flags or --framework), the {} rows that state a layout are predicted, left out, with median |ln(pred/pub)| = {} and median bias {}: production runs {} / {}, benchmark tables {} / {}",
+        st.layout_gap,
+        st.layout_gap_sources,
         st.free_layout_runs,
         opt(st.free_layout_median_abs_log_error, |x| format!("{x:.3} (x{:.2})", x.exp())),
-        opt(st.free_layout_median_log_error, |x| format!("{:+.1}%", (x.exp() - 1.0) * 100.0)),
-        st.layout_gap,
-        st.layout_gap_sources
+        opt(st.free_layout_median_log_error, pct_ln),
+        opt(st.free_layout_production.0, |x| format!("{x:.3}")),
+        opt(st.free_layout_production.1, pct_ln),
+        opt(st.free_layout_benchmark.0, |x| format!("{x:.3}")),
+        opt(st.free_layout_benchmark.1, pct_ln),
     );
     outln!(
         out,
@@ -421,6 +425,11 @@ fn ai21_verdict(ranges: &[flopcal_model::calibrate::RangeCheck]) -> String {
         ),
         (true, true) => "no AI21 range to compare.".into(),
     }
+}
+
+/// `ln r` as a signed percentage: `-0.1` → `-9.5%`.
+fn pct_ln(x: f64) -> String {
+    format!("{:+.1}%", (x.exp() - 1.0) * 100.0)
 }
 
 #[cfg(test)]
