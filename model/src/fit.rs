@@ -649,6 +649,19 @@ struct Prepared<'a> {
 }
 
 impl Prepared<'_> {
+    /// This run's solved factor (and layout gap) as the fit sees it.
+    fn point(&self, eta: f64, gap: Option<f64>) -> Point {
+        Point {
+            id: self.id.clone(),
+            group: self.group.clone(),
+            framework: self.framework.clone(),
+            class: self.hw.class.clone(),
+            date: self.date.clone(),
+            eta,
+            gap,
+        }
+    }
+
     fn stack(&self) -> Option<&'static Framework> {
         framework::lookup(&self.framework).ok().flatten()
     }
@@ -715,27 +728,42 @@ impl Prepared<'_> {
     /// the layout to the search (as `estimate` without layout flags, with the stack's
     /// stated defaults) gains over the layout the source ran.
     fn gap_at(&self, layouts: &[Layout], eta: f64) -> Result<f64, ModelError> {
-        let shape = shape_model(&self.sys);
-        let rates = forecast::rate_source(self.hw, self.dtype.as_deref(), &shape);
         let free = forecast::with_stack_defaults(Constraints::default(), self.hw, self.stack());
         let mut best = 0.0;
-        for ph in &self.phases {
-            let eff = stack_efficiency(eta, self.stack(), &self.hw.class);
-            let m = StepModel::new(&self.cfg, &self.sys, &rates, &shape, eff, ph.seq);
-            let batch = Batch {
-                global_batch: ph.batch,
-                seq: ph.seq,
-            };
-            let r = search(&m, self.devices, batch, &free, 1)?;
+        for (ph, r) in self.phases.iter().zip(self.search_phases(&free, eta)?) {
             let top = r.plans.first().ok_or_else(|| {
                 ModelError::InvalidInput(format!("run `{}`: no free layout fits", self.id))
             })?;
             best += ph.steps as f64 * top.step_time_s;
         }
+        let shape = shape_model(&self.sys);
+        let rates = forecast::rate_source(self.hw, self.dtype.as_deref(), &shape);
         let stated = self.seconds_of(layouts, &rates, eta)
             * self.gap
             * if self.whole_run { GOODPUT } else { 1.0 };
         Ok((best / stated).ln())
+    }
+
+    /// The search of each phase under `constraints` at factor `eta`, best plan first.
+    fn search_phases(
+        &self,
+        constraints: &Constraints,
+        eta: f64,
+    ) -> Result<Vec<crate::search::SearchResult>, ModelError> {
+        let shape = shape_model(&self.sys);
+        let rates = forecast::rate_source(self.hw, self.dtype.as_deref(), &shape);
+        let eff = stack_efficiency(eta, self.stack(), &self.hw.class);
+        self.phases
+            .iter()
+            .map(|ph| {
+                let m = StepModel::new(&self.cfg, &self.sys, &rates, &shape, eff, ph.seq);
+                let batch = Batch {
+                    global_batch: ph.batch,
+                    seq: ph.seq,
+                };
+                search(&m, self.devices, batch, constraints, 1)
+            })
+            .collect()
     }
 
     /// The factor at which the best layouts' time equals the published one (at most 1),
@@ -745,14 +773,7 @@ impl Prepared<'_> {
         let rates = forecast::rate_source(self.hw, self.dtype.as_deref(), &shape);
         let mut layouts = vec![];
         let constraints = forecast::with_stack_defaults(self.constraints, self.hw, self.stack());
-        for ph in &self.phases {
-            let eff = stack_efficiency(START, self.stack(), &self.hw.class);
-            let m = StepModel::new(&self.cfg, &self.sys, &rates, &shape, eff, ph.seq);
-            let batch = Batch {
-                global_batch: ph.batch,
-                seq: ph.seq,
-            };
-            let r = search(&m, self.devices, batch, &constraints, 1)?;
+        for r in self.search_phases(&constraints, START)? {
             let best = r.plans.into_iter().next().ok_or_else(|| {
                 ModelError::InvalidInput(format!(
                     "published run `{}`: no layout fits ({})",
@@ -937,15 +958,7 @@ fn prepare_and_solve<'a>(cat: &'a Catalog, yours: &[StepRun]) -> Result<Solved<'
         .zip(&solved)
         .filter_map(|(p, r)| {
             let (eta, _, gap) = r.as_ref().ok()?;
-            Some(Point {
-                id: p.id.clone(),
-                group: p.group.clone(),
-                framework: p.framework.clone(),
-                class: p.hw.class.clone(),
-                date: p.date.clone(),
-                eta: *eta,
-                gap: *gap,
-            })
+            Some(p.point(*eta, *gap))
         })
         .collect();
     let gap = layout_gap_of(&gap_points).0;
@@ -984,15 +997,7 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
     let mut fit = StepFit::from_points(
         solved
             .iter()
-            .map(|(p, eta, _)| Point {
-                id: p.id.clone(),
-                group: p.group.clone(),
-                framework: p.framework.clone(),
-                class: p.hw.class.clone(),
-                date: p.date.clone(),
-                eta: *eta,
-                gap: p.gap_ln,
-            })
+            .map(|(p, eta, _)| p.point(*eta, p.gap_ln))
             .collect(),
     );
     let groups = fit.groups();
@@ -1354,14 +1359,18 @@ mod tests {
         assert_eq!(Band::from_rms(&[0.1]).width(), 1.0);
     }
 
-    #[test]
-    fn an_unknown_band_rests_on_its_device_familys_errors_where_it_has_enough() {
-        let r = |group: &str, family: &str, value: f64| Residual {
+    fn residual(group: &str, framework: &str, family: &str, value: f64) -> Residual {
+        Residual {
             group: group.into(),
-            framework: "any".into(),
+            framework: framework.into(),
             family: family.into(),
             value,
-        };
+        }
+    }
+
+    #[test]
+    fn an_unknown_band_rests_on_its_device_familys_errors_where_it_has_enough() {
+        let r = |group: &str, family: &str, value: f64| residual(group, "any", family, value);
         let unknown = [
             r("g1", "gpu", 0.1),
             r("g2", "gpu", -0.1),
@@ -1384,12 +1393,7 @@ mod tests {
 
     #[test]
     fn a_stack_with_three_sources_gets_its_own_band_and_one_with_fewer_the_unknown_one() {
-        let r = |group: &str, framework: &str, value: f64| Residual {
-            group: group.into(),
-            framework: framework.into(),
-            family: "gpu".into(),
-            value,
-        };
+        let r = |group: &str, framework: &str, value: f64| residual(group, framework, "gpu", value);
         let named = [
             r("a", "tight", 0.05),
             r("b", "tight", -0.05),

@@ -881,23 +881,30 @@ mod tests {
         }
     }
 
+    /// The shape model of `sys` at its peak in f32, and no efficiency lost anywhere.
+    fn ideal(sys: &System) -> (ShapeModel, Efficiency) {
+        (
+            ShapeModel {
+                peak_flops: sys.peak_flops,
+                hbm_bw: sys.hbm_bw,
+                compute_units: None,
+                elem_bytes: 4.0,
+                efficiency: 1.0,
+            },
+            Efficiency {
+                link: 1.0,
+                hbm: 1.0,
+                gemm: 1.0,
+                dp_overlap: true,
+            },
+        )
+    }
+
     #[test]
     fn a_measured_op_replaces_its_bytes_and_the_others_keep_theirs() {
         let (c, sys) = (cfg(), system());
-        let shape = ShapeModel {
-            peak_flops: sys.peak_flops,
-            hbm_bw: sys.hbm_bw,
-            compute_units: None,
-            elem_bytes: 4.0,
-            efficiency: 1.0,
-        };
+        let (shape, eff) = ideal(&sys);
         let rates = RateSource::Shape(shape.clone());
-        let eff = Efficiency {
-            link: 1.0,
-            hbm: 1.0,
-            gemm: 1.0,
-            dp_overlap: true,
-        };
         let layout = Layout::single(4);
         let th = 4.0 * 64.0 * 128.0;
         let table = OpTable {
@@ -991,20 +998,8 @@ mod tests {
         let mut sys = system();
         // A link slow enough (1 MB/s) that the ring outlasts the attention it overlaps.
         sys.tiers[0].bw = 1e6;
-        let shape = ShapeModel {
-            peak_flops: sys.peak_flops,
-            hbm_bw: sys.hbm_bw,
-            compute_units: None,
-            elem_bytes: 4.0,
-            efficiency: 1.0,
-        };
+        let (shape, eff) = ideal(&sys);
         let rates = RateSource::Shape(shape.clone());
-        let eff = Efficiency {
-            link: 1.0,
-            hbm: 1.0,
-            gemm: 1.0,
-            dp_overlap: true,
-        };
         let m = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
         let one = Layout {
             dp: 2,
