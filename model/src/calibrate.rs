@@ -519,16 +519,17 @@ pub fn step_calibration_with(
                 .map(|s| (c.production, (s / c.published_s).ln()))
         })
         .collect();
-    // (median |ln err|, median ln err) of the rows of one kind.
-    let medians = |rows: &[(bool, f64)], production: bool| {
-        let mut xs: Vec<f64> = rows
+    // (median |ln err|, median ln err) of the rows of one kind (`None`: every row).
+    let medians = |production: Option<bool>| {
+        let mut xs: Vec<f64> = free
             .iter()
-            .filter(|r| r.0 == production)
+            .filter(|r| production.is_none_or(|p| r.0 == p))
             .map(|r| r.1)
             .collect();
         let mut abs: Vec<f64> = xs.iter().map(|x| x.abs()).collect();
         (fit::median(&mut abs), fit::median(&mut xs))
     };
+    let (free_abs, free_signed) = medians(None);
     Ok(StepCalibration {
         parameters: f.parameters.clone(),
         stacks: f.stacks.clone(),
@@ -537,14 +538,10 @@ pub fn step_calibration_with(
         layout_gap: f.layout_gap,
         layout_gap_sources: f.layout_gap_sources,
         free_layout_runs: free.len(),
-        free_layout_median_abs_log_error: fit::median(
-            &mut free.iter().map(|x| x.1.abs()).collect::<Vec<_>>(),
-        ),
-        free_layout_median_log_error: fit::median(
-            &mut free.iter().map(|x| x.1).collect::<Vec<_>>(),
-        ),
-        free_layout_production: medians(&free, true),
-        free_layout_benchmark: medians(&free, false),
+        free_layout_median_abs_log_error: free_abs,
+        free_layout_median_log_error: free_signed,
+        free_layout_production: medians(Some(true)),
+        free_layout_benchmark: medians(Some(false)),
         runs: checks.clone(),
         sources,
         runs_checked: checks.len(),

@@ -129,44 +129,26 @@ fn band_of(
 ) -> Band {
     let kept = |r: &&Residual| without != Some(r.group.as_str());
     if let Some(f) = framework {
-        let own: Vec<&Residual> = named
+        let own = named
             .iter()
             .filter(kept)
-            .filter(|r| r.framework == f && r.family == fam)
-            .collect();
-        let mut sources: Vec<&str> = own.iter().map(|r| r.group.as_str()).collect();
-        sources.sort_unstable();
-        sources.dedup();
-        if sources.len() >= MIN_BAND_SOURCES {
-            let values: Vec<f64> = own.iter().map(|r| r.value).collect();
+            .filter(|r| r.framework == f && r.family == fam);
+        if let Some(b) = band_if_enough(own) {
             return Band {
                 own_stack: true,
                 one_family: true,
-                ..Band::from_rms(&values)
+                ..b
             };
         }
     }
     // Predicting with the stack unknown: the errors of doing so on this device
     // family where they span enough sources (GPU rows err less than the TPU seeds),
     // else on every family.
-    let on_family: Vec<f64> = unknown
-        .iter()
-        .filter(kept)
-        .filter(|r| r.family == fam)
-        .map(|r| r.value)
-        .collect();
-    let mut sources: Vec<&str> = unknown
-        .iter()
-        .filter(kept)
-        .filter(|r| r.family == fam)
-        .map(|r| r.group.as_str())
-        .collect();
-    sources.sort_unstable();
-    sources.dedup();
-    if sources.len() >= MIN_BAND_SOURCES {
+    let on_family = unknown.iter().filter(kept).filter(|r| r.family == fam);
+    if let Some(b) = band_if_enough(on_family) {
         return Band {
             one_family: true,
-            ..Band::from_rms(&on_family)
+            ..b
         };
     }
     Band::from_rms(
@@ -178,20 +160,23 @@ fn band_of(
     )
 }
 
-/// The band of a forecast that fixes no layout dimension: the left-out errors of the
-/// production rows predicted so (leaving out source `without`), where they span
-/// [`MIN_BAND_SOURCES`] sources; `None` otherwise.
-fn free_band_of(free: &[Residual], without: Option<&str>) -> Option<Band> {
-    let kept: Vec<&Residual> = free
-        .iter()
-        .filter(|r| without != Some(r.group.as_str()))
-        .collect();
-    let mut sources: Vec<&str> = kept.iter().map(|r| r.group.as_str()).collect();
+/// The band on `rows` where they span [`MIN_BAND_SOURCES`] sources; `None` otherwise.
+fn band_if_enough<'a>(rows: impl Iterator<Item = &'a Residual>) -> Option<Band> {
+    let rows: Vec<&Residual> = rows.collect();
+    let mut sources: Vec<&str> = rows.iter().map(|r| r.group.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();
-    (sources.len() >= MIN_BAND_SOURCES).then(|| Band {
+    (sources.len() >= MIN_BAND_SOURCES)
+        .then(|| Band::from_rms(&rows.iter().map(|r| r.value).collect::<Vec<_>>()))
+}
+
+/// The band of a forecast that fixes no layout dimension: the left-out errors of the
+/// production rows predicted so, where they span [`MIN_BAND_SOURCES`] sources; `None`
+/// otherwise.
+fn free_band_of(free: &[Residual]) -> Option<Band> {
+    band_if_enough(free.iter()).map(|b| Band {
         layout_unknown: true,
-        ..Band::from_rms(&kept.iter().map(|r| r.value).collect::<Vec<_>>())
+        ..b
     })
 }
 
@@ -240,14 +225,12 @@ fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
 
-/// [`StepFit::layout_gap`] of `points`, with the number of sources behind it (1 and 0
-/// where no row states its layout).
-fn layout_gap_of(points: &[Point]) -> (f64, usize) {
+/// [`StepFit::layout_gap`] of `(source, ln gap)` rows, with the number of sources
+/// behind it (1 and 0 where there is none).
+fn layout_gap_of<'a>(gaps: impl Iterator<Item = (&'a str, f64)>) -> (f64, usize) {
     let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for p in points {
-        if let Some(g) = p.gap {
-            by.entry(&p.group).or_default().push(g);
-        }
+    for (group, g) in gaps {
+        by.entry(group).or_default().push(g);
     }
     if by.is_empty() {
         return (1.0, 0);
@@ -403,7 +386,11 @@ impl StepFit {
                 }
             })
             .collect();
-        let (layout_gap, layout_gap_sources) = layout_gap_of(&points);
+        let (layout_gap, layout_gap_sources) = layout_gap_of(
+            points
+                .iter()
+                .filter_map(|p| Some((p.group.as_str(), p.gap?))),
+        );
         StepFit {
             parameters,
             layout_gap,
@@ -553,7 +540,7 @@ impl StepFit {
             basis,
             band,
             layout_gap: self.layout_gap,
-            free_band: free_band_of(&self.free_residuals, None).unwrap_or(band),
+            free_band: free_band_of(&self.free_residuals).unwrap_or(band),
         })
     }
 }
@@ -698,11 +685,32 @@ impl Prepared<'_> {
         Ok((s, f.best, f.efficiency))
     }
 
+    /// Predicted seconds as `estimate` gives them with neither the layout nor the stack
+    /// named: the search's best layout over `fit`'s layout gap. `None` where no layout
+    /// fits.
+    fn predict_free(&self, fit: &StepFit) -> Option<f64> {
+        let free = Prepared {
+            constraints: Constraints::default(),
+            ..self.clone()
+        };
+        free.predict(fit, false).ok().map(|x| x.0)
+    }
+
     /// Seconds of fixed layouts at factor `eta`.
     fn seconds_of(&self, layouts: &[Layout], rates: &RateSource, eta: f64) -> f64 {
+        let s = self.step_seconds(layouts, rates, eta) / self.gap;
+        if self.whole_run {
+            s / GOODPUT
+        } else {
+            s
+        }
+    }
+
+    /// Seconds of stepping on fixed layouts at factor `eta`, before the layout gap and
+    /// goodput.
+    fn step_seconds(&self, layouts: &[Layout], rates: &RateSource, eta: f64) -> f64 {
         let shape = shape_model(&self.sys);
-        let s: f64 = self
-            .phases
+        self.phases
             .iter()
             .zip(layouts)
             .map(|(ph, l)| {
@@ -715,13 +723,7 @@ impl Prepared<'_> {
                 };
                 ph.steps as f64 * m.predict_with(l, batch, &layer).step_time_s
             })
-            .sum();
-        let s = s / self.gap;
-        if self.whole_run {
-            s / GOODPUT
-        } else {
-            s
-        }
+            .sum()
     }
 
     /// `ln(best layout's step / stated layout's step)` at factor `eta`: what leaving
@@ -738,10 +740,7 @@ impl Prepared<'_> {
         }
         let shape = shape_model(&self.sys);
         let rates = forecast::rate_source(self.hw, self.dtype.as_deref(), &shape);
-        let stated = self.seconds_of(layouts, &rates, eta)
-            * self.gap
-            * if self.whole_run { GOODPUT } else { 1.0 };
-        Ok((best / stated).ln())
+        Ok((best / self.step_seconds(layouts, &rates, eta)).ln())
     }
 
     /// The search of each phase under `constraints` at factor `eta`, best plan first.
@@ -953,15 +952,13 @@ fn prepare_and_solve<'a>(cat: &'a Catalog, yours: &[StepRun]) -> Result<Solved<'
             Ok((eta, layouts, gap))
         })
         .collect();
-    let gap_points: Vec<Point> = stated
-        .iter()
-        .zip(&solved)
-        .filter_map(|(p, r)| {
-            let (eta, _, gap) = r.as_ref().ok()?;
-            Some(p.point(*eta, *gap))
-        })
-        .collect();
-    let gap = layout_gap_of(&gap_points).0;
+    let gap = layout_gap_of(
+        stated
+            .iter()
+            .zip(&solved)
+            .filter_map(|(p, r)| Some((p.group.as_str(), r.as_ref().ok()?.2?))),
+    )
+    .0;
     let free: Vec<Prepared<'a>> = free.into_iter().map(|p| Prepared { gap, ..p }).collect();
     solved.extend(
         free.par_iter()
@@ -1031,11 +1028,7 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
         .filter(|(p, _, _)| p.production && p.constraints.fixes_layout())
         .filter_map(|(p, _, _)| {
             let fold = &folds.iter().find(|f| f.0 == p.group)?.1;
-            let free = Prepared {
-                constraints: Constraints::default(),
-                ..p.clone()
-            };
-            let (s, _, _) = free.predict(fold, false).ok()?;
+            let s = p.predict_free(fold)?;
             Some(residual(p, (p.want / s).ln()))
         })
         .collect();
@@ -1078,11 +1071,7 @@ pub fn fit_steps_with(
             let (named, _, chosen) = p.predict(fold, true)?;
             let (unknown, _, _) = p.predict(fold, false)?;
             let free = if p.constraints.fixes_layout() {
-                let free = Prepared {
-                    constraints: Constraints::default(),
-                    ..(*p).clone()
-                };
-                free.predict(fold, false).ok().map(|x| x.0)
+                p.predict_free(fold)
             } else {
                 None
             };
@@ -1318,13 +1307,16 @@ mod tests {
             pt("b", Some(0.0)),
             pt("c", None),
         ];
-        let (gap, n) = layout_gap_of(&points);
+        let of = |ps: &[Point]| {
+            layout_gap_of(ps.iter().filter_map(|p| Some((p.group.as_str(), p.gap?))))
+        };
+        let (gap, n) = of(&points);
         let want = ((0.5f64.ln() + 0.9f64.ln()) / 2.0 / 2.0).exp();
         assert!((gap - want).abs() < 1e-12, "{gap} vs {want}");
         assert_eq!(n, 2);
-        assert_eq!(layout_gap_of(&points[3..]), (1.0, 0));
+        assert_eq!(of(&points[3..]), (1.0, 0));
         // Never above 1: a search that cannot reach the stated layout is no gain.
-        assert_eq!(layout_gap_of(&[pt("d", Some(0.3))]).0, 1.0);
+        assert_eq!(of(&[pt("d", Some(0.3))]).0, 1.0);
         // The embedded fit: the production runs that state a layout (Llama 3, PaLM,
         // MT-NLG, Pythia) ran slower than the best layout flopcal finds for them.
         let fit = embedded_parameters().unwrap();

@@ -211,19 +211,20 @@ pub fn search(
     let scale_up = model.system.scale_up();
 
     let cp = u64::from(c.cp.unwrap_or(1).max(1));
-    if !batch.seq.is_multiple_of(cp) {
+    let (seq_splits, devices_split) = (batch.seq.is_multiple_of(cp), devices.is_multiple_of(cp));
+    if !seq_splits {
         rej.add("cp does not divide the sequence", || {
             format!("cp {cp}, seq {}", batch.seq)
         });
     }
-    if !devices.is_multiple_of(cp) {
+    if !devices_split {
         rej.add("cp does not divide the devices", || {
             format!("cp {cp}, {devices} devices")
         });
     }
     // Searched over the devices one context-parallel rank stands for (none where cp
     // cannot work).
-    let devices = if devices.is_multiple_of(cp) && batch.seq.is_multiple_of(cp) {
+    let devices = if seq_splits && devices_split {
         devices / cp
     } else {
         0

@@ -670,11 +670,10 @@ impl<'a> StepModel<'a> {
     ) -> Breakdown {
         let cfg = self.cfg;
         let sys = self.system;
-        let (t, p, d) = (
-            u64::from(layout.tp),
-            u64::from(layout.pp),
-            u64::from(layout.dp),
-        );
+        let (t, p) = (u64::from(layout.tp), u64::from(layout.pp));
+        // Context-parallel ranks hold the same weights: gradients reduce, and ZeRO
+        // shards, over the `dp · cp` replicas.
+        let d = layout.replicas();
         let v = f64::from(layout.virtual_stages);
         let m = layout.micro_batches(batch.global_batch).max(1);
         let mf = m as f64;
@@ -684,11 +683,10 @@ impl<'a> StepModel<'a> {
         let tp_comm = mf * per_stage * layer.tp;
         let cp_comm = mf * per_stage * layer.cp;
         let ep_comm = mf * per_stage * layer.ep;
-        let c = u64::from(layout.cp.max(1));
 
         let tokens = f64::from(layout.microbatch) * layout.local_seq(batch.seq) as f64;
         let send = if p > 1 {
-            let tier = sys.tier_for(t * c * d + 1);
+            let tier = sys.tier_for(t * d + 1);
             let n = tokens * cfg.hidden as f64 * ACT_BYTES / t as f64;
             2.0 * v
                 * comm::time_with(
@@ -709,9 +707,6 @@ impl<'a> StepModel<'a> {
 
         let params = self.params.per_device(layout);
         let grads = params * memory::GRAD_BYTES;
-        // Context-parallel ranks hold the same weights: gradients reduce, and ZeRO
-        // shards, over `dp · cp` ranks.
-        let d = d * c;
         let reduce = comm::group_time_with(
             Collective::AllReduce,
             grads,
