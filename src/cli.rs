@@ -29,7 +29,7 @@ pub enum Command {
     /// latency, algorithm and bus bandwidth, α–β fit. Launch with `mpirun -np N`.
     Comm(commands::comm::CommArgs),
     /// Estimate training time, cost, energy and CO2 for a model and token budget.
-    Estimate(commands::estimate::EstimateArgs),
+    Estimate(commands::estimate_args::EstimateArgs),
     /// Search every parallel layout of a model on N devices: the best ones ranked, and
     /// the ones refused with the reason.
     Plan(commands::plan::PlanArgs),

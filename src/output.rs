@@ -55,3 +55,13 @@ pub fn exit_quietly_when_stdout_closes() {
         default(info);
     }));
 }
+
+/// Print the warning of each stale price in `ages` on stderr.
+pub fn warn_stale(ages: &[flopcal_model::prices::PriceAge]) {
+    for w in ages
+        .iter()
+        .filter_map(flopcal_model::prices::PriceAge::warning)
+    {
+        eprintln!("warning: {w}");
+    }
+}

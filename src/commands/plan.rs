@@ -5,8 +5,10 @@ use clap::Args;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::Serialize;
 
-use crate::commands::estimate::{self, EstimateArgs};
-use crate::output::{print_json, OutputFormat};
+use crate::commands::estimate_args::EstimateArgs;
+use crate::estimating::{plan_inputs, price_age_notes};
+use crate::model_spec::run_date;
+use crate::output::{print_json, warn_stale, OutputFormat};
 use crate::planning::{self, PlanRow};
 use crate::text::layout_text;
 use crate::text::{emit, human_hours, outln, usd};
@@ -115,18 +117,18 @@ fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
 
 /// Run `flopcal plan`.
 pub fn run(args: &PlanArgs) -> Result<Outcome> {
-    let inputs = estimate::plan_inputs(&args.run)?;
+    let inputs = plan_inputs(&args.run.request())?;
     let mut r = planning::plan(&inputs, args.top.max(1))?;
     // The on-demand price the plans are costed at, with its date.
     let ages = flopcal_model::prices::price_ages(
         &inputs.hw,
-        &crate::commands::model_args::run_date()?,
+        &run_date()?,
         inputs.price.is_some(),
         true,
         false,
     );
-    estimate::warn_stale(&ages);
-    r.notes.extend(estimate::price_age_notes(&ages));
+    warn_stale(&ages);
+    r.notes.extend(price_age_notes(&ages));
     match args.run.format {
         OutputFormat::Json => print_json(&PlanJson {
             model: &r.model,
