@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::estimating::{compute_full, EstimateRequest};
 use crate::model_spec::{run_date, PriceSpec};
 use crate::planning::load_catalog;
-use crate::text::thousands;
+use crate::render::table::thousands;
 use crate::{Error, Result};
 
 /// What to compare: an estimate's plan and on-prem hardware, the cloud hardware, and

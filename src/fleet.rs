@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::fingerprint::Fingerprint;
 use crate::harness::stats;
 use crate::peak::{Bound, PeakSection};
+use crate::render;
 use crate::results::{self, Benchmark, ProfileConfig, Status, Tool};
 use crate::{Error, Result};
 
@@ -228,7 +229,6 @@ pub fn verdict_lines(s: &FleetSummary) -> Vec<String> {
 /// The spread as CSV: one row per kernel and rank (with the rank's host), the fleet's
 /// median and spread repeated on each of the kernel's rows.
 pub fn spread_csv(s: &FleetSummary, ranks: &[FleetRank]) -> Result<String> {
-    use crate::text::{csv_error, csv_string};
     let mut w = csv::Writer::from_writer(vec![]);
     w.write_record([
         "kernel",
@@ -243,7 +243,7 @@ pub fn spread_csv(s: &FleetSummary, ranks: &[FleetRank]) -> Result<String> {
         "deficit",
         "straggler",
     ])
-    .map_err(csv_error)?;
+    .map_err(render::csv::error)?;
     for k in &s.kernels {
         for r in &k.ranks {
             let host = ranks
@@ -263,10 +263,10 @@ pub fn spread_csv(s: &FleetSummary, ranks: &[FleetRank]) -> Result<String> {
                 r.deficit.to_string(),
                 r.straggler.to_string(),
             ])
-            .map_err(csv_error)?;
+            .map_err(render::csv::error)?;
         }
     }
-    csv_string(w)
+    render::csv::finish(w)
 }
 
 /// The report's section for a fleet file: the spread of every kernel across ranks

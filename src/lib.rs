@@ -16,17 +16,16 @@ pub mod harness;
 pub mod history;
 pub mod interrupt;
 pub mod model_spec;
-pub mod output;
 pub mod peak;
 pub mod planning;
 pub mod profile_run;
 pub mod profiling;
 pub mod regress;
+pub mod render;
 pub mod report;
 pub mod report_table;
 pub mod results;
 pub mod suite;
-pub mod text;
 pub mod validate;
 
 pub use error::{Error, Outcome, Result};

@@ -9,7 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     flopcal::alloc::keep_freed_pages();
-    flopcal::output::exit_quietly_when_stdout_closes();
+    flopcal::render::exit_quietly_when_stdout_closes();
     let cli = flopcal::cli::Cli::parse();
     let code = match flopcal::cli::run(cli) {
         Ok(outcome) => outcome.exit_code(),

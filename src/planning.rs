@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 use flopcal_model::calibrate::Fit;
 use flopcal_model::catalog::{Catalog, CATALOG_ENV};
 use flopcal_model::cost::{estimate, Assumptions, Estimate, MfuSource, Plan, Workload};
@@ -20,8 +20,9 @@ use flopcal_model::system::System;
 use flopcal_model::{Hardware, ModelConfig};
 
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
+use crate::render;
+use crate::render::table::{human_hours, num, outln, pct, usd};
 use crate::results::ResultFile;
-use crate::text::{human_hours, num, outln, pct, usd};
 use crate::Result;
 
 /// The embedded catalog, overridden by `--catalog` or `$FLOPCAL_CATALOG`.
@@ -221,9 +222,7 @@ pub fn default_run_table(file: &ResultFile) -> String {
             return out;
         }
     };
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
+    let mut t = render::table::new(vec![
         "pre-training",
         "hardware",
         "chips",

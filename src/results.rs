@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
 use crate::harness::{HarnessConfig, StopReason, Summary};
+use crate::render;
 use crate::{Error, Result};
 
 /// Current schema version of result files.
@@ -529,7 +530,7 @@ const CSV_HEADER: [&str; 23] = [
 /// Render benchmarks as CSV.
 pub fn to_csv(file: &ResultFile) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let csv_err = crate::text::csv_error;
+    let csv_err = render::csv::error;
     w.write_record(CSV_HEADER).map_err(csv_err)?;
     for b in &file.benchmarks {
         let shape = b.shape_text();
@@ -572,7 +573,7 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
         ])
         .map_err(csv_err)?;
     }
-    crate::text::csv_string(w)
+    render::csv::finish(w)
 }
 
 /// Write the JSON result file and its CSV twin, both atomically, the twin first: a

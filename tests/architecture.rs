@@ -270,3 +270,25 @@ fn the_reader_sees_grouped_and_nested_imports() {
     let c = a_cycle(&nodes, &[e("a", "b"), e("b", "a")].into_iter().collect());
     assert_eq!(c.unwrap().join(" -> "), "a -> b -> a");
 }
+
+#[test]
+fn stdout_is_written_only_by_the_render_module() {
+    let root = crate_root("src");
+    let mut files = vec![];
+    rs_files(&root, &mut files);
+    for f in files {
+        if f.starts_with(root.join("render")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for (i, line) in code_of(&text).lines().enumerate() {
+            let l = line.replace("eprint", "");
+            assert!(
+                !(l.contains("print!(") || l.contains("println!(") || l.contains("io::stdout(")),
+                "{}:{}: writes stdout itself; build the text and print it with render::stdout",
+                f.display(),
+                i + 1
+            );
+        }
+    }
+}

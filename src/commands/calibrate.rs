@@ -7,13 +7,13 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 use flopcal_model::calibrate::{calibrate_with, Calibration};
 use serde::Serialize;
 
-use crate::output::{print_json, OutputFormat};
 use crate::planning::load_catalog;
-use crate::text::{emit, emit_csv, layout_text, outln, thousands};
+use crate::render::table::{layout_text, outln, thousands};
+use crate::render::{self, OutputFormat};
 use crate::{Error, Outcome, Result};
 
 /// Arguments of `flopcal calibrate`.
@@ -59,14 +59,14 @@ pub fn run(args: &CalibrateArgs) -> Result<Outcome> {
     let yours = crate::planning::load_runs(args.own_runs.as_deref(), &cat)?;
     let c = calibrate_with(&cat, &yours)?;
     match args.format {
-        OutputFormat::Json => print_json(&JsonOut {
+        OutputFormat::Json => render::json::print(&JsonOut {
             runs: &c.runs,
             summary: &c.summary,
             ranges: &c.ranges,
             step: &c.step,
         })?,
         OutputFormat::Csv => print_csv(&c)?,
-        OutputFormat::Table => print_table(&c),
+        OutputFormat::Table => print_table(&c)?,
     }
     let bad_bound = match (args.max_log_error, c.step.worst_abs_log_error) {
         (Some(m), Some(w)) => w > m,
@@ -100,12 +100,10 @@ fn right(s: String) -> Cell {
     Cell::new(s).set_alignment(CellAlignment::Right)
 }
 
-fn print_table(c: &Calibration) {
+fn print_table(c: &Calibration) -> Result<()> {
     let mut out = String::new();
     let st = &c.step;
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
+    let mut t = render::table::new(vec![
         "run",
         "hardware",
         "framework",
@@ -150,9 +148,7 @@ fn print_table(c: &Calibration) {
         st.goodput
     );
     outln!(out, "{t}");
-    let mut s = Table::new();
-    s.load_preset(UTF8_FULL_CONDENSED);
-    s.set_header(vec![
+    let mut s = render::table::new(vec![
         "source (left out whole)",
         "framework",
         "hardware",
@@ -248,9 +244,7 @@ fn print_table(c: &Calibration) {
         st.link_efficiency * 100.0,
         st.hbm_efficiency * 100.0
     );
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
+    let mut t = render::table::new(vec![
         "run",
         "hardware",
         "as published",
@@ -323,9 +317,7 @@ fn print_table(c: &Calibration) {
         }
     );
     if !c.ranges.is_empty() {
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED);
-        t.set_header(vec![
+        let mut t = render::table::new(vec![
             "range",
             "published 1 run",
             "flopcal 1 run",
@@ -367,11 +359,11 @@ fn print_table(c: &Calibration) {
         }
         outln!(out, "  {}", ai21_verdict(&c.ranges));
     }
-    emit(&out);
+    render::stdout(&out)
 }
 
 fn print_csv(c: &Calibration) -> Result<()> {
-    let mut w = csv::Writer::from_writer(vec![]);
+    let mut w = render::csv::writer();
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     let csv_err = |err: csv::Error| Error::Usage(format!("cannot write CSV: {err}"));
     w.write_record([
@@ -402,7 +394,7 @@ fn print_csv(c: &Calibration) -> Result<()> {
         ])
         .map_err(csv_err)?;
     }
-    emit_csv(w)
+    render::csv::print(w)
 }
 
 /// What the AI21 table shows, read from its ratios (flopcal's single-run estimate over

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::comm::{self, Collective, CommConfig, CommDtype, CommFile};
-use crate::output::{print_json, OutputFormat};
+use crate::render::{self, OutputFormat};
 use crate::{Error, Outcome, Result};
 
 /// Arguments of `flopcal comm`.
@@ -227,27 +227,37 @@ fn execute(args: &CommArgs, config: CommConfig) -> Result<Outcome> {
 /// Print a comm file in `format`.
 pub fn print_file(file: &CommFile, format: OutputFormat) -> Result<()> {
     match format {
-        OutputFormat::Json => print_json(file),
+        OutputFormat::Json => render::json::print(file),
         OutputFormat::Csv => {
-            println!("collective,dtype,bytes,time_s,algbw_gb_s,busbw_gb_s,verified");
+            let mut w = render::csv::writer();
+            w.write_record([
+                "collective",
+                "dtype",
+                "bytes",
+                "time_s",
+                "algbw_gb_s",
+                "busbw_gb_s",
+                "verified",
+            ])
+            .map_err(render::csv::error)?;
             for r in &file.results {
-                println!(
-                    "{},{},{},{:e},{},{},{}",
-                    r.collective.as_str(),
-                    r.dtype.as_str(),
-                    r.bytes,
-                    r.time_s,
-                    r.algbw_gb_s,
-                    r.busbw_gb_s,
-                    r.verified
-                );
+                w.write_record([
+                    r.collective.as_str().to_string(),
+                    r.dtype.as_str().to_string(),
+                    r.bytes.to_string(),
+                    format!("{:e}", r.time_s),
+                    r.algbw_gb_s.to_string(),
+                    r.busbw_gb_s.to_string(),
+                    r.verified.to_string(),
+                ])
+                .map_err(render::csv::error)?;
             }
-            Ok(())
+            render::csv::print(w)
         }
-        OutputFormat::Table => {
-            println!("{}", crate::comm::table::results_table(file));
-            println!("{}", crate::comm::table::fits_table(file));
-            Ok(())
-        }
+        OutputFormat::Table => render::stdout(&format!(
+            "{}\n{}\n",
+            crate::comm::table::results_table(file),
+            crate::comm::table::fits_table(file)
+        )),
     }
 }

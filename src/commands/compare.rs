@@ -8,12 +8,12 @@
 //! [`crate::comparing`]; the cost model is `flopcal_model::onprem`.
 
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 
 use crate::commands::estimate_args::EstimateArgs;
 use crate::comparing::{compute, CompareReport, CompareRequest};
-use crate::output::{print_json, warn_stale, OutputFormat};
-use crate::text::{emit, human_hours, outln, thousands};
+use crate::render::table::{human_hours, outln, thousands};
+use crate::render::{self, warn_stale, OutputFormat};
 use crate::{Outcome, Result};
 
 /// Arguments of `flopcal compare`.
@@ -99,7 +99,7 @@ fn pct(x: Option<f64>) -> String {
     }
 }
 
-fn render(r: &CompareReport) -> String {
+fn table_text(r: &CompareReport) -> String {
     let c = &r.comparison;
     let mut out = String::new();
     outln!(
@@ -113,9 +113,7 @@ fn render(r: &CompareReport) -> String {
         thousands(c.onprem_chip_hours),
         thousands(c.cloud_chip_hours)
     );
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
+    let mut t = render::table::new(vec![
         "option",
         "USD per chip-hour",
         "per run",
@@ -211,8 +209,8 @@ fn render(r: &CompareReport) -> String {
 /// where there is none).
 fn print_csv(r: &CompareReport) -> Result<()> {
     let c = &r.comparison;
-    let mut w = csv::Writer::from_writer(vec![]);
-    let csv_err = crate::text::csv_error;
+    let mut w = render::csv::writer();
+    let csv_err = render::csv::error;
     w.write_record([
         "option",
         "usd_per_chip_hour",
@@ -241,7 +239,7 @@ fn print_csv(r: &CompareReport) -> Result<()> {
         ])
         .map_err(csv_err)?;
     }
-    crate::text::emit_csv(w)
+    render::csv::print(w)
 }
 
 /// Run `flopcal compare`.
@@ -249,9 +247,9 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let r = compute(&args.request())?;
     warn_stale(&r.price_ages);
     match args.plan.format {
-        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Json => render::json::print(&r)?,
         OutputFormat::Csv => print_csv(&r)?,
-        OutputFormat::Table => emit(&render(&r)),
+        OutputFormat::Table => render::stdout(&table_text(&r))?,
     }
     Ok(Outcome::Success)
 }

@@ -2,14 +2,14 @@
 //! loaded), energy and CO2, with a low–high band from the calibrated MFU spread. The
 //! flags are [`EstimateArgs`]; the computation is [`crate::estimating`].
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 use flopcal_model::cost::Estimate;
 
 use crate::commands::estimate_args::EstimateArgs;
 use crate::efficiency::KernelEfficiency;
 use crate::estimating::{compute_full, Computed};
-use crate::output::{print_json, warn_stale, OutputFormat};
-use crate::text::{emit, emit_csv, layout_text, num, outln, pct, sci, thousands, usd};
+use crate::render::table::{layout_text, num, outln, pct, sci, thousands, usd};
+use crate::render::{self, warn_stale, OutputFormat};
 use crate::{Error, Outcome, Result};
 
 /// Run `flopcal estimate`.
@@ -17,7 +17,7 @@ pub fn run(args: &EstimateArgs) -> Result<Outcome> {
     let c = compute_full(&args.request())?;
     warn_stale(&c.price_ages);
     match args.format {
-        OutputFormat::Json => print_json(&c)?,
+        OutputFormat::Json => render::json::print(&c)?,
         OutputFormat::Csv => print_csv(&c.estimate)?,
         OutputFormat::Table => {
             let mut out = render_table(&c.estimate);
@@ -26,7 +26,7 @@ pub fn run(args: &EstimateArgs) -> Result<Outcome> {
             if let Some(k) = &c.kernel_efficiency {
                 out.push_str(&kernel_table(k, 8));
             }
-            emit(&out);
+            render::stdout(&out)?;
         }
     }
     Ok(Outcome::Success)
@@ -47,9 +47,7 @@ pub fn kernel_table(k: &KernelEfficiency, top: usize) -> String {
         crate::report_table::fmt_giga(k.achieved_flops_per_s),
         crate::report_table::fmt_giga(k.peak_flops_per_s)
     );
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec![
+    let mut t = render::table::new(vec![
         "kernel",
         "share of FLOPs",
         "share of time",
@@ -85,9 +83,7 @@ pub fn kernel_table(k: &KernelEfficiency, top: usize) -> String {
 
 fn render_table(e: &Estimate) -> String {
     let mut out = String::new();
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["quantity", "estimate", "low", "high"]);
+    let mut t = render::table::new(vec!["quantity", "estimate", "low", "high"]);
     let mut row = |name: &str, mid: String, low: String, high: String| {
         t.add_row(vec![
             Cell::new(name),
@@ -265,7 +261,7 @@ fn step_lines(c: &Computed) -> String {
 }
 
 fn print_csv(e: &Estimate) -> Result<()> {
-    let mut w = csv::Writer::from_writer(vec![]);
+    let mut w = render::csv::writer();
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     let rows: Vec<(&str, String)> = vec![
         ("model", e.model.clone()),
@@ -303,5 +299,5 @@ fn print_csv(e: &Estimate) -> Result<()> {
     w.write_record(rows.iter().map(|r| r.0)).map_err(csv_err)?;
     w.write_record(rows.iter().map(|r| r.1.as_str()))
         .map_err(csv_err)?;
-    emit_csv(w)
+    render::csv::print(w)
 }

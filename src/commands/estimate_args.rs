@@ -12,7 +12,7 @@ use flopcal_model::layout::Attention;
 use crate::commands::model_args::{ModelArgs, PriceArgs};
 use crate::device::DeviceChoice;
 use crate::estimating::EstimateRequest;
-use crate::output::OutputFormat;
+use crate::render::OutputFormat;
 
 /// Unit of `--devices`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,7 +5,7 @@
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
 use crate::fleet::{self, FleetFile, FleetSummary};
-use crate::output::{print_json, OutputFormat};
+use crate::render::{self, OutputFormat};
 use crate::report_table::fmt_giga;
 #[cfg(feature = "mpi")]
 use crate::Outcome;
@@ -89,25 +89,19 @@ pub fn spread_table(s: &FleetSummary) -> String {
 /// kernel and rank).
 pub fn print_file(file: &FleetFile, format: OutputFormat) -> Result<()> {
     match format {
-        OutputFormat::Json => print_json(file),
-        OutputFormat::Csv => {
-            print!("{}", fleet::spread_csv(&file.summary, &file.ranks)?);
-            Ok(())
-        }
+        OutputFormat::Json => render::json::print(file),
+        OutputFormat::Csv => render::stdout(&fleet::spread_csv(&file.summary, &file.ranks)?),
         OutputFormat::Table => {
-            println!(
-                "fleet of {} ranks on {} host(s){}",
+            let mut hosts: Vec<&str> = file.ranks.iter().map(|r| r.host.as_str()).collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            render::stdout(&format!(
+                "fleet of {} ranks on {} host(s){}\n{}\n",
                 file.ranks.len(),
-                {
-                    let mut h: Vec<&str> = file.ranks.iter().map(|r| r.host.as_str()).collect();
-                    h.sort_unstable();
-                    h.dedup();
-                    h.len()
-                },
-                if file.partial { " — PARTIAL" } else { "" }
-            );
-            println!("{}", spread_table(&file.summary));
-            Ok(())
+                hosts.len(),
+                if file.partial { " — PARTIAL" } else { "" },
+                spread_table(&file.summary)
+            ))
         }
     }
 }

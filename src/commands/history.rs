@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 
 use crate::commands::values::parse_fraction;
 use crate::history::{self, History};
-use crate::output::{print_json, OutputFormat};
 use crate::regress::{self, fmt_pct, RegressOptions};
+use crate::render::{self, OutputFormat};
 use crate::report_table::fmt_giga;
 use crate::{Error, Outcome, Result};
 
@@ -55,9 +55,9 @@ pub fn run(args: &HistoryArgs) -> Result<Outcome> {
     }
     let h = history::summarise(&runs, &opts);
     match args.format {
-        OutputFormat::Json => print_json(&h)?,
-        OutputFormat::Csv => print!("{}", csv(&h)?),
-        _ => println!("{}", table(&h)),
+        OutputFormat::Json => render::json::print(&h)?,
+        OutputFormat::Csv => render::stdout(&csv(&h)?)?,
+        _ => render::stdout(&format!("{}\n", table(&h)))?,
     }
     Ok(Outcome::Success)
 }
@@ -88,9 +88,7 @@ fn change_points_text(s: &history::Series) -> String {
 
 /// Terminal table: one row per benchmark.
 pub fn table(h: &History) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut t = render::table::new([
         "benchmark",
         "runs",
         "first GFLOP/s",
@@ -132,8 +130,8 @@ pub fn table(h: &History) -> String {
 
 /// CSV: one row per benchmark and run.
 pub fn csv(h: &History) -> Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let err = crate::text::csv_error;
+    let mut w = render::csv::writer();
+    let err = render::csv::error;
     w.write_record([
         "id",
         "run",
@@ -159,5 +157,5 @@ pub fn csv(h: &History) -> Result<String> {
             .map_err(err)?;
         }
     }
-    crate::text::csv_string(w)
+    render::csv::finish(w)
 }

@@ -4,12 +4,13 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 use flopcal_kernels::peak::IsaLimit;
 use serde::Serialize;
 
-use crate::output::{print_json, OutputFormat};
 use crate::peak::{self, PeakOptions, PeakSection};
+use crate::render::table::outln;
+use crate::render::{self, OutputFormat};
 
 /// Arguments of `flopcal peak`.
 #[derive(Debug, Args)]
@@ -105,9 +106,9 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
         write_atomic(path, &report)?;
     }
     match args.format {
-        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Json => render::json::print(&report)?,
         OutputFormat::Csv => print_csv(&section)?,
-        OutputFormat::Table => print_table(&section),
+        OutputFormat::Table => print_table(&section)?,
     }
     for r in section.reference.iter().chain(&section.tile_reference) {
         if !r.within_tolerance {
@@ -135,12 +136,18 @@ fn giga(x: f64) -> String {
     format!("{:.1}", x / 1e9)
 }
 
-fn print_table(s: &PeakSection) {
-    println!(
+fn print_table(s: &PeakSection) -> crate::Result<()> {
+    let mut out = String::new();
+    outln!(
+        out,
         "{} ({}), {} threads on {} physical cores, max ISA {}",
-        s.cpu_model, s.arch, s.threads, s.physical_cores, s.max_isa
+        s.cpu_model,
+        s.arch,
+        s.threads,
+        s.physical_cores,
+        s.max_isa
     );
-    println!("features: {}", s.cpu_features.join(" "));
+    outln!(out, "features: {}", s.cpu_features.join(" "));
 
     // Floating-point ceilings in GFLOP/s; int8 ones in integer ops (TOPS), apart.
     let (ints, floats): (Vec<_>, Vec<_>) = s.compute.iter().partition(|c| c.dtype == "int8");
@@ -153,8 +160,7 @@ fn print_table(s: &PeakSection) {
         } else {
             "FLOP/cycle/core*"
         };
-        let mut t = Table::new();
-        t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        let mut t = render::table::new(vec![
             "ISA".to_string(),
             "dtype".into(),
             "threads".into(),
@@ -187,17 +193,19 @@ fn print_table(s: &PeakSection) {
                 Cell::new(if c.verified { "yes" } else { "NO" }),
             ]);
         }
-        println!("{t}");
+        outln!(out, "{t}");
     }
     if let Some(mhz) = s.reported_clock_mhz {
-        println!("* at the {mhz} MHz the OS reports (nominal; turbo raises the real clock)");
+        outln!(
+            out,
+            "* at the {mhz} MHz the OS reports (nominal; turbo raises the real clock)"
+        );
     }
     for k in &s.skipped {
-        println!("skipped {} {}: {}", k.isa, k.dtype, k.reason);
+        outln!(out, "skipped {} {}: {}", k.isa, k.dtype, k.reason);
     }
 
-    let mut b = Table::new();
-    b.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+    let mut b = render::table::new(vec![
         "kernel",
         "level",
         "working set",
@@ -224,14 +232,14 @@ fn print_table(s: &PeakSection) {
             Cell::new(if w.verified { "yes" } else { "NO" }),
         ]);
     }
-    println!("{b}");
-    println!(
+    outln!(out, "{b}");
+    outln!(
+        out,
         "bytes: STREAM convention (copy 16, triad 24 per element; write-allocate not counted)"
     );
 
     if !s.gpu.is_empty() {
-        let mut g = Table::new();
-        g.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        let mut g = render::table::new(vec![
             "GPU",
             "dtype",
             "GEMM n",
@@ -258,11 +266,12 @@ fn print_table(s: &PeakSection) {
                 .set_alignment(CellAlignment::Right),
             ]);
         }
-        println!("{g}");
+        outln!(out, "{g}");
     }
     if let Some(l) = s.load_average_1m {
         if l > 0.5 {
-            println!(
+            outln!(
+                out,
                 "note: 1-minute load average was {l:.1} when this started; other work on the \
                  machine lowers every figure"
             );
@@ -270,11 +279,14 @@ fn print_table(s: &PeakSection) {
     }
     for dtype in ["f32", "f64", "bf16"] {
         if let Some(r) = s.ridge_point(dtype) {
-            println!("ridge point {dtype}: {r:.1} FLOP/byte (peak / DRAM triad bandwidth)");
+            outln!(
+                out,
+                "ridge point {dtype}: {r:.1} FLOP/byte (peak / DRAM triad bandwidth)"
+            );
         }
     }
     if s.reference.is_none() {
-        println!("C reference: not run");
+        outln!(out, "C reference: not run");
     }
     for r in s.reference.iter().chain(&s.tile_reference) {
         let unit = if r.dtype == "int8" {
@@ -282,7 +294,8 @@ fn print_table(s: &PeakSection) {
         } else {
             "GFLOP/s"
         };
-        println!(
+        outln!(
+            out,
             "C reference ({} {}, {} threads): flopcal {} {unit} vs reference {} {unit}, ratio {:.3} ({})",
             r.isa,
             r.dtype,
@@ -293,12 +306,13 @@ fn print_table(s: &PeakSection) {
             if r.within_tolerance { "within ±10%" } else { "OUTSIDE ±10%" }
         );
     }
-    println!("spec peak: {} ({})", s.spec.status, s.spec.note);
+    outln!(out, "spec peak: {} ({})", s.spec.status, s.spec.note);
+    render::stdout(&out)
 }
 
 fn print_csv(s: &PeakSection) -> crate::Result<()> {
-    let err = crate::text::csv_error;
-    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    let err = render::csv::error;
+    let mut w = render::csv::writer();
     w.write_record([
         "section", "name", "variant", "threads", "value", "per_core", "median", "unit", "verified",
         "note",
@@ -378,6 +392,5 @@ fn print_csv(s: &PeakSection) -> crate::Result<()> {
         ])
         .map_err(err)?;
     }
-    w.flush().map_err(crate::text::csv_error)?;
-    Ok(())
+    render::csv::print(w)
 }

@@ -2,16 +2,16 @@
 //! ranked (step time, MFU, memory, training days, cost) and the ones refused, and why.
 
 use clap::Args;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 use serde::Serialize;
 
 use crate::commands::estimate_args::EstimateArgs;
 use crate::estimating::{plan_inputs, price_age_notes};
 use crate::model_spec::run_date;
-use crate::output::{print_json, warn_stale, OutputFormat};
 use crate::planning::{self, PlanRow};
-use crate::text::layout_text;
-use crate::text::{emit, human_hours, outln, usd};
+use crate::render::table::layout_text;
+use crate::render::table::{human_hours, outln, usd};
+use crate::render::{self, warn_stale, OutputFormat};
 use crate::{Outcome, Result};
 
 /// Arguments of `flopcal plan`: those of `estimate` (model, hardware, devices, batch,
@@ -58,9 +58,9 @@ fn with_equivalents(
 /// One CSV row per ranked layout (the table's columns, in plain units; empty hours
 /// and cost for a per-step plan).
 fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(vec![]);
+    let mut w = render::csv::writer();
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
-    let csv_err = crate::text::csv_error;
+    let csv_err = render::csv::error;
     w.write_record([
         "rank",
         "layout",
@@ -112,7 +112,7 @@ fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
         ])
         .map_err(csv_err)?;
     }
-    crate::text::emit_csv(w)
+    render::csv::print(w)
 }
 
 /// Run `flopcal plan`.
@@ -130,7 +130,7 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
     warn_stale(&ages);
     r.notes.extend(price_age_notes(&ages));
     match args.run.format {
-        OutputFormat::Json => print_json(&PlanJson {
+        OutputFormat::Json => render::json::print(&PlanJson {
             model: &r.model,
             hardware: &r.hardware,
             devices: r.devices,
@@ -155,9 +155,7 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
                 r.search.evaluated,
                 r.search.feasible
             );
-            let mut t = Table::new();
-            t.load_preset(UTF8_FULL_CONDENSED);
-            t.set_header(vec![
+            let mut t = render::table::new(vec![
                 "#",
                 "layout",
                 "step",
@@ -207,7 +205,7 @@ pub fn run(args: &PlanArgs) -> Result<Outcome> {
             for n in &r.notes {
                 outln!(out, "  - {n}");
             }
-            emit(&out);
+            render::stdout(&out)?;
         }
     }
     Ok(Outcome::Success)

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::device::DeviceChoice;
-use crate::output::{print_json, OutputFormat};
 use crate::profile_run::{execute, ProfileSpec};
+use crate::render::{self, OutputFormat};
 use crate::results::{self, ResultFile, Status};
 use crate::{report_table, Error, Outcome, Result};
 
@@ -170,20 +170,20 @@ pub fn run_default() -> Result<Outcome> {
         ..ProfileSpec::default()
     };
     run_then(&spec, OutputFormat::Table, |file| {
-        print!("{}", crate::planning::default_run_table(file));
+        render::stdout(&crate::planning::default_run_table(file))
     })
 }
 
 /// Run `flopcal profile`.
 pub fn run(args: &ProfileArgs) -> Result<Outcome> {
-    run_then(&args.spec(), args.format, |_| {})
+    run_then(&args.spec(), args.format, |_| Ok(()))
 }
 
 /// Run a profile, print it, then call `then` with the result (table format only).
 fn run_then(
     spec: &ProfileSpec,
     format: OutputFormat,
-    then: impl FnOnce(&ResultFile),
+    then: impl FnOnce(&ResultFile) -> Result<()>,
 ) -> Result<Outcome> {
     // Under an MPI launcher every rank profiles and rank 0 gathers (fleet mode).
     #[cfg(feature = "mpi")]
@@ -192,12 +192,15 @@ fn run_then(
     }
     let run = execute(spec)?;
     match format {
-        OutputFormat::Json => print_json(&run.file)?,
-        OutputFormat::Csv => print!("{}", results::to_csv(&run.file)?),
+        OutputFormat::Json => render::json::print(&run.file)?,
+        OutputFormat::Csv => render::stdout(&results::to_csv(&run.file)?)?,
         OutputFormat::Table => {
-            println!("{}", report_table::profile_table(&run.file));
-            println!("{}", report_table::profile_findings(&run.file));
-            then(&run.file);
+            render::stdout(&format!(
+                "{}\n{}\n",
+                report_table::profile_table(&run.file),
+                report_table::profile_findings(&run.file)
+            ))?;
+            then(&run.file)?;
             if let Some(p) = &run.saved {
                 eprintln!(
                     "saved {} and {}",

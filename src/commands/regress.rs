@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 
 use super::values::parse_fraction;
-use crate::output::print_json;
 use crate::regress::{
     self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, Comparison, RegressOptions, Row,
 };
+use crate::render::{self, markdown};
 use crate::report_table::fmt_giga;
-use crate::text::{csv_error, csv_string};
+
 use crate::{results, Outcome, Result};
 
 /// Output formats of `regress` (the shared ones plus Markdown for pull requests).
@@ -118,10 +118,10 @@ pub fn run(args: &RegressArgs) -> Result<Outcome> {
         eprintln!("warning: {w}");
     }
     match args.format {
-        RegressFormat::Table => println!("{}", table(&cmp)),
-        RegressFormat::Json => print_json(&cmp)?,
-        RegressFormat::Csv => print!("{}", csv(&cmp)?),
-        RegressFormat::Markdown => print!("{}", markdown(&cmp)),
+        RegressFormat::Table => render::stdout(&format!("{}\n", table(&cmp)))?,
+        RegressFormat::Json => render::json::print(&cmp)?,
+        RegressFormat::Csv => render::stdout(&csv(&cmp)?)?,
+        RegressFormat::Markdown => render::stdout(&markdown(&cmp))?,
     }
     Ok(if cmp.failed() {
         Outcome::Failed
@@ -147,9 +147,7 @@ fn change_cells(r: &Row) -> (String, String, String) {
 
 /// The terminal table of a comparison.
 pub fn table(c: &Comparison) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut t = render::table::new([
         "benchmark",
         "base GFLOP/s",
         "cand GFLOP/s",
@@ -180,8 +178,8 @@ pub fn table(c: &Comparison) -> String {
 
 /// The CSV form: one row per benchmark.
 pub fn csv(c: &Comparison) -> Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let err = csv_error;
+    let mut w = render::csv::writer();
+    let err = render::csv::error;
     w.write_record([
         "id",
         "verdict",
@@ -218,11 +216,7 @@ pub fn csv(c: &Comparison) -> Result<String> {
         ])
         .map_err(err)?;
     }
-    csv_string(w)
-}
-
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
+    render::csv::finish(w)
 }
 
 /// A Markdown report for a pull request.
@@ -241,13 +235,21 @@ pub fn markdown(c: &Comparison) -> String {
     if !c.host_differences.is_empty() {
         out.push_str(&format!(
             "> **Hosts differ:** {}\n\n",
-            md_escape(&c.host_differences.join("; "))
+            markdown::escape(&c.host_differences.join("; "))
         ));
     }
-    out.push_str(
-        "| benchmark | base GFLOP/s | cand GFLOP/s | change | 95% CI | p(slower) | verdict |\n",
-    );
-    out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    out.push_str(&markdown::head(
+        &[
+            "benchmark",
+            "base GFLOP/s",
+            "cand GFLOP/s",
+            "change",
+            "95% CI",
+            "p(slower)",
+            "verdict",
+        ],
+        "lrrrrrl",
+    ));
     for r in &c.rows {
         let (change, ci, p) = change_cells(r);
         let mut verdict = verdict_label(r);
@@ -257,16 +259,15 @@ pub fn markdown(c: &Comparison) -> String {
         if let Some(n) = &r.note {
             verdict = format!("{verdict} ({n})");
         }
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
-            md_escape(&r.id),
+        out.push_str(&markdown::row([
+            format!("`{}`", markdown::escape(&r.id)),
             giga(r.baseline_flops_per_s),
             giga(r.candidate_flops_per_s),
             change,
             ci,
             p,
-            md_escape(&verdict)
-        ));
+            markdown::escape(&verdict),
+        ]));
     }
     out
 }
@@ -333,35 +334,35 @@ fn comm_files(args: &RegressArgs, opts: &RegressOptions) -> Result<Outcome> {
             .join(", ")
     );
     match args.format {
-        RegressFormat::Json => print_json(&cmp)?,
+        RegressFormat::Json => render::json::print(&cmp)?,
         RegressFormat::Csv => {
             // Through the CSV writer: the CI cell ("[-1.0%, +2.0%]") holds a comma.
-            let mut w = csv::Writer::from_writer(vec![]);
-            w.write_record(header).map_err(csv_error)?;
+            let mut w = render::csv::writer();
+            w.write_record(header).map_err(render::csv::error)?;
             for r in &cmp.rows {
                 w.write_record(std::iter::once(r.id.clone()).chain(cells(r)))
-                    .map_err(csv_error)?;
+                    .map_err(render::csv::error)?;
             }
-            print!("{}", csv_string(w)?);
+            render::csv::print(w)?;
         }
         RegressFormat::Markdown => {
-            println!("### flopcal regress (comm): {summary}\n");
-            println!("| {} |", header.join(" | "));
-            println!("|---|---:|---:|---:|---:|---:|---|");
+            let mut out = format!("### flopcal regress (comm): {summary}\n\n");
+            out.push_str(&markdown::head(&header, "lrrrrrl"));
             for r in &cmp.rows {
-                println!("| `{}` | {} |", r.id, cells(r).join(" | "));
+                out.push_str(&markdown::row(
+                    std::iter::once(format!("`{}`", r.id)).chain(cells(r)),
+                ));
             }
+            render::stdout(&out)?;
         }
         RegressFormat::Table => {
-            let mut t = comfy_table::Table::new();
-            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            t.set_header(header);
+            let mut t = render::table::new(header);
             for r in &cmp.rows {
                 let mut row = vec![comfy_table::Cell::new(&r.id)];
                 row.extend(cells(r).into_iter().map(comfy_table::Cell::new));
                 t.add_row(row);
             }
-            println!("{t}\n{summary}");
+            render::stdout(&format!("{t}\n{summary}\n"))?;
         }
     }
     Ok(if cmp.failed() {
@@ -378,9 +379,11 @@ fn fleet_file(args: &RegressArgs) -> Result<Outcome> {
     let mut file = crate::fleet::load(&args.candidate)?;
     file.summary = crate::fleet::summarize(&file.ranks, args.straggler);
     match args.format {
-        RegressFormat::Json => print_json(&file.summary)?,
-        RegressFormat::Csv => print!("{}", crate::fleet::spread_csv(&file.summary, &file.ranks)?),
-        _ => println!("{}", super::fleet::spread_table(&file.summary)),
+        RegressFormat::Json => render::json::print(&file.summary)?,
+        RegressFormat::Csv => {
+            render::stdout(&crate::fleet::spread_csv(&file.summary, &file.ranks)?)?
+        }
+        _ => render::stdout(&format!("{}\n", super::fleet::spread_table(&file.summary)))?,
     }
     Ok(if file.summary.stragglers.is_empty() {
         Outcome::Success

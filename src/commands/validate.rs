@@ -12,8 +12,9 @@ use serde::Serialize;
 use crate::device::{self, DeviceChoice};
 use crate::fingerprint;
 use crate::harness::{HarnessConfig, KernelExecutor};
-use crate::output::{print_json, OutputFormat};
 use crate::profile_run::{self, ProfileSpec};
+use crate::render::table::outln;
+use crate::render::{self, OutputFormat};
 use crate::report_table::fmt_duration;
 use crate::results::{self, ResultFile};
 use crate::validate::{self, Prediction, Term};
@@ -451,8 +452,10 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-fn print_table(r: &ValidateReport, pred: &Prediction) {
-    println!(
+fn print_table(r: &ValidateReport, pred: &Prediction) -> Result<()> {
+    let mut out = String::new();
+    outln!(
+        out,
         "flopcal validate: {} ({} layers × {} hidden, batch {}, seq {}{}) on {}",
         r.model,
         r.layers,
@@ -462,20 +465,23 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         if r.causal { ", causal" } else { "" },
         r.device
     );
-    println!("  profile:   {}", r.profile_source);
+    outln!(out, "  profile:   {}", r.profile_source);
     if let Some([a, b]) = r.load_average {
-        println!(
+        outln!(
+            out,
             "  load:      1-min load average {a:.1} at the start, {b:.1} at the end, on {} logical CPUs",
             r.logical_cpus
         );
     }
-    println!(
+    outln!(
+            out,
         "  predicted: {}  (step model, single device, fed with this profile's kernel means; 95% CI {} – {})",
         fmt_duration(r.predicted_step_s),
         fmt_duration(r.predicted_ci95_s[0]),
         fmt_duration(r.predicted_ci95_s[1])
     );
-    println!(
+    outln!(
+        out,
         "  measured:  {}  (mean; 95% CI {} – {}; {} steps over {} rounds)",
         fmt_duration(r.measured_step_s),
         fmt_duration(r.measured_ci95_s[0]),
@@ -483,7 +489,8 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         r.step_samples,
         r.rounds
     );
-    println!(
+    outln!(
+        out,
         "  ratio:     {:.3}  (95% CI {:.3} – {:.3}); bound ±{:.0}%: {}",
         r.ratio,
         r.ratio_ci95[0],
@@ -491,20 +498,26 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
         r.bound * 100.0,
         if r.within_bound { "within" } else { "OUTSIDE" }
     );
-    println!(
+    outln!(
+        out,
         "  medians:   step model on kernel medians {}, step median {} (reference only)",
         fmt_duration(r.predicted_median_sum_s),
         fmt_duration(r.measured_median_s)
     );
-    println!(
+    outln!(
+        out,
         "  left out:  the step model's optimizer update, {} (the candle step has none)",
         fmt_duration(r.step_model_optimizer_s)
     );
-    println!("  GEMM rates: {}", r.gemm_rate_source);
-    println!("  op times:   {}", r.op_time_source);
-    println!("  largest terms of the prediction (count × seconds each):");
+    outln!(out, "  GEMM rates: {}", r.gemm_rate_source);
+    outln!(out, "  op times:   {}", r.op_time_source);
+    outln!(
+        out,
+        "  largest terms of the prediction (count × seconds each):"
+    );
     for t in pred.terms.iter().take(8) {
-        println!(
+        outln!(
+            out,
             "    {:>10}  {:>5.1} × {:>10}  {}",
             fmt_duration(t.total_s),
             t.count,
@@ -512,6 +525,7 @@ fn print_table(r: &ValidateReport, pred: &Prediction) {
             t.id
         );
     }
+    render::stdout(&out)
 }
 
 /// Run `flopcal validate`.
@@ -599,26 +613,42 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         op_time_source: pred.ops_source.clone(),
     };
     match args.format {
-        OutputFormat::Json => print_json(&report)?,
+        OutputFormat::Json => render::json::print(&report)?,
         OutputFormat::Csv => {
-            println!("model,layers,hidden,batch,seq,causal,predicted_step_s,measured_step_s,ratio,ratio_ci_low,ratio_ci_high,within_bound");
-            println!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}",
-                report.model,
-                report.layers,
-                report.hidden,
-                report.batch,
-                report.seq,
-                report.causal,
-                report.predicted_step_s,
-                report.measured_step_s,
-                report.ratio,
-                v.ratio_ci95[0],
-                v.ratio_ci95[1],
-                v.within_bound
-            );
+            let mut w = render::csv::writer();
+            w.write_record([
+                "model",
+                "layers",
+                "hidden",
+                "batch",
+                "seq",
+                "causal",
+                "predicted_step_s",
+                "measured_step_s",
+                "ratio",
+                "ratio_ci_low",
+                "ratio_ci_high",
+                "within_bound",
+            ])
+            .map_err(render::csv::error)?;
+            w.write_record([
+                report.model.to_string(),
+                report.layers.to_string(),
+                report.hidden.to_string(),
+                report.batch.to_string(),
+                report.seq.to_string(),
+                report.causal.to_string(),
+                report.predicted_step_s.to_string(),
+                report.measured_step_s.to_string(),
+                report.ratio.to_string(),
+                v.ratio_ci95[0].to_string(),
+                v.ratio_ci95[1].to_string(),
+                v.within_bound.to_string(),
+            ])
+            .map_err(render::csv::error)?;
+            render::csv::print(w)?;
         }
-        OutputFormat::Table => print_table(&report, &pred),
+        OutputFormat::Table => print_table(&report, &pred)?,
     }
     Ok(if v.within_bound {
         Outcome::Success

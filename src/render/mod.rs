@@ -1,6 +1,13 @@
-//! Output formats shared by every command that prints results.
+//! Everything a command prints, one module per output format: [`table`] (the human
+//! format: tables, lines and number formats), [`csv`], [`json`] and [`markdown`].
+//! Each builds text; [`stdout`] is the one way it reaches stdout.
 
 use clap::ValueEnum;
+
+pub mod csv;
+pub mod json;
+pub mod markdown;
+pub mod table;
 
 /// How a command prints its results on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -14,16 +21,9 @@ pub enum OutputFormat {
     Csv,
 }
 
-/// Print a value as pretty JSON on stdout.
-pub fn print_json<T: serde::Serialize>(value: &T) -> crate::Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| crate::Error::Usage(format!("cannot serialise output as JSON: {e}")))?;
-    write_stdout(&format!("{text}\n"))
-}
-
 /// Write `text` to stdout and flush it. A closed stdout (broken pipe) is
 /// [`crate::Error::StdoutClosed`], which ends the program quietly with exit 0.
-pub fn write_stdout(text: &str) -> crate::Result<()> {
+pub fn stdout(text: &str) -> crate::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
@@ -36,10 +36,10 @@ pub fn write_stdout(text: &str) -> crate::Result<()> {
 
 /// Make a closed stdout end the program quietly with exit 0 wherever it is noticed.
 ///
-/// [`write_stdout`] reports it as an error; the `print!`/`println!` calls of the
-/// table printers panic instead ("failed printing to stdout"). This panic hook
-/// turns exactly that panic into `exit(0)` (the reader is gone, nothing is left to
-/// say to it) and leaves every other panic to the default hook.
+/// [`stdout`] reports it as an error; a `print!` anywhere (a dependency's, or one
+/// added by mistake) would panic instead ("failed printing to stdout"). This panic
+/// hook turns exactly that panic into `exit(0)` (the reader is gone, nothing is left
+/// to say to it) and leaves every other panic to the default hook.
 pub fn exit_quietly_when_stdout_closes() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

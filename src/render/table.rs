@@ -1,7 +1,7 @@
-//! Text output shared by the commands: writing to stdout (a closed pipe is not an
-//! error), CSV in memory, and number formats a reader takes in at a glance.
+//! The human format: tables, lines and the number formats a reader takes in at a
+//! glance. Commands build the whole text, then print it with [`super::stdout`].
 
-use crate::{Error, Result};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 /// `writeln!` into a `String` (writing to a `String` cannot fail).
 macro_rules! outln {
@@ -12,27 +12,12 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic or a message.
-pub fn emit(text: &str) {
-    use std::io::Write as _;
-    let mut o = std::io::stdout().lock();
-    let _ = o.write_all(text.as_bytes()).and_then(|()| o.flush());
-}
-
-/// The error of writing CSV, into memory or to stdout.
-pub fn csv_error(e: impl std::fmt::Display) -> Error {
-    Error::Usage(format!("cannot write CSV: {e}"))
-}
-
-/// Finish a CSV writer that wrote into memory: its text.
-pub fn csv_string(w: csv::Writer<Vec<u8>>) -> Result<String> {
-    String::from_utf8(w.into_inner().map_err(csv_error)?).map_err(csv_error)
-}
-
-/// Finish a CSV writer that wrote into memory and print it.
-pub fn emit_csv(w: csv::Writer<Vec<u8>>) -> Result<()> {
-    emit(&csv_string(w)?);
-    Ok(())
+/// A table with the house style and this header.
+pub fn new<T: Into<comfy_table::Cell>>(header: impl IntoIterator<Item = T>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header);
+    t
 }
 
 /// `1234567.8` → `1,234,568`.
@@ -55,11 +40,13 @@ pub fn thousands(x: f64) -> String {
     }
 }
 
+/// Dollars with thousands separators, or a dash when there is no figure.
 pub fn usd(x: Option<f64>) -> String {
     x.map(|v| format!("${}", thousands(v)))
         .unwrap_or_else(|| "—".into())
 }
 
+/// A number at the precision its size needs, or a dash.
 pub fn num(x: Option<f64>) -> String {
     x.map(|v| {
         if v.abs() >= 100.0 {
@@ -71,10 +58,12 @@ pub fn num(x: Option<f64>) -> String {
     .unwrap_or_else(|| "—".into())
 }
 
+/// Scientific notation, or a dash.
 pub fn sci(x: Option<f64>) -> String {
     x.map(|v| format!("{v:.3e}")).unwrap_or_else(|| "—".into())
 }
 
+/// A fraction as a percentage, or a dash.
 pub fn pct(x: Option<f64>) -> String {
     x.map(|v| format!("{:.1}%", v * 100.0))
         .unwrap_or_else(|| "—".into())
