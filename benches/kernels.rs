@@ -5,9 +5,9 @@
 
 use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flopcal_kernels::attention::Attention;
+use flopcal_kernels::attention::AttentionKernel;
 use flopcal_kernels::elementwise::{Elementwise, Op};
-use flopcal_kernels::gemm::{Layout, Matmul};
+use flopcal_kernels::gemm::{GemmPass, Matmul};
 use flopcal_kernels::Kernel;
 
 fn bench_kernel(c: &mut Criterion, group: &str, kernel: &dyn Kernel) {
@@ -30,7 +30,7 @@ fn bench_kernel(c: &mut Criterion, group: &str, kernel: &dyn Kernel) {
 }
 
 fn gemm(c: &mut Criterion) {
-    for layout in Layout::ALL {
+    for layout in GemmPass::ALL {
         bench_kernel(
             c,
             "gemm",
@@ -47,7 +47,7 @@ fn attention(c: &mut Criterion) {
         bench_kernel(
             c,
             "attention",
-            &Attention {
+            &AttentionKernel {
                 label: "sdpa".into(),
                 batch: 8,
                 heads: 12,

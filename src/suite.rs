@@ -13,9 +13,9 @@
 //! kernels that do not depend on the model.
 
 use candle_core::DType;
-use flopcal_kernels::attention::Attention;
+use flopcal_kernels::attention::AttentionKernel;
 use flopcal_kernels::elementwise::{Elementwise, Op};
-use flopcal_kernels::gemm::{Layout, Matmul};
+use flopcal_kernels::gemm::{GemmPass, Matmul};
 use flopcal_kernels::Kernel;
 use flopcal_model::ModelConfig;
 
@@ -101,7 +101,7 @@ pub fn derive(spec: &SuiteSpec) -> Result<Vec<Entry>> {
             ("ffn_out", f, h),
             ("vocab", h, v),
         ] {
-            for layout in Layout::ALL {
+            for layout in GemmPass::ALL {
                 push(
                     Group::Model,
                     Box::new(Matmul::linear(name, layout, tokens, d_in, d_out, dt)),
@@ -130,7 +130,7 @@ pub fn derive(spec: &SuiteSpec) -> Result<Vec<Entry>> {
         }
         push(
             Group::Model,
-            Box::new(Attention {
+            Box::new(AttentionKernel {
                 label: "sdpa".into(),
                 batch: spec.batch,
                 heads,

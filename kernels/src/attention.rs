@@ -16,7 +16,7 @@ use crate::{dtype_size, randn, Kernel, KernelError, KernelKind, Prepared, Result
 
 /// One attention forward over `batch × heads` independent heads.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Attention {
+pub struct AttentionKernel {
     /// What this is in the model, e.g. `sdpa`.
     pub label: String,
     /// Sequences in the batch.
@@ -33,7 +33,7 @@ pub struct Attention {
     pub dtype: DType,
 }
 
-impl Attention {
+impl AttentionKernel {
     fn heads_total(&self) -> u64 {
         (self.batch * self.heads) as u64
     }
@@ -61,7 +61,7 @@ impl Attention {
     }
 }
 
-impl Kernel for Attention {
+impl Kernel for AttentionKernel {
     fn kind(&self) -> KernelKind {
         KernelKind::Attention
     }
@@ -109,7 +109,7 @@ impl Kernel for Attention {
     }
 }
 
-impl Attention {
+impl AttentionKernel {
     fn prepare_attention(&self, device: &Device) -> Result<PreparedAttention> {
         self.check()?;
         let shape = [self.batch * self.heads, self.seq, self.head_dim];
@@ -144,7 +144,7 @@ impl Attention {
 }
 
 struct PreparedAttention {
-    spec: Attention,
+    spec: AttentionKernel,
     device: Device,
     q: Tensor,
     k: Tensor,
@@ -225,8 +225,8 @@ impl Prepared for PreparedAttention {
 mod tests {
     use super::*;
 
-    fn spec(causal: bool, dtype: DType) -> Attention {
-        Attention {
+    fn spec(causal: bool, dtype: DType) -> AttentionKernel {
+        AttentionKernel {
             label: "sdpa".into(),
             batch: 2,
             heads: 3,

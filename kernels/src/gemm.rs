@@ -13,7 +13,7 @@ use crate::{dtype_size, randn, Kernel, KernelError, KernelKind, Prepared, Result
 
 /// Which GEMM of a linear layer's training step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub enum GemmPass {
     /// Forward `X·W`: both operands row-major.
     Forward,
     /// Grad-input `dY·Wᵀ`: right operand transposed.
@@ -22,18 +22,18 @@ pub enum Layout {
     GradWeight,
 }
 
-impl Layout {
+impl GemmPass {
     /// Short name used in labels: `fwd`, `dgrad`, `wgrad`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Layout::Forward => "fwd",
-            Layout::GradInput => "dgrad",
-            Layout::GradWeight => "wgrad",
+            GemmPass::Forward => "fwd",
+            GemmPass::GradInput => "dgrad",
+            GemmPass::GradWeight => "wgrad",
         }
     }
 
     /// All three training layouts.
-    pub const ALL: [Layout; 3] = [Layout::Forward, Layout::GradInput, Layout::GradWeight];
+    pub const ALL: [GemmPass; 3] = [GemmPass::Forward, GemmPass::GradInput, GemmPass::GradWeight];
 }
 
 /// `C[batch, m, n] = op(A)[batch, m, k] · op(B)[batch, k, n]`, where `op` is either the
@@ -76,16 +76,16 @@ impl Matmul {
     /// The GEMM of one training layout of a linear layer `[tokens, d_in] → [tokens, d_out]`.
     pub fn linear(
         name: &str,
-        layout: Layout,
+        layout: GemmPass,
         tokens: usize,
         d_in: usize,
         d_out: usize,
         dtype: DType,
     ) -> Self {
         let (m, n, k, trans_a, trans_b) = match layout {
-            Layout::Forward => (tokens, d_out, d_in, false, false),
-            Layout::GradInput => (tokens, d_in, d_out, false, true),
-            Layout::GradWeight => (d_in, d_out, tokens, true, false),
+            GemmPass::Forward => (tokens, d_out, d_in, false, false),
+            GemmPass::GradInput => (tokens, d_in, d_out, false, true),
+            GemmPass::GradWeight => (d_in, d_out, tokens, true, false),
         };
         Matmul {
             label: format!("{name}.{}", layout.as_str()),
@@ -292,13 +292,13 @@ impl Prepared for PreparedMatmul {
 mod tests {
     use super::*;
 
-    fn small(layout: Layout, dtype: DType) -> Matmul {
+    fn small(layout: GemmPass, dtype: DType) -> Matmul {
         Matmul::linear("t", layout, 37, 29, 41, dtype)
     }
 
     #[test]
     fn every_training_layout_verifies_in_f32() {
-        for layout in Layout::ALL {
+        for layout in GemmPass::ALL {
             let k = small(layout, DType::F32);
             let mut p = k.prepare(&Device::Cpu).unwrap();
             let v = p.verify().unwrap();
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn half_precision_matmuls_verify_against_their_rounded_inputs() {
         for dtype in [DType::BF16, DType::F16] {
-            let mut p = small(Layout::GradWeight, dtype)
+            let mut p = small(GemmPass::GradWeight, dtype)
                 .prepare(&Device::Cpu)
                 .unwrap();
             let v = p.verify().unwrap();
@@ -336,7 +336,7 @@ mod tests {
 
     #[test]
     fn a_wrong_matmul_output_fails_verification() {
-        let mut p = small(Layout::GradInput, DType::F32)
+        let mut p = small(GemmPass::GradInput, DType::F32)
             .prepare_matmul(&Device::Cpu)
             .unwrap();
         p.run().unwrap();
@@ -357,7 +357,7 @@ mod tests {
         let k = Matmul::square(64, DType::F32);
         assert_eq!(k.work().flops, 2 * 64 * 64 * 64);
         assert_eq!(k.work().bytes, 3 * 64 * 64 * 4);
-        let l = Matmul::linear("qkv", Layout::GradWeight, 4096, 1024, 3072, DType::F32);
+        let l = Matmul::linear("qkv", GemmPass::GradWeight, 4096, 1024, 3072, DType::F32);
         assert_eq!((l.m, l.n, l.k), (1024, 3072, 4096));
         assert_eq!(l.work().flops, 2 * 4096 * 1024 * 3072);
         assert_eq!(l.id(), "matmul/qkv.wgrad/m1024.n3072.k4096/f32");
