@@ -297,7 +297,7 @@ pub fn from_profile(
                 p,
                 format!(
                     "measured FMA peak ({dtype}) of profile {} on {}",
-                    file.run_id, file.host.device_name
+                    file.header.run_id, file.host.device_name
                 ),
             )
         }
@@ -372,7 +372,7 @@ pub fn from_profile(
             "causal attention: the measured Q·Kᵀ and P·V compute the full s×s product; credited at half their executed rate".into(),
         );
     }
-    if file.partial {
+    if file.header.partial {
         notes.push("the profile was interrupted (partial)".into());
     }
     let mut eff = achieved / peak;
@@ -392,8 +392,8 @@ pub fn from_profile(
         peak_flops_per_s: peak,
         peak_source,
         dtype,
-        profile_run_id: file.run_id.clone(),
-        profile_created_at: file.created_at.clone(),
+        profile_run_id: file.header.run_id.clone(),
+        profile_created_at: file.header.created_at.clone(),
         device: file.host.device.clone(),
         device_name: file.host.device_name.clone(),
         profile_model: file.profile.model.name.clone(),
@@ -473,9 +473,9 @@ pub fn gemm_table(file: &ResultFile, dtype: Option<&str>) -> MeasuredTable {
         points,
         source: format!(
             "flopcal profile {} of {} ({}){}",
-            file.run_id,
+            file.header.run_id,
             file.host.device_name,
-            file.created_at,
+            file.header.created_at,
             if handover {
                 ", GEMMs as a training step runs them (hand-over kernels)"
             } else {
@@ -551,7 +551,7 @@ pub fn op_table(file: &ResultFile, dtype: Option<&str>) -> OpTable {
         .collect();
     let mut source = format!(
         "flopcal profile {} of {}: median times",
-        file.run_id, file.host.device_name
+        file.header.run_id, file.host.device_name
     );
     if !forward_only.is_empty() {
         source.push_str(&format!(

@@ -499,7 +499,7 @@ fn profile_now(req: &EstimateRequest, cfg: &ModelConfig) -> Result<ResultFile> {
         cfg.name, pa.batch
     );
     let run = crate::profile_run::execute(&pa)?;
-    if run.file.partial {
+    if run.file.header.partial {
         return Err(Error::Interrupted { saved: None });
     }
     Ok(run.file)

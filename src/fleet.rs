@@ -17,7 +17,7 @@ use crate::fingerprint::Fingerprint;
 use crate::harness::stats;
 use crate::peak::{Bound, PeakSection};
 use crate::render;
-use crate::results::{self, Benchmark, ProfileConfig, Status, Tool};
+use crate::results::{self, Benchmark, FileHeader, ProfileConfig, Status};
 use crate::{Error, Result};
 
 /// `kind` of a fleet file.
@@ -92,21 +92,12 @@ pub struct FleetSummary {
 /// A gathered fleet file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FleetFile {
-    /// Schema version ([`results::SCHEMA_VERSION`]).
-    pub schema_version: u32,
-    /// Always [`FLEET_KIND`].
-    pub kind: String,
-    /// Unique id of the fleet run.
-    pub run_id: String,
-    /// RFC 3339 creation time (UTC).
-    pub created_at: String,
-    /// The binary (the same on every rank; checked at start).
-    pub tool: Tool,
-    /// Some rank's run was interrupted, failed, or never reached the gather.
-    pub partial: bool,
-    /// Why the file is partial, when rank 0 knows (absent in older files).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partial_reason: Option<String>,
+    /// Schema version, `kind` (always [`FLEET_KIND`]), the fleet run's id, creation
+    /// time, the binary (the same on every rank; checked at start), and whether some
+    /// rank's run was interrupted, failed or never reached the gather, with why when
+    /// rank 0 knows (no reason in older files).
+    #[serde(flatten)]
+    pub header: FileHeader,
     /// What was profiled (the same on every rank).
     pub profile: ProfileConfig,
     /// Every rank's results.
@@ -280,7 +271,7 @@ pub fn html_section(path: &Path, file: &FleetFile) -> String {
         esc(&path.display().to_string()),
         file.ranks.len(),
         s.straggler_threshold * 100.0,
-        if file.partial { " — <b>partial</b>" } else { "" }
+        if file.header.partial { " — <b>partial</b>" } else { "" }
     );
     if s.stragglers.is_empty() {
         out.push_str("<p>No straggler.</p>");

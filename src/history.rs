@@ -61,8 +61,9 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<Run>, Vec<PathBuf>)> {
     }
     runs.sort_by(|a, b| {
         a.file
+            .header
             .created_at
-            .cmp(&b.file.created_at)
+            .cmp(&b.file.header.created_at)
             .then_with(|| a.path.cmp(&b.path))
     });
     Ok((runs, skipped))
@@ -173,7 +174,7 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
                 let Some(f) = median_flops(b) else { continue };
                 points.push(Point {
                     run: ri,
-                    created_at: run.file.created_at.clone(),
+                    created_at: run.file.header.created_at.clone(),
                     flops_per_s: f,
                     n: b.quiet_samples().len(),
                 });
@@ -183,7 +184,7 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
                     if !diffs.is_empty() {
                         change_points.push(ChangePoint {
                             run: ri,
-                            created_at: run.file.created_at.clone(),
+                            created_at: run.file.header.created_at.clone(),
                             kind: "host_changed".into(),
                             change,
                             ci: None,
@@ -205,7 +206,7 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
                             if let Some(kind) = kind {
                                 change_points.push(ChangePoint {
                                     run: ri,
-                                    created_at: run.file.created_at.clone(),
+                                    created_at: run.file.header.created_at.clone(),
                                     kind: if contended { "contended" } else { kind }.into(),
                                     change: s.change,
                                     ci: Some((s.ci_low, s.ci_high)),
@@ -255,8 +256,8 @@ pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
             .map(|r| {
                 (
                     r.path.clone(),
-                    r.file.created_at.clone(),
-                    r.file.run_id.clone(),
+                    r.file.header.created_at.clone(),
+                    r.file.header.run_id.clone(),
                 )
             })
             .collect(),

@@ -408,13 +408,8 @@ pub fn execute_with(
         Some(section)
     };
 
-    let now = chrono::Utc::now();
     let mut file = ResultFile {
-        schema_version: results::SCHEMA_VERSION,
-        run_id: results::new_run_id(&now),
-        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        tool: results::Tool::current(),
-        partial: false,
+        header: results::FileHeader::new(None, &chrono::Utc::now()),
         host: fingerprint::collect(&device, threads),
         harness: config.clone(),
         profile: ProfileConfig {
@@ -455,7 +450,7 @@ pub fn execute_with(
         for (i, entry) in suite.iter().enumerate() {
             let bench = &mut file.benchmarks[i];
             if interrupt::requested() {
-                file.partial = true;
+                file.header.partial = true;
                 break 'rounds;
             }
             pb.set_message(format!(
@@ -496,7 +491,7 @@ pub fn execute_with(
                 .as_ref()
                 .is_some_and(|s| s.stop == harness::StopReason::Interrupted)
             {
-                file.partial = true;
+                file.header.partial = true;
             }
             if let Some(save) = checkpoint
                 .as_mut()
@@ -546,7 +541,7 @@ pub fn execute_with(
     });
     pb.finish_and_clear();
     if interrupt::requested() {
-        file.partial = true;
+        file.header.partial = true;
     }
     let saved = match &args.out {
         Some(out) => {

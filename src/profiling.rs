@@ -375,7 +375,7 @@ pub const CHECKPOINT_EVERY_S: f64 = 2.0;
 /// final file would be, marked partial.
 pub fn snapshot(file: &ResultFile, suite: &[Entry], best_probe: Option<f64>) -> ResultFile {
     let mut snap = file.clone();
-    snap.partial = true;
+    snap.header.partial = true;
     snap.round_drift_sd = finalize_rounds(&mut snap.benchmarks, suite, best_probe);
     snap
 }

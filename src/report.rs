@@ -67,7 +67,7 @@ impl Input {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| self.path.display().to_string());
-        format!("{name} ({})", short_time(&self.file.created_at))
+        format!("{name} ({})", short_time(&self.file.header.created_at))
     }
 }
 
@@ -492,7 +492,7 @@ pub fn over_time_svg(inputs: &[&Input], max_series: usize) -> Result<String> {
     let n = inputs.len() as i32;
     let times: Vec<String> = inputs
         .iter()
-        .map(|i| short_time(&i.file.created_at))
+        .map(|i| short_time(&i.file.header.created_at))
         .collect();
     let mut svg = String::new();
     {
@@ -556,7 +556,10 @@ fn fingerprint_table(inp: &Input) -> String {
         ("build features", h.build_features.join(", ")),
         (
             "flopcal",
-            format!("{} ({})", inp.file.tool.version, inp.file.tool.git_commit),
+            format!(
+                "{} ({})",
+                inp.file.header.tool.version, inp.file.header.tool.git_commit
+            ),
         ),
     ];
     let mut s = String::from("<table class=\"kv\">");
@@ -729,7 +732,7 @@ pub fn render_body(inputs: &[Input]) -> Result<String> {
         return Err(Error::Usage("give at least one result file".into()));
     }
     let mut sorted: Vec<&Input> = inputs.iter().collect();
-    sorted.sort_by(|a, b| a.file.created_at.cmp(&b.file.created_at));
+    sorted.sort_by(|a, b| a.file.header.created_at.cmp(&b.file.header.created_at));
     // Group by host, hosts in order of first appearance.
     let mut groups: Vec<(String, Vec<&Input>)> = Vec::new();
     for inp in &sorted {
@@ -756,9 +759,13 @@ pub fn render_body(inputs: &[Input]) -> Result<String> {
             body,
             "<li><code>{}</code> — {} — run {}{}</li>",
             esc(&inp.path.display().to_string()),
-            esc(&inp.file.created_at),
-            esc(&inp.file.run_id),
-            if inp.file.partial { " (partial)" } else { "" }
+            esc(&inp.file.header.created_at),
+            esc(&inp.file.header.run_id),
+            if inp.file.header.partial {
+                " (partial)"
+            } else {
+                ""
+            }
         );
     }
     body.push_str("</ul>");

@@ -149,7 +149,7 @@ pub fn profile_findings(file: &ResultFile) -> String {
         h.memory_bytes as f64 / (1u64 << 30) as f64,
         h.device,
         h.candle_version,
-        if file.partial {
+        if file.header.partial {
             " — PARTIAL (interrupted)"
         } else {
             ""

@@ -363,20 +363,57 @@ impl Benchmark {
     }
 }
 
-/// A whole result file.
+/// The fields every result file opens with, whatever it holds: a profile, a comm
+/// sweep ([`crate::comm::CommFile`]) or a fleet ([`crate::fleet::FleetFile`]). One
+/// struct, flattened into each (`#[serde(flatten)]`), so the three files name, order
+/// and default these fields alike and are stamped in one place ([`FileHeader::new`]);
+/// in the JSON they stay top-level fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResultFile {
+pub struct FileHeader {
     /// Schema version ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
-    /// Unique id of this run.
+    /// What the file holds: `comm` ([`crate::comm::COMM_KIND`]) or `fleet`
+    /// ([`crate::fleet::FLEET_KIND`]); absent in a profile file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Unique id of this run ([`new_run_id`]).
     pub run_id: String,
     /// RFC 3339 creation time (UTC).
     pub created_at: String,
     /// The binary that wrote it.
     pub tool: Tool,
-    /// True when the run was interrupted and holds only what was measured so far.
+    /// True when the run was interrupted, is still under way or stopped early, and
+    /// the file holds only what was measured so far.
     #[serde(default)]
     pub partial: bool,
+    /// Why the file is partial, when the writer knows (never set in profile files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_reason: Option<String>,
+}
+
+impl FileHeader {
+    /// The header of a complete file of `kind` (`None`: a profile) written by this
+    /// binary now: a fresh run id and the creation time, to the second.
+    pub fn new(kind: Option<&str>, now: &chrono::DateTime<chrono::Utc>) -> Self {
+        FileHeader {
+            schema_version: SCHEMA_VERSION,
+            kind: kind.map(String::from),
+            run_id: new_run_id(now),
+            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            tool: Tool::current(),
+            partial: false,
+            partial_reason: None,
+        }
+    }
+}
+
+/// A whole result file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultFile {
+    /// Schema version, run id, creation time, tool and whether the run was
+    /// interrupted (no `kind`, no `partial_reason`).
+    #[serde(flatten)]
+    pub header: FileHeader,
     /// The machine.
     pub host: Fingerprint,
     /// Harness settings.
@@ -566,7 +603,7 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
             f(|s| s.rel_noise),
             b.verified.to_string(),
             status,
-            file.partial.to_string(),
+            file.header.partial.to_string(),
             opt(|s| s.pi95_low_s),
             opt(|s| s.pi95_high_s),
             f(|s| s.ci_level),
@@ -715,7 +752,7 @@ pub mod migrate {
     /// Upgrade a file read by [`super::load_any`] for writing: nothing to do beyond
     /// what loading did, but kept as the one place the version is set.
     pub fn upgraded(mut file: ResultFile) -> ResultFile {
-        file.schema_version = SCHEMA_VERSION;
+        file.header.schema_version = SCHEMA_VERSION;
         file
     }
 }
@@ -872,7 +909,7 @@ mod tests {
         let p = dir.path().join("v1.json");
         std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
         let (f, from) = load_any(&p).unwrap();
-        assert_eq!((from, f.schema_version), (1, SCHEMA_VERSION));
+        assert_eq!((from, f.header.schema_version), (1, SCHEMA_VERSION));
         let s = f.benchmarks[0].summary.as_ref().unwrap();
         assert_eq!((s.pi95_low_s, s.pi95_high_s), (Some(0.9e-3), Some(1.1e-3)));
         assert_eq!(s.flops_per_s_pi_low, Some(0.93e9));

@@ -543,7 +543,7 @@ fn model_step(
     use flopcal_model::system::{System, Tier};
 
     let cfg = model_config(step, "validate");
-    let (table, ops) = rate_tables(needs, times, &format!("profile {}", file.run_id));
+    let (table, ops) = rate_tables(needs, times, &format!("profile {}", file.header.run_id));
     let peak = table.points.iter().map(|p| p.1).fold(0.0, f64::max);
     let bw = crate::efficiency::measured_bandwidth(file).unwrap_or(0.0);
     if table.points.is_empty() || !(peak > 0.0 && bw > 0.0) {
@@ -1137,11 +1137,11 @@ mod tests {
 
     fn fake_file(benchmarks: Vec<Benchmark>) -> ResultFile {
         ResultFile {
-            schema_version: crate::results::SCHEMA_VERSION,
-            run_id: "test".into(),
-            created_at: "2025-01-01T00:00:00Z".into(),
-            tool: crate::results::Tool::current(),
-            partial: false,
+            header: crate::results::FileHeader {
+                run_id: "test".into(),
+                created_at: "2025-01-01T00:00:00Z".into(),
+                ..crate::results::FileHeader::new(None, &chrono::Utc::now())
+            },
             host: crate::fingerprint::collect(&candle_core::Device::Cpu, 1),
             harness: crate::harness::HarnessConfig::quick(),
             profile: crate::results::ProfileConfig {

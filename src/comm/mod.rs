@@ -29,7 +29,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
-use crate::results::{self, Tool};
+use crate::results::{self, FileHeader};
 use crate::{Error, Result};
 
 /// `kind` of a comm result file (profile files have no `kind`).
@@ -304,21 +304,11 @@ pub struct CommConfig {
 /// A whole comm result file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommFile {
-    /// Schema version ([`results::SCHEMA_VERSION`]).
-    pub schema_version: u32,
-    /// Always [`COMM_KIND`].
-    pub kind: String,
-    /// Unique id of this run.
-    pub run_id: String,
-    /// RFC 3339 creation time (UTC).
-    pub created_at: String,
-    /// The binary that wrote it (the same on every rank; checked at start).
-    pub tool: Tool,
-    /// True while the sweep is under way or when it stopped early.
-    pub partial: bool,
-    /// Why the file is partial, when it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partial_reason: Option<String>,
+    /// Schema version, `kind` (always [`COMM_KIND`]), run id, creation time, the
+    /// binary (the same on every rank; checked at start), and whether the sweep is
+    /// still under way or stopped early, with why.
+    #[serde(flatten)]
+    pub header: FileHeader,
     /// Ranks in the launch.
     pub ranks: u32,
     /// What moved the data: `mpi` (host memory) or `nccl` (GPU memory).

@@ -147,8 +147,8 @@ pub fn section(path: &Path, file: &CommFile) -> Result<String> {
         },
         esc(file.tier()),
         esc(&file.library),
-        esc(&file.run_id),
-        if file.partial { " — <b>partial</b>" } else { "" }
+        esc(&file.header.run_id),
+        if file.header.partial { " — <b>partial</b>" } else { "" }
     );
     let _ = write!(
         out,

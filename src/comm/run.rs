@@ -164,17 +164,14 @@ pub(crate) fn sweep(
                 .map_err(|e| Error::Usage(format!("a rank sent an unreadable fingerprint: {e}")))
         })
         .collect::<Result<_>>()?;
-    let now = chrono::Utc::now();
     let mut file = CommFile {
-        schema_version: results::SCHEMA_VERSION,
-        kind: super::COMM_KIND.into(),
-        run_id: results::new_run_id(&now),
-        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        tool: results::Tool::current(),
-        partial: true,
-        partial_reason: Some(
-            "the sweep stopped before its end (a rank died, hung past --timeout, or the run was interrupted)".into(),
-        ),
+        header: results::FileHeader {
+            partial: true,
+            partial_reason: Some(
+                "the sweep stopped before its end (a rank died, hung past --timeout, or the run was interrupted)".into(),
+            ),
+            ..results::FileHeader::new(Some(super::COMM_KIND), &chrono::Utc::now())
+        },
         ranks: session.size,
         backend: backend.into(),
         library: session.library(),
@@ -245,8 +242,8 @@ pub(crate) fn sweep(
     }
     progress.finish_and_clear();
     drop(watchdog);
-    file.partial = false;
-    file.partial_reason = None;
+    file.header.partial = false;
+    file.header.partial_reason = None;
     file.refit();
     if session.is_root() {
         if let Some(out) = &opts.out {
@@ -272,7 +269,7 @@ fn give_up(file: &mut CommFile, opts: &CommOptions, silent: &[u32], what: &str) 
     );
     let saved = match &opts.out {
         Some(out) => {
-            file.partial_reason = Some(reason.clone());
+            file.header.partial_reason = Some(reason.clone());
             file.refit();
             match super::save(file, out) {
                 Ok(()) => format!("; saved {} marked partial", out.display()),

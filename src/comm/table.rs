@@ -73,7 +73,11 @@ pub fn results_table(file: &CommFile) -> String {
         file.ranks,
         file.tier(),
         file.library,
-        if file.partial { " — PARTIAL" } else { "" }
+        if file.header.partial {
+            " — PARTIAL"
+        } else {
+            ""
+        }
     )
 }
 

@@ -99,7 +99,11 @@ pub fn print_file(file: &FleetFile, format: OutputFormat) -> Result<()> {
                 "fleet of {} ranks on {} host(s){}\n{}\n",
                 file.ranks.len(),
                 hosts.len(),
-                if file.partial { " — PARTIAL" } else { "" },
+                if file.header.partial {
+                    " — PARTIAL"
+                } else {
+                    ""
+                },
                 spread_table(&file.summary)
             ))
         }
@@ -132,8 +136,8 @@ pub fn run_profile(
         rank,
         host: host.clone(),
         fingerprint: file.host.clone(),
-        run_id: file.run_id.clone(),
-        partial: file.partial,
+        run_id: file.header.run_id.clone(),
+        partial: file.header.partial,
         peak: file.peak.clone(),
         benchmarks: file.benchmarks.clone(),
     };
@@ -257,15 +261,12 @@ fn fleet_file(
     ranks: Vec<fleet::FleetRank>,
     partial_reason: Option<String>,
 ) -> FleetFile {
-    let now = chrono::Utc::now();
     FleetFile {
-        schema_version: crate::results::SCHEMA_VERSION,
-        kind: fleet::FLEET_KIND.into(),
-        run_id: crate::results::new_run_id(&now),
-        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        tool: crate::results::Tool::current(),
-        partial: partial_reason.is_some(),
-        partial_reason,
+        header: crate::results::FileHeader {
+            partial: partial_reason.is_some(),
+            partial_reason,
+            ..crate::results::FileHeader::new(Some(fleet::FLEET_KIND), &chrono::Utc::now())
+        },
         profile: profile.clone(),
         summary: fleet::summarize(&ranks, fleet::DEFAULT_STRAGGLER),
         ranks,

@@ -210,7 +210,7 @@ fn run_then(
             }
         }
     }
-    if run.file.partial {
+    if run.file.header.partial {
         return Err(Error::Interrupted { saved: run.saved });
     }
     if run

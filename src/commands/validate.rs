@@ -320,7 +320,7 @@ fn measure_profile(
             continue;
         }
         if interrupt::requested() {
-            run.file.partial = true;
+            run.file.header.partial = true;
             break;
         }
         run.file
@@ -562,7 +562,7 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         }
     };
     let mut file = file.ok_or(Error::Interrupted { saved: None })?;
-    if file.partial || interrupt::requested() {
+    if file.header.partial || interrupt::requested() {
         return Err(Error::Interrupted { saved: None });
     }
     let measure_kernels = args.profile.is_none();
