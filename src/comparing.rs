@@ -5,7 +5,7 @@
 //! which. The cost model itself is `flopcal_model::onprem`.
 
 use flopcal_model::catalog::{Figure, Unit, ASSUMPTION};
-use flopcal_model::onprem::{self, Comparison, OnPrem};
+use flopcal_model::onprem::{self, CostComparison, OnPrem};
 use flopcal_model::prices::PriceAge;
 use serde::Serialize;
 
@@ -49,7 +49,7 @@ pub struct CompareRequest {
 
 /// One on-prem figure with its provenance.
 #[derive(Debug, Clone, Serialize)]
-pub struct Input {
+pub struct OnPremInput {
     /// What it is.
     pub name: String,
     /// Value.
@@ -78,9 +78,9 @@ pub struct CompareReport {
     /// The on-prem figures used.
     pub onprem: OnPrem,
     /// Each figure with its source.
-    pub inputs: Vec<Input>,
+    pub inputs: Vec<OnPremInput>,
     /// The comparison.
-    pub comparison: Comparison,
+    pub comparison: CostComparison,
     /// Figures that are flopcal assumptions rather than published (names).
     pub assumed: Vec<String>,
     /// The model is one flopcal constructed (no one published it), e.g. `bert-1.5b`.
@@ -90,7 +90,7 @@ pub struct CompareReport {
     /// Every flopcal assumption this comparison relied on: the on-prem and cloud
     /// figures above and the catalog figures of both hardware rows that the time
     /// estimate reads (link tiers, memory), each with its stated source.
-    pub assumptions: Vec<Assumption>,
+    pub assumptions: Vec<AssumedFigure>,
     /// The date and age of each catalog or --prices price used.
     pub price_ages: Vec<PriceAge>,
     /// The warning for each price used that is more than 12 months older than the run
@@ -100,7 +100,7 @@ pub struct CompareReport {
 
 /// One figure that no public source states.
 #[derive(Debug, Clone, Serialize)]
-pub struct Assumption {
+pub struct AssumedFigure {
     /// Which figure (`power`, `h100-sxm links.nvlink.latency_us`, ...).
     pub figure: String,
     /// The assumption, as the catalog or flopcal states it.
@@ -124,14 +124,14 @@ fn figure(
     flag: Option<(&str, f64)>,
     catalog: Option<(&Figure, f64)>,
     default: Option<(f64, String)>,
-) -> Result<Option<Input>> {
+) -> Result<Option<OnPremInput>> {
     let (value, source) = match (flag, catalog, default) {
         (Some((f, v)), _, _) => (given(f, v)?, format!("--{f}")),
         (None, Some((fig, per)), _) => (fig.value / per, format!("{} ({})", fig.source, fig.date)),
         (None, None, Some((v, s))) => (v, s),
         (None, None, None) => return Ok(None),
     };
-    Ok(Some(Input {
+    Ok(Some(OnPremInput {
         name: name.into(),
         value,
         unit: unit.into(),
@@ -380,13 +380,13 @@ pub fn compute(req: &CompareRequest) -> Result<CompareReport> {
     })?;
     let default_pue = (req.estimate.pue - flopcal_model::cost::DEFAULT_PUE).abs() < 1e-12;
     let pue = match (default_pue, sheet_onprem.and_then(|o| o.pue.as_ref())) {
-        (true, Some(f)) => Input {
+        (true, Some(f)) => OnPremInput {
             name: "PUE".into(),
             value: f.value,
             unit: "".into(),
             source: format!("{} ({})", f.source, f.date),
         },
-        _ => Input {
+        _ => OnPremInput {
             name: "PUE".into(),
             value: req.estimate.pue,
             unit: "".into(),
@@ -444,7 +444,7 @@ pub fn compute(req: &CompareRequest) -> Result<CompareReport> {
         &prices,
     )?;
     let inputs = vec![purchase, lifetime, ops, watts, pue, kwh, util];
-    let mut assumptions: Vec<Assumption> = inputs
+    let mut assumptions: Vec<AssumedFigure> = inputs
         .iter()
         .map(|i| (i.name.clone(), i.source.clone()))
         .chain(
@@ -453,7 +453,7 @@ pub fn compute(req: &CompareRequest) -> Result<CompareReport> {
                 .map(|(k, _, s)| (format!("{k} price"), s.clone())),
         )
         .filter(|(_, s)| s.contains(ASSUMPTION))
-        .map(|(figure, source)| Assumption { figure, source })
+        .map(|(figure, source)| AssumedFigure { figure, source })
         .collect();
     let assumed: Vec<String> = assumptions.iter().map(|a| a.figure.clone()).collect();
     // Stale prices are published figures, not flopcal assumptions: listed apart.
@@ -464,7 +464,7 @@ pub fn compute(req: &CompareRequest) -> Result<CompareReport> {
     for h in rows {
         for (field, f) in h.assumptions() {
             if field.starts_with("links.") || field.starts_with("memory") {
-                assumptions.push(Assumption {
+                assumptions.push(AssumedFigure {
                     figure: format!("{} {field}", h.name),
                     source: f.source.clone(),
                 });

@@ -33,7 +33,7 @@ use crate::suite::{self, Group, SuiteSpec};
 
 /// What to weigh the profile's kernels by.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
+pub struct KernelWeights<'a> {
     /// The model to be trained (its kernels must be in the profile).
     pub config: &'a ModelConfig,
     /// The training schedule (weights are summed over its phases).
@@ -259,7 +259,7 @@ fn normalise(dtype: &str) -> String {
 /// Kernel efficiency of `req.config` from the measurements in `file`.
 pub fn from_profile(
     file: &ResultFile,
-    req: &Request<'_>,
+    req: &KernelWeights<'_>,
 ) -> Result<KernelEfficiency, EfficiencyError> {
     let have: Vec<String> = file.profile.dtypes.iter().map(|d| normalise(d)).collect();
     let dtype = match req.dtype {
@@ -660,8 +660,8 @@ mod tests {
         f
     }
 
-    fn req<'a>(cfg: &'a ModelConfig, ph: &'a [Phase]) -> Request<'a> {
-        Request {
+    fn req<'a>(cfg: &'a ModelConfig, ph: &'a [Phase]) -> KernelWeights<'a> {
+        KernelWeights {
             config: cfg,
             phases: ph,
             options: FlopOptions::default(),
@@ -817,7 +817,7 @@ mod tests {
         // An explicit peak (catalog hardware) needs no measured one.
         let k = from_profile(
             &f,
-            &Request {
+            &KernelWeights {
                 peak_flops: Some((200e9, "spec".into())),
                 ..req(&cfg, &ph)
             },
@@ -826,7 +826,7 @@ mod tests {
         assert!((k.kernel_efficiency - 0.25).abs() < 1e-12);
         let e = from_profile(
             &f,
-            &Request {
+            &KernelWeights {
                 dtype: Some("bf16"),
                 ..req(&cfg, &ph)
             },

@@ -613,7 +613,7 @@ pub fn compute_full(req: &EstimateRequest) -> Result<Computed> {
                     .as_deref()
                     .map(|d| d.to_ascii_lowercase().replace("fp", "f"))
             });
-        let kernels = efficiency::Request {
+        let kernels = efficiency::KernelWeights {
             config,
             phases,
             options: *options,

@@ -20,7 +20,7 @@ use crate::{Error, Result};
 
 /// One loaded run.
 #[derive(Debug, Clone)]
-pub struct Run {
+pub struct HistoryRun {
     /// File it came from.
     pub path: PathBuf,
     /// The result file.
@@ -30,7 +30,7 @@ pub struct Run {
 /// Load every result file (`*.json`) in `dir`, oldest first. JSON files that are not
 /// result files (no `benchmarks` array, e.g. a `flopcal peak --out` file) are
 /// skipped and named in the returned list; a broken result file is an error.
-pub fn load_dir(dir: &Path) -> Result<(Vec<Run>, Vec<PathBuf>)> {
+pub fn load_dir(dir: &Path) -> Result<(Vec<HistoryRun>, Vec<PathBuf>)> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -51,7 +51,7 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<Run>, Vec<PathBuf>)> {
         }
         let file = crate::results::load(&p)?;
         crate::regress::validate(&file, &p)?;
-        runs.push(Run { path: p, file });
+        runs.push(HistoryRun { path: p, file });
     }
     if runs.is_empty() {
         return Err(Error::Usage(format!(
@@ -144,7 +144,7 @@ pub fn theil_sen(points: &[(f64, f64)]) -> f64 {
 }
 
 /// Summarise `runs` (oldest first).
-pub fn summarise(runs: &[Run], opts: &RegressOptions) -> History {
+pub fn summarise(runs: &[HistoryRun], opts: &RegressOptions) -> History {
     let mut ids: Vec<String> = Vec::new();
     for r in runs {
         for b in &r.file.benchmarks {

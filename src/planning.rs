@@ -142,7 +142,7 @@ fn efficiency_for(
     else {
         return Err("no architecture".into());
     };
-    let req = efficiency::Request {
+    let req = efficiency::KernelWeights {
         config,
         phases,
         options: *options,
@@ -157,7 +157,7 @@ fn efficiency_for(
                 batch: file.profile.batch as u64,
                 seq: file.profile.seq as u64,
             }];
-            let req = efficiency::Request {
+            let req = efficiency::KernelWeights {
                 config: &file.profile.model,
                 phases: &own,
                 ..req
@@ -581,7 +581,7 @@ pub fn modelled_with(
         Some(f) => f,
         None => fit::embedded_parameters()?,
     };
-    let req = forecast::Request {
+    let req = forecast::ForecastRequest {
         cfg: &config,
         phases: &phases,
         hw,
@@ -669,7 +669,7 @@ pub fn modelled_with(
 }
 
 /// ` on gpu hardware` where a band rests on one device family's rows, else nothing.
-fn on_family(band: &fit::Band, hw: &Hardware) -> String {
+fn on_family(band: &fit::StepBand, hw: &Hardware) -> String {
     if band.one_family {
         format!(" on {} hardware", fit::family(&hw.class))
     } else {

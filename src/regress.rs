@@ -362,7 +362,7 @@ pub struct Row {
 
 /// The comparison of two result files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
+pub struct RegressComparison {
     /// Baseline file.
     pub baseline: PathBuf,
     /// Candidate file.
@@ -387,7 +387,7 @@ pub struct Comparison {
     pub counts: BTreeMap<String, usize>,
 }
 
-impl Comparison {
+impl RegressComparison {
     /// Whether any benchmark regressed beyond the threshold (exit 1).
     pub fn failed(&self) -> bool {
         self.failures > 0
@@ -677,7 +677,7 @@ pub fn compare_files(
     candidate: &ResultFile,
     candidate_path: &Path,
     opts: &RegressOptions,
-) -> Comparison {
+) -> RegressComparison {
     let host_differences = host_differences(&baseline.host, &candidate.host);
     let hosts_ok = host_differences.is_empty() || opts.allow_different_hosts;
     let cand_by_id: BTreeMap<&str, &Benchmark> = candidate
@@ -731,7 +731,7 @@ pub fn compare_files(
     for r in &rows {
         *counts.entry(r.verdict.as_str().to_string()).or_insert(0) += 1;
     }
-    Comparison {
+    RegressComparison {
         baseline: baseline_path.to_path_buf(),
         candidate: candidate_path.to_path_buf(),
         options: opts.clone(),
@@ -775,7 +775,7 @@ pub fn verdict_label(r: &Row) -> String {
 }
 
 /// One-line summary of a comparison.
-pub fn summary_line(c: &Comparison) -> String {
+pub fn summary_line(c: &RegressComparison) -> String {
     let counts = c
         .counts
         .iter()

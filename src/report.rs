@@ -26,7 +26,7 @@ use crate::{Error, Result};
 
 /// One loaded input of the report.
 #[derive(Debug, Clone)]
-pub struct Input {
+pub struct ReportInput {
     /// Where it was read from.
     pub path: PathBuf,
     /// The result file.
@@ -37,9 +37,9 @@ pub struct Input {
     pub peak: Option<PeakSection>,
 }
 
-impl Input {
+impl ReportInput {
     /// Load a result file for the report (validated like every reader).
-    pub fn load(path: &Path) -> Result<Input> {
+    pub fn load(path: &Path) -> Result<ReportInput> {
         let file = crate::results::load(path)?;
         if !file.benchmarks.iter().any(|b| !b.samples_s.is_empty()) {
             return Err(Error::BadFile {
@@ -53,7 +53,7 @@ impl Input {
             .unwrap_or(serde_json::Value::Null);
         let estimate = raw.get("estimate").cloned().filter(|v| !v.is_null());
         let peak = file.peak.clone();
-        Ok(Input {
+        Ok(ReportInput {
             path: path.to_path_buf(),
             file,
             estimate,
@@ -200,7 +200,7 @@ pub(crate) fn draw_legend(
 
 /// The roofline plot of one file: every measured kernel at (FLOP/byte, GFLOP/s),
 /// coloured by dtype, under the measured ceilings when the peak section is known.
-pub fn roofline_svg(input: &Input) -> Result<String> {
+pub fn roofline_svg(input: &ReportInput) -> Result<String> {
     let points: Vec<(f64, f64, String)> = input
         .file
         .benchmarks
@@ -331,7 +331,7 @@ pub fn roofline_svg(input: &Input) -> Result<String> {
 
 /// GFLOP/s per kernel with 95% CI error bars, one colour per file (several files
 /// are drawn side by side per kernel).
-pub fn kernels_svg(inputs: &[&Input]) -> Result<String> {
+pub fn kernels_svg(inputs: &[&ReportInput]) -> Result<String> {
     // Kernel ids in first-seen order across the files.
     let mut ids: Vec<String> = Vec::new();
     for inp in inputs {
@@ -446,7 +446,7 @@ fn dtype_of(ids: &[String], y: i32, rows: i32, stride: i32) -> &str {
 
 /// Throughput over time of the kernels of several files of one host (files in time
 /// order; one line per kernel, at most `max_series` kernels).
-pub fn over_time_svg(inputs: &[&Input], max_series: usize) -> Result<String> {
+pub fn over_time_svg(inputs: &[&ReportInput], max_series: usize) -> Result<String> {
     let mut ids: Vec<String> = Vec::new();
     for inp in inputs {
         for b in &inp.file.benchmarks {
@@ -537,7 +537,7 @@ pub fn over_time_svg(inputs: &[&Input], max_series: usize) -> Result<String> {
     Ok(svg)
 }
 
-fn fingerprint_table(inp: &Input) -> String {
+fn fingerprint_table(inp: &ReportInput) -> String {
     let h = &inp.file.host;
     let gib = h.memory_bytes as f64 / (1u64 << 30) as f64;
     let rows = [
@@ -570,7 +570,7 @@ fn fingerprint_table(inp: &Input) -> String {
     s
 }
 
-fn benchmark_table(inp: &Input) -> String {
+fn benchmark_table(inp: &ReportInput) -> String {
     let mut s = String::from(
         "<table><thead><tr><th>benchmark</th><th>dtype</th><th>FLOP/byte</th><th>median</th>\
          <th>GFLOP/s</th><th>95% CI</th><th>GB/s</th><th>n</th><th>status</th></tr></thead><tbody>",
@@ -667,7 +667,7 @@ fn estimate_table(v: &serde_json::Value) -> String {
     s
 }
 
-fn side_by_side_table(inputs: &[&Input]) -> String {
+fn side_by_side_table(inputs: &[&ReportInput]) -> String {
     let mut ids: Vec<String> = Vec::new();
     for inp in inputs {
         for b in &inp.file.benchmarks {
@@ -722,19 +722,19 @@ td.id{font-family:ui-monospace,monospace;font-size:12px}caption{caption-side:bot
 .note{color:#666;font-size:13px}details{margin:8px 0}summary{cursor:pointer;color:#1f77b4}";
 
 /// Render the report for `inputs` (any order; sorted by time inside).
-pub fn render(inputs: &[Input]) -> Result<String> {
+pub fn render(inputs: &[ReportInput]) -> Result<String> {
     Ok(page(&render_body(inputs)?))
 }
 
 /// The body of [`render`]'s page (for callers that add sections of their own).
-pub fn render_body(inputs: &[Input]) -> Result<String> {
+pub fn render_body(inputs: &[ReportInput]) -> Result<String> {
     if inputs.is_empty() {
         return Err(Error::Usage("give at least one result file".into()));
     }
-    let mut sorted: Vec<&Input> = inputs.iter().collect();
+    let mut sorted: Vec<&ReportInput> = inputs.iter().collect();
     sorted.sort_by(|a, b| a.file.header.created_at.cmp(&b.file.header.created_at));
     // Group by host, hosts in order of first appearance.
-    let mut groups: Vec<(String, Vec<&Input>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<&ReportInput>)> = Vec::new();
     for inp in &sorted {
         let key = host_key(&inp.file);
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -806,7 +806,7 @@ pub fn render_body(inputs: &[Input]) -> Result<String> {
     }
 
     if groups.len() > 1 {
-        let latest: Vec<&Input> = groups
+        let latest: Vec<&ReportInput> = groups
             .iter()
             .filter_map(|(_, f)| f.last().copied())
             .collect();
@@ -858,7 +858,7 @@ document.documentElement.setAttribute('data-plots-rendered',String(n));document.
 }
 
 /// Number of plots [`render`] draws for `inputs` (for tests and messages).
-pub fn plot_count(inputs: &[Input]) -> usize {
+pub fn plot_count(inputs: &[ReportInput]) -> usize {
     let mut groups: BTreeMap<String, usize> = BTreeMap::new();
     for i in inputs {
         *groups.entry(host_key(&i.file)).or_insert(0) += 1;

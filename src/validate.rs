@@ -348,7 +348,7 @@ pub struct Term {
 
 /// The step model's prediction of the step, with its interval and its parts.
 #[derive(Debug, Clone, Serialize)]
-pub struct Prediction {
+pub struct StepPrediction {
     /// Predicted seconds per step: the step model's single-device step fed with the
     /// kernels' mean times, less its optimizer update (the candle step has none).
     pub step_s: f64,
@@ -628,7 +628,7 @@ fn model_step(
 /// in a row, pays on average. The interval: the step model is linear in the kernel
 /// times, so each kernel's interval moves the prediction by the model evaluated at
 /// that end, and independent kernels' shifts add in quadrature.
-pub fn predict(needs: &[Need], file: &ResultFile, step: &StepConfig) -> Result<Prediction> {
+pub fn predict(needs: &[Need], file: &ResultFile, step: &StepConfig) -> Result<StepPrediction> {
     let lacking = missing(needs, file);
     if !lacking.is_empty() {
         return Err(Error::Usage(format!(
@@ -692,7 +692,7 @@ pub fn predict(needs: &[Need], file: &ResultFile, step: &StepConfig) -> Result<P
         .filter(|t| t.total_s != 0.0)
         .collect();
     terms.sort_by(|a, b| b.total_s.total_cmp(&a.total_s));
-    Ok(Prediction {
+    Ok(StepPrediction {
         step_s,
         ci_low_s: (step_s - var_low.sqrt()).max(0.0),
         ci_high_s: step_s + var_high.sqrt(),
@@ -725,7 +725,7 @@ pub fn pool_samples(b: &mut Benchmark, more: &[f64]) {
 
 /// Ratio predicted / measured and its interval from the two intervals (interval
 /// arithmetic: lowest prediction over highest measurement and vice versa).
-pub fn ratio(pred: &Prediction, measured: f64, m_low: f64, m_high: f64) -> (f64, f64, f64) {
+pub fn ratio(pred: &StepPrediction, measured: f64, m_low: f64, m_high: f64) -> (f64, f64, f64) {
     let safe = |x: f64| x.max(f64::MIN_POSITIVE);
     (
         pred.step_s / safe(measured),
@@ -736,7 +736,7 @@ pub fn ratio(pred: &Prediction, measured: f64, m_low: f64, m_high: f64) -> (f64,
 
 /// Predicted against measured, and whether it is within the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Verdict {
+pub struct BoundVerdict {
     /// Mean measured seconds per step.
     pub measured_s: f64,
     /// 95% interval of that mean.
@@ -753,12 +753,12 @@ pub struct Verdict {
 
 /// Judge `pred` against the step's timed samples: the ratio of the prediction to the
 /// samples' mean and whether it is within `bound` (a fraction). `None` without samples.
-pub fn judge(pred: &Prediction, samples: &[f64], bound: f64) -> Option<Verdict> {
+pub fn judge(pred: &StepPrediction, samples: &[f64], bound: f64) -> Option<BoundVerdict> {
     let (mean, half) = mean_and_half_width(samples)?;
     let median = crate::harness::stats::summarize(samples)?.median;
     let (low, high) = ((mean - half).max(0.0), mean + half);
     let (r, r_low, r_high) = ratio(pred, mean, low, high);
-    Some(Verdict {
+    Some(BoundVerdict {
         measured_s: mean,
         measured_ci95_s: [low, high],
         measured_median_s: median,
@@ -768,7 +768,7 @@ pub fn judge(pred: &Prediction, samples: &[f64], bound: f64) -> Option<Verdict> 
     })
 }
 
-impl Verdict {
+impl BoundVerdict {
     /// Success within the bound, failure (exit 1) outside it.
     pub fn outcome(&self) -> crate::Outcome {
         if self.within_bound {

@@ -292,3 +292,34 @@ fn stdout_is_written_only_by_the_render_module() {
         }
     }
 }
+
+#[test]
+fn no_public_type_name_means_two_things() {
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in ["src", "model/src", "kernels/src"] {
+        let mut files = vec![];
+        rs_files(&crate_root(dir), &mut files);
+        for f in files {
+            let text =
+                std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            for line in code_of(&text).lines() {
+                let l = line.trim_start();
+                let Some(rest) = ["pub struct ", "pub enum ", "pub trait "]
+                    .iter()
+                    .find_map(|k| l.strip_prefix(k))
+                else {
+                    continue;
+                };
+                let name = ident(rest).to_string();
+                if let Some(first) = seen.insert(name.clone(), f.clone()) {
+                    panic!(
+                        "`{name}` is defined in {} and in {}: give one of them the name of what it is",
+                        first.display(),
+                        f.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen.len() > 100, "read {} type names", seen.len());
+}

@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use flopcal_model::catalog::{Catalog, Hardware};
 use flopcal_model::fit::{self, fit_steps};
 use flopcal_model::flops::Phase;
-use flopcal_model::forecast::{forecast, Request};
+use flopcal_model::forecast::{forecast, ForecastRequest};
 use flopcal_model::search::Constraints;
 
 fn bench(c: &mut Criterion) {
@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
         batch: 2048,
         seq: 8192,
     }];
-    let req = |cfg, hw, devices, phases| Request {
+    let req = |cfg, hw, devices, phases| ForecastRequest {
         cfg,
         phases,
         hw,

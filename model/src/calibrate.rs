@@ -325,7 +325,7 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
     let phases = cat.model(AI21_SCHEDULE_OF)?.training.clone();
     let cfg = m.config();
     let step_fit = fit::embedded_parameters()?;
-    let req = forecast::Request {
+    let req = forecast::ForecastRequest {
         cfg: &cfg,
         phases: &phases,
         hw,

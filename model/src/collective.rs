@@ -4,7 +4,7 @@
 
 /// A collective operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Collective {
+pub enum RingCollective {
     /// Ring all-reduce.
     AllReduce,
     /// Ring all-gather.
@@ -17,16 +17,16 @@ pub enum Collective {
     SendRecv,
 }
 
-impl Collective {
+impl RingCollective {
     /// `(bandwidth factor, latency steps)` for a group of `k`.
     pub fn factors(self, k: u64) -> (f64, f64) {
         let k = k.max(1) as f64;
         match self {
-            Collective::AllReduce => (2.0 * (k - 1.0) / k, 2.0 * (k - 1.0)),
-            Collective::AllGather | Collective::ReduceScatter | Collective::AllToAll => {
-                ((k - 1.0) / k, k - 1.0)
-            }
-            Collective::SendRecv => (1.0, 1.0),
+            RingCollective::AllReduce => (2.0 * (k - 1.0) / k, 2.0 * (k - 1.0)),
+            RingCollective::AllGather
+            | RingCollective::ReduceScatter
+            | RingCollective::AllToAll => ((k - 1.0) / k, k - 1.0),
+            RingCollective::SendRecv => (1.0, 1.0),
         }
     }
 }

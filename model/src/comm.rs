@@ -18,12 +18,12 @@
 use crate::network::MeasuredLinks;
 use crate::system::{System, Tier};
 
-pub use crate::collective::Collective;
+pub use crate::collective::RingCollective;
 
 /// Seconds for `op` over `k` devices of `n` bytes each on `tier`, reaching
 /// `link_efficiency` of its nominal bandwidth. Zero for a group of one.
-pub fn time(op: Collective, n_bytes: f64, k: u64, tier: &Tier, link_efficiency: f64) -> f64 {
-    if k <= 1 && op != Collective::SendRecv {
+pub fn time(op: RingCollective, n_bytes: f64, k: u64, tier: &Tier, link_efficiency: f64) -> f64 {
+    if k <= 1 && op != RingCollective::SendRecv {
         return 0.0;
     }
     let (beta, steps) = op.factors(k);
@@ -33,7 +33,7 @@ pub fn time(op: Collective, n_bytes: f64, k: u64, tier: &Tier, link_efficiency: 
 /// As [`time`], but from the measured line where `measured` replaces `tier`'s figures
 /// ([`MeasuredLinks::time_s`]; no link efficiency is applied to a measurement).
 pub fn time_with(
-    op: Collective,
+    op: RingCollective,
     n_bytes: f64,
     k: u64,
     tier: &Tier,
@@ -47,7 +47,7 @@ pub fn time_with(
 
 /// [`group_time_with`] on the catalog's figures only.
 pub fn group_time(
-    op: Collective,
+    op: RingCollective,
     n_bytes: f64,
     k: u64,
     stride: u64,
@@ -64,7 +64,7 @@ pub fn group_time(
 /// on `n/k₁` + inner on `n`; all-to-all and sends run on the outer tier. A tier that
 /// `measured` replaces is timed from its measured lines.
 pub fn group_time_with(
-    op: Collective,
+    op: RingCollective,
     n_bytes: f64,
     k: u64,
     stride: u64,
@@ -91,15 +91,15 @@ pub fn group_time_with(
     }
     let e = link_efficiency;
     match op {
-        Collective::AllReduce => {
-            time(Collective::ReduceScatter, n_bytes, k1, inner, e)
-                + time(Collective::AllReduce, n_bytes / k1 as f64, k2, outer, e)
-                + time(Collective::AllGather, n_bytes, k1, inner, e)
+        RingCollective::AllReduce => {
+            time(RingCollective::ReduceScatter, n_bytes, k1, inner, e)
+                + time(RingCollective::AllReduce, n_bytes / k1 as f64, k2, outer, e)
+                + time(RingCollective::AllGather, n_bytes, k1, inner, e)
         }
-        Collective::AllGather | Collective::ReduceScatter => {
+        RingCollective::AllGather | RingCollective::ReduceScatter => {
             time(op, n_bytes / k1 as f64, k2, outer, e) + time(op, n_bytes, k1, inner, e)
         }
-        Collective::AllToAll | Collective::SendRecv => time(op, n_bytes, k, outer, e),
+        RingCollective::AllToAll | RingCollective::SendRecv => time(op, n_bytes, k, outer, e),
     }
 }
 
@@ -120,13 +120,13 @@ mod tests {
     fn ring_factors_match_the_algorithms() {
         let n = 1e9;
         let t = tier();
-        let ar = time(Collective::AllReduce, n, 8, &t, 1.0);
-        let ag = time(Collective::AllGather, n, 8, &t, 1.0);
-        let rs = time(Collective::ReduceScatter, n, 8, &t, 1.0);
+        let ar = time(RingCollective::AllReduce, n, 8, &t, 1.0);
+        let ag = time(RingCollective::AllGather, n, 8, &t, 1.0);
+        let rs = time(RingCollective::ReduceScatter, n, 8, &t, 1.0);
         assert!((ar - 2.0 * 7.0 / 8.0 * 0.01).abs() < 1e-12);
         assert!((ag + rs - ar).abs() < 1e-12, "RS + AG = AR");
-        assert_eq!(time(Collective::AllReduce, n, 1, &t, 1.0), 0.0);
-        assert!((time(Collective::SendRecv, n, 2, &t, 0.5) - 0.02).abs() < 1e-12);
+        assert_eq!(time(RingCollective::AllReduce, n, 1, &t, 1.0), 0.0);
+        assert!((time(RingCollective::SendRecv, n, 2, &t, 0.5) - 0.02).abs() < 1e-12);
     }
 
     #[test]
@@ -150,16 +150,18 @@ mod tests {
             ],
         };
         let n = 1e9;
-        let flat = time(Collective::AllReduce, n, 32, &sys.tiers[1], 1.0);
-        let hier = group_time(Collective::AllReduce, n, 32, 1, &sys, 1.0);
+        let flat = time(RingCollective::AllReduce, n, 32, &sys.tiers[1], 1.0);
+        let hier = group_time(RingCollective::AllReduce, n, 32, 1, &sys, 1.0);
         let want = 2.0 * 7.0 / 8.0 * n / 100e9 + 2.0 * 3.0 / 4.0 * (n / 8.0) / 10e9;
         assert!(
             (hier - want).abs() < 1e-12 && hier < flat,
             "{hier} vs {want}"
         );
         // Members 8 apart never share a domain of 8: all on the outer tier.
-        let strided = group_time(Collective::AllReduce, n, 4, 8, &sys, 1.0);
-        assert!((strided - time(Collective::AllReduce, n, 4, &sys.tiers[1], 1.0)).abs() < 1e-12);
+        let strided = group_time(RingCollective::AllReduce, n, 4, 8, &sys, 1.0);
+        assert!(
+            (strided - time(RingCollective::AllReduce, n, 4, &sys.tiers[1], 1.0)).abs() < 1e-12
+        );
     }
 
     #[test]
@@ -168,7 +170,7 @@ mod tests {
             latency_s: 1e-5,
             ..tier()
         };
-        let small = time(Collective::AllReduce, 8.0, 4, &t, 1.0);
+        let small = time(RingCollective::AllReduce, 8.0, 4, &t, 1.0);
         assert!((small - 6.0 * 1e-5).abs() < 1e-9);
     }
 }

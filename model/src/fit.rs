@@ -39,15 +39,15 @@ use crate::catalog::{Catalog, Hardware, Run};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
 use crate::flops::Phase;
-use crate::forecast::{self, Request};
+use crate::forecast::{self, ForecastRequest};
 use crate::framework::{self, Framework};
 use crate::gemm_rate::RateSource;
 use crate::layout::Layout;
 use crate::published::{self, StepRun};
 use crate::search::{search, Constraints};
 pub use crate::stack::{
-    efficiency, family, shape_model, stack_efficiency, Band, Chosen, BAND_LEVEL, HBM_EFFICIENCY,
-    LINK_EFFICIENCY,
+    efficiency, family, shape_model, stack_efficiency, Chosen, StepBand, BAND_LEVEL,
+    HBM_EFFICIENCY, LINK_EFFICIENCY,
 };
 use crate::step::{Batch, Prediction, StepModel};
 use crate::system::System;
@@ -126,7 +126,7 @@ fn band_of(
     framework: Option<&str>,
     fam: &str,
     without: Option<&str>,
-) -> Band {
+) -> StepBand {
     let kept = |r: &&Residual| without != Some(r.group.as_str());
     if let Some(f) = framework {
         let own = named
@@ -134,7 +134,7 @@ fn band_of(
             .filter(kept)
             .filter(|r| r.framework == f && r.family == fam);
         if let Some(b) = band_if_enough(own) {
-            return Band {
+            return StepBand {
                 own_stack: true,
                 one_family: true,
                 ..b
@@ -146,12 +146,12 @@ fn band_of(
     // else on every family.
     let on_family = unknown.iter().filter(kept).filter(|r| r.family == fam);
     if let Some(b) = band_if_enough(on_family) {
-        return Band {
+        return StepBand {
             one_family: true,
             ..b
         };
     }
-    Band::from_rms(
+    StepBand::from_rms(
         &unknown
             .iter()
             .filter(kept)
@@ -161,20 +161,20 @@ fn band_of(
 }
 
 /// The band on `rows` where they span [`MIN_BAND_SOURCES`] sources; `None` otherwise.
-fn band_if_enough<'a>(rows: impl Iterator<Item = &'a Residual>) -> Option<Band> {
+fn band_if_enough<'a>(rows: impl Iterator<Item = &'a Residual>) -> Option<StepBand> {
     let rows: Vec<&Residual> = rows.collect();
     let mut sources: Vec<&str> = rows.iter().map(|r| r.group.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();
     (sources.len() >= MIN_BAND_SOURCES)
-        .then(|| Band::from_rms(&rows.iter().map(|r| r.value).collect::<Vec<_>>()))
+        .then(|| StepBand::from_rms(&rows.iter().map(|r| r.value).collect::<Vec<_>>()))
 }
 
 /// The band of a forecast that fixes no layout dimension: the left-out errors of the
 /// production rows predicted so, where they span [`MIN_BAND_SOURCES`] sources; `None`
 /// otherwise.
-fn free_band_of(free: &[Residual]) -> Option<Band> {
-    band_if_enough(free.iter()).map(|b| Band {
+fn free_band_of(free: &[Residual]) -> Option<StepBand> {
+    band_if_enough(free.iter()).map(|b| StepBand {
         layout_unknown: true,
         ..b
     })
@@ -653,8 +653,8 @@ impl Prepared<'_> {
         framework::lookup(&self.framework).ok().flatten()
     }
 
-    fn request(&self) -> Request<'_> {
-        Request {
+    fn request(&self) -> ForecastRequest<'_> {
+        ForecastRequest {
             cfg: &self.cfg,
             phases: &self.phases,
             hw: self.hw,
@@ -1342,13 +1342,13 @@ mod tests {
     #[test]
     fn a_band_is_the_normal_interval_on_the_residuals_rms() {
         // rms of ±0.1 is 0.1; the 80% interval is exp(±1.2816 x 0.1).
-        let b = Band::from_rms(&[0.1, -0.1, 0.1, -0.1]);
+        let b = StepBand::from_rms(&[0.1, -0.1, 0.1, -0.1]);
         assert!((b.high.ln() - 0.128_155).abs() < 1e-5, "{b:?}");
         assert!((b.low.ln() + 0.128_155).abs() < 1e-5, "{b:?}");
         // A bias widens it: every row 0.2 off gives rms 0.2.
-        let biased = Band::from_rms(&[0.2, 0.2]);
+        let biased = StepBand::from_rms(&[0.2, 0.2]);
         assert!((biased.width().ln() / b.width().ln() - 2.0).abs() < 1e-9);
-        assert_eq!(Band::from_rms(&[0.1]).width(), 1.0);
+        assert_eq!(StepBand::from_rms(&[0.1]).width(), 1.0);
     }
 
     fn residual(group: &str, framework: &str, family: &str, value: f64) -> Residual {

@@ -166,7 +166,7 @@ pub enum TpSplit {
 /// One weight matmul of a block: per token it multiplies a `k`-vector by a `k × n`
 /// weight, `per_token` times, so its forward FLOPs per token are `2·k·n·per_token`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Matmul {
+pub struct WeightMatmul {
     /// `qkv`, `attn_out`, `ffn_in`, `ffn_out`, `router`, `shared_ffn_in`,
     /// `shared_ffn_out`, `cross_q`, `cross_kv`, `cross_out` or `vocab`.
     pub name: &'static str,
@@ -185,7 +185,7 @@ pub struct Matmul {
     pub expert: bool,
 }
 
-impl Matmul {
+impl WeightMatmul {
     /// Forward FLOPs per token, `2·k·n·per_token`.
     pub fn flops_per_token(&self) -> f64 {
         2.0 * self.k as f64 * self.n as f64 * self.per_token
@@ -211,10 +211,10 @@ impl Matmul {
 /// Encoder–decoder models add the decoder's cross-attention (Q on the decoder stream,
 /// K and V on the encoder's output, output projection), weighted by the fraction of
 /// blocks that are decoder blocks.
-pub fn block_matmuls(cfg: &ModelConfig) -> Vec<Matmul> {
+pub fn block_matmuls(cfg: &ModelConfig) -> Vec<WeightMatmul> {
     let (h, a, kv, f) = (cfg.hidden, cfg.attn_dim(), cfg.kv_dim(), cfg.ffn);
     let gate = cfg.ffn_matrices() - 1;
-    let mm = |name, k, n, per_token, split, expert| Matmul {
+    let mm = |name, k, n, per_token, split, expert| WeightMatmul {
         name,
         k,
         n,
@@ -264,8 +264,8 @@ pub fn block_matmuls(cfg: &ModelConfig) -> Vec<Matmul> {
 }
 
 /// The output projection onto the vocabulary, `h × V`, column-parallel.
-pub fn vocab_matmul(cfg: &ModelConfig) -> Matmul {
-    Matmul {
+pub fn vocab_matmul(cfg: &ModelConfig) -> WeightMatmul {
+    WeightMatmul {
         name: "vocab",
         k: cfg.hidden,
         n: cfg.vocab,

@@ -14,13 +14,13 @@ use crate::layout::{check_batch, check_devices, check_heads, check_stages};
 use crate::network::MeasuredLinks;
 use crate::op_rate::OpTable;
 use crate::search::{search, Constraints, SearchResult};
-use crate::stack::{self, Band, Chosen};
+use crate::stack::{self, Chosen, StepBand};
 use crate::step::{usable_memory, Batch, Efficiency, Prediction, StepModel};
 use crate::system::{System, GIB};
 
 /// What to forecast.
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
+pub struct ForecastRequest<'a> {
     /// The architecture.
     pub cfg: &'a ModelConfig,
     /// The schedule (each phase: steps × global batch × seq).
@@ -164,7 +164,7 @@ pub trait FactorSource {
 
 /// Forecast `req` with the factor on GEMM rates `fit` gives its stack on the
 /// hardware's class.
-pub fn forecast(req: &Request<'_>, fit: &dyn FactorSource) -> Result<Forecast, ModelError> {
+pub fn forecast(req: &ForecastRequest<'_>, fit: &dyn FactorSource) -> Result<Forecast, ModelError> {
     let sys = System::from_hardware(req.hw, req.dtype)?;
     let mut chosen = fit.choose(&req.hw.class, req.framework.map(|f| f.id.as_str()))?;
     if let Some(g) = req.gemm_efficiency {
@@ -199,7 +199,7 @@ pub struct Measured {
 /// measured them.
 /// On the measured system itself, its bandwidth is an achieved one (no efficiency on
 /// top); on a catalog row, the stated link and HBM efficiencies apply.
-pub fn forecast_measured(req: &Request<'_>, m: &Measured) -> Result<Forecast, ModelError> {
+pub fn forecast_measured(req: &ForecastRequest<'_>, m: &Measured) -> Result<Forecast, ModelError> {
     let (sys, eff) = match &m.system {
         Some(s) => {
             s.check()?;
@@ -228,16 +228,16 @@ pub fn forecast_measured(req: &Request<'_>, m: &Measured) -> Result<Forecast, Mo
             m.ops.points.len(),
             m.rates.points.len(),
         ),
-        band: Band::none(),
+        band: StepBand::none(),
         layout_gap: 1.0,
-        free_band: Band::none(),
+        free_band: StepBand::none(),
     };
     let rates = RateSource::Profile(m.rates.clone());
     run(req, &sys, &rates, &shape, eff, Some(&m.ops), chosen)
 }
 
 fn run(
-    req: &Request<'_>,
+    req: &ForecastRequest<'_>,
     sys: &System,
     rates: &RateSource,
     shape: &ShapeModel,
@@ -353,7 +353,7 @@ pub fn reference_rates(hw: &Hardware, dtype: Option<&str>) -> Option<MeasuredTab
     })
 }
 
-fn no_plan(req: &Request<'_>, sys: &System, ph: &Phase, r: &SearchResult) -> ModelError {
+fn no_plan(req: &ForecastRequest<'_>, sys: &System, ph: &Phase, r: &SearchResult) -> ModelError {
     let fits_reason = r
         .rejected
         .iter()
@@ -396,8 +396,13 @@ mod tests {
     use crate::catalog::Catalog;
     use crate::fit;
 
-    fn req<'a>(cfg: &'a ModelConfig, phases: &'a [Phase], hw: &'a Hardware, n: u64) -> Request<'a> {
-        Request {
+    fn req<'a>(
+        cfg: &'a ModelConfig,
+        phases: &'a [Phase],
+        hw: &'a Hardware,
+        n: u64,
+    ) -> ForecastRequest<'a> {
+        ForecastRequest {
             cfg,
             phases,
             hw,

@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 
-use crate::collective::Collective;
+use crate::collective::RingCollective;
 use crate::system::System;
 use crate::ModelError;
 
@@ -168,15 +168,15 @@ impl MeasuredNetwork {
 }
 
 /// The collectives the step model times, by the names a comm file uses.
-pub const STEP_MODEL_COLLECTIVES: [(Collective, &str); 5] = [
-    (Collective::AllReduce, "all_reduce"),
-    (Collective::AllGather, "all_gather"),
-    (Collective::ReduceScatter, "reduce_scatter"),
-    (Collective::AllToAll, "all_to_all"),
-    (Collective::SendRecv, "send_recv"),
+pub const STEP_MODEL_COLLECTIVES: [(RingCollective, &str); 5] = [
+    (RingCollective::AllReduce, "all_reduce"),
+    (RingCollective::AllGather, "all_gather"),
+    (RingCollective::ReduceScatter, "reduce_scatter"),
+    (RingCollective::AllToAll, "all_to_all"),
+    (RingCollective::SendRecv, "send_recv"),
 ];
 
-fn file_name(op: Collective) -> &'static str {
+fn file_name(op: RingCollective) -> &'static str {
     STEP_MODEL_COLLECTIVES
         .iter()
         .find(|(c, _)| *c == op)
@@ -251,11 +251,11 @@ impl MeasuredLinks {
     /// ([`Collective::factors`]): latency by the steps, `steps(k)/steps(ranks)`, and
     /// bytes by the bus-bandwidth factor, `factor(k)/factor(ranks)` (bus bandwidth, the
     /// nccl-tests figure that does not depend on the group size, held fixed).
-    pub fn time_s(&self, tier: &str, op: Collective, n_bytes: f64, k: u64) -> Option<f64> {
+    pub fn time_s(&self, tier: &str, op: RingCollective, n_bytes: f64, k: u64) -> Option<f64> {
         if tier != self.tier {
             return None;
         }
-        if k <= 1 && op != Collective::SendRecv {
+        if k <= 1 && op != RingCollective::SendRecv {
             return Some(0.0);
         }
         let c = self.net.collective(file_name(op))?;
@@ -406,21 +406,27 @@ mod tests {
             l.tier, "nvlink",
             "an intra-node group replaces the first tier"
         );
-        let t = l.time_s("nvlink", Collective::AllReduce, 1e9, 2).unwrap();
+        let t = l
+            .time_s("nvlink", RingCollective::AllReduce, 1e9, 2)
+            .unwrap();
         assert!(
             (t - (2e-6 + 0.1)).abs() < 1e-12,
             "{t}: no second algorithm factor"
         );
-        assert_eq!(l.time_s("ib", Collective::AllReduce, 1e9, 2), None);
+        assert_eq!(l.time_s("ib", RingCollective::AllReduce, 1e9, 2), None);
     }
 
     #[test]
     fn another_group_size_rescales_by_the_ring_factors() {
         let l = links(2);
         // All-reduce over 8: bus factor 2·7/8 = 1.75 vs 1 at 2 ranks; steps 14 vs 2.
-        let t = l.time_s("nvlink", Collective::AllReduce, 1e9, 8).unwrap();
+        let t = l
+            .time_s("nvlink", RingCollective::AllReduce, 1e9, 8)
+            .unwrap();
         assert!((t - (2e-6 * 7.0 + 0.1 * 1.75)).abs() < 1e-12, "{t}");
-        let s = l.time_s("nvlink", Collective::SendRecv, 1e9, 2).unwrap();
+        let s = l
+            .time_s("nvlink", RingCollective::SendRecv, 1e9, 2)
+            .unwrap();
         assert!((s - (2e-6 + 0.1)).abs() < 1e-12, "{s}");
     }
 

@@ -130,7 +130,7 @@ pub struct CloudOption {
 
 /// On-prem against the cloud for one training plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Comparison {
+pub struct CostComparison {
     /// Chips of the on-prem run.
     pub onprem_chips: f64,
     /// Chip-hours of one run on-prem.
@@ -169,7 +169,7 @@ pub fn compare(
     wall_hours: f64,
     cloud_chip_hours: f64,
     prices: &[(String, f64, String)],
-) -> Result<Comparison, ModelError> {
+) -> Result<CostComparison, ModelError> {
     onprem.check()?;
     check_positive("chips", chips)?;
     check_positive("on-prem chip-hours", onprem_chip_hours)?;
@@ -230,7 +230,7 @@ pub fn compare(
             },
         ),
     };
-    Ok(Comparison {
+    Ok(CostComparison {
         onprem_chips: chips,
         onprem_chip_hours,
         onprem_wall_hours: wall_hours,

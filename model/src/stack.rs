@@ -53,7 +53,7 @@ pub fn shape_model(sys: &System) -> ShapeModel {
 
 /// A prediction interval on step time, as multipliers of the point prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Band {
+pub struct StepBand {
     /// Level (0.8: 80% of left-out runs fall inside).
     pub level: f64,
     /// Low end / prediction.
@@ -73,10 +73,10 @@ pub struct Band {
     pub layout_unknown: bool,
 }
 
-impl Band {
+impl StepBand {
     /// No band (nothing fitted behind the prediction).
-    pub fn none() -> Band {
-        Band {
+    pub fn none() -> StepBand {
+        StepBand {
             level: BAND_LEVEL,
             low: 1.0,
             high: 1.0,
@@ -91,14 +91,14 @@ impl Band {
     /// the `ln(published / predicted)` residuals (bias included): `exp(±z · rms)`,
     /// `z` the standard normal's `(1 + level) / 2` quantile. A few dozen residuals pin
     /// a scale better than they pin the 10th and 90th percentiles.
-    pub fn from_rms(res: &[f64]) -> Band {
+    pub fn from_rms(res: &[f64]) -> StepBand {
         if res.len() < 2 {
-            return Band::none();
+            return StepBand::none();
         }
         let rms = (res.iter().map(|r| r * r).sum::<f64>() / res.len() as f64).sqrt();
         use statrs::distribution::ContinuousCDF;
         let z = statrs::distribution::Normal::standard().inverse_cdf(0.5 + BAND_LEVEL / 2.0);
-        Band {
+        StepBand {
             level: BAND_LEVEL,
             low: (-z * rms).exp(),
             high: (z * rms).exp(),
@@ -132,12 +132,12 @@ pub struct Chosen {
     /// In words: which parameter, fitted on which sources.
     pub basis: String,
     /// The prediction interval on step time.
-    pub band: Band,
+    pub band: StepBand,
     /// Best-layout step over the step of the layouts production runs stated
     /// ([`crate::fit::StepFit::layout_gap`]): a forecast that fixes no layout dimension
     /// divides its step time by it; 1: none.
     pub layout_gap: f64,
     /// The prediction interval of such a forecast (its layout and the stack's effect
     /// on it unknown): from the left-out errors of production runs predicted so.
-    pub free_band: Band,
+    pub free_band: StepBand,
 }

@@ -41,7 +41,7 @@
 
 use serde::Serialize;
 
-use crate::comm::{self, Collective};
+use crate::comm::{self, RingCollective};
 use crate::config::{FfnKind, ModelConfig};
 use crate::error::ModelError;
 use crate::flops::{self, FlopOptions, Recompute, TpSplit};
@@ -507,7 +507,7 @@ impl<'a> StepModel<'a> {
                 };
             passes
                 * comm::time_with(
-                    Collective::AllReduce,
+                    RingCollective::AllReduce,
                     n,
                     t,
                     tier,
@@ -527,7 +527,7 @@ impl<'a> StepModel<'a> {
             let hop = |bytes: f64| {
                 (c - 1) as f64
                     * comm::time_with(
-                        Collective::SendRecv,
+                        RingCollective::SendRecv,
                         bytes,
                         2,
                         tier,
@@ -556,7 +556,7 @@ impl<'a> StepModel<'a> {
             };
             passes
                 * comm::group_time_with(
-                    Collective::AllToAll,
+                    RingCollective::AllToAll,
                     n,
                     k,
                     t,
@@ -690,7 +690,7 @@ impl<'a> StepModel<'a> {
             let n = tokens * cfg.hidden as f64 * ACT_BYTES / t as f64;
             2.0 * v
                 * comm::time_with(
-                    Collective::SendRecv,
+                    RingCollective::SendRecv,
                     n,
                     2,
                     tier,
@@ -708,7 +708,7 @@ impl<'a> StepModel<'a> {
         let params = self.params.per_device(layout);
         let grads = params * memory::GRAD_BYTES;
         let reduce = comm::group_time_with(
-            Collective::AllReduce,
+            RingCollective::AllReduce,
             grads,
             d,
             t,
@@ -724,7 +724,7 @@ impl<'a> StepModel<'a> {
         let mut dp_comm = (reduce - window).max(0.0);
         if layout.zero == Zero::Full {
             let gather = comm::group_time_with(
-                Collective::AllGather,
+                RingCollective::AllGather,
                 params * memory::WEIGHT_BYTES,
                 d,
                 t,

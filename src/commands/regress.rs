@@ -7,7 +7,8 @@ use comfy_table::{Cell, CellAlignment};
 
 use super::values::parse_fraction;
 use crate::regress::{
-    self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, Comparison, RegressOptions, Row,
+    self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, RegressComparison, RegressOptions,
+    Row,
 };
 use crate::render::{self, markdown};
 use crate::report_table::fmt_giga;
@@ -146,7 +147,7 @@ fn change_cells(r: &Row) -> (String, String, String) {
 }
 
 /// The terminal table of a comparison.
-pub fn table(c: &Comparison) -> String {
+pub fn table(c: &RegressComparison) -> String {
     let mut t = render::table::new([
         "benchmark",
         "base GFLOP/s",
@@ -177,7 +178,7 @@ pub fn table(c: &Comparison) -> String {
 }
 
 /// The CSV form: one row per benchmark.
-pub fn csv(c: &Comparison) -> Result<String> {
+pub fn csv(c: &RegressComparison) -> Result<String> {
     let mut w = render::csv::writer();
     let err = render::csv::error;
     w.write_record([
@@ -220,7 +221,7 @@ pub fn csv(c: &Comparison) -> Result<String> {
 }
 
 /// A Markdown report for a pull request.
-pub fn markdown(c: &Comparison) -> String {
+pub fn markdown(c: &RegressComparison) -> String {
     let mut out = String::new();
     let icon = if c.failed() { "❌" } else { "✅" };
     out.push_str(&format!(

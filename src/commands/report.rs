@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::peak::PeakSection;
-use crate::report::{self, Input};
+use crate::report::{self, ReportInput};
 use crate::results::write_atomic;
 use crate::{Error, Outcome, Result};
 
@@ -50,7 +50,7 @@ pub fn run(args: &ReportArgs) -> Result<Outcome> {
     let (extra, profiles) = super::fleet::report_sections(&args.results, args.straggler)?;
     let mut inputs = Vec::with_capacity(args.results.len());
     for p in &profiles {
-        let mut inp = Input::load(p)?;
+        let mut inp = ReportInput::load(p)?;
         if inp.peak.is_none() {
             inp.peak = peak.clone();
         }

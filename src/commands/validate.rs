@@ -17,7 +17,7 @@ use crate::render::table::outln;
 use crate::render::{self, OutputFormat};
 use crate::report_table::fmt_duration;
 use crate::results::{self, ResultFile};
-use crate::validate::{self, Prediction, Term};
+use crate::validate::{self, StepPrediction, Term};
 use crate::{interrupt, Error, Outcome, Result};
 
 /// Arguments of `flopcal validate`.
@@ -452,7 +452,7 @@ fn load_average() -> Option<f64> {
         .ok()
 }
 
-fn print_table(r: &ValidateReport, pred: &Prediction) -> Result<()> {
+fn print_table(r: &ValidateReport, pred: &StepPrediction) -> Result<()> {
     let mut out = String::new();
     outln!(
         out,
