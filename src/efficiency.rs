@@ -28,8 +28,8 @@ use flopcal_model::op_rate::{MemOp, OpPoint, OpTable};
 use flopcal_model::ModelConfig;
 use serde::Serialize;
 
-use crate::results::{Benchmark, ResultFile, Status};
-use crate::suite::{self, Group, SuiteSpec};
+use flopcal_bench::results::{Benchmark, ResultFile, Status};
+use flopcal_bench::suite::{self, Group, SuiteSpec};
 
 /// What to weigh the profile's kernels by.
 #[derive(Debug, Clone)]
@@ -584,8 +584,8 @@ pub fn measured_bandwidth(file: &ResultFile) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::HarnessConfig;
-    use crate::results::Benchmark;
+    use flopcal_bench::harness::HarnessConfig;
+    use flopcal_bench::results::Benchmark;
 
     fn tiny() -> ModelConfig {
         ModelConfig {

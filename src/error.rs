@@ -39,6 +39,9 @@ pub enum Error {
     /// FLOP accounting, catalog or cost-model error.
     #[error(transparent)]
     Model(#[from] flopcal_model::ModelError),
+    /// A measurement failed, was interrupted, or read a bad file.
+    #[error(transparent)]
+    Bench(#[from] flopcal_bench::BenchError),
     /// Whoever read stdout closed it (`flopcal … | head`): not a failure, the reader
     /// has what it wanted, so the program ends quietly with exit 0.
     #[error("stdout was closed")]
@@ -57,6 +60,7 @@ impl Error {
         match self {
             Error::Interrupted { .. } => 130,
             Error::StdoutClosed => 0,
+            Error::Bench(e) => e.exit_code(),
             _ => 2,
         }
     }

@@ -18,12 +18,12 @@ use flopcal_model::search::Constraints;
 use flopcal_model::step::Breakdown;
 use flopcal_model::{calibrate::Fit, ModelConfig};
 
-use crate::device::DeviceChoice;
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
 use crate::model_spec::{count, opt_count, run_date, ModelSpec, PriceSpec};
 use crate::planning::{load_catalog, local_hardware};
-use crate::results::ResultFile;
 use crate::{Error, Result};
+use flopcal_bench::device::DeviceChoice;
+use flopcal_bench::results::ResultFile;
 
 /// What to estimate: the model, the run, the hardware, the layout dimensions it
 /// fixes, prices and costs. The plain request behind `estimate`'s flags (which
@@ -431,7 +431,7 @@ fn check_profile(
         }
     }
     if is_local(req.hardware.as_deref()) {
-        let here = crate::fingerprint::collect(&candle_core::Device::Cpu, 1).cpu_model;
+        let here = flopcal_bench::fingerprint::collect(&candle_core::Device::Cpu, 1).cpu_model;
         if file.host.cpu_model != here {
             return Err(bad(format!(
                 "profile was measured on another machine (CPU `{}`), not this one (`{here}`) that --hardware local means; drop --hardware to estimate for the profiled machine, or profile this one (`{suggest}`)",
@@ -474,7 +474,7 @@ fn check_profile(
 /// Quick profile of this machine for the plan's model (`--hardware local` without
 /// `--profile`): the model's own kernels at seq 128, within about a minute.
 fn profile_now(req: &EstimateRequest, cfg: &ModelConfig) -> Result<ResultFile> {
-    let pa = crate::profile_run::ProfileSpec {
+    let pa = flopcal_bench::profile_run::ProfileSpec {
         model: None,
         layers: Some(cfg.layers),
         hidden: Some(cfg.hidden),
@@ -492,13 +492,13 @@ fn profile_now(req: &EstimateRequest, cfg: &ModelConfig) -> Result<ResultFile> {
         quick: true,
         budget: Some(60.0),
         device: req.device,
-        ..crate::profile_run::ProfileSpec::default()
+        ..flopcal_bench::profile_run::ProfileSpec::default()
     };
     eprintln!(
         "profiling this machine: {} kernels at seq 128 x batch {} (quick, up to a minute)...",
         cfg.name, pa.batch
     );
-    let run = crate::profile_run::execute(&pa)?;
+    let run = flopcal_bench::profile_run::execute(&pa)?;
     if run.file.header.partial {
         return Err(Error::Interrupted { saved: None });
     }
@@ -559,7 +559,7 @@ pub fn compute_full(req: &EstimateRequest) -> Result<Computed> {
             ));
         };
         let (file, path) = match &req.profile {
-            Some(p) => (crate::results::load(p)?, Some(p.clone())),
+            Some(p) => (flopcal_bench::results::load(p)?, Some(p.clone())),
             None => (profile_now(req, config)?, None),
         };
         let pm = &file.profile.model;

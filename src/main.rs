@@ -2,13 +2,13 @@
 
 use clap::Parser;
 
-/// mimalloc, configured by [`flopcal::alloc::keep_freed_pages`], so memory-bound
+/// mimalloc, configured by [`flopcal_bench::alloc::keep_freed_pages`], so memory-bound
 /// kernels are measured rather than their page faults (see that module for numbers).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    flopcal::alloc::keep_freed_pages();
+    flopcal_bench::alloc::keep_freed_pages();
     flopcal::render::exit_quietly_when_stdout_closes();
     let cli = flopcal::cli::Cli::parse();
     let code = match flopcal::cli::run(cli) {

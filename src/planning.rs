@@ -22,8 +22,8 @@ use flopcal_model::{Hardware, ModelConfig};
 use crate::efficiency::{self, EfficiencyError, KernelEfficiency};
 use crate::render;
 use crate::render::table::{human_hours, num, outln, pct, usd};
-use crate::results::ResultFile;
 use crate::Result;
+use flopcal_bench::results::ResultFile;
 
 /// The embedded catalog, overridden by `--catalog` or `$FLOPCAL_CATALOG`.
 pub fn load_catalog(flag: Option<&Path>) -> Result<Catalog> {
@@ -260,7 +260,7 @@ pub fn default_run_table(file: &ResultFile) -> String {
                         } else {
                             String::new()
                         },
-                        crate::report_table::fmt_giga(k.peak_flops_per_s),
+                        flopcal_bench::report_table::fmt_giga(k.peak_flops_per_s),
                         k.dtype
                     ));
                 } else if proxy {
@@ -273,7 +273,7 @@ pub fn default_run_table(file: &ResultFile) -> String {
                     notes.push(format!(
                         "{model} on this machine: kernel efficiency {:.1}% of the measured {} GFLOP/s {} peak; dominant: {}",
                         k.kernel_efficiency * 100.0,
-                        crate::report_table::fmt_giga(k.peak_flops_per_s),
+                        flopcal_bench::report_table::fmt_giga(k.peak_flops_per_s),
                         k.dtype,
                         k.dominant(2)
                     ));
@@ -843,7 +843,7 @@ mod tests {
     /// The committed quick profile of the 2-core EPYC.
     fn quick_profile() -> ResultFile {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/amd-epyc-2core-quick.json");
-        crate::results::load(&path).unwrap()
+        flopcal_bench::results::load(&path).unwrap()
     }
 
     #[test]

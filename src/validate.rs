@@ -48,9 +48,9 @@ use flopcal_model::op_rate::{MemOp, OpPoint, OpTable};
 use flopcal_model::ModelConfig;
 use serde::Serialize;
 
-use crate::results::{Benchmark, ResultFile, Status};
-use crate::suite::{self, Entry, Group, SuiteSpec};
 use crate::{Error, Result};
+use flopcal_bench::results::{Benchmark, ResultFile, Status};
+use flopcal_bench::suite::{self, Entry, Group, SuiteSpec};
 
 /// A validate-only model preset: architecture and default batch / sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -708,14 +708,14 @@ pub fn predict(needs: &[Need], file: &ResultFile, step: &StepConfig) -> Result<S
 /// summary (median, its 95% interval, spread and rates) over all the samples.
 pub fn pool_samples(b: &mut Benchmark, more: &[f64]) {
     b.samples_s.extend_from_slice(more);
-    let Some(s) = crate::harness::stats::summarize(&b.samples_s) else {
+    let Some(s) = flopcal_bench::harness::stats::summarize(&b.samples_s) else {
         return;
     };
     let stop = b
         .summary
         .as_ref()
-        .map_or(crate::harness::StopReason::Budget, |old| old.stop);
-    b.summary = Some(crate::results::BenchSummary::from_stats(
+        .map_or(flopcal_bench::harness::StopReason::Budget, |old| old.stop);
+    b.summary = Some(flopcal_bench::results::BenchSummary::from_stats(
         &s,
         stop,
         b.flops_per_iter,
@@ -755,7 +755,7 @@ pub struct BoundVerdict {
 /// samples' mean and whether it is within `bound` (a fraction). `None` without samples.
 pub fn judge(pred: &StepPrediction, samples: &[f64], bound: f64) -> Option<BoundVerdict> {
     let (mean, half) = mean_and_half_width(samples)?;
-    let median = crate::harness::stats::summarize(samples)?.median;
+    let median = flopcal_bench::harness::stats::summarize(samples)?.median;
     let (low, high) = ((mean - half).max(0.0), mean + half);
     let (r, r_low, r_high) = ratio(pred, mean, low, high);
     Some(BoundVerdict {
@@ -783,7 +783,7 @@ impl BoundVerdict {
 /// or step left the caches in another state), then samples of `iters` iterations
 /// until the budget is spent, at least one. Returns per-iteration seconds.
 pub fn time_slice(
-    exec: &mut dyn crate::harness::Executor,
+    exec: &mut dyn flopcal_bench::harness::Executor,
     untimed: u64,
     iters: u64,
     budget_s: f64,
@@ -792,7 +792,7 @@ pub fn time_slice(
     let iters = iters.max(1);
     let mut out = Vec::new();
     let mut spent = 0.0;
-    while out.is_empty() || (spent < budget_s && !crate::interrupt::requested()) {
+    while out.is_empty() || (spent < budget_s && !flopcal_bench::interrupt::requested()) {
         let t = exec.run_batch(iters)?;
         spent += t;
         out.push(t / iters as f64);
@@ -803,7 +803,7 @@ pub fn time_slice(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::BenchSummary;
+    use flopcal_bench::results::BenchSummary;
 
     fn cfg(layers: usize) -> StepConfig {
         let p = preset("tiny").unwrap();
@@ -1016,7 +1016,7 @@ mod tests {
 
     #[test]
     fn a_step_three_times_what_its_kernels_imply_fails_validation_and_the_right_one_passes() {
-        use crate::harness::MockExecutor;
+        use flopcal_bench::harness::MockExecutor;
         let c = cfg(2);
         let needs = needed_kernels(&c).unwrap();
         let file = synthetic(&needs, &[]);
@@ -1085,7 +1085,7 @@ mod tests {
                 n: 10,
                 outliers: 0,
                 rel_noise: 0.0,
-                stop: crate::harness::StopReason::Converged,
+                stop: flopcal_bench::harness::StopReason::Converged,
             }),
             verified: true,
             verification: None,
@@ -1132,19 +1132,19 @@ mod tests {
         assert_eq!(s.median_s, 3.0);
         assert_eq!((s.min_s, s.max_s), (1.0, 3.0));
         assert!((s.flops_per_s - 1000.0 / 3.0).abs() < 1e-9);
-        assert_eq!(s.stop, crate::harness::StopReason::Converged);
+        assert_eq!(s.stop, flopcal_bench::harness::StopReason::Converged);
     }
 
     fn fake_file(benchmarks: Vec<Benchmark>) -> ResultFile {
         ResultFile {
-            header: crate::results::FileHeader {
+            header: flopcal_bench::results::FileHeader {
                 run_id: "test".into(),
                 created_at: "2025-01-01T00:00:00Z".into(),
-                ..crate::results::FileHeader::new(None, &chrono::Utc::now())
+                ..flopcal_bench::results::FileHeader::new(None, &chrono::Utc::now())
             },
-            host: crate::fingerprint::collect(&candle_core::Device::Cpu, 1),
-            harness: crate::harness::HarnessConfig::quick(),
-            profile: crate::results::ProfileConfig {
+            host: flopcal_bench::fingerprint::collect(&candle_core::Device::Cpu, 1),
+            harness: flopcal_bench::harness::HarnessConfig::quick(),
+            profile: flopcal_bench::results::ProfileConfig {
                 model: model_config(&cfg(1), "tiny"),
                 seq: 64,
                 batch: 4,

@@ -5,9 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use flopcal::comm::CommFile;
-use flopcal::fleet::FleetFile;
-use flopcal::results::ResultFile;
+use flopcal_bench::comm::CommFile;
+use flopcal_bench::fleet::FleetFile;
+use flopcal_bench::results::ResultFile;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -60,7 +60,7 @@ fn a_profile_file_keeps_its_header_fields_and_has_no_kind() {
         "host": {"cpu_model": "c", "arch": "x86_64", "physical_cores": 2, "logical_cpus": 2,
                  "isa_features": [], "memory_bytes": 1, "os": "l", "kernel": "k", "device": "cpu",
                  "device_name": "c", "threads": 2, "candle_version": "0.11.1", "build_features": []},
-        "harness": flopcal::harness::HarnessConfig::quick(),
+        "harness": flopcal_bench::harness::HarnessConfig::quick(),
         "profile": profile_config(),
         "benchmarks": []
     });
@@ -87,7 +87,7 @@ fn a_profile_file_without_partial_reads_as_complete() {
         "host": {"cpu_model": "c", "arch": "x86_64", "physical_cores": 2, "logical_cpus": 2,
                  "isa_features": [], "memory_bytes": 1, "os": "l", "kernel": "k", "device": "cpu",
                  "device_name": "c", "threads": 2, "candle_version": "0.11.1", "build_features": []},
-        "harness": flopcal::harness::HarnessConfig::quick(),
+        "harness": flopcal_bench::harness::HarnessConfig::quick(),
         "profile": profile_config(),
         "benchmarks": []
     });

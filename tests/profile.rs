@@ -91,7 +91,7 @@ fn tiny_profile_writes_a_schema_valid_result_file_and_csv_twin() {
             .filter(|(_, &c)| !c)
             .map(|(n, _)| n)
             .sum();
-        let min = flopcal::results::MIN_QUIET_SAMPLES as u64;
+        let min = flopcal_bench::results::MIN_QUIET_SAMPLES as u64;
         assert_eq!(n, if quiet < min { total } else { quiet }, "{b}");
         // The sampling interval at its corrected level (≥ 95%) inside the prediction
         // interval for another run.

@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use flopcal::harness::stats::typical_drift;
-use flopcal::regress::{
+use flopcal_bench::harness::stats::typical_drift;
+use flopcal_bench::regress::{
     compare_files, compare_rounds, compare_samples, Correction, RegressOptions, Verdict,
 };
-use flopcal::results::ResultFile;
+use flopcal_bench::results::ResultFile;
 use predicates::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -277,7 +277,7 @@ fn suite_rates_with(drift: f64, slowdown: f64, correct: Correction, noise: f64) 
         let base = suite_run(&mut rng, drift, 1.0);
         let cand = suite_run(&mut rng, drift, slowdown);
         let c = compare_files(&base, Path::new("a"), &cand, Path::new("b"), &opts);
-        let flagged = |r: &flopcal::regress::Row| r.verdict == Verdict::Regression;
+        let flagged = |r: &flopcal_bench::regress::Row| r.verdict == Verdict::Regression;
         any += usize::from(c.rows.iter().any(flagged));
         first += usize::from(flagged(&c.rows[0]));
     }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::comm::{self, Collective, CommConfig, CommDtype, CommFile};
 use crate::render::{self, OutputFormat};
 use crate::{Error, Outcome, Result};
+use flopcal_bench::comm::{self, Collective, CommConfig, CommDtype, CommFile};
 
 /// Arguments of `flopcal comm`.
 #[derive(Debug, Args, Clone)]
@@ -100,13 +100,13 @@ pub fn config(args: &CommArgs) -> Result<CommConfig> {
         args.collective
             .iter()
             .map(|c| Collective::parse(c))
-            .collect::<Result<_>>()?
+            .collect::<flopcal_bench::Result<_>>()?
     };
     let dtypes = args
         .dtype
         .iter()
         .map(|d| CommDtype::parse(d))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<flopcal_bench::Result<Vec<_>>>()?;
     if args.min_bytes > args.max_bytes {
         return Err(Error::Usage(format!(
             "--min-bytes {} is above --max-bytes {}",
@@ -146,7 +146,7 @@ pub fn config(args: &CommArgs) -> Result<CommConfig> {
 pub fn run(args: &CommArgs) -> Result<Outcome> {
     let config = config(args)?;
     if let Some(out) = &args.out {
-        crate::results::check_writable(out)?;
+        flopcal_bench::results::check_writable(out)?;
     }
     execute(args, config)
 }
@@ -171,9 +171,9 @@ fn execute(args: &CommArgs, config: CommConfig) -> Result<Outcome> {
         hang_after: args.hang_after,
     };
     let result = match args.backend {
-        Backend::Mpi => comm::run::execute(&session, &opts),
+        Backend::Mpi => comm::run::execute(&session, &opts).map_err(Error::from),
         #[cfg(feature = "cuda")]
-        Backend::Nccl => comm::nccl::execute(&session, &opts),
+        Backend::Nccl => comm::nccl::execute(&session, &opts).map_err(Error::from),
         #[cfg(not(feature = "cuda"))]
         Backend::Nccl => Err(Error::Usage(
             "--backend nccl needs a build with `--features cuda,mpi` (and libnccl on the GPU machine)".into(),
@@ -256,8 +256,8 @@ pub fn print_file(file: &CommFile, format: OutputFormat) -> Result<()> {
         }
         OutputFormat::Table => render::stdout(&format!(
             "{}\n{}\n",
-            crate::comm::table::results_table(file),
-            crate::comm::table::fits_table(file)
+            flopcal_bench::comm::table::results_table(file),
+            flopcal_bench::comm::table::fits_table(file)
         )),
     }
 }

@@ -44,8 +44,8 @@ pub fn kernel_table(k: &KernelEfficiency, top: usize) -> String {
         k.profile_model,
         k.device_name,
         k.profile_run_id,
-        crate::report_table::fmt_giga(k.achieved_flops_per_s),
-        crate::report_table::fmt_giga(k.peak_flops_per_s)
+        flopcal_bench::report_table::fmt_giga(k.achieved_flops_per_s),
+        flopcal_bench::report_table::fmt_giga(k.peak_flops_per_s)
     );
     let mut t = render::table::new(vec![
         "kernel",
@@ -60,7 +60,7 @@ pub fn kernel_table(k: &KernelEfficiency, top: usize) -> String {
             Cell::new(&s.label),
             r(format!("{:.1}%", s.flop_share * 100.0)),
             r(format!("{:.1}%", s.time_share * 100.0)),
-            r(crate::report_table::fmt_giga(s.flops_per_s)),
+            r(flopcal_bench::report_table::fmt_giga(s.flops_per_s)),
             r(format!("{:.0}%", s.efficiency * 100.0)),
         ]);
     }

@@ -10,9 +10,9 @@ use flopcal_model::flops::Recompute;
 use flopcal_model::layout::Attention;
 
 use crate::commands::model_args::{ModelArgs, PriceArgs};
-use crate::device::DeviceChoice;
 use crate::estimating::EstimateRequest;
 use crate::render::OutputFormat;
+use flopcal_bench::device::DeviceChoice;
 
 /// Unit of `--devices`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,12 +4,12 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
-use crate::fleet::{self, FleetFile, FleetSummary};
 use crate::render::{self, OutputFormat};
-use crate::report_table::fmt_giga;
 #[cfg(feature = "mpi")]
 use crate::Outcome;
 use crate::Result;
+use flopcal_bench::fleet::{self, FleetFile, FleetSummary};
+use flopcal_bench::report_table::fmt_giga;
 
 /// The spread table: one row per kernel, one column per rank.
 pub fn spread_table(s: &FleetSummary) -> String {
@@ -113,18 +113,18 @@ pub fn print_file(file: &FleetFile, format: OutputFormat) -> Result<()> {
 /// Fleet mode: profile on every rank, gather on rank 0.
 #[cfg(feature = "mpi")]
 pub fn run_profile(
-    args: &crate::profile_run::ProfileSpec,
+    args: &flopcal_bench::profile_run::ProfileSpec,
     format: OutputFormat,
 ) -> Result<Outcome> {
-    use crate::comm::session::{build_identity, Session, Watchdog, WATCHDOG_GRACE};
-    crate::profile_run::check_timeout(args.timeout)?;
+    use flopcal_bench::comm::session::{build_identity, Session, Watchdog, WATCHDOG_GRACE};
+    flopcal_bench::profile_run::check_timeout(args.timeout)?;
     let timeout = std::time::Duration::from_secs_f64(args.timeout);
     let session = Session::init("profile")?;
     let mut local = args.clone();
     local.out = None;
     let identity = format!("{} suite {:?}", build_identity(), local);
     let writable = match &args.out {
-        Some(out) if session.is_root() => crate::results::check_writable(out),
+        Some(out) if session.is_root() => flopcal_bench::results::check_writable(out),
         _ => Ok(()),
     };
     let checked = session.check_same(&identity);
@@ -132,7 +132,7 @@ pub fn run_profile(
     // rank that dies makes the launcher end the others within a second or so, which
     // may not reach a sample boundary, so what was measured must already be on disk.
     let (rank, host) = (session.rank, session.host());
-    let own_rank = |file: &crate::results::ResultFile| fleet::FleetRank {
+    let own_rank = |file: &flopcal_bench::results::ResultFile| fleet::FleetRank {
         rank,
         host: host.clone(),
         fingerprint: file.host.clone(),
@@ -149,7 +149,7 @@ pub fn run_profile(
         .out
         .as_ref()
         .filter(|_| session.is_root() && session.size > 1);
-    let keep = |file: &crate::results::ResultFile, out: &std::path::Path| {
+    let keep = |file: &flopcal_bench::results::ResultFile, out: &std::path::Path| {
         fleet::save(
             &fleet_file(
                 &file.profile,
@@ -159,10 +159,15 @@ pub fn run_profile(
             out,
         )
     };
-    let measured = writable.and(checked).and_then(|_| match kept_at {
-        Some(out) => crate::profile_run::execute_with(&local, Some(&mut |snap| keep(snap, out))),
-        None => crate::profile_run::execute_with(&local, None),
-    });
+    let measured = writable
+        .and(checked)
+        .and_then(|_| match kept_at {
+            Some(out) => {
+                flopcal_bench::profile_run::execute_with(&local, Some(&mut |snap| keep(snap, out)))
+            }
+            None => flopcal_bench::profile_run::execute_with(&local, None),
+        })
+        .map_err(crate::Error::from);
     // Every rank reaches the gather, failed or not, so none waits forever.
     let own = measured.as_ref().ok().map(|run| own_rank(&run.file));
     let mine = own
@@ -173,7 +178,7 @@ pub fn run_profile(
     // other ranks: a rank that dies makes the launcher end the whole job, and this is
     // the file that survives it. The barrier makes sure it is written first.
     let kept = match (kept_at, &measured) {
-        (Some(out), Ok(run)) => keep(&run.file, out),
+        (Some(out), Ok(run)) => keep(&run.file, out).map_err(crate::Error::from),
         _ => Ok(()),
     };
     // The other ranks wait for rank 0's go-ahead, given once that file is written;
@@ -232,7 +237,7 @@ const HANG_BEFORE_GATHER: &str = "FLOPCAL_TEST_HANG_BEFORE_GATHER";
 
 /// The test hooks: the last rank (of two or more) dies or hangs before the gather.
 #[cfg(feature = "mpi")]
-fn test_hooks(session: &crate::comm::session::Session) {
+fn test_hooks(session: &flopcal_bench::comm::session::Session) {
     if session.size < 2 || session.rank + 1 != session.size {
         return;
     }
@@ -257,15 +262,15 @@ fn test_hooks(session: &crate::comm::session::Session) {
 /// A fleet file of `ranks`, partial when `partial_reason` says why.
 #[cfg(feature = "mpi")]
 fn fleet_file(
-    profile: &crate::results::ProfileConfig,
+    profile: &flopcal_bench::results::ProfileConfig,
     ranks: Vec<fleet::FleetRank>,
     partial_reason: Option<String>,
 ) -> FleetFile {
     FleetFile {
-        header: crate::results::FileHeader {
+        header: flopcal_bench::results::FileHeader {
             partial: partial_reason.is_some(),
             partial_reason,
-            ..crate::results::FileHeader::new(Some(fleet::FLEET_KIND), &chrono::Utc::now())
+            ..flopcal_bench::results::FileHeader::new(Some(fleet::FLEET_KIND), &chrono::Utc::now())
         },
         profile: profile.clone(),
         summary: fleet::summarize(&ranks, fleet::DEFAULT_STRAGGLER),
@@ -277,13 +282,13 @@ fn fleet_file(
 /// indexed by rank; `silent`, the ranks that sent nothing before the timeout).
 #[cfg(feature = "mpi")]
 fn gather_on_root(
-    args: &crate::profile_run::ProfileSpec,
+    args: &flopcal_bench::profile_run::ProfileSpec,
     format: OutputFormat,
-    measured: Result<crate::profile_run::ProfileRun>,
+    measured: Result<flopcal_bench::profile_run::ProfileRun>,
     all: &[Vec<u8>],
     silent: &[u32],
 ) -> Result<Outcome> {
-    use crate::comm::session::rank_list;
+    use flopcal_bench::comm::session::rank_list;
     let run = measured?;
     let failed: Vec<u32> = (0..all.len() as u32)
         .filter(|r| all[*r as usize].is_empty() && !silent.contains(r))
@@ -358,9 +363,10 @@ pub fn report_sections(
     };
     let mut profiles = Vec::new();
     for p in paths {
-        match crate::comm::file_kind(p)?.as_deref() {
-            Some(crate::comm::COMM_KIND) => {
-                out.html += &crate::comm::report::section(p, &crate::comm::load(p)?)?;
+        match flopcal_bench::comm::file_kind(p)?.as_deref() {
+            Some(flopcal_bench::comm::COMM_KIND) => {
+                out.html +=
+                    &flopcal_bench::comm::report::section(p, &flopcal_bench::comm::load(p)?)?;
                 out.plots += 1;
             }
             Some(fleet::FLEET_KIND) => {

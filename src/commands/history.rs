@@ -6,11 +6,11 @@ use clap::Args;
 use comfy_table::{Cell, CellAlignment};
 
 use crate::commands::values::parse_fraction;
-use crate::history::{self, History};
-use crate::regress::{self, fmt_pct, RegressOptions};
 use crate::render::{self, OutputFormat};
-use crate::report_table::fmt_giga;
 use crate::{Error, Outcome, Result};
+use flopcal_bench::history::{self, History};
+use flopcal_bench::regress::{self, fmt_pct, RegressOptions};
+use flopcal_bench::report_table::fmt_giga;
 
 /// Arguments of `flopcal history`.
 #[derive(Debug, Args, Clone)]

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::results;
 use crate::{Error, Outcome, Result};
+use flopcal_bench::results;
 
 /// Arguments of `flopcal migrate`.
 #[derive(Debug, Args, Clone)]

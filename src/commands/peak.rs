@@ -8,9 +8,9 @@ use comfy_table::{Cell, CellAlignment};
 use flopcal_kernels::peak::IsaLimit;
 use serde::Serialize;
 
-use crate::peak::{self, PeakOptions, PeakSection};
 use crate::render::table::outln;
 use crate::render::{self, OutputFormat};
+use flopcal_bench::peak::{self, PeakOptions, PeakSection};
 
 /// Arguments of `flopcal peak`.
 #[derive(Debug, Args)]
@@ -80,7 +80,9 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
     }
     let opts = PeakOptions {
         duration_s: if args.quick { 0.2 } else { args.duration },
-        threads: args.threads.unwrap_or_else(crate::device::physical_cores),
+        threads: args
+            .threads
+            .unwrap_or_else(flopcal_bench::device::physical_cores),
         limit: args.max_isa,
         reference: !args.no_reference,
         dram_bytes: args
@@ -129,7 +131,10 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
 fn write_atomic<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| crate::Error::Usage(format!("cannot serialise result: {e}")))?;
-    crate::results::write_atomic(path, format!("{text}\n").as_bytes())
+    Ok(flopcal_bench::results::write_atomic(
+        path,
+        format!("{text}\n").as_bytes(),
+    )?)
 }
 
 fn giga(x: f64) -> String {

@@ -1,15 +1,16 @@
 //! `flopcal profile`: measure achieved FLOP/s of a model's training-step kernels.
-//! The flags become a [`ProfileSpec`]; the run itself is [`crate::profile_run`].
+//! The flags become a [`ProfileSpec`]; the run itself is [`flopcal_bench::profile_run`].
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::device::DeviceChoice;
-use crate::profile_run::{execute, ProfileSpec};
 use crate::render::{self, OutputFormat};
-use crate::results::{self, ResultFile, Status};
-use crate::{report_table, Error, Outcome, Result};
+use crate::{Error, Outcome, Result};
+use flopcal_bench::device::DeviceChoice;
+use flopcal_bench::profile_run::{execute, ProfileSpec};
+use flopcal_bench::report_table;
+use flopcal_bench::results::{self, ResultFile, Status};
 
 /// Arguments of `flopcal profile`.
 #[derive(Debug, Args, Clone)]
@@ -187,7 +188,7 @@ fn run_then(
 ) -> Result<Outcome> {
     // Under an MPI launcher every rank profiles and rank 0 gathers (fleet mode).
     #[cfg(feature = "mpi")]
-    if crate::comm::launch::launched_size().is_some() {
+    if flopcal_bench::comm::launch::launched_size().is_some() {
         return crate::commands::fleet::run_profile(spec, format);
     }
     let run = execute(spec)?;

@@ -6,14 +6,15 @@ use clap::{Args, ValueEnum};
 use comfy_table::{Cell, CellAlignment};
 
 use super::values::parse_fraction;
-use crate::regress::{
+use crate::render::{self, markdown};
+use flopcal_bench::regress::{
     self, fmt_ci, fmt_p, fmt_pct, summary_line, verdict_label, RegressComparison, RegressOptions,
     Row,
 };
-use crate::render::{self, markdown};
-use crate::report_table::fmt_giga;
+use flopcal_bench::report_table::fmt_giga;
 
-use crate::{results, Outcome, Result};
+use crate::{Outcome, Result};
+use flopcal_bench::results;
 
 /// Output formats of `regress` (the shared ones plus Markdown for pull requests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -55,10 +56,10 @@ pub struct RegressArgs {
     #[arg(long)]
     pub allow_different_hosts: bool,
     /// Bootstrap resamples for the CI of each change.
-    #[arg(long, default_value_t = crate::harness::compare::DEFAULT_RESAMPLES)]
+    #[arg(long, default_value_t = flopcal_bench::harness::compare::DEFAULT_RESAMPLES)]
     pub resamples: usize,
     /// Seed of the bootstrap RNG (results are reproducible for a seed).
-    #[arg(long, default_value_t = crate::harness::compare::DEFAULT_SEED)]
+    #[arg(long, default_value_t = flopcal_bench::harness::compare::DEFAULT_SEED)]
     pub seed: u64,
     /// Control of false regressions over the whole suite: `none` judges each kernel
     /// at --alpha on its own; `holm` keeps the chance that any kernel of the suite
@@ -87,7 +88,7 @@ pub fn run(args: &RegressArgs) -> Result<Outcome> {
     };
     opts.validate()?;
     // Comm and fleet files have their own comparisons.
-    let kind = crate::comm::file_kind(&args.candidate)?;
+    let kind = flopcal_bench::comm::file_kind(&args.candidate)?;
     if kind.is_some() && args.correct != regress::Correction::None {
         eprintln!(
             "note: --correct {} applies to profile result files; this comparison judges each row at --alpha on its own",
@@ -95,8 +96,8 @@ pub fn run(args: &RegressArgs) -> Result<Outcome> {
         );
     }
     match kind.as_deref() {
-        Some(crate::comm::COMM_KIND) => return comm_files(args, &opts),
-        Some(crate::fleet::FLEET_KIND) => return fleet_file(args),
+        Some(flopcal_bench::comm::COMM_KIND) => return comm_files(args, &opts),
+        Some(flopcal_bench::fleet::FLEET_KIND) => return fleet_file(args),
         _ => {}
     }
     let base = results::load(&args.baseline)?;
@@ -275,9 +276,9 @@ pub fn markdown(c: &RegressComparison) -> String {
 
 /// `regress` given comm files: bus bandwidth per (collective, dtype, size).
 fn comm_files(args: &RegressArgs, opts: &RegressOptions) -> Result<Outcome> {
-    let base = crate::comm::load(&args.baseline)?;
-    let cand = crate::comm::load(&args.candidate)?;
-    let cmp = crate::comm::regress::compare(&base, &cand, opts);
+    let base = flopcal_bench::comm::load(&args.baseline)?;
+    let cand = flopcal_bench::comm::load(&args.candidate)?;
+    let cmp = flopcal_bench::comm::regress::compare(&base, &cand, opts);
     if !cmp.host_differences.is_empty() {
         eprintln!(
             "warning: the runs differ ({}); {}",
@@ -289,7 +290,7 @@ fn comm_files(args: &RegressArgs, opts: &RegressOptions) -> Result<Outcome> {
             }
         );
     }
-    let cells = |r: &crate::comm::regress::CommRow| -> [String; 6] {
+    let cells = |r: &flopcal_bench::comm::regress::CommRow| -> [String; 6] {
         let gb = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
         let (change, ci, p) = match &r.stats {
             Some(s) => (
@@ -376,14 +377,15 @@ fn comm_files(args: &RegressArgs, opts: &RegressOptions) -> Result<Outcome> {
 /// `regress` given a fleet file as the candidate: the spread and straggler verdict
 /// at `--straggler`; exit 1 when a rank straggles.
 fn fleet_file(args: &RegressArgs) -> Result<Outcome> {
-    crate::fleet::check_threshold(args.straggler)?;
-    let mut file = crate::fleet::load(&args.candidate)?;
-    file.summary = crate::fleet::summarize(&file.ranks, args.straggler);
+    flopcal_bench::fleet::check_threshold(args.straggler)?;
+    let mut file = flopcal_bench::fleet::load(&args.candidate)?;
+    file.summary = flopcal_bench::fleet::summarize(&file.ranks, args.straggler);
     match args.format {
         RegressFormat::Json => render::json::print(&file.summary)?,
-        RegressFormat::Csv => {
-            render::stdout(&crate::fleet::spread_csv(&file.summary, &file.ranks)?)?
-        }
+        RegressFormat::Csv => render::stdout(&flopcal_bench::fleet::spread_csv(
+            &file.summary,
+            &file.ranks,
+        )?)?,
         _ => render::stdout(&format!("{}\n", super::fleet::spread_table(&file.summary)))?,
     }
     Ok(if file.summary.stragglers.is_empty() {

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::peak::PeakSection;
-use crate::report::{self, ReportInput};
-use crate::results::write_atomic;
 use crate::{Error, Outcome, Result};
+use flopcal_bench::peak::PeakSection;
+use flopcal_bench::report::{self, ReportInput};
+use flopcal_bench::results::write_atomic;
 
 /// Arguments of `flopcal report`.
 #[derive(Debug, Args, Clone)]
@@ -40,7 +40,7 @@ pub fn run(args: &ReportArgs) -> Result<Outcome> {
             args.out.display()
         )));
     }
-    crate::results::check_writable(&args.out)?;
+    flopcal_bench::results::check_writable(&args.out)?;
     let peak = args
         .peak
         .as_deref()

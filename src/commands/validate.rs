@@ -9,16 +9,17 @@ use flopcal_kernels::step::{StepConfig, TrainingStep};
 use flopcal_kernels::Prepared;
 use serde::Serialize;
 
-use crate::device::{self, DeviceChoice};
-use crate::fingerprint;
-use crate::harness::{HarnessConfig, KernelExecutor};
-use crate::profile_run::{self, ProfileSpec};
 use crate::render::table::outln;
 use crate::render::{self, OutputFormat};
-use crate::report_table::fmt_duration;
-use crate::results::{self, ResultFile};
 use crate::validate::{self, StepPrediction, Term};
-use crate::{interrupt, Error, Outcome, Result};
+use crate::{Error, Outcome, Result};
+use flopcal_bench::device::{self, DeviceChoice};
+use flopcal_bench::fingerprint;
+use flopcal_bench::harness::{HarnessConfig, KernelExecutor};
+use flopcal_bench::interrupt;
+use flopcal_bench::profile_run::{self, ProfileSpec};
+use flopcal_bench::report_table::fmt_duration;
+use flopcal_bench::results::{self, ResultFile};
 
 /// Arguments of `flopcal validate`.
 #[derive(Debug, Args, Clone)]
@@ -325,7 +326,11 @@ fn measure_profile(
         }
         run.file
             .benchmarks
-            .push(crate::profiling::measure_one(&need.entry, device, &config));
+            .push(flopcal_bench::profiling::measure_one(
+                &need.entry,
+                device,
+                &config,
+            ));
     }
     Ok(run.file)
 }

@@ -16,7 +16,7 @@ use crate::regress::{
     compare_benchmarks, host_differences, median_flops, pair_drift, RegressOptions, Verdict,
 };
 use crate::results::{ResultFile, Status};
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// One loaded run.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct HistoryRun {
 /// result files (no `benchmarks` array, e.g. a `flopcal peak --out` file) are
 /// skipped and named in the returned list; a broken result file is an error.
 pub fn load_dir(dir: &Path) -> Result<(Vec<HistoryRun>, Vec<PathBuf>)> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| BenchError::io(dir, e))?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
@@ -54,7 +54,7 @@ pub fn load_dir(dir: &Path) -> Result<(Vec<HistoryRun>, Vec<PathBuf>)> {
         runs.push(HistoryRun { path: p, file });
     }
     if runs.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(BenchError::Usage(format!(
             "{}: no flopcal result files (*.json) found",
             dir.display()
         )));

@@ -21,14 +21,14 @@ use super::run::{measure, sweep, CommOptions, CommRun, Point};
 use super::session::Session;
 use super::verify::{self, Check};
 use super::{Collective, CommDtype};
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
-fn nccl_err(e: NcclError) -> Error {
-    Error::Device(format!("NCCL: {e:?}"))
+fn nccl_err(e: NcclError) -> BenchError {
+    BenchError::Device(format!("NCCL: {e:?}"))
 }
 
-fn cuda_err(e: impl std::fmt::Debug) -> Error {
-    Error::Device(format!("CUDA: {e:?}"))
+fn cuda_err(e: impl std::fmt::Debug) -> BenchError {
+    BenchError::Device(format!("CUDA: {e:?}"))
 }
 
 /// This rank's GPU ordinal.
@@ -44,7 +44,7 @@ fn local_ordinal(rank: u32) -> Result<usize> {
     .unwrap_or(rank as usize);
     let gpus = CudaContext::device_count().map_err(cuda_err)?;
     if gpus < 1 {
-        return Err(Error::Device(
+        return Err(BenchError::Device(
             "--backend nccl: no CUDA GPU on this host".into(),
         ));
     }

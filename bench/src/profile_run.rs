@@ -18,7 +18,7 @@ use crate::profiling::{
 };
 use crate::results::{self, ProfileConfig, ResultFile, Status};
 use crate::suite::{self, Entry, SuiteSpec};
-use crate::{fingerprint, interrupt, Error, Result};
+use crate::{fingerprint, interrupt, BenchError, Result};
 
 /// What to profile and how: the plain request behind `flopcal profile`'s flags, which
 /// `estimate --profile-now`, `validate` and the fleet mode build too.
@@ -146,7 +146,7 @@ pub fn resolve_model(args: &ProfileSpec) -> Result<ModelConfig> {
     let mut m = base;
     let positive = |flag: &str, v: u64| -> Result<u64> {
         if v == 0 {
-            Err(Error::Usage(format!("--{flag} must be at least 1")))
+            Err(BenchError::Usage(format!("--{flag} must be at least 1")))
         } else {
             Ok(v)
         }
@@ -163,7 +163,7 @@ pub fn resolve_model(args: &ProfileSpec) -> Result<ModelConfig> {
     }
     if args.hidden.is_some() || args.heads.is_some() {
         if m.hidden % m.heads != 0 && args.head_dim.is_none() {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--hidden {} is not divisible by --heads {}; pass --head-dim explicitly",
                 m.hidden, m.heads
             )));
@@ -197,7 +197,7 @@ fn harness_config(args: &ProfileSpec) -> Result<HarnessConfig> {
     };
     if let Some(t) = args.target_ci {
         if !(t > 0.0 && t < 1.0) {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--target-ci {t}: must be a fraction between 0 and 1, e.g. 0.02 for 2%"
             )));
         }
@@ -205,13 +205,13 @@ fn harness_config(args: &ProfileSpec) -> Result<HarnessConfig> {
     }
     if let Some(n) = args.min_samples {
         if n < 2 {
-            return Err(Error::Usage("--min-samples must be at least 2".into()));
+            return Err(BenchError::Usage("--min-samples must be at least 2".into()));
         }
         c.min_samples = n;
     }
     if let Some(b) = args.budget {
         if !(b.is_finite() && b > 0.0) {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--budget {b}: must be a positive number of seconds"
             )));
         }
@@ -225,7 +225,7 @@ pub fn check_timeout(t: f64) -> Result<()> {
     if t.is_finite() && t > 0.0 {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(BenchError::Usage(format!(
             "--timeout {t}: must be a positive number of seconds"
         )))
     }
@@ -235,23 +235,25 @@ fn suite_spec(args: &ProfileSpec, model: ModelConfig) -> Result<SuiteSpec> {
     let dtypes = args
         .dtype
         .iter()
-        .map(|d| flopcal_kernels::parse_dtype(d).map_err(|e| Error::Usage(format!("--dtype: {e}"))))
+        .map(|d| {
+            flopcal_kernels::parse_dtype(d).map_err(|e| BenchError::Usage(format!("--dtype: {e}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let seq = match args.seq {
-        Some(0) => return Err(Error::Usage("--seq must be at least 1".into())),
+        Some(0) => return Err(BenchError::Usage("--seq must be at least 1".into())),
         Some(s) => s,
         None if args.quick => 128,
         None => usize::try_from(model.seq).unwrap_or(512),
     };
     if args.batch == 0 {
-        return Err(Error::Usage("--batch must be at least 1".into()));
+        return Err(BenchError::Usage("--batch must be at least 1".into()));
     }
     let square_dtypes = args
         .square_dtype
         .iter()
         .map(|d| {
             flopcal_kernels::parse_dtype(d)
-                .map_err(|e| Error::Usage(format!("--square-dtype: {e}")))
+                .map_err(|e| BenchError::Usage(format!("--square-dtype: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     let squares: Vec<(usize, DType)> = match &args.squares {
@@ -290,7 +292,7 @@ fn check_memory(suite: &[Entry], args: &ProfileSpec) -> Result<()> {
     let available = fingerprint::available_memory();
     let (limit, source) = match args.max_memory {
         Some(g) if !(g.is_finite() && g > 0.0) => {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--max-memory {g}: must be a positive number of GiB"
             )))
         }
@@ -300,7 +302,7 @@ fn check_memory(suite: &[Entry], args: &ProfileSpec) -> Result<()> {
     if let Some(big) = suite.iter().max_by_key(|e| e.kernel.memory_bytes()) {
         let need = big.kernel.memory_bytes();
         if limit > 0 && need > limit {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "kernel {} needs about {:.2} GiB but {source} is {:.2} GiB; use a smaller --batch/--seq or raise --max-memory",
                 big.kernel.id(),
                 need as f64 / (1u64 << 30) as f64,
@@ -366,7 +368,7 @@ pub fn execute_with(
         let wanted: Vec<&str> = f.split(',').filter(|t| !t.is_empty()).collect();
         suite.retain(|e| wanted.iter().any(|t| e.kernel.id().contains(t)));
         if suite.is_empty() {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--filter {f:?} matches no kernel of this suite"
             )));
         }
@@ -376,7 +378,7 @@ pub fn execute_with(
         results::check_writable(out)?;
     }
     if !(args.peak_duration.is_finite() && args.peak_duration > 0.0 && args.peak_duration <= 60.0) {
-        return Err(Error::Usage(format!(
+        return Err(BenchError::Usage(format!(
             "--peak-duration {}: must be between 0 and 60 seconds",
             args.peak_duration
         )));
@@ -428,7 +430,7 @@ pub fn execute_with(
     };
 
     if args.rounds == 0 {
-        return Err(Error::Usage("--rounds must be at least 1".into()));
+        return Err(BenchError::Usage("--rounds must be at least 1".into()));
     }
     let rounds = args.rounds;
     // Each round takes its share of the per-kernel sample floor and budget.

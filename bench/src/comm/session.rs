@@ -13,7 +13,7 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 use mpi::{Count, Tag};
 
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// An initialised MPI world. Dropping it finalises MPI.
 pub struct Session {
@@ -32,10 +32,11 @@ impl Session {
     /// subcommand for the how-to-launch line).
     pub fn init(command: &str) -> Result<Session> {
         if super::launch::launched_size().is_none() {
-            return Err(Error::Usage(super::launch::how_to_launch(command)));
+            return Err(BenchError::Usage(super::launch::how_to_launch(command)));
         }
-        let universe = mpi::initialize()
-            .ok_or_else(|| Error::Usage("MPI was already initialised in this process".into()))?;
+        let universe = mpi::initialize().ok_or_else(|| {
+            BenchError::Usage("MPI was already initialised in this process".into())
+        })?;
         let world = universe.world();
         let (rank, size) = (world.rank() as u32, world.size() as u32);
         Ok(Session {
@@ -114,7 +115,7 @@ impl Session {
             return Ok(());
         }
         let ranks: Vec<String> = odd.iter().map(|(r, _)| r.to_string()).collect();
-        Err(Error::Usage(format!(
+        Err(BenchError::Usage(format!(
             "refused: rank(s) {} run a different flopcal or different settings than rank 0 ({} vs rank 0: {}); launch the same binary with the same flags on every rank",
             ranks.join(", "),
             odd[0].1,

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::fingerprint::Fingerprint;
 use crate::harness::compare::{self, DEFAULT_RESAMPLES, DEFAULT_SEED};
 use crate::results::{Benchmark, ResultFile, Status};
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// Default significance level of the one-sided Mann–Whitney test.
 pub const DEFAULT_ALPHA: f64 = 0.01;
@@ -126,25 +126,25 @@ impl RegressOptions {
     /// Check the ranges of the settings.
     pub fn validate(&self) -> Result<()> {
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--alpha {}: must be between 0 and 1 (exclusive), e.g. 0.01",
                 self.alpha
             )));
         }
         if !(self.noise >= 0.0 && self.noise < 1.0) {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--noise {}: must be a fraction in [0, 1), e.g. 0.05 for 5%",
                 self.noise
             )));
         }
         if !(self.threshold >= 0.0 && self.threshold < 1.0) {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--threshold {}: must be a fraction in [0, 1), e.g. 0.10 for 10%",
                 self.threshold
             )));
         }
         if self.resamples < 100 {
-            return Err(Error::Usage(format!(
+            return Err(BenchError::Usage(format!(
                 "--resamples {}: use at least 100 (default {DEFAULT_RESAMPLES})",
                 self.resamples
             )));
@@ -418,7 +418,7 @@ pub fn host_differences(a: &Fingerprint, b: &Fingerprint) -> Vec<String> {
 /// Check that a loaded result file has something to compare: at least one measured
 /// benchmark, and every benchmark marked `ok` has positive, finite samples.
 pub fn validate(file: &ResultFile, path: &Path) -> Result<()> {
-    let bad = |reason: String| Error::BadFile {
+    let bad = |reason: String| BenchError::BadFile {
         path: path.to_path_buf(),
         reason,
     };

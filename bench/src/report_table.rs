@@ -376,7 +376,7 @@ mod tests {
     use super::*;
 
     fn reference() -> ResultFile {
-        serde_json::from_str(include_str!("../results/amd-epyc-2core-quick.json"))
+        serde_json::from_str(include_str!("../../results/amd-epyc-2core-quick.json"))
             .expect("the committed reference profile parses")
     }
 

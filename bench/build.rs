@@ -26,7 +26,7 @@ fn main() {
     };
     println!("cargo:rustc-env=FLOPCAL_GIT_COMMIT={commit}");
 
-    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let lock = std::fs::read_to_string("../Cargo.lock").unwrap_or_default();
     let candle = lock
         .split("[[package]]")
         .find(|block| block.contains("name = \"candle-core\""))
@@ -38,8 +38,8 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=FLOPCAL_CANDLE_VERSION={candle}");
-    println!("cargo:rerun-if-changed=Cargo.lock");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/index");
+    println!("cargo:rerun-if-changed=../Cargo.lock");
+    println!("cargo:rerun-if-changed=../.git/HEAD");
+    println!("cargo:rerun-if-changed=../.git/index");
     println!("cargo:rerun-if-env-changed=FLOPCAL_GIT_COMMIT");
 }

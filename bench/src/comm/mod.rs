@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
 use crate::results::{self, FileHeader};
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// `kind` of a comm result file (profile files have no `kind`).
 pub const COMM_KIND: &str = "comm";
@@ -89,7 +89,7 @@ impl Collective {
             .into_iter()
             .find(|c| c.as_str().replace('_', "") == key)
             .ok_or_else(|| {
-                Error::Usage(format!(
+                BenchError::Usage(format!(
                     "unknown collective `{s}`; use all-reduce, all-gather, reduce-scatter, broadcast, all-to-all or send-recv"
                 ))
             })
@@ -153,7 +153,7 @@ impl CommDtype {
             "f32" | "float" | "float32" => Ok(CommDtype::F32),
             "bf16" | "bfloat16" => Ok(CommDtype::Bf16),
             "f16" | "half" | "float16" => Ok(CommDtype::F16),
-            _ => Err(Error::Usage(format!(
+            _ => Err(BenchError::Usage(format!(
                 "unknown dtype `{s}` for comm; use f32, bf16 or f16"
             ))),
         }
@@ -396,7 +396,7 @@ pub fn progress(root: bool, len: usize) -> indicatif::ProgressBar {
 /// Write a comm file atomically (JSON).
 pub fn save(file: &CommFile, path: &Path) -> Result<()> {
     let json = serde_json::to_vec_pretty(file)
-        .map_err(|e| Error::Usage(format!("cannot serialise comm results: {e}")))?;
+        .map_err(|e| BenchError::Usage(format!("cannot serialise comm results: {e}")))?;
     results::write_atomic(path, &json)
 }
 
@@ -404,7 +404,7 @@ pub fn save(file: &CommFile, path: &Path) -> Result<()> {
 /// `Some("fleet")`. Errors only when the file cannot be read or is not JSON (the
 /// readers of each kind then say what else is wrong).
 pub fn file_kind(path: &Path) -> Result<Option<String>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| BenchError::io(path, e))?;
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return Ok(None);
     };
@@ -414,8 +414,8 @@ pub fn file_kind(path: &Path) -> Result<Option<String>> {
 /// Read `path` as JSON of the current schema version whose `kind` is `kind` (the
 /// reader of comm and fleet files; `what` names such a file in the errors).
 pub fn read_kind(path: &Path, kind: &str, what: &str) -> Result<serde_json::Value> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |reason: String| Error::BadFile {
+    let bytes = std::fs::read(path).map_err(|e| BenchError::io(path, e))?;
+    let bad = |reason: String| BenchError::BadFile {
         path: path.to_path_buf(),
         reason,
     };
@@ -437,7 +437,7 @@ pub fn read_kind(path: &Path, kind: &str, what: &str) -> Result<serde_json::Valu
 /// Read and validate a comm file.
 pub fn load(path: &Path) -> Result<CommFile> {
     let value = read_kind(path, COMM_KIND, "comm result file")?;
-    serde_json::from_value(value).map_err(|e| Error::BadFile {
+    serde_json::from_value(value).map_err(|e| BenchError::BadFile {
         path: path.to_path_buf(),
         reason: format!("does not match the comm schema: {e}"),
     })

@@ -25,8 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
 use crate::harness::{HarnessConfig, StopReason, Summary};
-use crate::render;
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// Current schema version of result files.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -488,8 +487,8 @@ pub fn write_atomic_with(
         .prefix(".flopcal-")
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(|e| Error::io(path, e))?;
-    fill(tmp.as_file_mut()).map_err(|e| Error::io(path, e))?;
+        .map_err(|e| BenchError::io(path, e))?;
+    fill(tmp.as_file_mut()).map_err(|e| BenchError::io(path, e))?;
     // Temp files are created 0600; a result file is meant to be shared like any other
     // file, so keep the replaced file's mode, or use the usual 0644.
     #[cfg(unix)]
@@ -500,10 +499,13 @@ pub fn write_atomic_with(
             .unwrap_or(0o644);
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| BenchError::io(path, e))?;
     }
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| BenchError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| BenchError::io(path, e.error))?;
     // Make the rename itself durable.
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
@@ -515,7 +517,7 @@ pub fn write_atomic_with(
 /// spending minutes measuring.
 pub fn check_writable(path: &Path) -> Result<()> {
     if path.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(BenchError::Usage(format!(
             "--out {}: is a directory; give a file name such as {}/profile.json",
             path.display(),
             path.display()
@@ -529,7 +531,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
         .prefix(".flopcal-probe-")
         .tempfile_in(&dir)
         .map(drop)
-        .map_err(|e| Error::io(path, e))
+        .map_err(|e| BenchError::io(path, e))
 }
 
 /// The CSV twin of a result file path: same name with `.csv`.
@@ -567,7 +569,7 @@ const CSV_HEADER: [&str; 23] = [
 /// Render benchmarks as CSV.
 pub fn to_csv(file: &ResultFile) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let csv_err = render::csv::error;
+    let csv_err = csv_error;
     w.write_record(CSV_HEADER).map_err(csv_err)?;
     for b in &file.benchmarks {
         let shape = b.shape_text();
@@ -610,7 +612,7 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
         ])
         .map_err(csv_err)?;
     }
-    render::csv::finish(w)
+    csv_text(w)
 }
 
 /// Write the JSON result file and its CSV twin, both atomically, the twin first: a
@@ -618,7 +620,7 @@ pub fn to_csv(file: &ResultFile) -> Result<String> {
 /// after its first checkpoint lost the CSV in a CI run).
 pub fn save(file: &ResultFile, path: &Path) -> Result<PathBuf> {
     let json = serde_json::to_vec_pretty(file)
-        .map_err(|e| Error::Usage(format!("cannot serialise results: {e}")))?;
+        .map_err(|e| BenchError::Usage(format!("cannot serialise results: {e}")))?;
     let twin = csv_twin(path);
     if twin != path {
         write_atomic(&twin, to_csv(file)?.as_bytes())?;
@@ -645,8 +647,8 @@ pub fn load(path: &Path) -> Result<ResultFile> {
 /// Read a result file of any supported schema, upgraded to the current one; also
 /// returns the schema version the file was written in.
 pub fn load_any(path: &Path) -> Result<(ResultFile, u32)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |reason: String| Error::BadFile {
+    let bytes = std::fs::read(path).map_err(|e| BenchError::io(path, e))?;
+    let bad = |reason: String| BenchError::BadFile {
         path: path.to_path_buf(),
         reason,
     };
@@ -755,6 +757,16 @@ pub mod migrate {
         file.header.schema_version = SCHEMA_VERSION;
         file
     }
+}
+
+/// The error of writing CSV into memory.
+pub fn csv_error(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Usage(format!("cannot write CSV: {e}"))
+}
+
+/// The text of a CSV writer that wrote into memory.
+pub fn csv_text(w: csv::Writer<Vec<u8>>) -> Result<String> {
+    String::from_utf8(w.into_inner().map_err(csv_error)?).map_err(csv_error)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use candle_core::Device;
 use clap::ValueEnum;
 
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// Which device to run kernels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -43,22 +43,22 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
 
 fn open_cuda() -> Result<Device> {
     if !cfg!(feature = "cuda") {
-        return Err(Error::Device(
+        return Err(BenchError::Device(
             "--device cuda: this build has no CUDA support; rebuild with `cargo build --release --features cuda` (see README)".into(),
         ));
     }
     Device::new_cuda(0)
-        .map_err(|e| Error::Device(format!("--device cuda: no usable CUDA GPU: {e}")))
+        .map_err(|e| BenchError::Device(format!("--device cuda: no usable CUDA GPU: {e}")))
 }
 
 fn open_metal() -> Result<Device> {
     if !cfg!(feature = "metal") {
-        return Err(Error::Device(
+        return Err(BenchError::Device(
             "--device metal: this build has no Metal support; rebuild with `cargo build --release --features metal` on macOS".into(),
         ));
     }
     Device::new_metal(0)
-        .map_err(|e| Error::Device(format!("--device metal: no usable Metal GPU: {e}")))
+        .map_err(|e| BenchError::Device(format!("--device metal: no usable Metal GPU: {e}")))
 }
 
 /// Short device name for result files: `cpu`, `cuda:0`, `metal:0`.
@@ -88,7 +88,7 @@ pub fn physical_cores() -> usize {
 /// `RAYON_NUM_THREADS`. Must run before any kernel executes. Returns the count used.
 pub fn configure_threads(requested: Option<usize>) -> Result<usize> {
     let n = match requested {
-        Some(0) => return Err(Error::Usage("--threads must be at least 1".into())),
+        Some(0) => return Err(BenchError::Usage("--threads must be at least 1".into())),
         Some(n) => n,
         None => physical_cores(),
     };

@@ -356,14 +356,14 @@ impl PeakSection {
     /// Read the `peak` section from a JSON file: either a result file with a
     /// top-level `peak` key or a bare section.
     pub fn from_file(path: &Path) -> crate::Result<PeakSection> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| crate::BenchError::io(path, e))?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| crate::Error::BadFile {
+            serde_json::from_str(&text).map_err(|e| crate::BenchError::BadFile {
                 path: path.to_path_buf(),
                 reason: format!("not JSON: {e}"),
             })?;
         let section = value.get("peak").cloned().unwrap_or(value);
-        serde_json::from_value(section).map_err(|e| crate::Error::BadFile {
+        serde_json::from_value(section).map_err(|e| crate::BenchError::BadFile {
             path: path.to_path_buf(),
             reason: format!("no valid `peak` section ({e}); run `flopcal peak --out FILE`"),
         })
@@ -399,8 +399,8 @@ fn rep_plan(duration_s: f64) -> (f64, usize) {
     (rep_s, reps)
 }
 
-fn kernel_err(e: kpeak::PeakError) -> crate::Error {
-    crate::Error::Device(e.to_string())
+fn kernel_err(e: kpeak::PeakError) -> crate::BenchError {
+    crate::BenchError::Device(e.to_string())
 }
 
 /// Iterations per thread so one repetition of `(isa, dtype)` lasts about `rep_s`:
@@ -646,7 +646,7 @@ pub fn gemm_peak(
     duration_s: f64,
 ) -> crate::Result<(usize, f64)> {
     use candle_core::{IndexOp, Tensor};
-    let err = |e: candle_core::Error| crate::Error::Device(format!("GEMM peak: {e}"));
+    let err = |e: candle_core::Error| crate::BenchError::Device(format!("GEMM peak: {e}"));
     let mut best = (0usize, 0.0f64);
     for &n in sizes {
         let a = Tensor::randn(0f32, 1f32, (n, n), device)
@@ -676,7 +676,7 @@ pub fn gemm_peak(
         let want: f64 = row.iter().zip(&col).map(|(x, y)| x * y).sum();
         let scale: f64 = row.iter().zip(&col).map(|(x, y)| (x * y).abs()).sum();
         if (got - want).abs() > 0.02 * scale + 1e-3 {
-            return Err(crate::Error::Device(format!(
+            return Err(crate::BenchError::Device(format!(
                 "GEMM peak {dtype:?} n={n}: c[0][0] = {got}, expected {want}"
             )));
         }
@@ -793,10 +793,12 @@ fn spec_for(cpu_model: &str) -> SpecPeak {
 /// `progress` receives one line per step (for stderr).
 pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Result<PeakSection> {
     if opts.threads == 0 {
-        return Err(crate::Error::Usage("--threads must be at least 1".into()));
+        return Err(crate::BenchError::Usage(
+            "--threads must be at least 1".into(),
+        ));
     }
     if !(opts.duration_s.is_finite() && opts.duration_s > 0.0) {
-        return Err(crate::Error::Usage(
+        return Err(crate::BenchError::Usage(
             "--duration must be a positive number of seconds".into(),
         ));
     }

@@ -1,12 +1,12 @@
 //! Criterion benches of flopcal's own overhead: the statistics must be negligible
 //! next to the kernels they describe (target: under 1 ms for 10k samples).
 //!
-//! `cargo bench --bench harness`
+//! `cargo bench -p flopcal-bench --bench harness`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use flopcal::harness::{machine, measure, stats, HarnessConfig, MockExecutor};
-use flopcal::profiling::{measure_round, skeleton};
-use flopcal::suite::{Entry, Group};
+use flopcal_bench::harness::{machine, measure, stats, HarnessConfig, MockExecutor};
+use flopcal_bench::profiling::{measure_round, skeleton};
+use flopcal_bench::suite::{Entry, Group};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn samples(n: usize) -> Vec<f64> {

@@ -17,7 +17,7 @@ use super::verify::{self, Check};
 use super::{
     element_count, sweep_sizes, Collective, CommConfig, CommDtype, CommFile, CommResult, RankHost,
 };
-use crate::{fingerprint, results, Error, Result};
+use crate::{fingerprint, results, BenchError, Result};
 
 /// What `flopcal comm` was asked to do.
 #[derive(Debug, Clone)]
@@ -160,8 +160,9 @@ pub(crate) fn sweep(
         .all_gather_bytes(&serde_json::to_vec(&host).unwrap_or_default())
         .iter()
         .map(|b| {
-            serde_json::from_slice(b)
-                .map_err(|e| Error::Usage(format!("a rank sent an unreadable fingerprint: {e}")))
+            serde_json::from_slice(b).map_err(|e| {
+                BenchError::Usage(format!("a rank sent an unreadable fingerprint: {e}"))
+            })
         })
         .collect::<Result<_>>()?;
     let mut file = CommFile {

@@ -22,7 +22,7 @@ use crate::peak::PeakSection;
 use crate::regress::median_flops;
 use crate::report_table::{fmt_duration, fmt_giga};
 use crate::results::{Benchmark, ResultFile, Status};
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// One loaded input of the report.
 #[derive(Debug, Clone)]
@@ -42,7 +42,7 @@ impl ReportInput {
     pub fn load(path: &Path) -> Result<ReportInput> {
         let file = crate::results::load(path)?;
         if !file.benchmarks.iter().any(|b| !b.samples_s.is_empty()) {
-            return Err(Error::BadFile {
+            return Err(BenchError::BadFile {
                 path: path.to_path_buf(),
                 reason: "no benchmark has any samples; nothing to report".into(),
             });
@@ -111,8 +111,8 @@ fn axis_number(v: f64) -> String {
     }
 }
 
-pub(crate) fn plot_err(e: impl std::fmt::Display) -> Error {
-    Error::Usage(format!("cannot draw a plot: {e}"))
+pub(crate) fn plot_err(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Usage(format!("cannot draw a plot: {e}"))
 }
 
 const DTYPE_COLORS: [(&str, RGBColor); 5] = [
@@ -729,7 +729,7 @@ pub fn render(inputs: &[ReportInput]) -> Result<String> {
 /// The body of [`render`]'s page (for callers that add sections of their own).
 pub fn render_body(inputs: &[ReportInput]) -> Result<String> {
     if inputs.is_empty() {
-        return Err(Error::Usage("give at least one result file".into()));
+        return Err(BenchError::Usage("give at least one result file".into()));
     }
     let mut sorted: Vec<&ReportInput> = inputs.iter().collect();
     sorted.sort_by(|a, b| a.file.header.created_at.cmp(&b.file.header.created_at));

@@ -19,7 +19,7 @@ use flopcal_kernels::gemm::{GemmPass, Matmul};
 use flopcal_kernels::Kernel;
 use flopcal_model::ModelConfig;
 
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// What to build a suite for.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ pub struct Entry {
 }
 
 fn usize_dim(name: &str, v: u64) -> Result<usize> {
-    usize::try_from(v).map_err(|_| Error::Usage(format!("{name} = {v} is too large")))
+    usize::try_from(v).map_err(|_| BenchError::Usage(format!("{name} = {v} is too large")))
 }
 
 /// Build the suite. Fails on zero sizes or a head split that does not divide.
@@ -77,12 +77,14 @@ pub fn derive(spec: &SuiteSpec) -> Result<Vec<Entry>> {
     let m = &spec.model;
     m.validate()?;
     if spec.seq == 0 || spec.batch == 0 {
-        return Err(Error::Usage("--seq and --batch must be at least 1".into()));
+        return Err(BenchError::Usage(
+            "--seq and --batch must be at least 1".into(),
+        ));
     }
     let tokens = spec
         .seq
         .checked_mul(spec.batch)
-        .ok_or_else(|| Error::Usage("--seq × --batch overflows".into()))?;
+        .ok_or_else(|| BenchError::Usage("--seq × --batch overflows".into()))?;
     let h = usize_dim("hidden", m.hidden)?;
     let a = usize_dim("attention width", m.attn_dim())?;
     let f = usize_dim("ffn", m.ffn)?;

@@ -16,9 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::fingerprint::Fingerprint;
 use crate::harness::stats;
 use crate::peak::{Bound, PeakSection};
-use crate::render;
 use crate::results::{self, Benchmark, FileHeader, ProfileConfig, Status};
-use crate::{Error, Result};
+use crate::{BenchError, Result};
 
 /// `kind` of a fleet file.
 pub const FLEET_KIND: &str = "fleet";
@@ -190,7 +189,7 @@ pub fn check_threshold(t: f64) -> Result<()> {
     if t > 0.0 && t < 1.0 {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(BenchError::Usage(format!(
             "--straggler {t}: must be a fraction between 0 and 1, e.g. 0.05 (or 5%)"
         )))
     }
@@ -234,7 +233,7 @@ pub fn spread_csv(s: &FleetSummary, ranks: &[FleetRank]) -> Result<String> {
         "deficit",
         "straggler",
     ])
-    .map_err(render::csv::error)?;
+    .map_err(results::csv_error)?;
     for k in &s.kernels {
         for r in &k.ranks {
             let host = ranks
@@ -254,10 +253,10 @@ pub fn spread_csv(s: &FleetSummary, ranks: &[FleetRank]) -> Result<String> {
                 r.deficit.to_string(),
                 r.straggler.to_string(),
             ])
-            .map_err(render::csv::error)?;
+            .map_err(results::csv_error)?;
         }
     }
-    render::csv::finish(w)
+    results::csv_text(w)
 }
 
 /// The report's section for a fleet file: the spread of every kernel across ranks
@@ -320,14 +319,14 @@ pub fn html_section(path: &Path, file: &FleetFile) -> String {
 /// Write a fleet file atomically.
 pub fn save(file: &FleetFile, path: &Path) -> Result<()> {
     let json = serde_json::to_vec_pretty(file)
-        .map_err(|e| Error::Usage(format!("cannot serialise the fleet file: {e}")))?;
+        .map_err(|e| BenchError::Usage(format!("cannot serialise the fleet file: {e}")))?;
     results::write_atomic(path, &json)
 }
 
 /// Read a fleet file.
 pub fn load(path: &Path) -> Result<FleetFile> {
     let value = crate::comm::read_kind(path, FLEET_KIND, "fleet file")?;
-    serde_json::from_value(value).map_err(|e| Error::BadFile {
+    serde_json::from_value(value).map_err(|e| BenchError::BadFile {
         path: path.to_path_buf(),
         reason: format!("does not match the fleet schema: {e}"),
     })
