@@ -30,9 +30,6 @@ pub enum Error {
         /// What is wrong with it, and how to fix it.
         reason: String,
     },
-    /// A device requested that this build or this machine does not have.
-    #[error("{0}")]
-    Device(String),
     /// A kernel failed to prepare, run or verify.
     #[error(transparent)]
     Kernel(#[from] flopcal_kernels::KernelError),

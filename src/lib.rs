@@ -11,5 +11,6 @@ pub mod model_spec;
 pub mod planning;
 pub mod render;
 pub mod validate;
+pub mod validate_run;
 
 pub use error::{Error, Outcome, Result};
