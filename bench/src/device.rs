@@ -76,7 +76,7 @@ pub fn physical_cores() -> usize {
     sysinfo::System::physical_core_count()
         .filter(|n| *n > 0)
         .or_else(|| {
-            let cpus = flopcal_kernels::peak::physical_core_cpus();
+            let cpus = flopcal_kernels::ceilings::physical_core_cpus();
             (!cpus.is_empty()).then_some(cpus.len())
         })
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))

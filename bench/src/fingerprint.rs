@@ -60,7 +60,7 @@ pub fn isa_features() -> Vec<String> {
         // AMX is not detectable through is_x86_feature_detected! on stable Rust; the
         // peak microkernels read CPUID for it, so take their answer.
         f.extend(
-            flopcal_kernels::peak::cpu_features()
+            flopcal_kernels::ceilings::cpu_features()
                 .into_iter()
                 .filter(|name| name.starts_with("amx")),
         );

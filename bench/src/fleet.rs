@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ceilings::{Bound, PeakSection};
 use crate::fingerprint::Fingerprint;
 use crate::harness::stats;
-use crate::peak::{Bound, PeakSection};
 use crate::results::{self, Benchmark, FileHeader, ProfileConfig, Status};
 use crate::{BenchError, Result};
 

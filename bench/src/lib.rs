@@ -16,6 +16,7 @@
 //! The performance model is `flopcal-model`; the command line is the `flopcal` crate.
 
 pub mod alloc;
+pub mod ceilings;
 pub mod comm;
 pub mod device;
 pub mod error;
@@ -24,7 +25,6 @@ pub mod fleet;
 pub mod harness;
 pub mod history;
 pub mod interrupt;
-pub mod peak;
 pub mod profile_run;
 pub mod profiling;
 pub mod regress;

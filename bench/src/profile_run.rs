@@ -394,18 +394,18 @@ pub fn execute_with(
             Some(b) => args.peak_duration.min(b / 70.0),
             None => args.peak_duration,
         };
-        let opts = crate::peak::PeakOptions {
+        let opts = crate::ceilings::PeakOptions {
             duration_s,
             threads,
             // The C cross-check and the narrower ISAs belong to `flopcal peak`; the
             // roofline needs only the widest ISA per dtype and the bandwidths.
             reference: false,
             widest_only: true,
-            ..crate::peak::PeakOptions::new()
+            ..crate::ceilings::PeakOptions::new()
         };
         let pb = progress_bar(0);
         let section =
-            crate::peak::measure(&opts, |what| pb.set_message(format!("ceiling: {what}")))?;
+            crate::ceilings::measure(&opts, |what| pb.set_message(format!("ceiling: {what}")))?;
         pb.finish_and_clear();
         Some(section)
     };

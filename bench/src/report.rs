@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::peak::PeakSection;
+use crate::ceilings::PeakSection;
 use crate::regress::median_flops;
 use crate::report_table::{fmt_duration, fmt_giga};
 use crate::results::{Benchmark, ResultFile, Status};

@@ -421,7 +421,7 @@ pub struct ResultFile {
     pub profile: ProfileConfig,
     /// Measured compute and bandwidth ceilings (`flopcal peak`), when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peak: Option<crate::peak::PeakSection>,
+    pub peak: Option<crate::ceilings::PeakSection>,
     /// How the run watched for contention from other tenants, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contention: Option<ContentionRecord>,

@@ -5,14 +5,14 @@
 //! (criterion prints it as throughput in "elements", i.e. FLOPs).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flopcal_kernels::peak::{self, Dtype, FmaConfig, IsaLimit};
+use flopcal_kernels::ceilings::{self, Dtype, FmaConfig, IsaLimit};
 
 const ITERS: u64 = 1 << 20;
 
 fn bench_peak(c: &mut Criterion) {
     let mut g = c.benchmark_group("peak");
     g.sample_size(20);
-    for p in peak::plan(IsaLimit::Native) {
+    for p in ceilings::microkernels(IsaLimit::Native) {
         if p.skip_reason.is_some() {
             continue;
         }
@@ -26,18 +26,18 @@ fn bench_peak(c: &mut Criterion) {
             limit: IsaLimit::Native,
         };
         g.throughput(Throughput::Elements(
-            peak::flops_per_iteration(p.isa, p.dtype) * ITERS,
+            ceilings::flops_per_iteration(p.isa, p.dtype) * ITERS,
         ));
         g.bench_function(format!("flopcal/{}/{}", p.isa, p.dtype), |b| {
-            b.iter(|| peak::fma_peak(&cfg).map(|m| m.samples_s[0]))
+            b.iter(|| ceilings::fma_peak(&cfg).map(|m| m.samples_s[0]))
         });
     }
     #[cfg(target_arch = "x86_64")]
     for dtype in [Dtype::F32, Dtype::F64] {
-        if let Some(k) = peak::reference::RefKernel::best_for(dtype) {
+        if let Some(k) = ceilings::reference::RefKernel::best_for(dtype) {
             g.throughput(Throughput::Elements(k.flops_per_iteration() * ITERS));
             g.bench_function(format!("c-reference/{k:?}"), |b| {
-                b.iter(|| peak::reference::run(k, 1, ITERS, 1, 0).map(|m| m.samples_s[0]))
+                b.iter(|| ceilings::reference::run(k, 1, ITERS, 1, 0).map(|m| m.samples_s[0]))
             });
         }
     }

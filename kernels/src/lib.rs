@@ -6,10 +6,10 @@
 //! This crate knows nothing about timing statistics or money.
 
 pub mod attention;
+pub mod ceilings;
 pub mod elementwise;
 pub mod error;
 pub mod gemm;
-pub mod peak;
 pub mod step;
 pub mod verify;
 

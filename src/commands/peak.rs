@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use comfy_table::{Cell, CellAlignment};
-use flopcal_kernels::peak::IsaLimit;
+use flopcal_kernels::ceilings::IsaLimit;
 use serde::Serialize;
 
 use crate::render::table::outln;
 use crate::render::{self, OutputFormat};
-use flopcal_bench::peak::{self, PeakOptions, PeakSection};
+use flopcal_bench::ceilings::{self, PeakOptions, PeakSection};
 
 /// Arguments of `flopcal peak`.
 #[derive(Debug, Args)]
@@ -92,7 +92,7 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
         widest_only: args.widest_only,
     };
     let show_progress = std::io::stderr().is_terminal();
-    let section = peak::measure(&opts, |line| {
+    let section = ceilings::measure(&opts, |line| {
         if show_progress {
             eprintln!("{line}");
         }
@@ -119,7 +119,7 @@ pub fn run(args: &PeakArgs) -> crate::Result<crate::Outcome> {
                 r.ratio,
                 r.isa,
                 r.dtype,
-                peak::REFERENCE_TOLERANCE * 100.0
+                ceilings::REFERENCE_TOLERANCE * 100.0
             );
         }
     }

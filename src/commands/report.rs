@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{Error, Outcome, Result};
-use flopcal_bench::peak::PeakSection;
+use flopcal_bench::ceilings::PeakSection;
 use flopcal_bench::report::{self, ReportInput};
 use flopcal_bench::results::write_atomic;
 

@@ -260,7 +260,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peak::{fma_peak, FmaConfig, IsaLimit};
+    use crate::ceilings::{fma_peak, FmaConfig, IsaLimit};
 
     /// (best, median) of per-repetition FLOP/s.
     fn best_median(rates: &[f64]) -> (f64, f64) {
@@ -281,7 +281,7 @@ mod tests {
             return;
         };
         let (isa, dtype) = kernel.counterpart();
-        let threads = crate::peak::physical_core_cpus().len().min(2);
+        let threads = crate::ceilings::physical_core_cpus().len().min(2);
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..3 {
             let m = fma_peak(&FmaConfig {

@@ -246,7 +246,7 @@ pub enum PeakError {
 
 /// One (ISA, dtype) microkernel of this architecture and whether it can run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelPlan {
+pub struct Microkernel {
     /// ISA path.
     pub isa: Isa,
     /// Element type.
@@ -257,7 +257,7 @@ pub struct KernelPlan {
 
 /// Every microkernel known on this architecture, in report order, each with the reason
 /// it is skipped (if it is) under `limit` on this CPU and OS.
-pub fn plan(limit: IsaLimit) -> Vec<KernelPlan> {
+pub fn microkernels(limit: IsaLimit) -> Vec<Microkernel> {
     let mut all = vec![(Isa::Scalar, Dtype::F32), (Isa::Scalar, Dtype::F64)];
     if cfg!(target_arch = "x86_64") {
         all.extend([
@@ -275,7 +275,7 @@ pub fn plan(limit: IsaLimit) -> Vec<KernelPlan> {
         all.extend([(Isa::Neon, Dtype::F32), (Isa::Neon, Dtype::F64)]);
     }
     all.into_iter()
-        .map(|(isa, dtype)| KernelPlan {
+        .map(|(isa, dtype)| Microkernel {
             isa,
             dtype,
             skip_reason: availability(isa, dtype, limit).err(),
@@ -663,7 +663,7 @@ mod tests {
 
     #[test]
     fn peak_every_available_kernel_verifies() {
-        for p in plan(IsaLimit::Native) {
+        for p in microkernels(IsaLimit::Native) {
             if p.skip_reason.is_some() {
                 continue;
             }
@@ -681,7 +681,7 @@ mod tests {
 
     #[test]
     fn peak_forced_scalar_fallback_runs_and_skips_the_rest() {
-        let plans = plan(IsaLimit::Scalar);
+        let plans = microkernels(IsaLimit::Scalar);
         for p in &plans {
             assert_eq!(p.skip_reason.is_none(), p.isa == Isa::Scalar, "{p:?}");
         }
@@ -695,7 +695,7 @@ mod tests {
 
     #[test]
     fn peak_forced_simd_fallback_excludes_avx512() {
-        for p in plan(IsaLimit::Simd) {
+        for p in microkernels(IsaLimit::Simd) {
             if matches!(
                 p.isa,
                 Isa::Avx512 | Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::Amx | Isa::AmxInt8

@@ -2,7 +2,7 @@
 //! (DRAM and cache-resident), a cross-check against an independent C microbenchmark,
 //! and the roofline helpers `profile` uses to put every kernel against them.
 //!
-//! The kernels live in [`flopcal_kernels::peak`]; this module decides how much work to
+//! The kernels live in [`flopcal_kernels::ceilings`]; this module decides how much work to
 //! run, how many repetitions, and which statistic to report:
 //!
 //! - each measurement is calibrated so one repetition lasts `duration / 40` (5–25 ms),
@@ -15,8 +15,8 @@
 
 use std::path::Path;
 
-use flopcal_kernels::peak::{
-    self as kpeak,
+use flopcal_kernels::ceilings::{
+    self as kernel_ceilings,
     stream::{StreamConfig, StreamKind},
     Dtype, FmaConfig, Isa, IsaLimit,
 };
@@ -399,17 +399,17 @@ fn rep_plan(duration_s: f64) -> (f64, usize) {
     (rep_s, reps)
 }
 
-fn kernel_err(e: kpeak::PeakError) -> crate::BenchError {
+fn kernel_err(e: kernel_ceilings::PeakError) -> crate::BenchError {
     crate::BenchError::Device(e.to_string())
 }
 
 /// Iterations per thread so one repetition of `(isa, dtype)` lasts about `rep_s`:
 /// grow the work ×4 until a repetition takes at least `rep_s / 8`, then scale.
 fn calibrate_fma(isa: Isa, dtype: Dtype, opts: &PeakOptions, rep_s: f64) -> crate::Result<u64> {
-    let mut iterations = kpeak::CHUNK / 16;
+    let mut iterations = kernel_ceilings::CHUNK / 16;
     let mut warmup_reps = 1;
     loop {
-        let m = kpeak::fma_peak(&FmaConfig {
+        let m = kernel_ceilings::fma_peak(&FmaConfig {
             isa,
             dtype,
             threads: opts.threads,
@@ -431,7 +431,7 @@ fn calibrate_fma(isa: Isa, dtype: Dtype, opts: &PeakOptions, rep_s: f64) -> crat
 fn measure_fma(isa: Isa, dtype: Dtype, opts: &PeakOptions) -> crate::Result<ComputePeak> {
     let (rep_s, reps) = rep_plan(opts.duration_s);
     let iterations = calibrate_fma(isa, dtype, opts, rep_s)?;
-    let m = kpeak::fma_peak(&FmaConfig {
+    let m = kernel_ceilings::fma_peak(&FmaConfig {
         isa,
         dtype,
         threads: opts.threads,
@@ -513,7 +513,8 @@ fn measure_stream(
     let mut passes = 1usize;
     let mut warmup_reps = 1;
     let per_pass = loop {
-        let probe = kpeak::stream::stream(&cfg(passes, 2, warmup_reps)).map_err(kernel_err)?;
+        let probe =
+            kernel_ceilings::stream::stream(&cfg(passes, 2, warmup_reps)).map_err(kernel_err)?;
         warmup_reps = 0;
         let (best, _) = best_and_median(&probe.samples_s);
         if best >= rep_s / 8.0 || passes >= 1 << 24 {
@@ -528,7 +529,7 @@ fn measure_stream(
     } else {
         reps
     };
-    let m = kpeak::stream::stream(&cfg(passes, reps, 1)).map_err(kernel_err)?;
+    let m = kernel_ceilings::stream::stream(&cfg(passes, reps, 1)).map_err(kernel_err)?;
     let (best, median) = best_and_median(&m.samples_s);
     Ok(BandwidthPeak {
         kind: kind.as_str().into(),
@@ -550,7 +551,7 @@ fn measure_stream(
 fn reference_checks(
     opts: &PeakOptions,
 ) -> crate::Result<(Option<ReferenceCheck>, Vec<ReferenceCheck>)> {
-    use flopcal_kernels::peak::reference::RefKernel;
+    use flopcal_kernels::ceilings::reference::RefKernel;
     let fma = match RefKernel::best_for(Dtype::F32) {
         Some(k) => reference_check(opts, k)?,
         None => None,
@@ -576,11 +577,11 @@ fn reference_checks(
 #[cfg(target_arch = "x86_64")]
 fn reference_check(
     opts: &PeakOptions,
-    kernel: flopcal_kernels::peak::reference::RefKernel,
+    kernel: flopcal_kernels::ceilings::reference::RefKernel,
 ) -> crate::Result<Option<ReferenceCheck>> {
-    use flopcal_kernels::peak::reference;
+    use flopcal_kernels::ceilings::reference;
     let (isa, dtype) = kernel.counterpart();
-    if kpeak::availability(isa, dtype, opts.limit).is_err() {
+    if kernel_ceilings::availability(isa, dtype, opts.limit).is_err() {
         return Ok(None);
     }
     let (rep_s, _) = rep_plan(opts.duration_s);
@@ -592,7 +593,7 @@ fn reference_check(
     // more rounds refine both ceilings (more samples of the same estimator).
     while rounds < 8 || (rounds < 24 && ((ours / theirs) - 1.0).abs() > REFERENCE_TOLERANCE) {
         rounds += 1;
-        let m = kpeak::fma_peak(&FmaConfig {
+        let m = kernel_ceilings::fma_peak(&FmaConfig {
             isa,
             dtype,
             threads: opts.threads,
@@ -604,7 +605,7 @@ fn reference_check(
         .map_err(kernel_err)?;
         ours = ours.max(m.flops_per_rep as f64 / best_and_median(&m.samples_s).0);
         // Same FLOPs per repetition for the reference.
-        let ref_iters = (iterations * kpeak::flops_per_iteration(isa, dtype))
+        let ref_iters = (iterations * kernel_ceilings::flops_per_iteration(isa, dtype))
             .div_ceil(kernel.flops_per_iteration())
             .max(100_000);
         let r = reference::run(kernel, opts.threads, ref_iters, 2, 1).map_err(kernel_err)?;
@@ -807,7 +808,7 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
         .filter(|l| l.is_finite() && *l >= 0.0 && cfg!(unix));
     let mut compute = Vec::new();
     let mut skipped = Vec::new();
-    let plan = kpeak::plan(opts.limit);
+    let plan = kernel_ceilings::microkernels(opts.limit);
     // Plan order is narrow → wide within each dtype, so the last runnable one is widest.
     let widest = |dtype: Dtype| {
         plan.iter()
@@ -881,7 +882,7 @@ pub fn measure(opts: &PeakOptions, mut progress: impl FnMut(&str)) -> crate::Res
         physical_cores: crate::device::physical_cores(),
         threads: opts.threads,
         max_isa: opts.limit.as_str().into(),
-        cpu_features: kpeak::cpu_features()
+        cpu_features: kernel_ceilings::cpu_features()
             .into_iter()
             .map(String::from)
             .collect(),
