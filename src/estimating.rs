@@ -703,12 +703,12 @@ pub fn compute_full(req: &EstimateRequest) -> Result<Computed> {
     let modelled = if fixed {
         None
     } else {
-        crate::planning::modelled_with(
+        flopcal_model::run::modelled_with(
             &plan,
             hw,
             chips,
             dtype,
-            &crate::planning::SearchOptions {
+            &flopcal_model::run::SearchOptions {
                 constraints: constraints(req),
                 keep: 1,
                 seq: opt_count("seq", req.model.seq)?,
@@ -831,7 +831,7 @@ pub fn compute_full(req: &EstimateRequest) -> Result<Computed> {
 }
 
 /// What `plan` needs from the request (catalog hardware only).
-pub fn plan_inputs(req: &EstimateRequest) -> Result<crate::planning::PlanInputs> {
+pub fn plan_inputs(req: &EstimateRequest) -> Result<flopcal_model::run::PlanInputs> {
     let mut cat = load_catalog(req.catalog.as_deref())?;
     req.prices.apply(
         &mut cat,
@@ -863,7 +863,7 @@ pub fn plan_inputs(req: &EstimateRequest) -> Result<crate::planning::PlanInputs>
         Some(d) => hw.chips(positive("devices", d)?, req.unit),
         None => f64::from(hw.chips_per_device),
     };
-    Ok(crate::planning::PlanInputs {
+    Ok(flopcal_model::run::PlanInputs {
         plan,
         hw,
         chips,

@@ -38,6 +38,7 @@ pub mod onprem;
 pub mod op_rate;
 pub mod prices;
 pub mod published;
+pub mod run;
 pub mod search;
 pub mod stack;
 pub mod step;

@@ -8,11 +8,11 @@ use serde::Serialize;
 use crate::commands::estimate_args::EstimateArgs;
 use crate::estimating::{plan_inputs, price_age_notes};
 use crate::model_spec::run_date;
-use crate::planning::{self, PlanRow};
 use crate::render::table::layout_text;
 use crate::render::table::{human_hours, outln, usd};
 use crate::render::{self, warn_stale, OutputFormat};
 use crate::{Outcome, Result};
+use flopcal_model::run::{self, PlanRow};
 
 /// Arguments of `flopcal plan`: those of `estimate` (model, hardware, devices, batch,
 /// seq, tokens, fixed layout dimensions, prices) and how many plans to show.
@@ -57,7 +57,7 @@ fn with_equivalents(
 
 /// One CSV row per ranked layout (the table's columns, in plain units; empty hours
 /// and cost for a per-step plan).
-fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
+fn print_csv(rows: &[PlanRow]) -> Result<()> {
     let mut w = render::csv::writer();
     let f = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
     let csv_err = render::csv::error;
@@ -118,7 +118,7 @@ fn print_csv(rows: &[crate::planning::PlanRow]) -> Result<()> {
 /// Run `flopcal plan`.
 pub fn run(args: &PlanArgs) -> Result<Outcome> {
     let inputs = plan_inputs(&args.run.request())?;
-    let mut r = planning::plan(&inputs, args.top.max(1))?;
+    let mut r = run::plan(&inputs, args.top.max(1))?;
     // The on-demand price the plans are costed at, with its date.
     let ages = flopcal_model::prices::price_ages(
         &inputs.hw,
