@@ -7,7 +7,8 @@
 //! - [`peak`]: the compute and bandwidth ceilings of this machine (`flopcal peak`);
 //! - [`results`]: the result files (one header, one atomic writer, CSV twins,
 //!   migration of older schemas);
-//! - [`comm`] and [`fleet`]: collectives and profiles across MPI ranks;
+//! - [`comm`], [`fleet`] and `fleet_run` (with the `mpi` feature): collectives and
+//!   profiles across MPI ranks;
 //! - [`regress`], [`history`], [`report`], [`report_table`]: comparing, tracking and
 //!   showing measurements;
 //! - [`device`], [`fingerprint`], [`alloc`], [`interrupt`]: the machine a run is on and
@@ -22,6 +23,8 @@ pub mod device;
 pub mod error;
 pub mod fingerprint;
 pub mod fleet;
+#[cfg(feature = "mpi")]
+pub mod fleet_run;
 pub mod harness;
 pub mod history;
 pub mod interrupt;
