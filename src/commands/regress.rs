@@ -147,17 +147,20 @@ fn change_cells(r: &Row) -> (String, String, String) {
     }
 }
 
+/// The columns of a comparison, in the table and in Markdown.
+const COLUMNS: [&str; 7] = [
+    "benchmark",
+    "base GFLOP/s",
+    "cand GFLOP/s",
+    "change",
+    "95% CI",
+    "p(slower)",
+    "verdict",
+];
+
 /// The terminal table of a comparison.
 pub fn table(c: &RegressComparison) -> String {
-    let mut t = render::table::new([
-        "benchmark",
-        "base GFLOP/s",
-        "cand GFLOP/s",
-        "change",
-        "95% CI",
-        "p(slower)",
-        "verdict",
-    ]);
+    let mut t = render::table::new(COLUMNS);
     let right = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
     for r in &c.rows {
         let (change, ci, p) = change_cells(r);
@@ -240,18 +243,7 @@ pub fn markdown(c: &RegressComparison) -> String {
             markdown::escape(&c.host_differences.join("; "))
         ));
     }
-    out.push_str(&markdown::head(
-        &[
-            "benchmark",
-            "base GFLOP/s",
-            "cand GFLOP/s",
-            "change",
-            "95% CI",
-            "p(slower)",
-            "verdict",
-        ],
-        "lrrrrrl",
-    ));
+    out.push_str(&markdown::head(&COLUMNS, "lrrrrrl"));
     for r in &c.rows {
         let (change, ci, p) = change_cells(r);
         let mut verdict = verdict_label(r);
