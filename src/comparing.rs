@@ -482,13 +482,7 @@ pub fn compute(req: &CompareRequest) -> Result<CompareReport> {
         inputs,
         comparison,
         assumed,
-        model_constructed: req
-            .estimate
-            .model
-            .model
-            .as_deref()
-            .and_then(|m| cat.model(m).ok())
-            .is_some_and(|m| m.constructed),
+        model_constructed: onprem_run.model_constructed,
         price_source: req.estimate.prices.price_source.clone(),
         assumptions,
         price_ages,

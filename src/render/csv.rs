@@ -7,14 +7,14 @@ pub fn writer() -> csv::Writer<Vec<u8>> {
     csv::Writer::from_writer(vec![])
 }
 
-/// The error of writing CSV.
+/// The error of writing CSV (the result files' own, [`flopcal_bench::results::csv_error`]).
 pub fn error(e: impl std::fmt::Display) -> Error {
-    Error::Usage(format!("cannot write CSV: {e}"))
+    flopcal_bench::results::csv_error(e).into()
 }
 
-/// Finish a writer from [`writer`]: its text.
+/// Finish a writer from [`writer`]: its text ([`flopcal_bench::results::csv_text`]).
 pub fn finish(w: csv::Writer<Vec<u8>>) -> Result<String> {
-    String::from_utf8(w.into_inner().map_err(error)?).map_err(error)
+    Ok(flopcal_bench::results::csv_text(w)?)
 }
 
 /// Finish a writer from [`writer`] and print its text.
