@@ -175,7 +175,7 @@ fn a_run_on_an_unknown_framework_is_refused_with_the_list() {
 fn a_non_positive_time_is_refused() {
     for bad in ["0.0", "-3.0"] {
         refused(
-            |t| t.replace("step_time_s = 10.5", &format!("step_time_s = {bad}")),
+            |t| t.replace("step_time_s = 12.0", &format!("step_time_s = {bad}")),
             &["acme-llama2-7b-64xa100", "published", "positive"],
         );
     }

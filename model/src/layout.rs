@@ -97,6 +97,12 @@ pub struct Layout {
     pub zero: Zero,
     /// Activation recomputation.
     pub recompute: Recompute,
+    /// With [`Recompute::Full`]: how many of a device's `⌈L/p⌉` layers are recomputed
+    /// (Megatron's `--recompute-method block --recompute-num-layers`, summed over the
+    /// device's virtual stages); the others keep every activation. `None`: all of them.
+    /// A run a few GiB over its memory recomputes a few layers, not the whole stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recompute_layers: Option<u32>,
     /// Attention implementation.
     pub attention: Attention,
 }
@@ -122,7 +128,29 @@ impl Layout {
             sequence_parallel: false,
             zero: Zero::None,
             recompute: Recompute::None,
+            recompute_layers: None,
             attention: Attention::Materialized,
+        }
+    }
+
+    /// The share of a device's layers recomputed in full (`0` without full
+    /// recomputation, `k / ⌈L/p⌉` with [`Layout::recompute_layers`] `k`, else `1`).
+    pub fn full_recompute_share(&self, layers: u64) -> f64 {
+        if self.recompute != Recompute::Full {
+            return 0.0;
+        }
+        match self.recompute_layers {
+            None => 1.0,
+            Some(k) => (f64::from(k) / stage_layers(layers, self.pp)).min(1.0),
+        }
+    }
+
+    /// `recompute full`, or `recompute block K` where only `K` layers per device are
+    /// recomputed: the layout's recomputation as the command line writes it.
+    pub fn recompute_text(&self) -> String {
+        match (self.recompute, self.recompute_layers) {
+            (Recompute::Full, Some(k)) => format!("block {k}"),
+            (r, _) => r.as_str().to_string(),
         }
     }
 
@@ -157,8 +185,8 @@ impl Layout {
                 .into(),
             );
         }
-        if self.recompute != other.recompute {
-            v.push(format!("recompute {}", other.recompute.as_str()));
+        if self.recompute != other.recompute || self.recompute_layers != other.recompute_layers {
+            v.push(format!("recompute {}", other.recompute_text()));
         }
         if self.attention != other.attention {
             v.push(other.attention.as_str().to_string());

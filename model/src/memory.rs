@@ -166,22 +166,43 @@ pub fn stage_layer_activations(
 ) -> f64 {
     let p = f64::from(layout.pp);
     let v = f64::from(layout.virtual_stages);
-    let per_stage = crate::layout::stage_layers(cfg.layers, layout.pp);
     let in_flight = (micro_batches.max(1) as f64).min(p);
     let interleave = if layout.virtual_stages > 1 {
         1.0 + (p - 1.0) / (p * v)
     } else {
         1.0
     };
-    let mut bytes = per_stage * in_flight * interleave * layer_activations(cfg, layout, seq);
+    let mut bytes = in_flight * interleave * stage_activations(cfg, layout, seq);
     if layout.recompute == Recompute::Full {
-        let one = Layout {
-            recompute: Recompute::None,
-            ..*layout
-        };
-        bytes += layer_activations(cfg, &one, seq);
+        bytes += layer_activations(cfg, &kept(layout), seq);
     }
     bytes
+}
+
+/// `layout` with nothing recomputed.
+fn kept(layout: &Layout) -> Layout {
+    Layout {
+        recompute: Recompute::None,
+        recompute_layers: None,
+        ..*layout
+    }
+}
+
+/// Activation bytes of one micro-batch over a device's `⌈L/p⌉` layers: the layers
+/// recomputed in full keep only their input ([`Layout::full_recompute_share`] of
+/// them), the others everything.
+fn stage_activations(cfg: &ModelConfig, layout: &Layout, seq: u64) -> f64 {
+    let per_stage = crate::layout::stage_layers(cfg.layers, layout.pp);
+    if layout.recompute != Recompute::Full || layout.recompute_layers.is_none() {
+        return per_stage * layer_activations(cfg, layout, seq);
+    }
+    let recomputed = per_stage * layout.full_recompute_share(cfg.layers);
+    let all = Layout {
+        recompute_layers: None,
+        ..*layout
+    };
+    recomputed * layer_activations(cfg, &all, seq)
+        + (per_stage - recomputed) * layer_activations(cfg, &kept(layout), seq)
 }
 
 /// Logits of one micro-batch on the last stage.
@@ -212,8 +233,7 @@ pub fn per_device(
     let activations = if layout.pp == 1 {
         first + logits(cfg, layout, seq)
     } else {
-        let last = crate::layout::stage_layers(cfg.layers, layout.pp)
-            * layer_activations(cfg, layout, seq);
+        let last = stage_activations(cfg, layout, seq);
         first.max(last + logits(cfg, layout, seq))
     };
     Memory {
@@ -274,6 +294,7 @@ mod tests {
                 sequence_parallel: false,
                 zero: Zero::None,
                 recompute: Recompute::None,
+                recompute_layers: None,
                 attention: Attention::Materialized,
             };
             let m = l.micro_batches(batch);

@@ -171,12 +171,41 @@ impl Hasher for KeyHasher {
 
 type Cache<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
-fn recompute_key(r: Recompute) -> u8 {
-    match r {
-        Recompute::None => 0,
-        Recompute::Selective => 1,
-        Recompute::Full => 2,
+/// The part of the layer-cost cache key that recomputation sets: the policy, and for
+/// block recomputation the layers recomputed and the stage's layer count they share.
+fn recompute_key(l: &Layout) -> u64 {
+    match (l.recompute, l.recompute_layers) {
+        (Recompute::None, _) => 0,
+        (Recompute::Selective, _) => 1,
+        (Recompute::Full, None) => 2,
+        (Recompute::Full, Some(k)) => 3 | u64::from(k) << 8 | u64::from(l.pp) << 32,
     }
+}
+
+/// Where keeping every activation of `base` (a full-recompute layout) does not fit in
+/// `usable` bytes but recomputing every layer does: the layout that recomputes the
+/// fewest of a device's layers and fits. Memory falls linearly with the layers
+/// recomputed, so the count is solved for and then checked.
+fn fewest_recomputed(
+    model: &StepModel<'_>,
+    base: &Layout,
+    seq: u64,
+    micro_batches: u64,
+    usable: f64,
+) -> Option<Layout> {
+    let per_stage = crate::layout::stage_layers(model.cfg.layers, base.pp) as u32;
+    let at = |k: u32| Layout {
+        recompute_layers: Some(k),
+        ..*base
+    };
+    let mem = |k: u32| model.memory_at(&at(k), seq, micro_batches).total;
+    let (none, all) = (mem(0), mem(per_stage));
+    if per_stage < 2 || none <= usable || all > usable {
+        return None;
+    }
+    let per_layer = (none - all) / f64::from(per_stage);
+    let first = ((none - usable) / per_layer).ceil().max(1.0) as u32;
+    (first..per_stage).find(|&k| mem(k) <= usable).map(at)
 }
 
 /// Search the layouts of `model` on `devices` chips for `batch`, keeping the `keep`
@@ -199,7 +228,7 @@ pub fn search(
     let cfg = model.cfg;
     let usable = usable_memory(model.system);
     let mut rej = Rejections(vec![]);
-    let mut cache: Cache<(u32, u32, bool, u8, Attention, u32), LayerCost> = Cache::default();
+    let mut cache: Cache<(u32, u32, bool, u64, Attention, u32), LayerCost> = Cache::default();
     let mut vocab: Cache<(u32, u32), (f64, f64)> = Cache::default();
     let mut best = Ranked {
         plans: vec![],
@@ -350,8 +379,7 @@ pub fn search(
                             for &zero in &zeros {
                                 for &recompute in &recs {
                                     for &attention in &atts {
-                                        evaluated += 1;
-                                        let layout = Layout {
+                                        let all = Layout {
                                             tp: t as u32,
                                             cp: cp as u32,
                                             pp: p as u32,
@@ -362,47 +390,58 @@ pub fn search(
                                             sequence_parallel: sp,
                                             zero,
                                             recompute,
+                                            recompute_layers: None,
                                             attention,
                                         };
-                                        let mem = model.memory_at(&layout, batch.seq, m);
-                                        smallest = smallest.min(mem.total);
-                                        if mem.total > usable {
-                                            rej.add("does not fit in memory", || {
+                                        // A free search also tries recomputing only as
+                                        // many layers as memory needs.
+                                        let block = (recompute == Recompute::Full
+                                            && c.recompute.is_none())
+                                        .then(|| {
+                                            fewest_recomputed(model, &all, batch.seq, m, usable)
+                                        })
+                                        .flatten();
+                                        for layout in std::iter::once(all).chain(block) {
+                                            evaluated += 1;
+                                            let mem = model.memory_at(&layout, batch.seq, m);
+                                            smallest = smallest.min(mem.total);
+                                            if mem.total > usable {
+                                                rej.add("does not fit in memory", || {
                                                 format!(
                                                     "tp {t}{} pp {p} dp {d} b {b} recompute {} zero {}: needs {:.1} GiB of {:.1} GiB usable",
                                                     if cp > 1 { format!(" cp {cp}") } else { String::new() },
-                                                    recompute.as_str(),
+                                                    layout.recompute_text(),
                                                     zero.level(),
                                                     mem.total / GIB,
                                                     usable / GIB
                                                 )
                                             });
-                                            continue;
-                                        }
-                                        feasible += 1;
-                                        let key = (
-                                            layout.tp,
-                                            layout.microbatch,
-                                            sp,
-                                            recompute_key(recompute),
-                                            attention,
-                                            layout.ep,
-                                        );
-                                        let layer = *cache.entry(key).or_insert_with(|| {
-                                            model.layer_cost(&layout, batch.seq)
-                                        });
-                                        let voc = *vocab
-                                            .entry((layout.tp, layout.microbatch))
-                                            .or_insert_with(|| {
-                                                model.vocab_cost(&layout, batch.seq)
-                                            });
-                                        let secs = model.step_seconds(&layout, batch, &layer, voc);
-                                        if best.ranks(secs) {
-                                            best.offer(
-                                                model.predict_parts(
-                                                    &layout, batch, &layer, voc, mem,
-                                                ),
+                                                continue;
+                                            }
+                                            feasible += 1;
+                                            let key = (
+                                                layout.tp,
+                                                layout.microbatch,
+                                                sp,
+                                                recompute_key(&layout),
+                                                attention,
+                                                layout.ep,
                                             );
+                                            let layer = *cache.entry(key).or_insert_with(|| {
+                                                model.layer_cost(&layout, batch.seq)
+                                            });
+                                            let voc = *vocab
+                                                .entry((layout.tp, layout.microbatch))
+                                                .or_insert_with(|| {
+                                                    model.vocab_cost(&layout, batch.seq)
+                                                });
+                                            let secs =
+                                                model.step_seconds(&layout, batch, &layer, voc);
+                                            if best.ranks(secs) {
+                                                best.offer(model.predict_parts(
+                                                    &layout, batch, &layer, voc, mem,
+                                                ));
+                                            }
                                         }
                                     }
                                 }

@@ -343,8 +343,36 @@ impl<'a> StepModel<'a> {
     }
 
     /// Cost of one layer for one micro-batch on one device.
+    /// With only some layers recomputed ([`Layout::recompute_layers`]) it is the
+    /// average layer of the device's stage: the recomputed share at the full-recompute
+    /// cost, the rest at the cost of keeping every activation.
     pub fn layer_cost(&self, layout: &Layout, seq: u64) -> LayerCost {
-        self.layer_parts(layout, seq, &mut |_, _, _| {})
+        if layout.recompute != Recompute::Full || layout.recompute_layers.is_none() {
+            return self.layer_parts(layout, seq, &mut |_, _, _| {});
+        }
+        let share = layout.full_recompute_share(self.cfg.layers);
+        let all = Layout {
+            recompute_layers: None,
+            ..*layout
+        };
+        let kept = Layout {
+            recompute: Recompute::None,
+            recompute_layers: None,
+            ..*layout
+        };
+        let (a, b) = (
+            self.layer_parts(&all, seq, &mut |_, _, _| {}),
+            self.layer_parts(&kept, seq, &mut |_, _, _| {}),
+        );
+        let mix = |x: f64, y: f64| share * x + (1.0 - share) * y;
+        LayerCost {
+            gemm: mix(a.gemm, b.gemm),
+            memory_bound: mix(a.memory_bound, b.memory_bound),
+            backward: mix(a.backward, b.backward),
+            tp: mix(a.tp, b.tp),
+            cp: mix(a.cp, b.cp),
+            ep: mix(a.ep, b.ep),
+        }
     }
 
     /// The parts of one layer for one micro-batch on one device, each as
@@ -778,11 +806,18 @@ impl<'a> StepModel<'a> {
             per_token_flops(cfg, batch.seq)
         };
         let model = per_token[0] * seq_tokens;
+        let kept = match layout.attention {
+            Attention::Flash => per_token[1],
+            Attention::Materialized => per_token[0],
+        };
         let hardware = seq_tokens
-            * match (layout.recompute, layout.attention) {
-                (Recompute::Full, _) => per_token[2],
-                (Recompute::Selective, _) | (Recompute::None, Attention::Flash) => per_token[1],
-                (Recompute::None, Attention::Materialized) => per_token[0],
+            * match layout.recompute {
+                Recompute::Full => {
+                    let share = layout.full_recompute_share(cfg.layers);
+                    share * per_token[2] + (1.0 - share) * kept
+                }
+                Recompute::Selective => per_token[1],
+                Recompute::None => kept,
             };
         let gemm_total = mf * (per_stage * layer.gemm + vocab.0);
         let parts = [
@@ -893,6 +928,118 @@ mod tests {
                 dp_overlap: true,
             },
         )
+    }
+
+    #[test]
+    fn recomputing_k_of_a_stages_layers_costs_and_saves_k_shares_of_full_recompute() {
+        let c = ModelConfig { layers: 8, ..cfg() };
+        let sys = system();
+        let (shape, eff) = ideal(&sys);
+        let rates = RateSource::Shape(shape.clone());
+        let model = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
+        // Two stages of four layers; one of each device's four recomputed.
+        let at = |recompute, recompute_layers| Layout {
+            pp: 2,
+            recompute,
+            recompute_layers,
+            attention: Attention::Flash,
+            ..Layout::single(2)
+        };
+        let (none, full, block) = (
+            at(Recompute::None, None),
+            at(Recompute::Full, None),
+            at(Recompute::Full, Some(1)),
+        );
+        assert_eq!(block.full_recompute_share(c.layers), 0.25);
+        let cost = |l: &Layout| model.layer_cost(l, 64);
+        let (n, f, b) = (cost(&none), cost(&full), cost(&block));
+        assert!(f.gemm > n.gemm);
+        assert!((b.gemm - (0.25 * f.gemm + 0.75 * n.gemm)).abs() < 1e-15);
+        assert!((b.memory_bound - (0.25 * f.memory_bound + 0.75 * n.memory_bound)).abs() < 1e-15);
+        // Memory: one layer of four keeps only its input, plus the working layer that
+        // any full recomputation needs.
+        let act = |l: &Layout| memory::stage_layer_activations(&c, l, 64, 4);
+        let one_layer = (act(&none) - act(&full) + memory::layer_activations(&c, &none, 64)) / 4.0;
+        assert!(act(&block) < act(&none) && act(&block) > act(&full));
+        let want = act(&none) - one_layer + memory::layer_activations(&c, &none, 64);
+        assert!(
+            (act(&block) - want).abs() < 1e-6 * want,
+            "{} vs {want}",
+            act(&block)
+        );
+        // Hardware FLOPs: a quarter of the extra forward.
+        let batch = Batch {
+            global_batch: 8,
+            seq: 64,
+        };
+        let hfu = |l: &Layout| {
+            model
+                .predict_with(l, batch, &cost(l))
+                .hardware_flops_per_step
+        };
+        let want = 0.25 * hfu(&full) + 0.75 * hfu(&none);
+        assert!((hfu(&block) - want).abs() < 1e-9 * want);
+        assert_eq!(block.recompute_text(), "block 1");
+    }
+
+    #[test]
+    fn a_search_short_of_memory_recomputes_only_the_layers_it_must() {
+        use crate::search::{search, Constraints};
+        let c = ModelConfig { layers: 8, ..cfg() };
+        let mut sys = system();
+        let (shape, eff) = ideal(&sys);
+        let rates = RateSource::Shape(shape.clone());
+        let batch = Batch {
+            global_batch: 8,
+            seq: 64,
+        };
+        let fixed = Constraints {
+            tp: Some(1),
+            pp: Some(2),
+            microbatch: Some(2),
+            virtual_stages: Some(1),
+            attention: Some(Attention::Flash),
+            zero: Some(Zero::None),
+            ..Constraints::default()
+        };
+        let at = |recompute, recompute_layers| Layout {
+            pp: 2,
+            recompute,
+            recompute_layers,
+            attention: Attention::Flash,
+            ..Layout::single(2)
+        };
+        let need = |sys: &System, l: &Layout| {
+            StepModel::new(&c, sys, &rates, &shape, eff, 64)
+                .memory_at(l, 64, 4)
+                .total
+        };
+        // Usable memory just under what keeping every activation needs, so selective
+        // (no saving with flash attention) does not fit and full recomputation does.
+        let none = need(&sys, &at(Recompute::None, None));
+        sys.memory_bytes = (none - 1.0) / 0.95;
+        let model = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
+        let found = search(&model, 2, batch, &fixed, 1).unwrap();
+        let best = &found.plans[0];
+        assert_eq!(best.layout.recompute, Recompute::Full);
+        // The fewest layers that fit: one fewer does not.
+        let k = best.layout.recompute_layers.expect("block recomputation");
+        assert!((1..4).contains(&k), "{:?}", best.layout);
+        assert!(need(&sys, &at(Recompute::Full, Some(k))) <= usable_memory(&sys));
+        assert!(need(&sys, &at(Recompute::Full, Some(k - 1))) > usable_memory(&sys));
+        let full = model.predict_with(
+            &at(Recompute::Full, None),
+            batch,
+            &model.layer_cost(&at(Recompute::Full, None), 64),
+        );
+        assert!(best.step_time_s < full.step_time_s);
+        // Told to recompute in full, it recomputes every layer.
+        let told = Constraints {
+            recompute: Some(Recompute::Full),
+            ..fixed
+        };
+        let found = search(&model, 2, batch, &told, 1).unwrap();
+        assert_eq!(found.plans[0].layout.recompute_layers, None);
     }
 
     #[test]

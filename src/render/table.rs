@@ -103,7 +103,7 @@ pub fn layout_text(l: &flopcal_model::layout::Layout) -> String {
         l.virtual_stages,
         if l.sequence_parallel { " sp" } else { "" },
         l.zero.level(),
-        l.recompute.as_str(),
+        l.recompute_text(),
         l.attention.as_str()
     )
 }
