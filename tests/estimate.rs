@@ -1125,3 +1125,44 @@ fn an_estimate_that_leaves_the_layout_to_the_search_divides_its_step_by_the_layo
     let ratio = f(&free, "mfu") / f(&fixed, "mfu");
     assert!((ratio / gap - 1.0).abs() < 1e-6, "{ratio} vs {gap}");
 }
+
+#[test]
+fn recomputation_is_hardware_work_so_mfu_counts_model_flops_and_hours_follow_the_step() {
+    let at = |recompute: &str| {
+        let args: Vec<String> = [
+            "--model",
+            "llama2-7b",
+            "--tokens",
+            "1e11",
+            "--hardware",
+            "a100-80gb",
+            "--devices",
+            "64",
+            "--tp",
+            "1",
+            "--pp",
+            "1",
+            "--recompute",
+            recompute,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        json(&args)
+    };
+    let (none, full) = (at("none"), at("full"));
+    // Full recomputation adds a forward pass: the hardware does more work per token,
+    // the model does not, so MFU falls below HFU by the ratio of the two counts.
+    let extra = f(&full, "train_flops") / f(&none, "train_flops");
+    assert!(extra > 1.2, "{extra}");
+    let (mfu, hfu) = (f(&full, "mfu"), f(&full, "hfu"));
+    assert!(
+        (hfu / mfu / extra - 1.0).abs() < 0.01,
+        "MFU {mfu} HFU {hfu}: counts differ by {extra}"
+    );
+    // Device-hours scale with the step time, not with the step time times the extra
+    // FLOPs.
+    let hours = f(&full, "device_hours") / f(&none, "device_hours");
+    let steps = f(&full, "step_time_s") / f(&none, "step_time_s");
+    assert!((hours / steps - 1.0).abs() < 0.01, "{hours} vs {steps}");
+}

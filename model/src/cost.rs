@@ -263,6 +263,26 @@ impl Plan {
         }
     }
 
+    /// Model FLOPs of the run: the per-op training count without recomputation, what
+    /// MFU divides by (recomputation is hardware work, counted in HFU only).
+    pub fn model_flops(&self) -> Result<Option<f64>, ModelError> {
+        match &self.workload {
+            Workload::Config {
+                config,
+                phases,
+                options,
+                ..
+            } => {
+                let plain = FlopOptions {
+                    recompute: flops::Recompute::None,
+                    ..*options
+                };
+                flops::train_flops(config, phases, &plain).map(|r| Some(r.train_flops))
+            }
+            _ => Ok(self.flops()?.map(|r| r.train_flops)),
+        }
+    }
+
     /// Total parameters, when an architecture is known.
     pub fn params_total(&self) -> Option<f64> {
         match &self.workload {
@@ -602,13 +622,12 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
             .unwrap_or_default()
     ));
 
-    // Chip-hours and MFU.
-    let (hours_band, mfu_band, mfu_source) = match (a.hours, &report) {
-        (Some(h), rep) => {
+    // Chip-hours and MFU, on model FLOPs (recomputation is not model work).
+    let model_flops = plan.model_flops()?;
+    let (hours_band, mfu_band, mfu_source) = match (a.hours, model_flops) {
+        (Some(h), flops) => {
             let ch = h * a.chips;
-            let implied = rep
-                .as_ref()
-                .map(|r| r.train_flops / (a.chips * peak * h * 3600.0));
+            let implied = flops.map(|f| f / (a.chips * peak * h * 3600.0));
             notes.push(format!("duration given: {h} h on {} chips", a.chips));
             (
                 Band::point(ch),
@@ -617,11 +636,9 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
                     .to_string(),
             )
         }
-        (None, Some(r)) => {
+        (None, Some(f)) => {
             let mfu = a.mfu.band();
-            let hrs = mfu
-                .invert_times(r.train_flops / (peak * 3600.0))
-                .scale(1.0 / a.goodput);
+            let hrs = mfu.invert_times(f / (peak * 3600.0)).scale(1.0 / a.goodput);
             if a.goodput < 1.0 {
                 notes.push(format!(
                         "goodput {:.2}: wall-clock = step time x steps / {:.2} ({}); MFU is of the stepping time, override with --goodput",
@@ -645,10 +662,14 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
     };
     if let Some(r) = &report {
         notes.push(format!(
-            "FLOPs: exact per-op count x3 for training (recompute: {}, vocab over {:.0}% of positions{}); 6ND with N = non-embedding parameters",
+            "FLOPs: exact per-op count x3 for training (recompute: {}, vocab over {:.0}% of positions{}); 6ND with N = non-embedding parameters{}",
             r.options.recompute.as_str(),
             r.options.vocab_fraction * 100.0,
-            if r.causal_halved { ", causal: scores and P.V halved" } else { "" }
+            if r.causal_halved { ", causal: scores and P.V halved" } else { "" },
+            match (r.options.recompute, model_flops) {
+                (flops::Recompute::None, _) | (_, None) => String::new(),
+                (_, Some(m)) => format!("; MFU counts the {m:.3e} model FLOPs without recomputation, the recomputed work is in HFU only"),
+            }
         ));
     }
     let wall = hours_band.scale(1.0 / a.chips);

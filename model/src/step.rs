@@ -930,6 +930,18 @@ mod tests {
         )
     }
 
+    /// Two pipeline stages, micro-batch 2, flash attention, with `recompute` of
+    /// `recompute_layers` layers per device.
+    fn at(recompute: Recompute, recompute_layers: Option<u32>) -> Layout {
+        Layout {
+            pp: 2,
+            recompute,
+            recompute_layers,
+            attention: Attention::Flash,
+            ..Layout::single(2)
+        }
+    }
+
     #[test]
     fn recomputing_k_of_a_stages_layers_costs_and_saves_k_shares_of_full_recompute() {
         let c = ModelConfig { layers: 8, ..cfg() };
@@ -938,13 +950,6 @@ mod tests {
         let rates = RateSource::Shape(shape.clone());
         let model = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
         // Two stages of four layers; one of each device's four recomputed.
-        let at = |recompute, recompute_layers| Layout {
-            pp: 2,
-            recompute,
-            recompute_layers,
-            attention: Attention::Flash,
-            ..Layout::single(2)
-        };
         let (none, full, block) = (
             at(Recompute::None, None),
             at(Recompute::Full, None),
@@ -1001,13 +1006,6 @@ mod tests {
             attention: Some(Attention::Flash),
             zero: Some(Zero::None),
             ..Constraints::default()
-        };
-        let at = |recompute, recompute_layers| Layout {
-            pp: 2,
-            recompute,
-            recompute_layers,
-            attention: Attention::Flash,
-            ..Layout::single(2)
         };
         let need = |sys: &System, l: &Layout| {
             StepModel::new(&c, sys, &rates, &shape, eff, 64)
