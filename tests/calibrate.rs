@@ -154,8 +154,18 @@ fn step_model_checks_every_published_run_with_leave_one_out() {
         let loo = r["loo_predicted_s"].as_f64().unwrap();
         assert!(((loo / p).ln().abs() - r["loo_abs_log_error"].as_f64().unwrap()).abs() < 1e-9);
     }
+    // Leaving each whole source out: the median run within x1.15, none off by more
+    // than x1.5, and the 80% bands holding 70-90% of the left-out runs.
     let med = st["median_abs_log_error"].as_f64().unwrap();
-    assert!(med <= 1.25f64.ln(), "median LOO |ln err| {med}");
+    assert!(med <= 1.15f64.ln(), "median LOO |ln err| {med}");
+    let worst = st["worst_abs_log_error"].as_f64().unwrap();
+    assert!(
+        worst <= 1.5f64.ln(),
+        "worst LOO |ln err| {worst} ({})",
+        st["worst_run"]
+    );
+    let cov = st["band_coverage"].as_f64().unwrap();
+    assert!((0.7..=0.9).contains(&cov), "80% bands hold {cov}");
     // Every parameter names the runs it was fitted on, and they are checked runs.
     for p in st["parameters"].as_array().unwrap() {
         let fitted = p["runs"].as_array().unwrap();
