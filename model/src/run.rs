@@ -273,7 +273,7 @@ pub fn modelled_with(
         ));
         if sys.as_ref().is_some_and(System::fp8_gemms) {
             notes.push(
-                "FP8: weight GEMMs at the FP8 ceiling, the attention core at its 16-bit rate; each GEMM input and output gradient cast to FP8 with a transposed copy, 4 bytes per element at the achievable HBM bandwidth (flopcal assumption)".into(),
+                "FP8: weight GEMMs at the FP8 ceiling, the attention core and the vocabulary projection (outside Transformer Engine in Megatron-Core) at their 16-bit rate; each GEMM input and output gradient cast to FP8 with a transposed copy, 4 bytes per element at the achievable HBM bandwidth (flopcal assumption)".into(),
             );
         }
     }

@@ -324,6 +324,32 @@ impl<'a> StepModel<'a> {
         (fwd, dgrad, wgrad)
     }
 
+    /// [`StepModel::train_gemm`] at the 16-bit rate where the weight GEMMs run in FP8:
+    /// the vocabulary projection, which Megatron-Core builds as its own
+    /// `tensor_parallel.ColumnParallelLinear` (a plain matmul, outside Transformer
+    /// Engine's FP8 modules; `megatron/core/models/gpt/gpt_model.py`), so FP8 training
+    /// leaves it in BF16.
+    fn sixteen_bit_train_gemm(&self, batch: u64, m: u64, k: u64, n: u64) -> (f64, f64, f64) {
+        if !self.system.fp8_gemms() {
+            return self.train_gemm(batch, m, k, n);
+        }
+        (
+            self.attention_gemm(Gemm { batch, m, n, k }),
+            self.attention_gemm(Gemm {
+                batch,
+                m,
+                n: k,
+                k: n,
+            }),
+            self.attention_gemm(Gemm {
+                batch,
+                m: k,
+                n,
+                k: m,
+            }),
+        )
+    }
+
     /// Seconds of the FP8 casts around one weight GEMM of `m` rows, `k` in and `n` out,
     /// forward and backward; zero unless the GEMMs run in FP8. Transformer Engine casts
     /// the 16-bit input to FP8 and keeps a transposed FP8 copy for the weight gradient
@@ -632,7 +658,7 @@ impl<'a> StepModel<'a> {
         let t = u64::from(layout.tp);
         let tokens = u64::from(layout.microbatch) * layout.local_seq(seq);
         let n = vm.n.div_ceil(t);
-        let (fw, dg, wg) = self.train_gemm(1, tokens, vm.k, n);
+        let (fw, dg, wg) = self.sixteen_bit_train_gemm(1, tokens, vm.k, n);
         sink(vm.name, "fwd", fw);
         sink(vm.name, "dgrad", dg);
         sink(vm.name, "wgrad", wg);
@@ -1038,6 +1064,45 @@ mod tests {
         };
         let found = search(&model, 2, batch, &told, 1).unwrap();
         assert_eq!(found.plans[0].layout.recompute_layers, None);
+    }
+
+    #[test]
+    fn under_fp8_the_vocabulary_projection_keeps_the_sixteen_bit_rate() {
+        let c = cfg();
+        let sixteen = system();
+        // The same chip running its weight GEMMs in FP8 at twice the 16-bit peak.
+        let fp8 = System {
+            peak_flops: 2.0 * sixteen.peak_flops,
+            attention_flops: Some((sixteen.peak_flops, sixteen.peak_flops)),
+            ..system()
+        };
+        let shape_of = |sys: &System| ShapeModel {
+            peak_flops: sys.peak_flops,
+            hbm_bw: sys.hbm_bw,
+            compute_units: None,
+            elem_bytes: 2.0,
+            efficiency: 1.0,
+        };
+        let (s16, s8) = (shape_of(&sixteen), shape_of(&fp8));
+        let (r16, r8) = (
+            RateSource::Shape(s16.clone()),
+            RateSource::Shape(s8.clone()),
+        );
+        let (_, eff) = ideal(&sixteen);
+        let m16 = StepModel::new(&c, &sixteen, &r16, &s16, eff, 64);
+        let m8 = StepModel::new(&c, &fp8, &r8, &s8, eff, 64);
+        let layout = Layout::single(4);
+        let (v16, v8) = (m16.vocab_cost(&layout, 64), m8.vocab_cost(&layout, 64));
+        assert!((v8.0 / v16.0 - 1.0).abs() < 1e-12, "{} vs {}", v8.0, v16.0);
+        // The block's weight GEMMs do run faster.
+        let gemms = |m: &StepModel<'_>| {
+            m.layer_items(&layout, 64)
+                .iter()
+                .filter(|i| i.name == "qkv")
+                .map(|i| i.seconds)
+                .sum::<f64>()
+        };
+        assert!(gemms(&m8) < 0.6 * gemms(&m16));
     }
 
     #[test]
