@@ -98,6 +98,8 @@ struct Point {
     /// `ln(best layout's step / stated layout's step)` at the solved factor, for a row
     /// that states its layout.
     gap: Option<f64>,
+    /// A production run's row.
+    production: bool,
 }
 
 /// Sources of a stack's own left-out rows a named band needs before it rests on them
@@ -511,6 +513,46 @@ impl StepFit {
         )
     }
 
+    /// With the stack unknown and no layout given, the factor of a production run on
+    /// `class`: the mean over the stacks with a production run there, where they are
+    /// not all the stacks seen there (`None` otherwise).
+    fn production_value(&self, class: &str) -> Option<(f64, String)> {
+        let cells: Vec<&StackParameter> = self
+            .parameters
+            .iter()
+            .filter(|p| p.class == class)
+            .collect();
+        let produced: Vec<&&StackParameter> = cells
+            .iter()
+            .filter(|c| {
+                self.points
+                    .iter()
+                    .any(|p| p.production && c.runs.contains(&p.id))
+            })
+            .collect();
+        if produced.is_empty() || produced.len() == cells.len() {
+            return None;
+        }
+        let v = mean(
+            &produced
+                .iter()
+                .map(|p| p.gemm_efficiency.ln())
+                .collect::<Vec<_>>(),
+        )
+        .exp();
+        Some((
+            v,
+            format!(
+                "factor {v:.3} on GEMM rates: framework and layout unknown, so a production run: the mean of the stacks seen in production runs on {class} ({}; benchmark tables left out)",
+                produced
+                    .iter()
+                    .map(|p| format!("{} {:.3}", p.framework, p.gemm_efficiency))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+
     /// The factor for hardware of `class` run by `framework` (`None`: unknown), with
     /// the band from the left-out residuals of predictions made the same way.
     pub fn choose(&self, class: &str, framework: Option<&str>) -> Result<Chosen, ModelError> {
@@ -541,6 +583,10 @@ impl StepFit {
             band,
             layout_gap: self.layout_gap,
             free_band: free_band_of(&self.free_residuals).unwrap_or(band),
+            free_factor: framework
+                .is_none()
+                .then(|| self.production_value(class))
+                .flatten(),
         })
     }
 }
@@ -646,6 +692,7 @@ impl Prepared<'_> {
             date: self.date.clone(),
             eta,
             gap,
+            production: self.production,
         }
     }
 
@@ -1298,6 +1345,7 @@ mod tests {
             date: "2022-01".into(),
             eta: 0.5,
             gap,
+            production: true,
         };
         // Source a: rows at ln 0.5 and ln 0.9 (mean ln 0.67); source b: one row at 1.0;
         // the seed-like row states no layout and counts for nothing.

@@ -167,6 +167,12 @@ pub trait FactorSource {
 pub fn forecast(req: &ForecastRequest<'_>, fit: &dyn FactorSource) -> Result<Forecast, ModelError> {
     let sys = System::from_hardware(req.hw, req.dtype)?;
     let mut chosen = fit.choose(&req.hw.class, req.framework.map(|f| f.id.as_str()))?;
+    // No layout and no stack named: a production run by an unknown team, so the
+    // stacks seen in production runs on this class, not the tuned benchmarks.
+    if let (false, Some((v, basis))) = (req.constraints.fixes_layout(), chosen.free_factor.take()) {
+        chosen.gemm_efficiency = v;
+        chosen.basis = basis;
+    }
     if let Some(g) = req.gemm_efficiency {
         chosen.gemm_efficiency = g;
     }
@@ -231,6 +237,7 @@ pub fn forecast_measured(req: &ForecastRequest<'_>, m: &Measured) -> Result<Fore
         band: StepBand::none(),
         layout_gap: 1.0,
         free_band: StepBand::none(),
+        free_factor: None,
     };
     let rates = RateSource::Profile(m.rates.clone());
     run(req, &sys, &rates, &shape, eff, Some(&m.ops), chosen)

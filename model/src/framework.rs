@@ -3,7 +3,8 @@
 //! factor per stack and hardware generation ([`crate::fit`]); a stack may also state
 //! the attention kernel it runs on a hardware class where the user does not say.
 //! `unknown` (the default) is no stack: the estimate then rests on every stack seen on
-//! the hardware generation, and its band spans them.
+//! the hardware generation, and its band spans them; with no layout given either, on
+//! the stacks seen in production runs there ([`crate::stack::Chosen::free_factor`]).
 
 use std::sync::OnceLock;
 

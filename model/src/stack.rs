@@ -140,4 +140,8 @@ pub struct Chosen {
     /// The prediction interval of such a forecast (its layout and the stack's effect
     /// on it unknown): from the left-out errors of production runs predicted so.
     pub free_band: StepBand,
+    /// With the stack unknown, the factor and its basis for such a forecast: the mean
+    /// over the stacks seen in production runs on the class (`None`: the same as
+    /// [`Chosen::gemm_efficiency`]).
+    pub free_factor: Option<(f64, String)>,
 }
