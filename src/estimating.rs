@@ -43,6 +43,8 @@ pub struct EstimateRequest {
     /// Activation recomputation: counted in the training FLOPs and fixed in the layout
     /// (unset: searched, and the FLOPs counted without recomputation).
     pub recompute: Option<Recompute>,
+    /// With full recomputation, only this many layers per device recomputed.
+    pub recompute_layers: Option<u32>,
     /// Tensor-parallel degree (unset: searched within the scale-up domain).
     pub tp: Option<u32>,
     /// Context-parallel degree: each rank holds seq / cp positions of every sequence
@@ -152,6 +154,7 @@ pub fn constraints(req: &EstimateRequest) -> Constraints {
         sequence_parallel: req.sequence_parallel,
         zero: req.zero.and_then(Zero::from_level),
         recompute: req.recompute,
+        recompute_layers: req.recompute_layers,
         attention: req.attention,
         // A pipeline degree you name is taken even where it does not divide the layers
         // (the busiest stage sets the pace); the search itself splits evenly.
@@ -172,8 +175,26 @@ fn positive(flag: &str, v: f64) -> Result<f64> {
 /// Build the plan (what is trained) from the request, with the line saying where an
 /// `--hf-config`'s training length came from ([`ModelSpec::resolve_noted`]).
 pub fn plan_of(req: &EstimateRequest, cat: &Catalog) -> Result<(Plan, Option<String>)> {
+    let recompute = match (req.recompute_layers, req.recompute) {
+        (None, r) => r.unwrap_or(Recompute::None),
+        (Some(0), _) => {
+            return Err(Error::Usage(
+                "--recompute-layers must be at least 1 (leave it out to recompute every layer)"
+                    .into(),
+            ))
+        }
+        // Block recomputation's share depends on the pipeline degree: the FLOP count
+        // leaves it out, as it does a searched recomputation, and HFU counts it.
+        (Some(_), None | Some(Recompute::Full)) => Recompute::None,
+        (Some(_), Some(r)) => {
+            return Err(Error::Usage(format!(
+                "--recompute-layers goes with --recompute full, not {}",
+                r.as_str()
+            )))
+        }
+    };
     let options = FlopOptions {
-        recompute: req.recompute.unwrap_or(Recompute::None),
+        recompute,
         vocab_fraction: req.vocab_fraction,
     };
     if let Some(p) = req.params {

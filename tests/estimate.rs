@@ -1081,23 +1081,34 @@ fn context_parallelism_splits_each_sequence_across_its_ranks() {
         .stderr(predicate::str::contains("--cp must be at least 1"));
 }
 
+/// Llama 2 7B, one step of 512 sequences on 64 A100s, nothing else fixed.
+const ONE_STEP_ON_64_A100: [&str; 10] = [
+    "--model",
+    "llama2-7b",
+    "--hardware",
+    "a100",
+    "--devices",
+    "64",
+    "--batch",
+    "512",
+    "--steps",
+    "1",
+];
+
+/// `estimate --format json` of [`ONE_STEP_ON_64_A100`] with `extra`.
+fn one_step_with(extra: &[&str]) -> Value {
+    let args: Vec<&str> = ONE_STEP_ON_64_A100.iter().chain(extra).copied().collect();
+    common::json_of("estimate", &args)
+}
+
 #[test]
 fn an_estimate_that_leaves_the_layout_to_the_search_divides_its_step_by_the_layout_gap() {
     // The stack named, so that the factor is the same with and without the layout.
-    let base = [
-        "--model",
-        "llama2-7b",
-        "--hardware",
-        "a100",
-        "--devices",
-        "64",
-        "--batch",
-        "512",
-        "--steps",
-        "1",
-        "--framework",
-        "megatron",
-    ];
+    let base: Vec<&str> = ONE_STEP_ON_64_A100
+        .iter()
+        .copied()
+        .chain(["--framework", "megatron"])
+        .collect();
     let free = common::json_of("estimate", &base);
     let l = &free["layout"];
     let num = |k: &str| l[k].as_u64().unwrap().to_string();
@@ -1131,28 +1142,7 @@ fn an_estimate_that_leaves_the_layout_to_the_search_divides_its_step_by_the_layo
 
 #[test]
 fn recomputation_is_hardware_work_so_mfu_counts_model_flops_and_hours_follow_the_step() {
-    let at = |recompute: &str| {
-        let args: Vec<String> = [
-            "--model",
-            "llama2-7b",
-            "--tokens",
-            "1e11",
-            "--hardware",
-            "a100-80gb",
-            "--devices",
-            "64",
-            "--tp",
-            "1",
-            "--pp",
-            "1",
-            "--recompute",
-            recompute,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        json(&args)
-    };
+    let at = |recompute: &str| one_step_with(&["--tp", "1", "--pp", "1", "--recompute", recompute]);
     let (none, full) = (at("none"), at("full"));
     // Full recomputation adds a forward pass: the hardware does more work per token,
     // the model does not, so MFU falls below HFU by the ratio of the two counts.
@@ -1172,18 +1162,7 @@ fn recomputation_is_hardware_work_so_mfu_counts_model_flops_and_hours_follow_the
 
 #[test]
 fn with_neither_layout_nor_stack_the_factor_comes_from_the_stacks_of_production_runs() {
-    let base = [
-        "--model",
-        "llama2-7b",
-        "--hardware",
-        "a100",
-        "--devices",
-        "64",
-        "--batch",
-        "512",
-        "--steps",
-        "1",
-    ];
+    let base = ONE_STEP_ON_64_A100;
     let free = common::json_of("estimate", &base);
     let mut given: Vec<&str> = base.to_vec();
     given.extend(["--tp", "1"]);
@@ -1209,4 +1188,63 @@ fn with_neither_layout_nor_stack_the_factor_comes_from_the_stacks_of_production_
             .unwrap()
     };
     assert!(factor(fb) < factor(xb), "{fb} / {xb}");
+}
+
+#[test]
+fn recompute_layers_prices_that_share_of_the_layers_at_the_full_recompute_cost() {
+    let at = |extra: &[&str]| {
+        let fixed = ["--tp", "1", "--pp", "1", "--zero", "1", "--microbatch", "1"];
+        one_step_with(&[&fixed[..], extra].concat())
+    };
+    let none = at(&["--recompute", "none"]);
+    let full = at(&["--recompute", "full"]);
+    // 8 of the device's 32 layers: a quarter of full recomputation's extra time.
+    let block = at(&["--recompute-layers", "8"]);
+    assert_eq!(block["layout"]["recompute"], "full");
+    assert_eq!(block["layout"]["recompute_layers"], 8);
+    assert!(none["layout"].get("recompute_layers").is_none());
+    let s = |v: &Value| f(v, "step_time_s");
+    let want = s(&none) + 0.25 * (s(&full) - s(&none));
+    assert!(
+        (s(&block) / want - 1.0).abs() < 1e-3,
+        "{} vs {want}",
+        s(&block)
+    );
+    // The FLOP count has no recomputation, so MFU sits between the two.
+    assert!(f(&block, "mfu") < f(&none, "mfu") && f(&block, "mfu") > f(&full, "mfu"));
+}
+
+#[test]
+fn recompute_layers_that_is_zero_not_full_or_beyond_the_stage_is_refused() {
+    let base = [
+        "estimate",
+        "--model",
+        "llama2-7b",
+        "--tokens",
+        "1e9",
+        "--hardware",
+        "a100-80gb",
+        "--devices",
+        "8",
+        "--pp",
+        "1",
+    ];
+    for (extra, says) in [
+        (vec!["--recompute-layers", "0"], "at least 1"),
+        (
+            vec!["--recompute", "selective", "--recompute-layers", "2"],
+            "goes with --recompute full",
+        ),
+        (
+            vec!["--recompute-layers", "40"],
+            "recompute-layers 40 of the 32 layers",
+        ),
+    ] {
+        flopcal()
+            .args(base)
+            .args(&extra)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
 }

@@ -31,7 +31,7 @@ fn extreme() -> impl Strategy<Value = String> {
     ]
 }
 
-const FLAGS: [&str; 10] = [
+const FLAGS: [&str; 11] = [
     "--devices",
     "--tp",
     "--pp",
@@ -42,6 +42,7 @@ const FLAGS: [&str; 10] = [
     "--microbatch",
     "--virtual-stages",
     "--steps",
+    "--recompute-layers",
 ];
 
 proptest! {

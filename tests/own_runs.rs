@@ -190,6 +190,23 @@ fn a_layout_that_does_not_fit_is_refused_naming_the_row() {
 }
 
 #[test]
+fn block_recomputation_in_a_run_needs_full_recompute_and_a_layer() {
+    refused(
+        |t| {
+            t.replace(
+                "zero = 3 }",
+                "zero = 3, recompute = \"selective\", recompute_layers = 4 }",
+            )
+        },
+        &["acme-llama2-7b-64xa100", "recompute_layers", "full"],
+    );
+    refused(
+        |t| t.replace("zero = 3 }", "zero = 3, recompute_layers = 0 }"),
+        &["acme-llama2-7b-64xa100", "recompute_layers", "at least 1"],
+    );
+}
+
+#[test]
 fn an_id_an_embedded_run_has_is_refused_naming_both() {
     refused(
         |t| t.replace("acme-llama2-7b-64xa100", "korthikanti-22b-full"),

@@ -227,6 +227,23 @@ fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
 
+/// The geometric mean of `cells`' factors, with the cells listed as `stack value`.
+fn stacks_mean(cells: &[&StackParameter]) -> (f64, String) {
+    let v = mean(
+        &cells
+            .iter()
+            .map(|p| p.gemm_efficiency.ln())
+            .collect::<Vec<_>>(),
+    )
+    .exp();
+    let listed = cells
+        .iter()
+        .map(|p| format!("{} {:.3}", p.framework, p.gemm_efficiency))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (v, listed)
+}
+
 /// [`StepFit::layout_gap`] of `(source, ln gap)` rows, with the number of sources
 /// behind it (1 and 0 where there is none).
 fn layout_gap_of<'a>(gaps: impl Iterator<Item = (&'a str, f64)>) -> (f64, usize) {
@@ -492,22 +509,11 @@ impl StepFit {
                 self.points.iter().map(|p| p.id.clone()).collect(),
             );
         }
-        let v = mean(
-            &cells
-                .iter()
-                .map(|p| p.gemm_efficiency.ln())
-                .collect::<Vec<_>>(),
-        )
-        .exp();
+        let (v, listed) = stacks_mean(&cells);
         (
             v,
             format!(
-                "factor {v:.3} on GEMM rates: framework unknown, the mean of the stacks seen on {class} ({})",
-                cells
-                    .iter()
-                    .map(|p| format!("{} {:.3}", p.framework, p.gemm_efficiency))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "factor {v:.3} on GEMM rates: framework unknown, the mean of the stacks seen on {class} ({listed})"
             ),
             cells.iter().flat_map(|p| p.runs.clone()).collect(),
         )
@@ -522,8 +528,9 @@ impl StepFit {
             .iter()
             .filter(|p| p.class == class)
             .collect();
-        let produced: Vec<&&StackParameter> = cells
+        let produced: Vec<&StackParameter> = cells
             .iter()
+            .copied()
             .filter(|c| {
                 self.points
                     .iter()
@@ -533,22 +540,11 @@ impl StepFit {
         if produced.is_empty() || produced.len() == cells.len() {
             return None;
         }
-        let v = mean(
-            &produced
-                .iter()
-                .map(|p| p.gemm_efficiency.ln())
-                .collect::<Vec<_>>(),
-        )
-        .exp();
+        let (v, listed) = stacks_mean(&produced);
         Some((
             v,
             format!(
-                "factor {v:.3} on GEMM rates: framework and layout unknown, so a production run: the mean of the stacks seen in production runs on {class} ({}; benchmark tables left out)",
-                produced
-                    .iter()
-                    .map(|p| format!("{} {:.3}", p.framework, p.gemm_efficiency))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "factor {v:.3} on GEMM rates: framework and layout unknown, so a production run: the mean of the stacks seen in production runs on {class} ({listed}; benchmark tables left out)"
             ),
         ))
     }

@@ -43,6 +43,10 @@ pub struct LayoutSpec {
     pub zero: Option<u8>,
     /// Recomputation.
     pub recompute: Option<Recompute>,
+    /// With full recomputation, the layers per device recomputed (Megatron's
+    /// `--recompute-num-layers` with the block method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recompute_layers: Option<u32>,
     /// Attention kernel.
     pub attention: Option<Attention>,
 }
@@ -56,6 +60,21 @@ impl LayoutSpec {
                 ModelError::InvalidInput(format!("zero must be 0, 1 or 3 (got {z})"))
             })?),
         };
+        let recompute = match (self.recompute_layers, self.recompute) {
+            (None, r) => r,
+            (Some(0), _) => {
+                return Err(ModelError::InvalidInput(
+                    "recompute_layers must be at least 1".into(),
+                ))
+            }
+            (Some(_), None | Some(Recompute::Full)) => Some(Recompute::Full),
+            (Some(_), Some(r)) => {
+                return Err(ModelError::InvalidInput(format!(
+                    "recompute_layers goes with recompute = \"full\", not \"{}\"",
+                    r.as_str()
+                )))
+            }
+        };
         Ok(Constraints {
             tp: self.tp,
             cp: self.cp,
@@ -66,7 +85,8 @@ impl LayoutSpec {
             virtual_stages: self.virtual_stages,
             sequence_parallel: self.sequence_parallel,
             zero,
-            recompute: self.recompute,
+            recompute,
+            recompute_layers: self.recompute_layers,
             attention: self.attention,
             uneven_stages: true,
         })

@@ -52,6 +52,10 @@ pub struct Constraints {
     pub zero: Option<Zero>,
     /// Recomputation.
     pub recompute: Option<Recompute>,
+    /// With full recomputation, the layers per device recomputed
+    /// ([`Layout::recompute_layers`]; `None`: every layer, or searched when
+    /// `recompute` is too).
+    pub recompute_layers: Option<u32>,
     /// Attention kernel.
     pub attention: Option<Attention>,
     /// Allow pipelines that split the layers unevenly (published runs only).
@@ -72,6 +76,7 @@ impl Constraints {
             || self.sequence_parallel.is_some()
             || self.zero.is_some()
             || self.recompute.is_some()
+            || self.recompute_layers.is_some()
     }
 }
 
@@ -390,13 +395,28 @@ pub fn search(
                                             sequence_parallel: sp,
                                             zero,
                                             recompute,
-                                            recompute_layers: None,
+                                            recompute_layers: c
+                                                .recompute_layers
+                                                .filter(|_| recompute == Recompute::Full),
                                             attention,
                                         };
+                                        if let Some(k) = all.recompute_layers.filter(|&k| {
+                                            f64::from(k)
+                                                > crate::layout::stage_layers(cfg.layers, p as u32)
+                                        }) {
+                                            rej.add("more layers recomputed than a device holds", || {
+                                                format!(
+                                                    "recompute-layers {k} of the {} layers pp {p} leaves a device",
+                                                    cfg.layers.div_ceil(p)
+                                                )
+                                            });
+                                            continue;
+                                        }
                                         // A free search also tries recomputing only as
                                         // many layers as memory needs.
                                         let block = (recompute == Recompute::Full
-                                            && c.recompute.is_none())
+                                            && c.recompute.is_none()
+                                            && c.recompute_layers.is_none())
                                         .then(|| {
                                             fewest_recomputed(model, &all, batch.seq, m, usable)
                                         })

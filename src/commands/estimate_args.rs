@@ -90,6 +90,13 @@ pub struct EstimateArgs {
     /// (unset: searched, and the FLOPs counted without recomputation).
     #[arg(long, value_enum)]
     pub recompute: Option<RecomputeArg>,
+    /// Recompute only K of each device's layers in full and keep every activation of
+    /// the rest (Megatron's --recompute-method block --recompute-num-layers K), as the
+    /// search does by itself when a layout is a few GiB over; implies --recompute
+    /// full. Its recomputed forward is hardware work: in HFU and the step time, not in
+    /// the FLOP count.
+    #[arg(long, value_name = "K")]
+    pub recompute_layers: Option<u32>,
     /// Tensor-parallel degree (unset: searched within the scale-up domain).
     #[arg(long)]
     pub tp: Option<u32>,
@@ -233,7 +240,11 @@ impl EstimateArgs {
             tokens: self.tokens,
             steps: self.steps,
             batch: self.batch,
-            recompute: self.recompute.map(recompute_of),
+            recompute: match (self.recompute, self.recompute_layers) {
+                (None, Some(_)) => Some(Recompute::Full),
+                (r, _) => r.map(recompute_of),
+            },
+            recompute_layers: self.recompute_layers,
             tp: self.tp,
             cp: self.cp,
             pp: self.pp,
