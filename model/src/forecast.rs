@@ -140,7 +140,7 @@ pub fn rate_source(hw: &Hardware, dtype: Option<&str>, shape: &ShapeModel) -> Ra
 }
 
 /// `c` with the dimensions a stack states on `hw`'s class filled in where the caller
-/// left them open (today: the attention kernel).
+/// left them open: the attention kernel, and sequence parallelism off.
 pub fn with_stack_defaults(
     mut c: Constraints,
     hw: &Hardware,
@@ -150,6 +150,11 @@ pub fn with_stack_defaults(
         c.attention = framework
             .and_then(|f| f.attention_on(&hw.class))
             .map(|r| r.kernel);
+    }
+    if c.sequence_parallel.is_none()
+        && framework.is_some_and(|f| f.no_sequence_parallel_on(&hw.class))
+    {
+        c.sequence_parallel = Some(false);
     }
     c
 }
@@ -422,6 +427,44 @@ mod tests {
             network: None,
             framework: None,
         }
+    }
+
+    #[test]
+    fn megatron_on_a100_runs_its_papers_defaults_unless_told_otherwise() {
+        use crate::layout::Attention;
+        let cat = Catalog::embedded();
+        let (a100, h100) = (
+            cat.hardware("a100-80gb").unwrap(),
+            cat.hardware("h100").unwrap(),
+        );
+        let megatron = crate::framework::lookup("megatron").unwrap();
+        let tp8 = Constraints {
+            tp: Some(8),
+            ..Constraints::default()
+        };
+        let on_a100 = with_stack_defaults(tp8, a100, megatron);
+        assert_eq!(on_a100.sequence_parallel, Some(false));
+        assert_eq!(on_a100.attention, Some(Attention::Materialized));
+        // Asked for, it is kept; on H100, or for another stack, nothing is filled in.
+        let asked = Constraints {
+            sequence_parallel: Some(true),
+            ..tp8
+        };
+        assert_eq!(
+            with_stack_defaults(asked, a100, megatron).sequence_parallel,
+            Some(true)
+        );
+        assert_eq!(
+            with_stack_defaults(tp8, h100, megatron).sequence_parallel,
+            None
+        );
+        let deepspeed = crate::framework::lookup("deepspeed").unwrap();
+        assert_eq!(
+            with_stack_defaults(tp8, a100, deepspeed).sequence_parallel,
+            None
+        );
+        // A default is not a layout dimension: the layout stays the search's.
+        assert!(!with_stack_defaults(Constraints::default(), a100, megatron).fixes_layout());
     }
 
     #[test]

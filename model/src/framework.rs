@@ -48,6 +48,10 @@ pub struct Framework {
     /// backward pass instead of overlapping it, with the reason.
     #[serde(default)]
     pub dp_reduce_after_backward: Vec<ClassRule>,
+    /// Hardware classes on which it runs without sequence parallelism where the user
+    /// does not ask for it, with the reason.
+    #[serde(default)]
+    pub no_sequence_parallel: Vec<ClassRule>,
 }
 
 /// A stack's behaviour on some hardware classes, with the reason.
@@ -65,6 +69,13 @@ impl Framework {
     pub fn overlaps_dp_on(&self, class: &str) -> bool {
         !self
             .dp_reduce_after_backward
+            .iter()
+            .any(|r| r.classes.iter().any(|c| c == class))
+    }
+
+    /// Whether it runs without sequence parallelism on `class` unless asked.
+    pub fn no_sequence_parallel_on(&self, class: &str) -> bool {
+        self.no_sequence_parallel
             .iter()
             .any(|r| r.classes.iter().any(|c| c == class))
     }

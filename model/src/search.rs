@@ -63,8 +63,9 @@ pub struct Constraints {
 }
 
 impl Constraints {
-    /// Whether any layout dimension is fixed (the attention kernel and uneven stages
-    /// are not dimensions of the layout's shape).
+    /// Whether any layout dimension is fixed (the attention kernel, sequence
+    /// parallelism and uneven stages are not dimensions of the layout's shape, and a
+    /// stack's stated defaults fill the first two in).
     pub fn fixes_layout(&self) -> bool {
         self.tp.is_some()
             || self.cp.is_some()
@@ -73,7 +74,6 @@ impl Constraints {
             || self.ep.is_some()
             || self.microbatch.is_some()
             || self.virtual_stages.is_some()
-            || self.sequence_parallel.is_some()
             || self.zero.is_some()
             || self.recompute.is_some()
             || self.recompute_layers.is_some()
