@@ -367,4 +367,26 @@ fn calibrate_reports_how_far_off_an_estimate_without_layout_flags_is() {
         .find(|r| r["id"] == "bert-large")
         .unwrap();
     assert!(seed["loo_free_predicted_s"].is_null(), "{seed}");
+    // The no-layout band is judged the same way: each production row against the band
+    // built without its source, and it holds 70-90% of them (80% +- 10 points).
+    let runs = st["runs"].as_array().unwrap();
+    let judged: Vec<bool> = runs
+        .iter()
+        .filter_map(|r| r["loo_free_in_band"].as_bool())
+        .collect();
+    let production = runs
+        .iter()
+        .filter(|r| r["production"] == true && !r["loo_free_predicted_s"].is_null())
+        .count();
+    assert_eq!(judged.len(), production);
+    let (inside, of) = (
+        st["free_layout_production_in_band"][0].as_u64().unwrap() as usize,
+        st["free_layout_production_in_band"][1].as_u64().unwrap() as usize,
+    );
+    assert_eq!(
+        (inside, of),
+        (judged.iter().filter(|x| **x).count(), judged.len())
+    );
+    let cov = inside as f64 / of as f64;
+    assert!((0.7..=0.9).contains(&cov), "{inside} of {of}");
 }

@@ -440,6 +440,9 @@ pub struct StepCalibration {
     pub free_layout_production: (Option<f64>, Option<f64>),
     /// And over the benchmark tables' rows.
     pub free_layout_benchmark: (Option<f64>, Option<f64>),
+    /// Production rows inside their no-layout band (built without their source), of
+    /// those with one: the band's coverage where it applies.
+    pub free_layout_production_in_band: (usize, usize),
     /// Every run with a published step time or duration.
     pub runs: Vec<fit::StepCheck>,
     /// Per source, left out whole.
@@ -542,6 +545,16 @@ pub fn step_calibration_with(
         free_layout_median_log_error: free_signed,
         free_layout_production: medians(Some(true)),
         free_layout_benchmark: medians(Some(false)),
+        free_layout_production_in_band: (
+            checks
+                .iter()
+                .filter(|c| c.loo_free_in_band == Some(true))
+                .count(),
+            checks
+                .iter()
+                .filter(|c| c.loo_free_in_band.is_some())
+                .count(),
+        ),
         runs: checks.clone(),
         sources,
         runs_checked: checks.len(),

@@ -176,7 +176,12 @@ fn band_if_enough<'a>(rows: impl Iterator<Item = &'a Residual>) -> Option<StepBa
 /// production rows predicted so, where they span [`MIN_BAND_SOURCES`] sources; `None`
 /// otherwise.
 fn free_band_of(free: &[Residual]) -> Option<StepBand> {
-    band_if_enough(free.iter()).map(|b| StepBand {
+    free_band_without(free, None)
+}
+
+/// [`free_band_of`] leaving out the rows of source `without`.
+fn free_band_without(free: &[Residual], without: Option<&str>) -> Option<StepBand> {
+    band_if_enough(free.iter().filter(|r| without != Some(r.group.as_str()))).map(|b| StepBand {
         layout_unknown: true,
         ..b
     })
@@ -627,6 +632,9 @@ pub struct StepCheck {
     pub loo_free_predicted_s: Option<f64>,
     /// The fold's layout gap that prediction was divided by.
     pub loo_layout_gap: f64,
+    /// For a production row predicted as [`StepCheck::loo_free_predicted_s`]: whether
+    /// the published figure falls inside the no-layout band built without its source.
+    pub loo_free_in_band: Option<bool>,
     /// A production run (else a benchmark table's row).
     pub production: bool,
     /// Whether the published figure lies in the left-out prediction's band (built
@@ -1132,6 +1140,10 @@ pub fn fit_steps_with(
             Some(&p.group),
         );
         let band_s = (loo_s * band.low, loo_s * band.high);
+        let loo_free_in_band = loo_free
+            .filter(|_| p.production)
+            .zip(free_band_without(&fit.free_residuals, Some(&p.group)))
+            .map(|(s, b)| p.want >= s * b.low && p.want <= s * b.high);
         let solved = fit
             .points
             .iter()
@@ -1154,6 +1166,7 @@ pub fn fit_steps_with(
             loo_basis,
             loo_unknown_predicted_s: loo_unknown,
             loo_free_predicted_s: loo_free,
+            loo_free_in_band,
             loo_layout_gap: loo_gap,
             production: p.production,
             in_band: p.want >= band_s.0 && p.want <= band_s.1,

@@ -227,7 +227,7 @@ fn print_table(c: &Calibration) -> Result<()> {
     }
     outln!(
         out,
-        "layout gap {:.3}: the best layout flopcal finds for a production run steps this fraction of the time of the layout the run stated (geometric mean over {} production sources); an estimate given no layout dimension divides its step by it. Left to the search so (as `estimate` without layout flags or --framework), the {} rows that state a layout are predicted, left out, with median |ln(pred/pub)| = {} and median bias {}: production runs {} / {}, benchmark tables {} / {}",
+        "layout gap {:.3}: the best layout flopcal finds for a production run steps this fraction of the time of the layout the run stated (geometric mean over {} production sources); an estimate given no layout dimension divides its step by it. Left to the search so (as `estimate` without layout flags or --framework), the {} rows that state a layout are predicted, left out, with median |ln(pred/pub)| = {} and median bias {}: production runs {} / {}, benchmark tables {} / {}; {} of {} production runs fall inside their 80% no-layout band (built without their source)",
         st.layout_gap,
         st.layout_gap_sources,
         st.free_layout_runs,
@@ -237,6 +237,8 @@ fn print_table(c: &Calibration) -> Result<()> {
         opt(st.free_layout_production.1, pct_ln),
         opt(st.free_layout_benchmark.0, |x| format!("{x:.3}")),
         opt(st.free_layout_benchmark.1, pct_ln),
+        st.free_layout_production_in_band.0,
+        st.free_layout_production_in_band.1,
     );
     outln!(
         out,
