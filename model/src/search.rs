@@ -176,14 +176,13 @@ impl Hasher for KeyHasher {
 
 type Cache<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
-/// The part of the layer-cost cache key that recomputation sets: the policy, and for
-/// block recomputation the layers recomputed and the stage's layer count they share.
-fn recompute_key(l: &Layout) -> u64 {
-    match (l.recompute, l.recompute_layers) {
-        (Recompute::None, _) => 0,
-        (Recompute::Selective, _) => 1,
-        (Recompute::Full, None) => 2,
-        (Recompute::Full, Some(k)) => 3 | u64::from(k) << 8 | u64::from(l.pp) << 32,
+/// The part of the layer-cost cache key that recomputation sets (block recomputation
+/// is mixed from the `None` and `Full` entries, never cached itself).
+fn recompute_key(l: &Layout) -> u8 {
+    match l.recompute {
+        Recompute::None => 0,
+        Recompute::Selective => 1,
+        Recompute::Full => 2,
     }
 }
 
@@ -233,7 +232,7 @@ pub fn search(
     let cfg = model.cfg;
     let usable = usable_memory(model.system);
     let mut rej = Rejections(vec![]);
-    let mut cache: Cache<(u32, u32, bool, u64, Attention, u32), LayerCost> = Cache::default();
+    let mut cache: Cache<(u32, u32, bool, u8, Attention, u32), LayerCost> = Cache::default();
     let mut vocab: Cache<(u32, u32), (f64, f64)> = Cache::default();
     let mut best = Ranked {
         plans: vec![],
@@ -439,17 +438,39 @@ pub fn search(
                                                 continue;
                                             }
                                             feasible += 1;
-                                            let key = (
-                                                layout.tp,
-                                                layout.microbatch,
-                                                sp,
-                                                recompute_key(&layout),
-                                                attention,
-                                                layout.ep,
-                                            );
-                                            let layer = *cache.entry(key).or_insert_with(|| {
-                                                model.layer_cost(&layout, batch.seq)
-                                            });
+                                            // Block recomputation mixes the two cached
+                                            // costs: keeping everything and recomputing all.
+                                            let mut cost = |l: &Layout| {
+                                                let key = (
+                                                    l.tp,
+                                                    l.microbatch,
+                                                    sp,
+                                                    recompute_key(l),
+                                                    attention,
+                                                    l.ep,
+                                                );
+                                                *cache.entry(key).or_insert_with(|| {
+                                                    model.layer_cost(l, batch.seq)
+                                                })
+                                            };
+                                            let layer = if layout.recompute_layers.is_some() {
+                                                let full = cost(&Layout {
+                                                    recompute_layers: None,
+                                                    ..layout
+                                                });
+                                                let kept = cost(&Layout {
+                                                    recompute: Recompute::None,
+                                                    recompute_layers: None,
+                                                    ..layout
+                                                });
+                                                LayerCost::mix(
+                                                    &full,
+                                                    &kept,
+                                                    layout.full_recompute_share(cfg.layers),
+                                                )
+                                            } else {
+                                                cost(&layout)
+                                            };
                                             let voc = *vocab
                                                 .entry((layout.tp, layout.microbatch))
                                                 .or_insert_with(|| {

@@ -138,6 +138,22 @@ pub struct LayerCost {
     pub ep: f64,
 }
 
+impl LayerCost {
+    /// The average layer of a stage that recomputes `share` of its layers in full
+    /// (costing `full` each) and keeps every activation of the rest (`kept`).
+    pub fn mix(full: &LayerCost, kept: &LayerCost, share: f64) -> LayerCost {
+        let mix = |x: f64, y: f64| share * x + (1.0 - share) * y;
+        LayerCost {
+            gemm: mix(full.gemm, kept.gemm),
+            memory_bound: mix(full.memory_bound, kept.memory_bound),
+            backward: mix(full.backward, kept.backward),
+            tp: mix(full.tp, kept.tp),
+            cp: mix(full.cp, kept.cp),
+            ep: mix(full.ep, kept.ep),
+        }
+    }
+}
+
 /// One priced part of a layer or of the step's ends (see [`StepModel::layer_items`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Item {
@@ -386,19 +402,11 @@ impl<'a> StepModel<'a> {
             recompute_layers: None,
             ..*layout
         };
-        let (a, b) = (
-            self.layer_parts(&all, seq, &mut |_, _, _| {}),
-            self.layer_parts(&kept, seq, &mut |_, _, _| {}),
-        );
-        let mix = |x: f64, y: f64| share * x + (1.0 - share) * y;
-        LayerCost {
-            gemm: mix(a.gemm, b.gemm),
-            memory_bound: mix(a.memory_bound, b.memory_bound),
-            backward: mix(a.backward, b.backward),
-            tp: mix(a.tp, b.tp),
-            cp: mix(a.cp, b.cp),
-            ep: mix(a.ep, b.ep),
-        }
+        LayerCost::mix(
+            &self.layer_parts(&all, seq, &mut |_, _, _| {}),
+            &self.layer_parts(&kept, seq, &mut |_, _, _| {}),
+            share,
+        )
     }
 
     /// The parts of one layer for one micro-batch on one device, each as
