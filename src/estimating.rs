@@ -11,7 +11,7 @@ use flopcal_model::cost::{
     estimate, relied_on, Assumption, Assumptions, Estimate, MfuSource, Plan, Workload,
 };
 use flopcal_model::flops::{FlopOptions, Phase, Recompute};
-use flopcal_model::layout::{Attention, Layout, Zero};
+use flopcal_model::layout::{block_recompute, Attention, Layout, Zero};
 use flopcal_model::memory::Memory;
 use flopcal_model::prices::{price_ages, PriceAge};
 use flopcal_model::search::Constraints;
@@ -175,23 +175,16 @@ fn positive(flag: &str, v: f64) -> Result<f64> {
 /// Build the plan (what is trained) from the request, with the line saying where an
 /// `--hf-config`'s training length came from ([`ModelSpec::resolve_noted`]).
 pub fn plan_of(req: &EstimateRequest, cat: &Catalog) -> Result<(Plan, Option<String>)> {
-    let recompute = match (req.recompute_layers, req.recompute) {
-        (None, r) => r.unwrap_or(Recompute::None),
-        (Some(0), _) => {
-            return Err(Error::Usage(
-                "--recompute-layers must be at least 1 (leave it out to recompute every layer)"
-                    .into(),
-            ))
-        }
-        // Block recomputation's share depends on the pipeline degree: the FLOP count
-        // leaves it out, as it does a searched recomputation, and HFU counts it.
-        (Some(_), None | Some(Recompute::Full)) => Recompute::None,
-        (Some(_), Some(r)) => {
-            return Err(Error::Usage(format!(
-                "--recompute-layers goes with --recompute full, not {}",
-                r.as_str()
-            )))
-        }
+    let layout_recompute = block_recompute(
+        req.recompute,
+        req.recompute_layers,
+        ("--recompute-layers", "--recompute"),
+    )?;
+    // Block recomputation's share depends on the pipeline degree: the FLOP count
+    // leaves it out, as it does a searched recomputation, and HFU counts it.
+    let recompute = match req.recompute_layers {
+        Some(_) => Recompute::None,
+        None => layout_recompute.unwrap_or(Recompute::None),
     };
     let options = FlopOptions {
         recompute,

@@ -298,16 +298,8 @@ fn an_unknown_framework_is_refused_with_the_list() {
 fn a_goodput_outside_zero_to_one_is_refused() {
     for g in ["0", "1.5", "-0.2", "nan"] {
         flopcal()
-            .args([
-                "estimate",
-                "--model",
-                "llama2-7b",
-                "--tokens",
-                "1e9",
-                "--hardware",
-                "a100",
-            ])
-            .args(["--devices", "8", "--goodput", g])
+            .args(common::SMALL_ESTIMATE)
+            .args(["--goodput", g])
             .assert()
             .code(2)
             .stderr(predicate::str::contains("--goodput must be in (0, 1]"));

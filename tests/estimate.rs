@@ -1216,19 +1216,6 @@ fn recompute_layers_prices_that_share_of_the_layers_at_the_full_recompute_cost()
 
 #[test]
 fn recompute_layers_that_is_zero_not_full_or_beyond_the_stage_is_refused() {
-    let base = [
-        "estimate",
-        "--model",
-        "llama2-7b",
-        "--tokens",
-        "1e9",
-        "--hardware",
-        "a100-80gb",
-        "--devices",
-        "8",
-        "--pp",
-        "1",
-    ];
     for (extra, says) in [
         (vec!["--recompute-layers", "0"], "at least 1"),
         (
@@ -1241,7 +1228,8 @@ fn recompute_layers_that_is_zero_not_full_or_beyond_the_stage_is_refused() {
         ),
     ] {
         flopcal()
-            .args(base)
+            .args(common::SMALL_ESTIMATE)
+            .args(["--pp", "1"])
             .args(&extra)
             .assert()
             .code(2)

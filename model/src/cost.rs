@@ -263,23 +263,22 @@ impl Plan {
         }
     }
 
-    /// Model FLOPs of the run: the per-op training count without recomputation, what
-    /// MFU divides by (recomputation is hardware work, counted in HFU only).
-    pub fn model_flops(&self) -> Result<Option<f64>, ModelError> {
+    /// Model FLOPs of the run whose count ([`Plan::flops`]) is `report`: the per-op
+    /// training count without recomputation, what MFU divides by (recomputation is
+    /// hardware work, counted in HFU only). Counted again only where `report` counts
+    /// recomputation.
+    pub fn model_flops(&self, report: &FlopReport) -> Result<f64, ModelError> {
         match &self.workload {
-            Workload::Config {
-                config,
-                phases,
-                options,
-                ..
-            } => {
+            Workload::Config { config, phases, .. }
+                if report.options.recompute != flops::Recompute::None =>
+            {
                 let plain = FlopOptions {
                     recompute: flops::Recompute::None,
-                    ..*options
+                    ..report.options
                 };
-                flops::train_flops(config, phases, &plain).map(|r| Some(r.train_flops))
+                Ok(flops::train_flops(config, phases, &plain)?.train_flops)
             }
-            _ => Ok(self.flops()?.map(|r| r.train_flops)),
+            _ => Ok(report.train_flops),
         }
     }
 
@@ -623,7 +622,7 @@ pub fn estimate(plan: &Plan, hw: &Hardware, a: &Assumptions) -> Result<Estimate,
     ));
 
     // Chip-hours and MFU, on model FLOPs (recomputation is not model work).
-    let model_flops = plan.model_flops()?;
+    let model_flops = report.as_ref().map(|r| plan.model_flops(r)).transpose()?;
     let (hours_band, mfu_band, mfu_source) = match (a.hours, model_flops) {
         (Some(h), flops) => {
             let ch = h * a.chips;

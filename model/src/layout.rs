@@ -107,6 +107,31 @@ pub struct Layout {
     pub attention: Attention,
 }
 
+/// The recomputation a layout runs given a recompute policy and a count of layers to
+/// recompute ([`Layout::recompute_layers`]): with a count, full (the policy may be
+/// left out); refused at a count of 0 or beside another policy. `names` are how the
+/// caller's input spells the two, e.g. `("--recompute-layers", "--recompute")`.
+pub fn block_recompute(
+    recompute: Option<Recompute>,
+    layers: Option<u32>,
+    names: (&str, &str),
+) -> Result<Option<Recompute>, ModelError> {
+    match (layers, recompute) {
+        (None, r) => Ok(r),
+        (Some(0), _) => Err(ModelError::InvalidInput(format!(
+            "{} must be at least 1 (leave it out to recompute every layer)",
+            names.0
+        ))),
+        (Some(_), None | Some(Recompute::Full)) => Ok(Some(Recompute::Full)),
+        (Some(_), Some(r)) => Err(ModelError::InvalidInput(format!(
+            "{} goes with {} full, not {}",
+            names.0,
+            names.1,
+            r.as_str()
+        ))),
+    }
+}
+
 /// Layers on the busiest pipeline stage: `⌈L/p⌉`. With uneven stages (70 layers on
 /// 12 stages, as DeepSpeed and Megatron place them) the slowest stage sets the pace
 /// and holds the most memory; with even ones this is `L/p`.
@@ -142,6 +167,25 @@ impl Layout {
         match self.recompute_layers {
             None => 1.0,
             Some(k) => (f64::from(k) / stage_layers(layers, self.pp)).min(1.0),
+        }
+    }
+
+    /// The same layout recomputing every layer ([`Layout::recompute_layers`] cleared):
+    /// the cost of each layer block recomputation recomputes.
+    pub fn recomputing_all(&self) -> Layout {
+        Layout {
+            recompute_layers: None,
+            ..*self
+        }
+    }
+
+    /// The same layout keeping every activation: the cost of each layer block
+    /// recomputation leaves alone.
+    pub fn keeping_all(&self) -> Layout {
+        Layout {
+            recompute: Recompute::None,
+            recompute_layers: None,
+            ..*self
         }
     }
 

@@ -174,18 +174,9 @@ pub fn stage_layer_activations(
     };
     let mut bytes = in_flight * interleave * stage_activations(cfg, layout, seq);
     if layout.recompute == Recompute::Full {
-        bytes += layer_activations(cfg, &kept(layout), seq);
+        bytes += layer_activations(cfg, &layout.keeping_all(), seq);
     }
     bytes
-}
-
-/// `layout` with nothing recomputed.
-fn kept(layout: &Layout) -> Layout {
-    Layout {
-        recompute: Recompute::None,
-        recompute_layers: None,
-        ..*layout
-    }
 }
 
 /// Activation bytes of one micro-batch over a device's `⌈L/p⌉` layers: the layers
@@ -197,12 +188,8 @@ fn stage_activations(cfg: &ModelConfig, layout: &Layout, seq: u64) -> f64 {
         return per_stage * layer_activations(cfg, layout, seq);
     }
     let recomputed = per_stage * layout.full_recompute_share(cfg.layers);
-    let all = Layout {
-        recompute_layers: None,
-        ..*layout
-    };
-    recomputed * layer_activations(cfg, &all, seq)
-        + (per_stage - recomputed) * layer_activations(cfg, &kept(layout), seq)
+    recomputed * layer_activations(cfg, &layout.recomputing_all(), seq)
+        + (per_stage - recomputed) * layer_activations(cfg, &layout.keeping_all(), seq)
 }
 
 /// Logits of one micro-batch on the last stage.

@@ -60,21 +60,11 @@ impl LayoutSpec {
                 ModelError::InvalidInput(format!("zero must be 0, 1 or 3 (got {z})"))
             })?),
         };
-        let recompute = match (self.recompute_layers, self.recompute) {
-            (None, r) => r,
-            (Some(0), _) => {
-                return Err(ModelError::InvalidInput(
-                    "recompute_layers must be at least 1".into(),
-                ))
-            }
-            (Some(_), None | Some(Recompute::Full)) => Some(Recompute::Full),
-            (Some(_), Some(r)) => {
-                return Err(ModelError::InvalidInput(format!(
-                    "recompute_layers goes with recompute = \"full\", not \"{}\"",
-                    r.as_str()
-                )))
-            }
-        };
+        let recompute = crate::layout::block_recompute(
+            self.recompute,
+            self.recompute_layers,
+            ("recompute_layers", "recompute ="),
+        )?;
         Ok(Constraints {
             tp: self.tp,
             cp: self.cp,

@@ -236,7 +236,7 @@ pub fn modelled_with(
     };
     let tokens: f64 = phases.iter().map(Phase::tokens).sum();
     let peak = hw.peak_flops(dtype)?;
-    let model_flops = plan.model_flops()?.unwrap_or(report.train_flops);
+    let model_flops = plan.model_flops(&report)?;
     let run_mfu = |step_seconds: f64| {
         let seconds = step_seconds / tokens * report.tokens;
         (model_flops / (chips * peak * seconds)).min(1.0)

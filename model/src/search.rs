@@ -454,18 +454,9 @@ pub fn search(
                                                 })
                                             };
                                             let layer = if layout.recompute_layers.is_some() {
-                                                let full = cost(&Layout {
-                                                    recompute_layers: None,
-                                                    ..layout
-                                                });
-                                                let kept = cost(&Layout {
-                                                    recompute: Recompute::None,
-                                                    recompute_layers: None,
-                                                    ..layout
-                                                });
                                                 LayerCost::mix(
-                                                    &full,
-                                                    &kept,
+                                                    &cost(&layout.recomputing_all()),
+                                                    &cost(&layout.keeping_all()),
                                                     layout.full_recompute_share(cfg.layers),
                                                 )
                                             } else {

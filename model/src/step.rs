@@ -392,20 +392,10 @@ impl<'a> StepModel<'a> {
         if layout.recompute != Recompute::Full || layout.recompute_layers.is_none() {
             return self.layer_parts(layout, seq, &mut |_, _, _| {});
         }
-        let share = layout.full_recompute_share(self.cfg.layers);
-        let all = Layout {
-            recompute_layers: None,
-            ..*layout
-        };
-        let kept = Layout {
-            recompute: Recompute::None,
-            recompute_layers: None,
-            ..*layout
-        };
         LayerCost::mix(
-            &self.layer_parts(&all, seq, &mut |_, _, _| {}),
-            &self.layer_parts(&kept, seq, &mut |_, _, _| {}),
-            share,
+            &self.layer_parts(&layout.recomputing_all(), seq, &mut |_, _, _| {}),
+            &self.layer_parts(&layout.keeping_all(), seq, &mut |_, _, _| {}),
+            layout.full_recompute_share(self.cfg.layers),
         )
     }
 

@@ -78,6 +78,21 @@ pub const LLAMA2_70B_ON_2048_A100: [&str; 8] = [
     "2048",
 ];
 
+/// Llama 2 7B, 1e9 tokens on 8 A100s: a small estimate whose other flags a bad-input
+/// test varies.
+#[allow(dead_code)]
+pub const SMALL_ESTIMATE: [&str; 9] = [
+    "estimate",
+    "--model",
+    "llama2-7b",
+    "--tokens",
+    "1e9",
+    "--hardware",
+    "a100",
+    "--devices",
+    "8",
+];
+
 /// `flopcal SUBCOMMAND --model bert-large` with a misspelt price source and with one
 /// that does not sell the hardware: each is one line on stderr naming the fix, exit 2
 /// (estimate, plan and compare share `--price-source`).
