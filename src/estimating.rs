@@ -172,9 +172,10 @@ fn positive(flag: &str, v: f64) -> Result<f64> {
     }
 }
 
-/// Build the plan (what is trained) from the request, with the line saying where an
-/// `--hf-config`'s training length came from ([`ModelSpec::resolve_noted`]).
-pub fn plan_of(req: &EstimateRequest, cat: &Catalog) -> Result<(Plan, Option<String>)> {
+/// Build the plan (what is trained) from the request, with the lines saying where an
+/// `--hf-config`'s training length came from and how it was read
+/// ([`ModelSpec::resolve_noted`]).
+pub fn plan_of(req: &EstimateRequest, cat: &Catalog) -> Result<(Plan, Vec<String>)> {
     let layout_recompute = block_recompute(
         req.recompute,
         req.recompute_layers,
@@ -216,7 +217,7 @@ pub fn plan_of(req: &EstimateRequest, cat: &Catalog) -> Result<(Plan, Option<Str
                     tokens,
                 },
             },
-            None,
+            Vec::new(),
         ));
     }
     if !req.model.is_given() {
@@ -226,7 +227,7 @@ pub fn plan_of(req: &EstimateRequest, cat: &Catalog) -> Result<(Plan, Option<Str
                     label: "-".into(),
                     workload: Workload::Duration,
                 },
-                None,
+                Vec::new(),
             ));
         }
         return Err(Error::Usage(

@@ -110,9 +110,14 @@ pub fn opt_count(flag: &str, v: Option<f64>) -> Result<Option<u64>> {
 
 /// An HF config's model, its sequence length from the catalog model of the same shape
 /// (its published pre-training length) where there is one, else by the config's own
-/// rule; with a line saying which.
-fn hf_base(path: &std::path::Path, cat: &Catalog) -> Result<(ModelConfig, String)> {
-    let (mut cfg, note) = flopcal_model::hf::load_noted(path)?;
+/// rule; with a line saying which, and any saying how the config was read.
+fn hf_base(path: &std::path::Path, cat: &Catalog) -> Result<(ModelConfig, String, Vec<String>)> {
+    let (mut cfg, mut notes) = flopcal_model::hf::load_noted(path)?;
+    let note = if notes.is_empty() {
+        String::new()
+    } else {
+        notes.remove(0)
+    };
     let same = cat.models.iter().find(|m| {
         let c = m.config();
         (c.layers, c.hidden, c.heads, c.ffn, c.vocab, c.kv_heads())
@@ -132,9 +137,9 @@ fn hf_base(path: &std::path::Path, cat: &Catalog) -> Result<(ModelConfig, String
                 "seq {}: the training length of the catalog's {}, which has this config's shape (--seq to change)",
                 m.seq, m.name
             );
-            (cfg, note)
+            (cfg, note, notes)
         }
-        None => (cfg, note),
+        None => (cfg, note, notes),
     })
 }
 
@@ -165,15 +170,17 @@ impl ModelSpec {
     }
 
     /// [`ModelSpec::resolve`], with where an `--hf-config`'s training length came from
-    /// when `--seq` does not set it (`None` for every other way of naming a model).
-    pub fn resolve_noted(&self, cat: &Catalog) -> Result<(ModelConfig, Option<String>)> {
+    /// when `--seq` does not set it, and how the config was read where flopcal does not
+    /// know its family by name (empty for every other way of naming a model).
+    pub fn resolve_noted(&self, cat: &Catalog) -> Result<(ModelConfig, Vec<String>)> {
         let based = self.model.is_some() || self.hf_config.is_some();
-        let mut context = None;
+        let mut context = Vec::new();
         let mut cfg = match (&self.model, &self.hf_config) {
             (Some(name), _) => cat.model(name)?.config(),
             (None, Some(path)) => {
-                let (cfg, note) = hf_base(path, cat)?;
-                context = self.seq.is_none().then_some(note);
+                let (cfg, note, reading) = hf_base(path, cat)?;
+                context.extend(self.seq.is_none().then_some(note));
+                context.extend(reading);
                 cfg
             }
             (None, None) => {

@@ -162,3 +162,45 @@ fn the_training_length_says_where_it_came_from_and_is_not_the_context_limit() {
     // --seq says it outright: no note.
     assert!(notes(custom, &["--seq", "4096"]).is_empty());
 }
+
+#[test]
+fn a_config_of_an_unnamed_family_is_estimated_as_llama_style_and_the_output_says_so() {
+    let cfg = temp_config(
+        r#"{"model_type": "stablelm", "hidden_size": 2048, "intermediate_size": 5632,
+        "num_hidden_layers": 24, "num_attention_heads": 32, "vocab_size": 100352,
+        "max_position_embeddings": 4096}"#,
+    );
+    let path = cfg.path().to_str().unwrap().to_string();
+    let v = estimate(&["--hf-config", &path]);
+    let notes: Vec<&str> = v["assumptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("model_type `stablelm` is not one flopcal knows by name")),
+        "{notes:?}"
+    );
+    // 24 layers of 4·2048² attention and 3·2048·5632 SwiGLU, two RMSNorm weights each,
+    // untied 100,352-word embeddings, and a final norm.
+    let want = 24.0 * (4.0 * 2048.0 * 2048.0 + 3.0 * 2048.0 * 5632.0 + 2.0 * 2048.0)
+        + 2.0 * 100_352.0 * 2048.0
+        + 2048.0;
+    assert_eq!(f(&v, "params_total"), want);
+}
+
+#[test]
+fn multi_head_latent_attention_is_one_line_and_exit_2() {
+    let cfg = temp_config(
+        r#"{"model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432,
+        "num_hidden_layers": 61, "num_attention_heads": 128, "vocab_size": 129280,
+        "kv_lora_rank": 512, "q_lora_rank": 1536}"#,
+    );
+    fails(
+        &["--hf-config", cfg.path().to_str().unwrap()],
+        "multi-head latent attention",
+    );
+}

@@ -21,15 +21,29 @@ use crate::config::{Family, FfnKind, ModelConfig, Norm, Position};
 use crate::error::ModelError;
 use crate::suggest;
 
-/// The `model_type`s this module reads.
+/// The `model_type`s this module reads by name. Any other `model_type` whose config has
+/// the standard fields ([`STANDARD_FIELDS`]) is read as a Llama-style decoder, with a
+/// note saying so.
 pub const FAMILIES: &[&str] = &[
     "llama",
     "mistral",
     "mixtral",
     "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
     "gemma",
     "gemma2",
+    "gemma3_text",
+    "olmo",
+    "olmo2",
+    "granite",
+    "phi3",
+    "phi",
+    "starcoder2",
     "gpt2",
+    "gptj",
+    "gpt_neo",
     "gpt_neox",
     "gpt_bigcode",
     "falcon",
@@ -39,6 +53,34 @@ pub const FAMILIES: &[&str] = &[
     "bert",
     "roberta",
     "t5",
+];
+
+/// The Llama-style `model_type`s: RMSNorm, rotary positions, no biases, a gated FFN.
+const LLAMA_STYLE: &[&str] = &[
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "olmo",
+    "olmo2",
+    "granite",
+    "phi3",
+];
+
+/// The fields of most Hugging Face decoder configs. With all of them present, a config
+/// of a `model_type` not in [`FAMILIES`] is read as a Llama-style decoder.
+pub const STANDARD_FIELDS: &[&str] = &[
+    "hidden_size",
+    "num_attention_heads",
+    "num_hidden_layers",
+    "intermediate_size",
+    "vocab_size",
 ];
 
 /// Read and convert the config file at `path`.
@@ -52,7 +94,7 @@ pub fn load(path: &Path) -> Result<ModelConfig, ModelError> {
 pub const PRETRAIN_SEQ_CAP: u64 = 8192;
 
 /// [`parse`] of the file at `path`, with where its sequence length came from.
-pub fn load_noted(path: &Path) -> Result<(ModelConfig, String), ModelError> {
+pub fn load_noted(path: &Path) -> Result<(ModelConfig, Vec<String>), ModelError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ModelError::InvalidInput(format!("{shown}: cannot read: {e}")))?;
@@ -69,12 +111,13 @@ pub fn parse(path: &str, text: &str, fallback_name: &str) -> Result<ModelConfig,
     parse_noted(path, text, fallback_name).map(|(c, _)| c)
 }
 
-/// [`parse`], with a line saying which rule set the training sequence length.
+/// [`parse`], with notes: first the line saying which rule set the training sequence
+/// length, then any saying how a config flopcal does not know by name was read.
 pub fn parse_noted(
     path: &str,
     text: &str,
     fallback_name: &str,
-) -> Result<(ModelConfig, String), ModelError> {
+) -> Result<(ModelConfig, Vec<String>), ModelError> {
     let v: Value = serde_json::from_str(text).map_err(|e| {
         ModelError::InvalidInput(format!(
             "{path}:{}:{}: malformed JSON: {e}",
@@ -82,20 +125,45 @@ pub fn parse_noted(
             e.column()
         ))
     })?;
-    let obj = v.as_object().ok_or_else(|| {
+    let top = v.as_object().ok_or_else(|| {
         ModelError::InvalidInput(format!("{path}: a config.json is a JSON object"))
     })?;
-    let r = Reader { path, obj };
-    let model_type = r.string("model_type")?;
-    let name = obj
+    let name = top
         .get("_name_or_path")
         .and_then(Value::as_str)
         .and_then(|s| s.trim_end_matches('/').rsplit('/').next())
         .filter(|s| !s.is_empty())
         .map(str::to_ascii_lowercase)
         .unwrap_or_else(|| fallback_name.to_string());
+    let mut notes = Vec::new();
+    // A multimodal checkpoint (Gemma 3, Llama 4, Mistral 3, LLaVA) keeps its language
+    // model's shape under `text_config`; the vision tower is not trained per token.
+    let obj = match top.get("text_config") {
+        Some(Value::Object(text_cfg)) if text_cfg.contains_key("hidden_size") => {
+            notes.push(format!(
+                "model: the language model under `text_config` (model_type `{}`); the vision encoder is left out",
+                top.get("model_type").and_then(Value::as_str).unwrap_or("?")
+            ));
+            text_cfg
+        }
+        _ => top,
+    };
+    let r = Reader { path, obj };
+    let model_type = match obj.get("model_type") {
+        None if !std::ptr::eq(obj, top) => "llama-style".to_string(),
+        _ => r.string("model_type")?,
+    };
+    if let Some(rank) = r.opt(&["kv_lora_rank"])? {
+        return Err(r.err(format!(
+            "model_type `{model_type}` uses multi-head latent attention (kv_lora_rank {rank}), which the block model does not price; describe an equivalent shape with --layers --hidden --heads --kv-heads --ffn --experts --top-k instead of --hf-config"
+        )));
+    }
     let mut cfg = match model_type.as_str() {
-        "llama" | "mistral" | "mixtral" | "qwen2" | "gemma" | "gemma2" => r.llama(&model_type)?,
+        t if LLAMA_STYLE.contains(&t) => r.llama(t)?,
+        "phi" => r.phi()?,
+        "starcoder2" => r.starcoder2()?,
+        "gptj" => r.gptj()?,
+        "gpt_neo" => r.gpt_neo()?,
         "gpt2" => r.gpt2()?,
         "gpt_neox" => r.neox()?,
         "gpt_bigcode" => r.bigcode()?,
@@ -105,12 +173,23 @@ pub fn parse_noted(
         "opt" => r.opt_family()?,
         "bert" | "roberta" => r.bert()?,
         "t5" => r.t5()?,
+        other if STANDARD_FIELDS.iter().all(|k| r.has(k)) => {
+            let cfg = r.llama(other)?;
+            notes.push(format!(
+                "model: model_type `{other}` is not one flopcal knows by name; read as a Llama-style decoder from its standard fields ({}): RMSNorm, rotary positions, no biases, {} FFN{}",
+                STANDARD_FIELDS.join(", "),
+                cfg.ffn_kind.as_str(),
+                if cfg.is_moe() { ", experts as given" } else { "" }
+            ));
+            cfg
+        }
         other => {
             let known: Vec<String> = FAMILIES.iter().map(|s| s.to_string()).collect();
             let hint = suggest::did_you_mean(other, &known);
             return Err(ModelError::InvalidInput(format!(
-                "{path}: unknown model_type `{other}`{hint} (known: {})",
-                FAMILIES.join(", ")
+                "{path}: unknown model_type `{other}`{hint} (known: {}; any other is read as a Llama-style decoder when it has {})",
+                FAMILIES.join(", "),
+                STANDARD_FIELDS.join(", ")
             )));
         }
     };
@@ -134,7 +213,8 @@ pub fn parse_noted(
     };
     cfg.validate()
         .map_err(|e| ModelError::InvalidInput(format!("{path}: {e}")))?;
-    Ok((cfg, note))
+    notes.insert(0, note);
+    Ok((cfg, notes))
 }
 
 /// Where a family keeps its shape fields (the first key present wins).
@@ -179,6 +259,11 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn err(&self, msg: String) -> ModelError {
         ModelError::InvalidInput(format!("{}: {msg}", self.path))
+    }
+
+    /// Whether `key` is present and not null.
+    fn has(&self, key: &str) -> bool {
+        !matches!(self.obj.get(key), None | Some(Value::Null))
     }
 
     fn string(&self, key: &str) -> Result<String, ModelError> {
@@ -296,7 +381,14 @@ impl Reader<'_> {
             .or_else(|| self.obj.get("hidden_act"))
             .and_then(Value::as_str)
             .unwrap_or(if gemma { "gelu" } else { "silu" });
-        let experts = self.opt(&["num_local_experts"])?;
+        let experts = self
+            .opt(&["num_local_experts", "num_experts", "n_routed_experts"])?
+            .filter(|&n| n > 1);
+        let base = self.shape(t, &HF)?;
+        let (ffn, shared_experts) = match experts {
+            Some(_) => self.expert_widths(base.ffn)?,
+            None => (base.ffn, None),
+        };
         Ok(ModelConfig {
             family: Family::Llama,
             kv_heads: self.opt(&["num_key_value_heads"])?,
@@ -310,11 +402,80 @@ impl Reader<'_> {
                 Some(_) => self.opt(&["num_experts_per_tok"])?,
                 None => None,
             },
+            shared_experts,
             tied: self.flag("tie_word_embeddings", gemma)?,
             position: Position::Rotary,
             biases: false,
             norm: Norm::RmsNorm,
-            ..self.shape(t, &HF)?
+            ffn,
+            ..base
+        })
+    }
+
+    /// A mixture of experts' expert width (`moe_intermediate_size` where the config
+    /// gives one, as Qwen-MoE and DeepSeekMoE do, else the FFN width) and its shared
+    /// experts in units of that width: `n_shared_experts`, or Qwen-MoE's one shared
+    /// expert `shared_expert_intermediate_size` wide.
+    fn expert_widths(&self, ffn: u64) -> Result<(u64, Option<u64>), ModelError> {
+        let width = self.opt(&["moe_intermediate_size"])?.unwrap_or(ffn);
+        let shared = match self.opt(&["n_shared_experts"])? {
+            Some(n) => Some(n),
+            None => match self.opt(&["shared_expert_intermediate_size"])? {
+                Some(w) if w.is_multiple_of(width) => Some(w / width),
+                Some(w) => {
+                    return Err(self.err(format!(
+                        "shared_expert_intermediate_size {w} is not a whole number of experts {width} wide"
+                    )))
+                }
+                None => None,
+            },
+        };
+        Ok((width, shared))
+    }
+
+    /// Phi-1/2: plain GELU MLP, attention and FFN in parallel, biases, LayerNorm.
+    fn phi(&self) -> Result<ModelConfig, ModelError> {
+        Ok(ModelConfig {
+            parallel: true,
+            tied: self.flag("tie_word_embeddings", false)?,
+            position: Position::Rotary,
+            ..self.shape("phi", &HF)?
+        })
+    }
+
+    /// StarCoder2: plain GELU MLP, grouped-query attention, biases, LayerNorm.
+    fn starcoder2(&self) -> Result<ModelConfig, ModelError> {
+        Ok(ModelConfig {
+            kv_heads: self.opt(&["num_key_value_heads"])?,
+            tied: self.flag("tie_word_embeddings", true)?,
+            position: Position::Rotary,
+            biases: self.flag("use_bias", true)?,
+            ..self.shape("starcoder2", &HF)?
+        })
+    }
+
+    /// GPT-J: GPT-2's names, rotary positions, attention and FFN in parallel.
+    fn gptj(&self) -> Result<ModelConfig, ModelError> {
+        Ok(ModelConfig {
+            parallel: true,
+            tied: self.flag("tie_word_embeddings", false)?,
+            position: Position::Rotary,
+            ..self.shape("gptj", &GPT2)?
+        })
+    }
+
+    /// GPT-Neo: learned positions, a 4h MLP unless `intermediate_size` says otherwise.
+    fn gpt_neo(&self) -> Result<ModelConfig, ModelError> {
+        let keys = Keys {
+            heads: &["num_heads"],
+            layers: &["num_layers"],
+            ffn_required: false,
+            ..HF
+        };
+        Ok(ModelConfig {
+            family: Family::Gpt,
+            tied: self.flag("tie_word_embeddings", true)?,
+            ..self.shape("gpt_neo", &keys)?
         })
     }
 
@@ -534,6 +695,12 @@ mod tests {
             ("bert-base-uncased", 109.48e6),
             ("roberta-base", 124.65e6),
             ("t5-11b", 11.31e9),
+            // EleutherAI's GPT-J-6B model card: 6,053,381,344 parameters.
+            ("gpt-j-6b", 6.053e9),
+            // Abdin et al. 2024, "Phi-3 Technical Report", §1: phi-3-mini, 3.8B.
+            ("phi-3-mini-4k", 3.8e9),
+            // Qwen Team 2025, "Qwen3 Technical Report", Table 2: 30.5B total.
+            ("qwen3-30b-a3b", 30.5e9),
         ] {
             let cfg = fixture(name);
             let got = params(&cfg).total;
@@ -550,6 +717,131 @@ mod tests {
     }
 
     #[test]
+    fn qwen3_moe_reads_its_expert_width_and_is_three_point_three_billion_active() {
+        let cfg = fixture("qwen3-30b-a3b");
+        assert_eq!((cfg.experts(), cfg.top_k(), cfg.ffn), (128, 8, 768));
+        // Qwen3 Technical Report, Table 2: 3.3B activated.
+        assert!(within(params(&cfg).active, 3.3e9, 0.02));
+    }
+
+    fn read(json: &str) -> Result<(ModelConfig, Vec<String>), ModelError> {
+        parse_noted("c.json", json, "x")
+    }
+
+    const STANDARD: &str = r#""hidden_size": 256, "num_attention_heads": 4,
+        "num_hidden_layers": 2, "intermediate_size": 1024, "vocab_size": 1000"#;
+
+    #[test]
+    fn each_named_family_reads_its_block_as_the_family_builds_it() {
+        let cfg = |t: &str, extra: &str| {
+            read(&format!(r#"{{"model_type": "{t}", {STANDARD}{extra}}}"#))
+                .unwrap_or_else(|e| panic!("{t}: {e}"))
+                .0
+        };
+        for t in ["olmo", "olmo2", "qwen3", "granite", "phi3"] {
+            let c = cfg(t, "");
+            assert_eq!(
+                (c.ffn_kind, c.norm, c.biases),
+                (FfnKind::SwiGlu, Norm::RmsNorm, false),
+                "{t}"
+            );
+        }
+        let phi = cfg("phi", r#", "hidden_act": "gelu_new""#);
+        assert_eq!(
+            (phi.ffn_kind, phi.parallel, phi.biases),
+            (FfnKind::Mlp, true, true)
+        );
+        let sc2 = cfg("starcoder2", r#", "num_key_value_heads": 2"#);
+        assert_eq!(
+            (sc2.ffn_kind, sc2.kv_heads(), sc2.biases),
+            (FfnKind::Mlp, 2, true)
+        );
+        // Qwen1.5-MoE: one shared expert four routed experts wide.
+        let qmoe = cfg(
+            "qwen2_moe",
+            r#", "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 128,
+            "shared_expert_intermediate_size": 512"#,
+        );
+        assert_eq!(
+            (
+                qmoe.experts(),
+                qmoe.top_k(),
+                qmoe.ffn,
+                qmoe.shared_experts()
+            ),
+            (8, 2, 128, 4)
+        );
+        let neo = read(
+            r#"{"model_type": "gpt_neo", "hidden_size": 256, "num_heads": 4, "num_layers": 2,
+            "intermediate_size": null, "vocab_size": 1000}"#,
+        )
+        .unwrap()
+        .0;
+        assert_eq!(
+            (neo.ffn, neo.position, neo.parallel),
+            (1024, Position::Learned, false)
+        );
+        let gptj = fixture("gpt-j-6b");
+        assert_eq!(
+            (gptj.ffn, gptj.position, gptj.parallel),
+            (16384, Position::Rotary, true)
+        );
+    }
+
+    #[test]
+    fn an_unnamed_type_with_the_standard_fields_is_read_as_llama_style_and_says_so() {
+        let (cfg, notes) = read(&format!(
+            r#"{{"model_type": "stablelm", {STANDARD}, "num_key_value_heads": 2}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            (cfg.ffn_kind, cfg.kv_heads(), cfg.layers),
+            (FfnKind::SwiGlu, 2, 2)
+        );
+        assert!(notes[0].starts_with("seq "), "{notes:?}");
+        assert!(
+            notes[1].contains("model_type `stablelm` is not one flopcal knows by name")
+                && notes[1].contains("swiglu FFN"),
+            "{notes:?}"
+        );
+        // Without the standard fields it is still refused, naming the rule.
+        let e = read(r#"{"model_type": "stablelm", "hidden_size": 256}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("unknown model_type `stablelm`"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("when it has hidden_size"), "{e}");
+    }
+
+    #[test]
+    fn a_multimodal_config_is_read_from_its_text_config_and_says_so() {
+        let (cfg, notes) = read(&format!(
+            r#"{{"model_type": "gemma3", "vision_config": {{"hidden_size": 1152}},
+            "text_config": {{"model_type": "gemma3_text", {STANDARD}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!((cfg.hidden, cfg.ffn_kind), (256, FfnKind::GeGlu));
+        assert!(
+            notes.iter().any(|n| n.contains("under `text_config`")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn multi_head_latent_attention_is_refused_with_what_to_give_instead() {
+        let e = read(&format!(
+            r#"{{"model_type": "deepseek_v3", {STANDARD}, "kv_lora_rank": 512}}"#
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("c.json: model_type `deepseek_v3` uses multi-head latent attention"),
+            "{e}"
+        );
+        assert!(e.contains("instead of --hf-config"), "{e}");
+    }
+
+    #[test]
     fn llama_3_1_trains_at_its_pre_extension_context() {
         assert_eq!(fixture("llama-3.1-8b").seq, 8192);
         assert_eq!(fixture("llama-2-70b").kv_heads(), 8);
@@ -558,7 +850,10 @@ mod tests {
 
     #[test]
     fn a_maximum_position_above_8192_is_a_context_limit_and_is_capped_with_a_note() {
-        let noted = |name: &str| load_noted(Path::new(&fixture_path(name))).unwrap();
+        let noted = |name: &str| {
+            let (cfg, notes) = load_noted(Path::new(&fixture_path(name))).unwrap();
+            (cfg, notes[0].clone())
+        };
         // Mistral 7B: max_position_embeddings 32,768; Qwen2.5 7B: 131,072.
         for name in ["mistral-7b-v0.1", "qwen2.5-7b"] {
             let (cfg, note) = noted(name);
