@@ -23,7 +23,7 @@ mod runs;
 
 pub use gemm_table::{parse_gemm_table, GemmPoint, GemmTable};
 pub use hardware::{
-    Figure, Hardware, LinkTier, PeakFigure, Price, PriceKind, Rules, Unit, ASSUMPTION,
+    Figure, Hardware, LinkTier, PeakFigure, PeerCeiling, Price, PriceKind, Rules, Unit, ASSUMPTION,
 };
 pub use models::{ModelEntry, PublishedParams, PARAMS_TOLERANCE};
 pub use runs::{CostRange, PriceBasis, Run};
@@ -270,6 +270,7 @@ impl Catalog {
                 None => self.ranges.push(r),
             }
         }
+        hardware::fill_peer_ceilings(&mut self.hardware);
         self.derive_all();
     }
 
@@ -748,6 +749,39 @@ mod tests {
         assert!(c.hardware("h100-sxm").unwrap().reference_gemm().is_none());
         let e = parse_gemm_table("g.csv", "dtype,b,m,n,k,flops\nbf16,1,0,2,2,5\n").unwrap_err();
         assert!(e.to_string().starts_with("g.csv:2:"), "{e}");
+    }
+
+    #[test]
+    fn a_gpu_without_a_measured_ceiling_reaches_the_median_share_of_the_measured_ones() {
+        let c = Catalog::embedded();
+        let mut shares: Vec<f64> = c
+            .hardware
+            .iter()
+            .filter(|h| h.is_gpu())
+            .filter_map(|h| h.measured_ceiling_ratio("bf16"))
+            .collect();
+        assert!(shares.len() >= 5, "{shares:?}");
+        shares.sort_by(f64::total_cmp);
+        let n = shares.len();
+        let median = if n % 2 == 1 {
+            shares[n / 2]
+        } else {
+            (shares[n / 2 - 1] + shares[n / 2]) / 2.0
+        };
+        let l40s = c.hardware("l40s").unwrap();
+        let (ceiling, source) = l40s.gemm_ceiling(Some("bf16")).unwrap();
+        let peak = l40s.peak_flops(Some("bf16")).unwrap();
+        assert!((ceiling / peak - median).abs() < 1e-12, "{source}");
+        assert!(source.contains("median share of peak"), "{source}");
+        // A measured row keeps its own; a TPU keeps its peak (its stacks are fitted on it).
+        let a100 = c.hardware("a100").unwrap();
+        let own = a100.gemm_ceiling(Some("bf16")).unwrap().0;
+        assert!((own - 271.2e12).abs() < 1e6, "{own}");
+        let v4 = c.hardware("tpu-v4").unwrap();
+        assert_eq!(
+            v4.gemm_ceiling(None).unwrap().0,
+            v4.peak_flops(None).unwrap()
+        );
     }
 
     #[test]

@@ -302,6 +302,11 @@ fn run(
         chosen.band = chosen.free_band;
     }
     let mut rate_source = rates.describe();
+    if matches!(rates, RateSource::Shape(_)) {
+        if let Ok((_, ceiling)) = req.hw.gemm_ceiling(req.dtype) {
+            rate_source.push_str(&format!("; ceiling: {ceiling}"));
+        }
+    }
     if let Some(o) = ops.filter(|o| !o.points.is_empty()) {
         rate_source.push_str(&format!("; memory-bound op times: {}", o.source));
     }

@@ -204,7 +204,7 @@ impl RateSource {
                     .unwrap_or_else(|| "unmodelled".into()),
                 if s.efficiency < 1.0 {
                     format!(
-                        "at {:.3} of peak for large GEMMs (the chip's measured GEMM ceiling, not fitted)",
+                        "at {:.3} of peak for large GEMMs (the chip's GEMM ceiling, not fitted)",
                         s.efficiency
                     )
                 } else {

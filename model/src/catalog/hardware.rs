@@ -194,6 +194,96 @@ pub struct Hardware {
     /// `prices`, committed price and ops overhead by a [`Rules`] factor), not typed in.
     #[serde(skip)]
     pub derived: Vec<String>,
+    /// For a GPU without a measured ceiling: per dtype, the median ceiling ÷ peak of the
+    /// catalog's GPUs that have one, with the rows it rests on
+    /// ([`crate::catalog::Catalog`] fills it after every merge).
+    #[serde(skip)]
+    pub peer_ceilings: Vec<PeerCeiling>,
+}
+
+/// The achievable share of peak that measured GPUs reach, for a GPU that has no
+/// measurement of its own ([`Hardware::gemm_ceiling`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerCeiling {
+    /// Data type, lower case.
+    pub dtype: String,
+    /// Median of the measured rows' ceiling ÷ peak.
+    pub ratio: f64,
+    /// The rows and their ratios, e.g. `a100-80gb 86.9%, h100-sxm 80.3%`.
+    pub rows: String,
+}
+
+impl Hardware {
+    /// Whether this row is a GPU (its class names a GPU generation).
+    pub fn is_gpu(&self) -> bool {
+        self.class.starts_with("gpu-")
+    }
+
+    /// Measured ceiling ÷ peak for `dtype`, when the row has a cited ceiling for it.
+    pub fn measured_ceiling_ratio(&self, dtype: &str) -> Option<f64> {
+        let c = self
+            .gemm_ceiling_tflops
+            .iter()
+            .find(|c| c.dtype.eq_ignore_ascii_case(dtype))?;
+        let peak = self.peak_flops(Some(dtype)).ok()?;
+        Some((c.value * 1e12 / peak).min(1.0))
+    }
+}
+
+/// For every GPU row lacking a measured ceiling for a dtype it has a peak for, the
+/// median ceiling ÷ peak of the GPU rows that have one for that dtype. A datasheet
+/// peak is what no GPU's matmul reaches (the measured rows reach 51–97% of theirs),
+/// and the step model's fitted factors are fractions of the *achievable* rate, so a
+/// GPU priced at its peak would be priced faster than any measured GPU relative to
+/// its datasheet. TPUs keep their peak: their stacks' factors are fitted against it.
+pub fn fill_peer_ceilings(hardware: &mut [Hardware]) {
+    let dtypes: Vec<String> = {
+        let mut d: Vec<String> = hardware
+            .iter()
+            .flat_map(|h| h.peak_tflops.iter().map(|p| p.dtype.to_ascii_lowercase()))
+            .collect();
+        d.sort();
+        d.dedup();
+        d
+    };
+    let mut peers: Vec<PeerCeiling> = Vec::new();
+    for dtype in dtypes {
+        let mut measured: Vec<(String, f64)> = hardware
+            .iter()
+            .filter(|h| h.is_gpu())
+            .filter_map(|h| {
+                h.measured_ceiling_ratio(&dtype)
+                    .map(|r| (h.name.clone(), r))
+            })
+            .collect();
+        if measured.is_empty() {
+            continue;
+        }
+        measured.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let n = measured.len();
+        let ratio = if n % 2 == 1 {
+            measured[n / 2].1
+        } else {
+            (measured[n / 2 - 1].1 + measured[n / 2].1) / 2.0
+        };
+        let rows = measured
+            .iter()
+            .map(|(name, r)| format!("{name} {:.1}%", r * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ");
+        peers.push(PeerCeiling { dtype, ratio, rows });
+    }
+    for h in hardware.iter_mut() {
+        h.peer_ceilings = if h.is_gpu() {
+            peers
+                .iter()
+                .filter(|p| h.measured_ceiling_ratio(&p.dtype).is_none())
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+    }
 }
 
 /// The factors of the derived figures, each with its source: the catalog computes a
@@ -253,7 +343,9 @@ impl Hardware {
     /// The dtype that `dtype` resolves to.
     /// The achievable dense GEMM rate for `dtype`, FLOP/s per chip, and where it comes
     /// from: the cited measured ceiling; else the best rate of the reference GEMM table;
-    /// else the datasheet peak (no measured ceiling, said so). Never above the peak.
+    /// else, for a GPU, the median share of peak of the GPUs that have a measured one
+    /// ([`fill_peer_ceilings`]); else the datasheet peak (no measured ceiling, said
+    /// so). Never above the peak.
     pub fn gemm_ceiling(&self, dtype: Option<&str>) -> Result<(f64, String), ModelError> {
         let peak = self.peak_flops(dtype)?;
         let want = self.dtype_or_default(dtype);
@@ -288,6 +380,18 @@ impl Hardware {
                     "achievable {want} GEMM {:.0} of {:.0} TFLOP/s: the best rate of the reference GEMM table ({src})",
                     f / 1e12,
                     peak / 1e12
+                ),
+            ));
+        }
+        if let Some(p) = self.peer_ceilings.iter().find(|p| p.dtype == want) {
+            return Ok((
+                p.ratio * peak,
+                format!(
+                    "no measured {want} GEMM ceiling for {}: {:.1}% of its {:.0} TFLOP/s peak, the median share of peak that the catalog's measured GPUs reach ({}; a `flopcal peak` or profile of the device would measure its own)",
+                    self.name,
+                    p.ratio * 100.0,
+                    peak / 1e12,
+                    p.rows
                 ),
             ));
         }
@@ -550,6 +654,7 @@ impl Hardware {
             lifetime_years: None,
             ops_per_year: None,
             derived: vec![],
+            peer_ceilings: vec![],
         }
     }
 }
