@@ -21,40 +21,6 @@ use crate::config::{Family, FfnKind, ModelConfig, Norm, Position};
 use crate::error::ModelError;
 use crate::suggest;
 
-/// The `model_type`s this module reads by name. Any other `model_type` whose config has
-/// the standard fields ([`STANDARD_FIELDS`]) is read as a Llama-style decoder, with a
-/// note saying so.
-pub const FAMILIES: &[&str] = &[
-    "llama",
-    "mistral",
-    "mixtral",
-    "qwen2",
-    "qwen2_moe",
-    "qwen3",
-    "qwen3_moe",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "olmo",
-    "olmo2",
-    "granite",
-    "phi3",
-    "phi",
-    "starcoder2",
-    "gpt2",
-    "gptj",
-    "gpt_neo",
-    "gpt_neox",
-    "gpt_bigcode",
-    "falcon",
-    "bloom",
-    "mpt",
-    "opt",
-    "bert",
-    "roberta",
-    "t5",
-];
-
 /// The Llama-style `model_type`s: RMSNorm, rotary positions, no biases, a gated FFN.
 const LLAMA_STYLE: &[&str] = &[
     "llama",
@@ -73,8 +39,33 @@ const LLAMA_STYLE: &[&str] = &[
     "phi3",
 ];
 
+/// The other `model_type`s read by name, each with its own reader.
+const OTHER_FAMILIES: &[&str] = &[
+    "phi",
+    "starcoder2",
+    "gpt2",
+    "gptj",
+    "gpt_neo",
+    "gpt_neox",
+    "gpt_bigcode",
+    "falcon",
+    "bloom",
+    "mpt",
+    "opt",
+    "bert",
+    "roberta",
+    "t5",
+];
+
+/// The `model_type`s this module reads by name. Any other `model_type` whose config has
+/// the standard fields ([`STANDARD_FIELDS`]) is read as a Llama-style decoder, with a
+/// note saying so.
+pub fn families() -> impl Iterator<Item = &'static str> {
+    LLAMA_STYLE.iter().chain(OTHER_FAMILIES).copied()
+}
+
 /// The fields of most Hugging Face decoder configs. With all of them present, a config
-/// of a `model_type` not in [`FAMILIES`] is read as a Llama-style decoder.
+/// of a `model_type` not in [`families`] is read as a Llama-style decoder.
 pub const STANDARD_FIELDS: &[&str] = &[
     "hidden_size",
     "num_attention_heads",
@@ -160,9 +151,9 @@ pub fn parse_noted(
     }
     let mut cfg = match model_type.as_str() {
         t if LLAMA_STYLE.contains(&t) => r.llama(t)?,
-        "phi" => r.phi()?,
+        "phi" => r.parallel_rotary("phi", &HF)?,
         "starcoder2" => r.starcoder2()?,
-        "gptj" => r.gptj()?,
+        "gptj" => r.parallel_rotary("gptj", &GPT2)?,
         "gpt_neo" => r.gpt_neo()?,
         "gpt2" => r.gpt2()?,
         "gpt_neox" => r.neox()?,
@@ -184,11 +175,11 @@ pub fn parse_noted(
             cfg
         }
         other => {
-            let known: Vec<String> = FAMILIES.iter().map(|s| s.to_string()).collect();
+            let known: Vec<String> = families().map(str::to_string).collect();
             let hint = suggest::did_you_mean(other, &known);
             return Err(ModelError::InvalidInput(format!(
                 "{path}: unknown model_type `{other}`{hint} (known: {}; any other is read as a Llama-style decoder when it has {})",
-                FAMILIES.join(", "),
+                known.join(", "),
                 STANDARD_FIELDS.join(", ")
             )));
         }
@@ -433,13 +424,14 @@ impl Reader<'_> {
         Ok((width, shared))
     }
 
-    /// Phi-1/2: plain GELU MLP, attention and FFN in parallel, biases, LayerNorm.
-    fn phi(&self) -> Result<ModelConfig, ModelError> {
+    /// GPT-J (GPT-2's names) and Phi-1/2 (the standard names): plain GELU MLP,
+    /// attention and FFN in parallel, rotary positions, biases, LayerNorm, untied.
+    fn parallel_rotary(&self, t: &str, keys: &Keys) -> Result<ModelConfig, ModelError> {
         Ok(ModelConfig {
             parallel: true,
             tied: self.flag("tie_word_embeddings", false)?,
             position: Position::Rotary,
-            ..self.shape("phi", &HF)?
+            ..self.shape(t, keys)?
         })
     }
 
@@ -451,16 +443,6 @@ impl Reader<'_> {
             position: Position::Rotary,
             biases: self.flag("use_bias", true)?,
             ..self.shape("starcoder2", &HF)?
-        })
-    }
-
-    /// GPT-J: GPT-2's names, rotary positions, attention and FFN in parallel.
-    fn gptj(&self) -> Result<ModelConfig, ModelError> {
-        Ok(ModelConfig {
-            parallel: true,
-            tied: self.flag("tie_word_embeddings", false)?,
-            position: Position::Rotary,
-            ..self.shape("gptj", &GPT2)?
         })
     }
 
