@@ -10,7 +10,7 @@ use crate::error::ModelError;
 use crate::flops::Phase;
 use crate::framework::Framework;
 use crate::gemm_rate::{Gemm, MeasuredTable, RateSource, ShapeModel};
-use crate::layout::{check_batch, check_devices, check_heads, check_stages};
+use crate::layout::{check_batch, check_devices, check_heads, check_stages, Attention};
 use crate::network::MeasuredLinks;
 use crate::op_rate::OpTable;
 use crate::search::{search, Constraints, SearchResult};
@@ -139,8 +139,15 @@ pub fn rate_source(hw: &Hardware, dtype: Option<&str>, shape: &ShapeModel) -> Ra
     }
 }
 
+/// Hardware classes FlashAttention does not run on, so every stack materialises the
+/// attention scores there: Pascal and Volta GPUs. FlashAttention needs a Turing or
+/// Ampere GPU and FlashAttention-2 an Ampere, Ada or Hopper one (Dao-AILab/flash-attention
+/// README, installation requirements).
+pub const NO_FLASH_CLASSES: &[&str] = &["gpu-2017"];
+
 /// `c` with the dimensions a stack states on `hw`'s class filled in where the caller
-/// left them open: the attention kernel, and sequence parallelism off.
+/// left them open: the attention kernel (materialised where the hardware runs no flash
+/// kernel), and sequence parallelism off.
 pub fn with_stack_defaults(
     mut c: Constraints,
     hw: &Hardware,
@@ -149,7 +156,12 @@ pub fn with_stack_defaults(
     if c.attention.is_none() {
         c.attention = framework
             .and_then(|f| f.attention_on(&hw.class))
-            .map(|r| r.kernel);
+            .map(|r| r.kernel)
+            .or_else(|| {
+                NO_FLASH_CLASSES
+                    .contains(&hw.class.as_str())
+                    .then_some(Attention::Materialized)
+            });
     }
     if c.sequence_parallel.is_none()
         && framework.is_some_and(|f| f.no_sequence_parallel_on(&hw.class))
@@ -470,6 +482,28 @@ mod tests {
         );
         // A default is not a layout dimension: the layout stays the search's.
         assert!(!with_stack_defaults(Constraints::default(), a100, megatron).fixes_layout());
+    }
+
+    #[test]
+    fn on_volta_every_stack_materialises_attention_unless_asked_for_flash() {
+        let cat = Catalog::embedded();
+        let open = Constraints::default();
+        for name in ["v100", "v100-32gb", "p100-sxm2"] {
+            let hw = cat.hardware(name).unwrap();
+            for stack in [None, crate::framework::lookup("deepspeed").unwrap()] {
+                let c = with_stack_defaults(open, hw, stack);
+                assert_eq!(c.attention, Some(Attention::Materialized), "{name}");
+                assert!(!c.fixes_layout(), "{name}");
+            }
+            let asked = Constraints {
+                attention: Some(Attention::Flash),
+                ..open
+            };
+            let kept = with_stack_defaults(asked, hw, None).attention;
+            assert_eq!(kept, Some(Attention::Flash));
+        }
+        let a100 = cat.hardware("a100").unwrap();
+        assert_eq!(with_stack_defaults(open, a100, None).attention, None);
     }
 
     #[test]
