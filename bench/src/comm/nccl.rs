@@ -135,7 +135,7 @@ impl<'a, T: NcclType + DeviceRepr + ValidAsZeroBits + Copy> NcclPoint<'a, T> {
                 .collect()
         };
         Ok(NcclPoint {
-            send: x.stream.memcpy_stod(&host).map_err(cuda_err)?,
+            send: x.stream.clone_htod(&host).map_err(cuda_err)?,
             recv: x.stream.alloc_zeros::<T>(rlen as usize).map_err(cuda_err)?,
             x,
             decode,
@@ -196,7 +196,7 @@ impl<T: NcclType + DeviceRepr + ValidAsZeroBits + Copy> Point for NcclPoint<'_, 
     }
 
     fn check(&mut self) -> Result<Check> {
-        let host: Vec<T> = self.x.stream.memcpy_dtov(&self.recv).map_err(cuda_err)?;
+        let host: Vec<T> = self.x.stream.clone_dtoh(&self.recv).map_err(cuda_err)?;
         let dec = self.decode;
         let x = self.x;
         Ok(verify::check(
