@@ -84,7 +84,7 @@ pub fn load(path: &Path) -> Result<ModelConfig, ModelError> {
 /// 8,192-token sequences, the context extended only at the end of pre-training).
 pub const PRETRAIN_SEQ_CAP: u64 = 8192;
 
-/// [`parse`] of the file at `path`, with where its sequence length came from.
+/// [`parse`] of the file at `path`, with its notes ([`parse_noted`]).
 pub fn load_noted(path: &Path) -> Result<(ModelConfig, Vec<String>), ModelError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
@@ -128,7 +128,8 @@ pub fn parse_noted(
         .unwrap_or_else(|| fallback_name.to_string());
     let mut notes = Vec::new();
     // A multimodal checkpoint (Gemma 3, Llama 4, Mistral 3, LLaVA) keeps its language
-    // model's shape under `text_config`; the vision tower is not trained per token.
+    // model's shape under `text_config`: that is what is priced, and the note says the
+    // vision encoder is not.
     let obj = match top.get("text_config") {
         Some(Value::Object(text_cfg)) if text_cfg.contains_key("hidden_size") => {
             notes.push(format!(
@@ -140,8 +141,9 @@ pub fn parse_noted(
         _ => top,
     };
     let r = Reader { path, obj };
+    // A `text_config` without its own `model_type` goes by the checkpoint's.
     let model_type = match obj.get("model_type") {
-        None if !std::ptr::eq(obj, top) => "llama-style".to_string(),
+        None if !std::ptr::eq(obj, top) => Reader { path, obj: top }.string("model_type")?,
         _ => r.string("model_type")?,
     };
     if let Some(rank) = r.opt(&["kv_lora_rank"])? {
