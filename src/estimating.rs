@@ -53,6 +53,8 @@ pub struct EstimateRequest {
     pub cp: Option<u32>,
     /// Pipeline stages (unset: searched among divisors of the layers).
     pub pp: Option<u32>,
+    /// Expert-parallel degree of a mixture of experts (unset: searched).
+    pub ep: Option<u32>,
     /// Data-parallel degree (unset: devices / (tp x cp x pp)).
     pub dp: Option<u32>,
     /// Micro-batch, sequences (unset: searched).
@@ -148,7 +150,7 @@ pub fn constraints(req: &EstimateRequest) -> Constraints {
         cp: req.cp,
         pp: req.pp,
         dp: req.dp,
-        ep: None,
+        ep: req.ep,
         microbatch: req.microbatch,
         virtual_stages: req.virtual_stages,
         sequence_parallel: req.sequence_parallel,

@@ -1081,6 +1081,63 @@ fn context_parallelism_splits_each_sequence_across_its_ranks() {
         .stderr(predicate::str::contains("--cp must be at least 1"));
 }
 
+#[test]
+fn an_expert_degree_you_name_is_priced_and_a_wrong_one_is_one_line() {
+    let moe = format!(
+        "{}/tests/fixtures/hf/qwen3-30b-a3b.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let step = |ep: &str| {
+        let v = common::json_of(
+            "estimate",
+            &[
+                "--hf-config",
+                &moe,
+                "--hardware",
+                "h100",
+                "--devices",
+                "16",
+                "--tp",
+                "1",
+                "--pp",
+                "1",
+                "--microbatch",
+                "1",
+                "--batch",
+                "1024",
+                "--steps",
+                "1",
+                "--ep",
+                ep,
+            ],
+        );
+        assert_eq!(v["layout"]["ep"].as_u64().unwrap().to_string(), ep, "{v}");
+        common::f(&v, "step_time_s")
+    };
+    // Experts spread over both 8-GPU nodes send most routed tokens over InfiniBand;
+    // kept within a node they travel over NVLink.
+    assert!(step("16") > step("8"));
+    for (ep, want) in [
+        ("0", "--ep must be at least 1"),
+        ("3", "--ep 3 must divide the 128 experts"),
+    ] {
+        flopcal()
+            .args(["estimate", "--hf-config", &moe, "--tokens", "1e10"])
+            .args(["--hardware", "h100", "--devices", "16", "--ep", ep])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(want));
+    }
+    flopcal()
+        .args(["estimate", "--model", "llama2-7b", "--tokens", "1e10"])
+        .args(["--hardware", "h100", "--devices", "16", "--ep", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--ep 2 needs a mixture of experts",
+        ));
+}
+
 /// Llama 2 7B, one step of 512 sequences on 64 A100s, nothing else fixed.
 const ONE_STEP_ON_64_A100: [&str; 10] = [
     "--model",

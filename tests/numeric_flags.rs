@@ -31,9 +31,10 @@ fn extreme() -> impl Strategy<Value = String> {
     ]
 }
 
-const FLAGS: [&str; 11] = [
+const FLAGS: [&str; 12] = [
     "--devices",
     "--tp",
+    "--ep",
     "--pp",
     "--dp",
     "--batch",

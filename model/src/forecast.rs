@@ -89,9 +89,26 @@ pub fn check_constraints(
     let p = c.pp.map(u64::from);
     let d = c.dp.map(u64::from);
     let cp = c.cp.map(u64::from);
-    for (name, v) in [("tp", t), ("cp", cp), ("pp", p), ("dp", d)] {
+    let ep = c.ep.map(u64::from);
+    for (name, v) in [("tp", t), ("cp", cp), ("pp", p), ("dp", d), ("ep", ep)] {
         if v == Some(0) {
             return bad(format!("--{name} must be at least 1"));
+        }
+    }
+    if let Some(e) = ep {
+        if !cfg.is_moe() && e > 1 {
+            return bad(format!(
+                "--ep {e} needs a mixture of experts; this model is dense (give --experts and --top-k, or a MoE config)"
+            ));
+        }
+        if cfg.is_moe() && !cfg.experts().is_multiple_of(e) {
+            return bad(format!(
+                "--ep {e} must divide the {} experts",
+                cfg.experts()
+            ));
+        }
+        if let Some(d) = d.filter(|d| !d.is_multiple_of(e)) {
+            return bad(format!("--ep {e} must divide dp {d}"));
         }
     }
     if let (Some(t), Some(p), Some(d)) = (t, p, d) {

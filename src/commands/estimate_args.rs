@@ -108,6 +108,11 @@ pub struct EstimateArgs {
     /// Pipeline stages (unset: searched among divisors of the layers).
     #[arg(long)]
     pub pp: Option<u32>,
+    /// Expert-parallel degree of a mixture of experts: each data-parallel rank holds
+    /// experts / ep of every MoE layer's experts, and tokens reach theirs by all-to-all
+    /// (unset: searched among the divisors of dp that divide the experts).
+    #[arg(long)]
+    pub ep: Option<u32>,
     /// Data-parallel degree (unset: devices / (tp x cp x pp)).
     #[arg(long)]
     pub dp: Option<u32>,
@@ -248,6 +253,7 @@ impl EstimateArgs {
             tp: self.tp,
             cp: self.cp,
             pp: self.pp,
+            ep: self.ep,
             dp: self.dp,
             microbatch: self.microbatch,
             virtual_stages: self.virtual_stages,
