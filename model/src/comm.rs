@@ -61,7 +61,9 @@ pub fn group_time(
 /// when the group spans two tiers: `k₁` (the largest divisor of `k` that fits) members share an inner domain and `k₂ = k/k₁`
 /// domains talk over the outer tier. All-reduce = inner reduce-scatter + outer
 /// all-reduce of `n/k₁` + inner all-gather; all-gather (reduce-scatter) = outer
-/// on `n/k₁` + inner on `n`; all-to-all and sends run on the outer tier. A tier that
+/// on `n/k₁` + inner on `n`; all-to-all = the slower of the outer tier carrying the
+/// share bound for other domains and the inner tier carrying the rest; sends run on
+/// the outer tier. A tier that
 /// `measured` replaces is timed from its measured lines.
 pub fn group_time_with(
     op: RingCollective,
@@ -99,7 +101,14 @@ pub fn group_time_with(
         RingCollective::AllGather | RingCollective::ReduceScatter => {
             time(op, n_bytes / k1 as f64, k2, outer, e) + time(op, n_bytes, k1, inner, e)
         }
-        RingCollective::AllToAll | RingCollective::SendRecv => time(op, n_bytes, k, outer, e),
+        // A rank's buffer splits k ways: the (k₂−1)/k₂ bound for other domains crosses
+        // the outer tier (an all-to-all of the whole buffer among the k₂ domains), the
+        // (k₁−1)/k for its own domain's other ranks stays on the inner tier. NCCL posts
+        // every send at once, so the two tiers carry their shares concurrently.
+        RingCollective::AllToAll => {
+            time(op, n_bytes, k2, outer, e).max(time(op, n_bytes / k2 as f64, k1, inner, e))
+        }
+        RingCollective::SendRecv => time(op, n_bytes, k, outer, e),
     }
 }
 
@@ -162,6 +171,13 @@ mod tests {
         assert!(
             (strided - time(RingCollective::AllReduce, n, 4, &sys.tiers[1], 1.0)).abs() < 1e-12
         );
+        // An all-to-all over 16 ranks in two domains of 8: half of each buffer is bound
+        // for the other domain and crosses the slow tier, 7/16 stays on the fast one.
+        let a2a = group_time(RingCollective::AllToAll, n, 16, 1, &sys, 1.0);
+        let outer = 0.5 * n / 10e9;
+        assert!((a2a - outer).abs() < 1e-12, "{a2a} vs {outer}");
+        let flat = time(RingCollective::AllToAll, n, 16, &sys.tiers[1], 1.0);
+        assert!((flat / a2a - 15.0 / 8.0).abs() < 1e-12);
     }
 
     #[test]
