@@ -18,6 +18,7 @@ use crate::fit;
 use crate::flops::{self, check_fraction, FlopOptions};
 use crate::forecast;
 use crate::search::Constraints;
+use crate::stats;
 
 /// One run's system efficiency, the unit of the fit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -508,9 +509,9 @@ pub fn step_calibration_with(
             framework: first.framework.clone(),
             hardware: first.hardware.clone(),
             runs: rows.len(),
-            median_abs_log_error: fit::median(&mut abs).unwrap_or(f64::NAN),
+            median_abs_log_error: stats::median(&mut abs).unwrap_or(f64::NAN),
             worst_abs_log_error: abs.iter().copied().fold(0.0, f64::max),
-            median_log_error: fit::median(&mut signed).unwrap_or(f64::NAN),
+            median_log_error: stats::median(&mut signed).unwrap_or(f64::NAN),
             in_band: rows.iter().filter(|c| c.in_band).count(),
             group: g,
         });
@@ -530,7 +531,7 @@ pub fn step_calibration_with(
             .map(|r| r.1)
             .collect();
         let mut abs: Vec<f64> = xs.iter().map(|x| x.abs()).collect();
-        (fit::median(&mut abs), fit::median(&mut xs))
+        (stats::median(&mut abs), stats::median(&mut xs))
     };
     let (free_abs, free_signed) = medians(None);
     Ok(StepCalibration {
@@ -558,10 +559,10 @@ pub fn step_calibration_with(
         runs: checks.clone(),
         sources,
         runs_checked: checks.len(),
-        median_abs_log_error: fit::median(&mut errs),
+        median_abs_log_error: stats::median(&mut errs),
         worst_abs_log_error: worst.map(|w| w.loo_abs_log_error),
         worst_run: worst.map(|w| w.id.clone()),
-        in_sample_median_abs_log_error: fit::median(&mut ins),
+        in_sample_median_abs_log_error: stats::median(&mut ins),
         band_level: fit::BAND_LEVEL,
         band_coverage: checks.iter().filter(|c| c.in_band).count() as f64
             / checks.len().max(1) as f64,

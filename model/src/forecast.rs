@@ -10,7 +10,9 @@ use crate::error::ModelError;
 use crate::flops::Phase;
 use crate::framework::Framework;
 use crate::gemm_rate::{Gemm, MeasuredTable, RateSource, ShapeModel};
-use crate::layout::{check_batch, check_devices, check_heads, check_stages, Attention};
+use crate::layout::{
+    check_batch, check_devices, check_experts, check_heads, check_stages, Attention,
+};
 use crate::network::MeasuredLinks;
 use crate::op_rate::OpTable;
 use crate::search::{search, Constraints, SearchResult};
@@ -96,20 +98,7 @@ pub fn check_constraints(
         }
     }
     if let Some(e) = ep {
-        if !cfg.is_moe() && e > 1 {
-            return bad(format!(
-                "--ep {e} needs a mixture of experts; this model is dense (give --experts and --top-k, or a MoE config)"
-            ));
-        }
-        if cfg.is_moe() && !cfg.experts().is_multiple_of(e) {
-            return bad(format!(
-                "--ep {e} must divide the {} experts",
-                cfg.experts()
-            ));
-        }
-        if let Some(d) = d.filter(|d| !d.is_multiple_of(e)) {
-            return bad(format!("--ep {e} must divide dp {d}"));
-        }
+        check_experts(cfg, e, d)?;
     }
     if let (Some(t), Some(p), Some(d)) = (t, p, d) {
         check_devices(t, cp.unwrap_or(1), p, d, devices)?;

@@ -313,22 +313,32 @@ impl Layout {
                 "virtual stages {v} need pp > 1 and micro-batches divisible by pp: m = batch {global_batch} / (dp {d} x microbatch {b}) = {m}, pp = {p}"
             ));
         }
-        let ep = u64::from(self.ep);
-        if ep > 1 {
-            if !cfg.is_moe() {
-                return bad(format!(
-                    "ep {ep} needs a mixture-of-experts model (experts > 1)"
-                ));
-            }
-            if d % ep != 0 || !cfg.experts().is_multiple_of(ep) {
-                return bad(format!(
-                    "ep {ep} must divide dp {d} and the {} experts",
-                    cfg.experts()
-                ));
-            }
-        }
-        Ok(())
+        check_experts(cfg, u64::from(self.ep), Some(d))
     }
+}
+
+/// An expert degree above 1 needs a mixture of experts, and must divide its experts
+/// and, where it is known, the data-parallel degree.
+pub fn check_experts(cfg: &ModelConfig, ep: u64, d: Option<u64>) -> Result<(), ModelError> {
+    let bad = |s: String| Err(ModelError::InvalidInput(s));
+    if ep <= 1 {
+        return Ok(());
+    }
+    if !cfg.is_moe() {
+        return bad(format!(
+            "--ep {ep} needs a mixture of experts; this model is dense (give --experts and --top-k, or a MoE config)"
+        ));
+    }
+    if !cfg.experts().is_multiple_of(ep) {
+        return bad(format!(
+            "--ep {ep} must divide the {} experts",
+            cfg.experts()
+        ));
+    }
+    if let Some(d) = d.filter(|d| !d.is_multiple_of(ep)) {
+        return bad(format!("--ep {ep} must divide dp {d}"));
+    }
+    Ok(())
 }
 
 /// `tp · cp · pp · dp` must be the device count.

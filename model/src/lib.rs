@@ -41,6 +41,7 @@ pub mod published;
 pub mod run;
 pub mod search;
 pub mod stack;
+pub mod stats;
 pub mod step;
 pub mod suggest;
 pub mod system;

@@ -213,23 +213,6 @@ pub struct PeerCeiling {
     pub rows: String,
 }
 
-impl Hardware {
-    /// Whether this row is a GPU (its class names a GPU generation).
-    pub fn is_gpu(&self) -> bool {
-        self.class.starts_with("gpu-")
-    }
-
-    /// Measured ceiling ÷ peak for `dtype`, when the row has a cited ceiling for it.
-    pub fn measured_ceiling_ratio(&self, dtype: &str) -> Option<f64> {
-        let c = self
-            .gemm_ceiling_tflops
-            .iter()
-            .find(|c| c.dtype.eq_ignore_ascii_case(dtype))?;
-        let peak = self.peak_flops(Some(dtype)).ok()?;
-        Some((c.value * 1e12 / peak).min(1.0))
-    }
-}
-
 /// For every GPU row lacking a measured ceiling for a dtype it has a peak for, the
 /// median ceiling ÷ peak of the GPU rows that have one for that dtype. A datasheet
 /// peak is what no GPU's matmul reaches (the measured rows reach 51–97% of theirs),
@@ -256,16 +239,11 @@ pub fn fill_peer_ceilings(hardware: &mut [Hardware]) {
                     .map(|r| (h.name.clone(), r))
             })
             .collect();
-        if measured.is_empty() {
+        let mut ratios: Vec<f64> = measured.iter().map(|m| m.1).collect();
+        let Some(ratio) = crate::stats::median(&mut ratios) else {
             continue;
-        }
-        measured.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let n = measured.len();
-        let ratio = if n % 2 == 1 {
-            measured[n / 2].1
-        } else {
-            (measured[n / 2 - 1].1 + measured[n / 2].1) / 2.0
         };
+        measured.sort_by(|a, b| a.1.total_cmp(&b.1));
         let rows = measured
             .iter()
             .map(|(name, r)| format!("{name} {:.1}%", r * 100.0))
@@ -338,6 +316,21 @@ impl Hardware {
                     have.join(", ")
                 ))
             })
+    }
+
+    /// Whether this row is a GPU (its class names a GPU generation).
+    pub fn is_gpu(&self) -> bool {
+        self.class.starts_with("gpu-")
+    }
+
+    /// Measured ceiling ÷ peak for `dtype`, when the row has a cited ceiling for it.
+    pub fn measured_ceiling_ratio(&self, dtype: &str) -> Option<f64> {
+        let c = self
+            .gemm_ceiling_tflops
+            .iter()
+            .find(|c| c.dtype.eq_ignore_ascii_case(dtype))?;
+        let peak = self.peak_flops(Some(dtype)).ok()?;
+        Some((c.value * 1e12 / peak).min(1.0))
     }
 
     /// The dtype that `dtype` resolves to.
