@@ -891,6 +891,7 @@ mod tests {
             MemOp::Embedding => 1.5e-9,
             MemOp::Loss => 10e-9,
             MemOp::GradAccum => 0.5e-9,
+            MemOp::Permute => 0.7e-9,
         }
     }
 

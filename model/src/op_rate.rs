@@ -34,11 +34,15 @@ pub enum MemOp {
     /// Autograd's accumulation of one GEMM operand's gradient of that many elements
     /// (a zero-filled tensor plus an add).
     GradAccum,
+    /// A mixture-of-experts layer's token dispatch (each token copied to its `top_k`
+    /// experts' rows, grouped by expert) and combine (the copies weighted and summed
+    /// back), of `tokens × top_k × hidden` routed values.
+    Permute,
 }
 
 impl MemOp {
     /// Every op, in the order the step model reports them.
-    pub const ALL: [MemOp; 8] = [
+    pub const ALL: [MemOp; 9] = [
         MemOp::LayerNorm,
         MemOp::Residual,
         MemOp::Activation,
@@ -47,6 +51,7 @@ impl MemOp {
         MemOp::Embedding,
         MemOp::Loss,
         MemOp::GradAccum,
+        MemOp::Permute,
     ];
 
     /// Short name (`layernorm`, `residual`, ...).
@@ -60,6 +65,7 @@ impl MemOp {
             MemOp::Embedding => "embedding",
             MemOp::Loss => "loss",
             MemOp::GradAccum => "grad_accum",
+            MemOp::Permute => "permute",
         }
     }
 
@@ -74,7 +80,10 @@ impl MemOp {
     /// - activation: read and write forward (4 bytes; 6 with a gate), so 12 (18);
     /// - softmax with dropout: softmax read and write, dropout read, write and mask
     ///   forward (9 bytes), so 27;
-    /// - loss: 20 bytes per logit in all (fp32 logits, log-softmax and its gradient).
+    /// - loss: 20 bytes per logit in all (fp32 logits, log-softmax and its gradient);
+    /// - MoE permute: the dispatch reads and writes each routed value, the combine
+    ///   reads it (6 bytes forward; the combine's `tokens × hidden` output, a `1/top_k`
+    ///   share, is left out), so 18.
     pub fn train_bytes(self, gated: bool) -> f64 {
         match self {
             MemOp::LayerNorm => 12.0,
@@ -88,6 +97,7 @@ impl MemOp {
             }
             MemOp::Softmax => 27.0,
             MemOp::Loss => 20.0,
+            MemOp::Permute => 18.0,
             MemOp::Heads | MemOp::Embedding | MemOp::GradAccum => 0.0,
         }
     }

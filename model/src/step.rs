@@ -529,6 +529,9 @@ impl<'a> StepModel<'a> {
         op(MemOp::Residual, th, 2.0);
         op(MemOp::Activation, tk * f * experts / tf, 1.0);
         op(MemOp::Heads, 4.0 * tk * cfg.attn_dim() as f64 / tf, 1.0);
+        if cfg.is_moe() {
+            op(MemOp::Permute, th * cfg.top_k() as f64, 1.0);
+        }
         let softmax = match layout.attention {
             Attention::Materialized => op(MemOp::Softmax, ss, 1.0),
             Attention::Flash => 0.0,
@@ -1146,6 +1149,32 @@ mod tests {
             .map(|i| i.seconds)
             .sum();
         assert!((items - b.gemm - b.memory_bound).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_mixture_of_experts_layer_pays_its_token_permutation_and_a_dense_one_none() {
+        let (sys, layout) = (system(), Layout::single(4));
+        let (shape, eff) = ideal(&sys);
+        let rates = RateSource::Shape(shape.clone());
+        let permute = |c: &ModelConfig| -> Vec<f64> {
+            StepModel::new(c, &sys, &rates, &shape, eff, 64)
+                .layer_items(&layout, 64)
+                .iter()
+                .filter(|i| i.name == "permute")
+                .map(|i| i.seconds)
+                .collect()
+        };
+        assert!(permute(&cfg()).is_empty());
+        let moe = ModelConfig {
+            experts: Some(8),
+            top_k: Some(2),
+            ..cfg()
+        };
+        // 18 bytes per routed value: 4 x 64 tokens, 2 experts each, hidden 128, at 10 GB/s.
+        let want = 18.0 * (4.0 * 64.0) * 2.0 * 128.0 / 1e10;
+        let got = permute(&moe);
+        assert_eq!(got.len(), 1);
+        assert!((got[0] - want).abs() < 1e-15, "{got:?} vs {want}");
     }
 
     #[test]
