@@ -1293,3 +1293,32 @@ fn recompute_layers_that_is_zero_not_full_or_beyond_the_stage_is_refused() {
             .stderr(predicate::str::contains(says));
     }
 }
+
+#[test]
+fn hardware_no_published_run_is_on_gets_a_wider_band_that_says_why() {
+    let band = |hw: &str| {
+        let v = common::json_of(
+            "estimate",
+            &[
+                "--model",
+                "llama2-7b",
+                "--tokens",
+                "1e11",
+                "--hardware",
+                hw,
+                "--devices",
+                "64",
+            ],
+        );
+        let widened = v["assumptions"].to_string().contains("band widened");
+        (
+            common::f(&v, "mfu_high") / common::f(&v, "mfu_low"),
+            widened,
+        )
+    };
+    // A100 has published runs; L40S's class (gpu-2023) has none.
+    let (seen, seen_note) = band("a100");
+    let (unseen, unseen_note) = band("l40s");
+    assert!(!seen_note && unseen_note);
+    assert!(unseen > seen * 1.02, "{unseen} vs {seen}");
+}

@@ -187,6 +187,31 @@ fn free_band_without(free: &[Residual], without: Option<&str>) -> Option<StepBan
     })
 }
 
+/// The spread of one stack's factor between hardware classes: the pooled standard
+/// deviation of the `ln` factors of each stack's cells around that stack's mean, over
+/// the stacks fitted on more than one class of device family `fam` (`None`: of every
+/// family). It is what a forecast for a class that no published run is on cannot know
+/// (Megatron's cells on A100, H100 and B200 differ by it). `None` where no stack spans
+/// two classes.
+fn class_spread(parameters: &[StackParameter], fam: Option<&str>) -> Option<f64> {
+    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for p in parameters
+        .iter()
+        .filter(|p| fam.is_none_or(|f| family(&p.class) == f))
+    {
+        by.entry(&p.framework)
+            .or_default()
+            .push(p.gemm_efficiency.ln());
+    }
+    let (mut ss, mut dof) = (0.0, 0usize);
+    for xs in by.values().filter(|xs| xs.len() > 1) {
+        let m = mean(xs);
+        ss += xs.iter().map(|x| (x - m).powi(2)).sum::<f64>();
+        dof += xs.len() - 1;
+    }
+    (dof > 0).then(|| (ss / dof as f64).sqrt())
+}
+
 /// The fit: one GEMM factor per (stack, hardware class), pooled.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepFit {
@@ -444,6 +469,17 @@ impl StepFit {
         )
     }
 
+    /// For a class that no published run is on, the spread of a stack's factor
+    /// between the classes of its device family (or of every family, where no stack
+    /// spans two of its classes); `None` for a class with runs.
+    pub fn unseen_class_spread(&self, class: &str) -> Option<f64> {
+        if self.parameters.iter().any(|p| p.class == class) {
+            return None;
+        }
+        class_spread(&self.parameters, Some(family(class)))
+            .or_else(|| class_spread(&self.parameters, None))
+    }
+
     /// The sources behind the fit.
     pub fn groups(&self) -> Vec<String> {
         let mut g: Vec<String> = self.points.iter().map(|p| p.group.clone()).collect();
@@ -569,13 +605,15 @@ impl StepFit {
             .filter(|p| runs.contains(&p.id))
             .map(|p| p.eta)
             .collect();
+        let spread = self.unseen_class_spread(class).unwrap_or(0.0);
         let band = band_of(
             &self.named_residuals,
             &self.unknown_residuals,
             framework,
             family(class),
             None,
-        );
+        )
+        .widened(spread);
         Ok(Chosen {
             gemm_efficiency: v,
             low: etas.iter().copied().fold(f64::INFINITY, f64::min).min(v),
@@ -583,7 +621,7 @@ impl StepFit {
             basis,
             band,
             layout_gap: self.layout_gap,
-            free_band: free_band_of(&self.free_residuals).unwrap_or(band),
+            free_band: free_band_of(&self.free_residuals).map_or(band, |b| b.widened(spread)),
             free_factor: framework
                 .is_none()
                 .then(|| self.production_value(class))
@@ -1132,18 +1170,29 @@ pub fn fit_steps_with(
     let mut checks = vec![];
     for (p, (loo_s, loo_unknown, loo_basis, loo_free, loo_gap)) in prepared.iter().zip(loo) {
         let (predicted, best, _) = p.predict(&fit, true)?;
+        // A row whose class no other source is on is predicted as for an unseen
+        // class, its band widened by the fold's spread between classes.
+        let spread = folds
+            .iter()
+            .find(|f| f.0 == p.group)
+            .and_then(|f| f.1.unseen_class_spread(&p.hw.class))
+            .unwrap_or(0.0);
         let band = band_of(
             &fit.named_residuals,
             &fit.unknown_residuals,
             Some(&p.framework),
             family(&p.hw.class),
             Some(&p.group),
-        );
+        )
+        .widened(spread);
         let band_s = (loo_s * band.low, loo_s * band.high);
         let loo_free_in_band = loo_free
             .filter(|_| p.production)
             .zip(free_band_without(&fit.free_residuals, Some(&p.group)))
-            .map(|(s, b)| p.want >= s * b.low && p.want <= s * b.high);
+            .map(|(s, b)| {
+                let b = b.widened(spread);
+                p.want >= s * b.low && p.want <= s * b.high
+            });
         let solved = fit
             .points
             .iter()
@@ -1236,6 +1285,56 @@ mod tests {
         }
         let mean = table5.iter().map(|c| c.error.abs()).sum::<f64>() / 8.0;
         assert!(mean <= 0.06, "mean |error| {:.2}%", mean * 100.0);
+    }
+
+    fn cell(framework: &str, class: &str, eta: f64) -> StackParameter {
+        StackParameter {
+            framework: framework.into(),
+            class: class.into(),
+            gemm_efficiency: eta,
+            own: eta,
+            own_weight: 1.0,
+            sources: vec![],
+            runs: vec![],
+            date: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_spread_between_classes_is_one_stacks_pooled_and_ignores_lone_cells() {
+        let e = std::f64::consts::E;
+        // Stack a on two GPU classes at e^±0.1, stack b on one class (no spread of its
+        // own), stack c on two TPU classes at e^0 and e^0.6.
+        let cells = [
+            cell("a", "gpu-2020", e.powf(0.1)),
+            cell("a", "gpu-2022", e.powf(-0.1)),
+            cell("b", "gpu-2022", 0.3),
+            cell("c", "tpu-2017", 1.0),
+            cell("c", "tpu-2018", e.powf(0.6)),
+        ];
+        let gpu = class_spread(&cells, Some("gpu")).unwrap();
+        assert!((gpu - 0.02f64.sqrt()).abs() < 1e-12, "{gpu}");
+        let tpu = class_spread(&cells, Some("tpu")).unwrap();
+        assert!((tpu - 0.18f64.sqrt()).abs() < 1e-12, "{tpu}");
+        // Pooled over both families: (0.02 + 0.18) / 2 degrees of freedom.
+        let all = class_spread(&cells, None).unwrap();
+        assert!((all - 0.1f64.sqrt()).abs() < 1e-12, "{all}");
+        assert_eq!(class_spread(&cells[2..3], None), None);
+    }
+
+    #[test]
+    fn a_class_without_a_published_run_gets_a_wider_band_and_one_with_runs_does_not() {
+        let fit = embedded_parameters().unwrap();
+        assert_eq!(fit.unseen_class_spread("gpu-2022"), None);
+        let spread = fit.unseen_class_spread("gpu-2023").unwrap();
+        assert!(spread > 0.0);
+        let (seen, unseen) = (
+            fit.choose("gpu-2022", None).unwrap(),
+            fit.choose("gpu-2023", None).unwrap(),
+        );
+        assert_eq!(seen.band.class_spread, 0.0);
+        assert_eq!(unseen.band.class_spread, spread);
+        assert!(unseen.free_band.width() > seen.free_band.width());
     }
 
     #[test]

@@ -291,6 +291,12 @@ pub fn modelled_with(
                 None => format!("predicted with the framework unknown{}", on_family(&band, hw)),
             }
         ));
+        if band.class_spread > 0.0 {
+            notes.push(format!(
+                "band widened: no published run is on {} hardware, so the spread of a stack's factor between the hardware classes it was fitted on ({:.2} in ln, as `flopcal calibrate` fits them) is added in quadrature",
+                hw.class, band.class_spread
+            ));
+        }
     }
     Ok(Some(Modelled {
         source: MfuSource::Modelled {

@@ -51,6 +51,13 @@ pub fn shape_model(sys: &System) -> ShapeModel {
     }
 }
 
+/// The standard normal's `(1 + level) / 2` quantile: a central interval at `level` is
+/// `±z` standard deviations.
+fn z_of(level: f64) -> f64 {
+    use statrs::distribution::ContinuousCDF;
+    statrs::distribution::Normal::standard().inverse_cdf(0.5 + level / 2.0)
+}
+
 /// A prediction interval on step time, as multipliers of the point prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct StepBand {
@@ -71,6 +78,10 @@ pub struct StepBand {
     /// Whether the rows were predicted with their layout left to the search (the band
     /// of an estimate given no layout dimension).
     pub layout_unknown: bool,
+    /// Where no published run is on the hardware's class: the spread (standard
+    /// deviation in `ln`) of one stack's factor between the classes of its device
+    /// family, added in quadrature to the residuals' scale; 0 otherwise.
+    pub class_spread: f64,
 }
 
 impl StepBand {
@@ -84,6 +95,7 @@ impl StepBand {
             own_stack: false,
             one_family: false,
             layout_unknown: false,
+            class_spread: 0.0,
         }
     }
 
@@ -96,8 +108,7 @@ impl StepBand {
             return StepBand::none();
         }
         let rms = (res.iter().map(|r| r * r).sum::<f64>() / res.len() as f64).sqrt();
-        use statrs::distribution::ContinuousCDF;
-        let z = statrs::distribution::Normal::standard().inverse_cdf(0.5 + BAND_LEVEL / 2.0);
+        let z = z_of(BAND_LEVEL);
         StepBand {
             level: BAND_LEVEL,
             low: (-z * rms).exp(),
@@ -106,6 +117,25 @@ impl StepBand {
             own_stack: false,
             one_family: false,
             layout_unknown: false,
+            class_spread: 0.0,
+        }
+    }
+
+    /// The band widened for a class no published run is on: its scale `√(rms² + s²)`,
+    /// `s` the spread of a stack's factor between classes ([`StepBand::class_spread`]).
+    /// A band with nothing fitted behind it stays as it is.
+    pub fn widened(self, spread: f64) -> StepBand {
+        if self.residuals < 2 || spread <= 0.0 {
+            return self;
+        }
+        let z = z_of(self.level);
+        let rms = (self.high / self.low).ln() / (2.0 * z);
+        let scale = (rms * rms + spread * spread).sqrt();
+        StepBand {
+            low: (-z * scale).exp(),
+            high: (z * scale).exp(),
+            class_spread: spread,
+            ..self
         }
     }
 
@@ -144,4 +174,23 @@ pub struct Chosen {
     /// over the stacks seen in production runs on the class (`None`: the same as
     /// [`Chosen::gemm_efficiency`]).
     pub free_factor: Option<(f64, String)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widening_adds_the_spread_in_quadrature_and_leaves_an_empty_band_alone() {
+        // Residuals of ±0.3: rms 0.3; widened by 0.4 the scale is 0.5.
+        let b = StepBand::from_rms(&[0.3, -0.3]);
+        let w = b.widened(0.4);
+        let z = z_of(BAND_LEVEL);
+        assert!((w.high.ln() - z * 0.5).abs() < 1e-12, "{}", w.high);
+        assert!((w.low.ln() + z * 0.5).abs() < 1e-12, "{}", w.low);
+        assert_eq!(w.class_spread, 0.4);
+        assert_eq!(w.residuals, 2);
+        assert_eq!(b.widened(0.0), b);
+        assert_eq!(StepBand::none().widened(0.4), StepBand::none());
+    }
 }
