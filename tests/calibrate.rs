@@ -382,3 +382,24 @@ fn calibrate_reports_how_far_off_an_estimate_without_layout_flags_is() {
     let cov = inside as f64 / of as f64;
     assert!((0.7..=0.9).contains(&cov), "{inside} of {of}");
 }
+
+#[test]
+fn calibrate_leaves_whole_hardware_classes_out_and_reports_what_that_adds() {
+    let v = calibrate_json();
+    let st = &v["step"];
+    let runs = st["runs_checked"].as_u64().unwrap();
+    let inside = st["class_out_in_band"].as_u64().unwrap();
+    assert!(inside > 0 && inside <= runs, "{inside} of {runs}");
+    assert!(st["class_out_classes"].as_u64().unwrap() >= 3);
+    let by_source = st["median_abs_log_error"].as_f64().unwrap();
+    let by_class = st["class_out_median_abs_log_error"].as_f64().unwrap();
+    // Not knowing the class costs accuracy; every row carries its class-out prediction.
+    assert!(by_class > by_source, "{by_class} vs {by_source}");
+    let spread = st["class_spread"].as_array().unwrap();
+    assert!(spread
+        .iter()
+        .any(|s| s[0] == "gpu" && s[1].as_f64().unwrap() > 0.0));
+    for r in st["runs"].as_array().unwrap() {
+        assert!(r["class_out_predicted_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}

@@ -462,6 +462,17 @@ pub struct StepCalibration {
     pub band_level: f64,
     /// Left-out rows inside their own band (built without their source).
     pub band_coverage: f64,
+    /// Hardware classes left out whole, one at a time
+    /// ([`fit::StepCheck::class_out_predicted_s`]).
+    pub class_out_classes: usize,
+    /// Median `|ln(predicted / published)|` of every row predicted without its class.
+    pub class_out_median_abs_log_error: Option<f64>,
+    /// Rows inside their band so predicted (widened as for an unseen class).
+    pub class_out_in_band: usize,
+    /// Per device family, what not knowing the hardware class adds to the error (a
+    /// standard deviation in `ln`): how much a band on a class no published run is on
+    /// is widened, in quadrature.
+    pub class_spread: Vec<(String, f64)>,
     /// Goodput applied to whole-run durations.
     pub goodput: f64,
     /// Published rows of NVIDIA's tables not used, by reason, with a count.
@@ -534,6 +545,13 @@ pub fn step_calibration_with(
         (stats::median(&mut abs), stats::median(&mut xs))
     };
     let (free_abs, free_signed) = medians(None);
+    let mut class_out: Vec<f64> = checks
+        .iter()
+        .map(|c| (c.class_out_predicted_s / c.published_s).ln().abs())
+        .collect();
+    let mut classes: Vec<&str> = checks.iter().map(|c| c.class.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
     Ok(StepCalibration {
         parameters: f.parameters.clone(),
         stacks: f.stacks.clone(),
@@ -566,6 +584,21 @@ pub fn step_calibration_with(
         band_level: fit::BAND_LEVEL,
         band_coverage: checks.iter().filter(|c| c.in_band).count() as f64
             / checks.len().max(1) as f64,
+        class_out_classes: classes.len(),
+        class_out_median_abs_log_error: stats::median(&mut class_out),
+        class_out_in_band: checks.iter().filter(|c| c.class_out_in_band).count(),
+        class_spread: {
+            let mut fams: Vec<&str> = f
+                .parameters
+                .iter()
+                .map(|p| crate::stack::family(&p.class))
+                .collect();
+            fams.sort_unstable();
+            fams.dedup();
+            fams.into_iter()
+                .map(|fam| (fam.to_string(), f.family_class_spread(fam)))
+                .collect()
+        },
         goodput: fit::GOODPUT,
         excluded: {
             let mut by: Vec<(String, usize)> = vec![];

@@ -111,9 +111,30 @@ pub const MIN_BAND_SOURCES: usize = 3;
 struct Residual {
     group: String,
     framework: String,
+    /// Hardware class of the row.
+    class: String,
     /// Device family of the row's hardware ([`family`]).
     family: String,
     value: f64,
+}
+
+/// Which residuals a left-out band is built without: none, one source's, or every
+/// row on one hardware class.
+#[derive(Debug, Clone, Copy)]
+enum Omit<'a> {
+    Nothing,
+    Source(&'a str),
+    Class(&'a str),
+}
+
+impl Omit<'_> {
+    fn keeps(&self, r: &Residual) -> bool {
+        match self {
+            Omit::Nothing => true,
+            Omit::Source(g) => r.group != *g,
+            Omit::Class(c) => r.class != *c,
+        }
+    }
 }
 
 /// The band of a prediction for `framework` (`None`: unknown) on hardware of device
@@ -127,9 +148,9 @@ fn band_of(
     unknown: &[Residual],
     framework: Option<&str>,
     fam: &str,
-    without: Option<&str>,
+    without: Omit<'_>,
 ) -> StepBand {
-    let kept = |r: &&Residual| without != Some(r.group.as_str());
+    let kept = |r: &&Residual| without.keeps(r);
     if let Some(f) = framework {
         let own = named
             .iter()
@@ -176,40 +197,41 @@ fn band_if_enough<'a>(rows: impl Iterator<Item = &'a Residual>) -> Option<StepBa
 /// production rows predicted so, where they span [`MIN_BAND_SOURCES`] sources; `None`
 /// otherwise.
 fn free_band_of(free: &[Residual]) -> Option<StepBand> {
-    free_band_without(free, None)
+    free_band_without(free, Omit::Nothing)
 }
 
-/// [`free_band_of`] leaving out the rows of source `without`.
-fn free_band_without(free: &[Residual], without: Option<&str>) -> Option<StepBand> {
-    band_if_enough(free.iter().filter(|r| without != Some(r.group.as_str()))).map(|b| StepBand {
+/// [`free_band_of`] leaving out the rows `without` names.
+fn free_band_without(free: &[Residual], without: Omit<'_>) -> Option<StepBand> {
+    band_if_enough(free.iter().filter(|r| without.keeps(r))).map(|b| StepBand {
         layout_unknown: true,
         ..b
     })
 }
 
-/// The spread of one stack's factor between hardware classes: the pooled standard
-/// deviation of the `ln` factors of each stack's cells around that stack's mean, over
-/// the stacks fitted on more than one class of device family `fam` (`None`: of every
-/// family). It is what a forecast for a class that no published run is on cannot know
-/// (Megatron's cells on A100, H100 and B200 differ by it). `None` where no stack spans
-/// two classes.
-fn class_spread(parameters: &[StackParameter], fam: Option<&str>) -> Option<f64> {
-    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for p in parameters
-        .iter()
-        .filter(|p| fam.is_none_or(|f| family(&p.class) == f))
-    {
-        by.entry(&p.framework)
-            .or_default()
-            .push(p.gemm_efficiency.ln());
+/// What not knowing the hardware class adds to a prediction's error, as a standard
+/// deviation in `ln`: `√(mean(c²) − mean(n²))` over the rows of device family `fam`
+/// (`None`: every family) that `omit` keeps, `c` a row's residual predicted from the
+/// fit without its whole class and `n` its residual with only its source left out.
+/// 0 where that difference is not positive; `None` with fewer than
+/// [`MIN_BAND_SOURCES`] classes behind it.
+fn class_spread(
+    class_out: &[Residual],
+    named: &[Residual],
+    fam: Option<&str>,
+    omit: Omit<'_>,
+) -> Option<f64> {
+    let kept = |r: &&Residual| omit.keeps(r) && fam.is_none_or(|f| r.family == f);
+    let rows: Vec<&Residual> = class_out.iter().filter(kept).collect();
+    let mut classes: Vec<&str> = rows.iter().map(|r| r.class.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    if classes.len() < MIN_BAND_SOURCES {
+        return None;
     }
-    let (mut ss, mut dof) = (0.0, 0usize);
-    for xs in by.values().filter(|xs| xs.len() > 1) {
-        let m = mean(xs);
-        ss += xs.iter().map(|x| (x - m).powi(2)).sum::<f64>();
-        dof += xs.len() - 1;
-    }
-    (dof > 0).then(|| (ss / dof as f64).sqrt())
+    let square_mean =
+        |xs: &[&Residual]| mean(&xs.iter().map(|r| r.value * r.value).collect::<Vec<_>>());
+    let own: Vec<&Residual> = named.iter().filter(kept).collect();
+    Some((square_mean(&rows) - square_mean(&own)).max(0.0).sqrt())
 }
 
 /// The fit: one GEMM factor per (stack, hardware class), pooled.
@@ -249,6 +271,10 @@ pub struct StepFit {
     /// layout nor their stack (the search's best layout over the layout gap).
     #[serde(skip)]
     free_residuals: Vec<Residual>,
+    /// Every row predicted with its stack named from the fit without its whole
+    /// hardware class ([`StepFit::unseen_class_spread`]).
+    #[serde(skip)]
+    class_out_residuals: Vec<Residual>,
     /// Published rows of the bulk tables the step model could not describe, with why.
     pub dropped: Vec<(String, String)>,
 }
@@ -455,8 +481,21 @@ impl StepFit {
             named_residuals: vec![],
             unknown_residuals: vec![],
             free_residuals: vec![],
+            class_out_residuals: vec![],
             dropped: vec![],
         }
+    }
+
+    /// The fit without every run on hardware class `class`: how a class that no
+    /// published run is on is predicted.
+    fn without_class(&self, class: &str) -> StepFit {
+        StepFit::from_points(
+            self.points
+                .iter()
+                .filter(|p| p.class != class)
+                .cloned()
+                .collect(),
+        )
     }
 
     fn without_group(&self, group: &str) -> StepFit {
@@ -469,15 +508,30 @@ impl StepFit {
         )
     }
 
-    /// For a class that no published run is on, the spread of a stack's factor
-    /// between the classes of its device family (or of every family, where no stack
-    /// spans two of its classes); `None` for a class with runs.
+    /// For a class that no published run is on, what not knowing the class adds to
+    /// the error ([`class_spread`], on the class's device family where it has
+    /// [`MIN_BAND_SOURCES`] classes, else on every family); `None` for a class with
+    /// runs.
     pub fn unseen_class_spread(&self, class: &str) -> Option<f64> {
         if self.parameters.iter().any(|p| p.class == class) {
             return None;
         }
-        class_spread(&self.parameters, Some(family(class)))
-            .or_else(|| class_spread(&self.parameters, None))
+        Some(self.family_class_spread(family(class)))
+    }
+
+    /// What not knowing the hardware class adds to the error on device family `fam`
+    /// (every row kept): what [`StepFit::unseen_class_spread`] widens a band by.
+    pub fn family_class_spread(&self, fam: &str) -> f64 {
+        self.class_spread_without(fam, Omit::Nothing)
+    }
+
+    /// [`class_spread`] of the class-out residuals `omit` keeps, on family `fam` or,
+    /// with too few classes there, on every family (0 with too few anywhere).
+    fn class_spread_without(&self, fam: &str, omit: Omit<'_>) -> f64 {
+        let (c, n) = (&self.class_out_residuals, &self.named_residuals);
+        class_spread(c, n, Some(fam), omit)
+            .or_else(|| class_spread(c, n, None, omit))
+            .unwrap_or(0.0)
     }
 
     /// The sources behind the fit.
@@ -611,7 +665,7 @@ impl StepFit {
             &self.unknown_residuals,
             framework,
             family(class),
-            None,
+            Omit::Nothing,
         )
         .widened(spread);
         Ok(Chosen {
@@ -680,6 +734,12 @@ pub struct StepCheck {
     pub in_band: bool,
     /// The band's ends around the left-out prediction, seconds.
     pub band_s: (f64, f64),
+    /// Predicted, with its stack named, from a fit without every run on its hardware
+    /// class (as for hardware no published run is on).
+    pub class_out_predicted_s: f64,
+    /// Whether the published figure lies in that prediction's band (built without the
+    /// class's residuals and widened as for an unseen class).
+    pub class_out_in_band: bool,
     /// The run's own solved factor.
     pub solved_gemm_efficiency: f64,
     /// The layout predicted (the best plan under the stated dimensions).
@@ -1107,9 +1167,25 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
     let residual = |p: &Prepared<'_>, value: f64| Residual {
         group: p.group.clone(),
         framework: p.framework.clone(),
+        class: p.hw.class.clone(),
         family: family(&p.hw.class).to_string(),
         value,
     };
+    let mut classes: Vec<&str> = fit.parameters.iter().map(|p| p.class.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let class_folds: Vec<(&str, StepFit)> = classes
+        .par_iter()
+        .map(|c| (*c, fit.without_class(c)))
+        .collect();
+    fit.class_out_residuals = solved
+        .par_iter()
+        .filter_map(|(p, _, layouts)| {
+            let fold = &class_folds.iter().find(|f| f.0 == p.hw.class)?.1;
+            let (named, _, _) = fold.value(&p.hw.class, Some(&p.framework));
+            Some(residual(p, (p.want / p.seconds_at(layouts, named)).ln()))
+        })
+        .collect();
     fit.named_residuals = res.iter().map(|r| residual(r.0, r.1)).collect();
     fit.unknown_residuals = res.iter().map(|r| residual(r.0, r.2)).collect();
     fit.free_residuals = solved
@@ -1147,6 +1223,11 @@ pub fn fit_steps_with(
         .iter()
         .map(|g| (g.clone(), fit.without_group(g)))
         .collect();
+    let mut classes: Vec<&str> = fit.parameters.iter().map(|p| p.class.as_str()).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let class_folds: Vec<(&str, StepFit)> =
+        classes.iter().map(|c| (*c, fit.without_class(c))).collect();
     // Left-out predictions of every row through the forecast `estimate` runs.
     type Loo = (f64, f64, String, Option<f64>, f64);
     let loo: Vec<Loo> = prepared
@@ -1170,25 +1251,31 @@ pub fn fit_steps_with(
     let mut checks = vec![];
     for (p, (loo_s, loo_unknown, loo_basis, loo_free, loo_gap)) in prepared.iter().zip(loo) {
         let (predicted, best, _) = p.predict(&fit, true)?;
+        let (class_out_predicted_s, class_out_in_band) = class_out(&fit, &class_folds, p)?;
         // A row whose class no other source is on is predicted as for an unseen
         // class, its band widened by the fold's spread between classes.
         let spread = folds
             .iter()
             .find(|f| f.0 == p.group)
-            .and_then(|f| f.1.unseen_class_spread(&p.hw.class))
-            .unwrap_or(0.0);
+            .filter(|f| !f.1.parameters.iter().any(|c| c.class == p.hw.class))
+            .map_or(0.0, |_| {
+                fit.class_spread_without(family(&p.hw.class), Omit::Source(&p.group))
+            });
         let band = band_of(
             &fit.named_residuals,
             &fit.unknown_residuals,
             Some(&p.framework),
             family(&p.hw.class),
-            Some(&p.group),
+            Omit::Source(&p.group),
         )
         .widened(spread);
         let band_s = (loo_s * band.low, loo_s * band.high);
         let loo_free_in_band = loo_free
             .filter(|_| p.production)
-            .zip(free_band_without(&fit.free_residuals, Some(&p.group)))
+            .zip(free_band_without(
+                &fit.free_residuals,
+                Omit::Source(&p.group),
+            ))
             .map(|(s, b)| {
                 let b = b.widened(spread);
                 p.want >= s * b.low && p.want <= s * b.high
@@ -1220,6 +1307,8 @@ pub fn fit_steps_with(
             production: p.production,
             in_band: p.want >= band_s.0 && p.want <= band_s.1,
             band_s,
+            class_out_predicted_s,
+            class_out_in_band,
             solved_gemm_efficiency: solved,
             layout: best.layout,
             mfu: best.mfu,
@@ -1227,6 +1316,33 @@ pub fn fit_steps_with(
         });
     }
     Ok((fit, checks))
+}
+
+/// Row `p` predicted from the fold without its hardware class, and whether its
+/// published figure falls in that prediction's band: the stack's or the unknown
+/// band built without the class's residuals, widened by the fold's spread between
+/// classes, as `estimate` does for a class no published run is on.
+fn class_out(
+    fit: &StepFit,
+    folds: &[(&str, StepFit)],
+    p: &Prepared<'_>,
+) -> Result<(f64, bool), ModelError> {
+    let class = p.hw.class.as_str();
+    let fold = &folds
+        .iter()
+        .find(|f| f.0 == class)
+        .ok_or_else(|| ModelError::InvalidInput(format!("run `{}`: no class fold", p.id)))?
+        .1;
+    let (s, _, _) = p.predict(fold, true)?;
+    let band = band_of(
+        &fit.named_residuals,
+        &fit.unknown_residuals,
+        Some(&p.framework),
+        family(class),
+        Omit::Class(class),
+    )
+    .widened(fit.class_spread_without(family(class), Omit::Class(class)));
+    Ok((s, p.want >= s * band.low && p.want <= s * band.high))
 }
 
 /// The embedded fit with its checks, computed once per process.
@@ -1287,39 +1403,38 @@ mod tests {
         assert!(mean <= 0.06, "mean |error| {:.2}%", mean * 100.0);
     }
 
-    fn cell(framework: &str, class: &str, eta: f64) -> StackParameter {
-        StackParameter {
-            framework: framework.into(),
-            class: class.into(),
-            gemm_efficiency: eta,
-            own: eta,
-            own_weight: 1.0,
-            sources: vec![],
-            runs: vec![],
-            date: String::new(),
-        }
-    }
-
     #[test]
-    fn the_spread_between_classes_is_one_stacks_pooled_and_ignores_lone_cells() {
-        let e = std::f64::consts::E;
-        // Stack a on two GPU classes at e^±0.1, stack b on one class (no spread of its
-        // own), stack c on two TPU classes at e^0 and e^0.6.
-        let cells = [
-            cell("a", "gpu-2020", e.powf(0.1)),
-            cell("a", "gpu-2022", e.powf(-0.1)),
-            cell("b", "gpu-2022", 0.3),
-            cell("c", "tpu-2017", 1.0),
-            cell("c", "tpu-2018", e.powf(0.6)),
+    fn the_class_spread_is_what_leaving_the_class_out_adds_to_the_error() {
+        let at = |class: &str, value: f64| Residual {
+            class: class.into(),
+            ..residual(class, "any", "gpu", value)
+        };
+        // Left out by class the rows err by ±0.5, by source alone by ±0.3: the class
+        // adds √(0.25 − 0.09) = 0.4.
+        let out = [
+            at("gpu-2017", 0.5),
+            at("gpu-2020", -0.5),
+            at("gpu-2022", 0.5),
+            at("gpu-2024", -0.5),
         ];
-        let gpu = class_spread(&cells, Some("gpu")).unwrap();
-        assert!((gpu - 0.02f64.sqrt()).abs() < 1e-12, "{gpu}");
-        let tpu = class_spread(&cells, Some("tpu")).unwrap();
-        assert!((tpu - 0.18f64.sqrt()).abs() < 1e-12, "{tpu}");
-        // Pooled over both families: (0.02 + 0.18) / 2 degrees of freedom.
-        let all = class_spread(&cells, None).unwrap();
-        assert!((all - 0.1f64.sqrt()).abs() < 1e-12, "{all}");
-        assert_eq!(class_spread(&cells[2..3], None), None);
+        let own = [
+            at("gpu-2017", 0.3),
+            at("gpu-2020", -0.3),
+            at("gpu-2022", 0.3),
+            at("gpu-2024", -0.3),
+        ];
+        let s = class_spread(&out, &own, Some("gpu"), Omit::Nothing).unwrap();
+        assert!((s - 0.4).abs() < 1e-12, "{s}");
+        // Fewer than three classes behind it: no estimate; on another family: none.
+        let two = Omit::Class("gpu-2017");
+        assert!(class_spread(&out, &own, Some("gpu"), two).is_some());
+        assert_eq!(
+            class_spread(&out[..2], &own, Some("gpu"), Omit::Nothing),
+            None
+        );
+        assert_eq!(class_spread(&out, &own, Some("tpu"), Omit::Nothing), None);
+        // A class that errs less left out than its source alone adds nothing.
+        assert_eq!(class_spread(&own, &out, None, Omit::Nothing), Some(0.0));
     }
 
     #[test]
@@ -1497,6 +1612,7 @@ mod tests {
         Residual {
             group: group.into(),
             framework: framework.into(),
+            class: format!("{family}-2020"),
             family: family.into(),
             value,
         }
@@ -1513,15 +1629,15 @@ mod tests {
             r("t2", "tpu", -0.5),
             r("t3", "tpu", 0.5),
         ];
-        let gpu = band_of(&[], &unknown, None, "gpu", None);
+        let gpu = band_of(&[], &unknown, None, "gpu", Omit::Nothing);
         assert!((gpu.high.ln() - 1.2816 * 0.1).abs() < 1e-4, "{gpu:?}");
         assert!(gpu.one_family && !gpu.own_stack);
-        let tpu = band_of(&[], &unknown, None, "tpu", None);
+        let tpu = band_of(&[], &unknown, None, "tpu", Omit::Nothing);
         assert!((tpu.high.ln() - 1.2816 * 0.5).abs() < 1e-4, "{tpu:?}");
         // A family with fewer than three sources: every family's errors.
-        let cpu = band_of(&[], &unknown, None, "cpu", None);
+        let cpu = band_of(&[], &unknown, None, "cpu", Omit::Nothing);
         assert!(!cpu.one_family && cpu.residuals == 6, "{cpu:?}");
-        let thin = band_of(&[], &unknown, None, "gpu", Some("g1"));
+        let thin = band_of(&[], &unknown, None, "gpu", Omit::Source("g1"));
         assert!(!thin.one_family, "{thin:?}");
     }
 
@@ -1540,14 +1656,14 @@ mod tests {
             r("c", "tight", 0.4),
             r("d", "thin", -0.4),
         ];
-        let own = band_of(&named, &unknown, Some("tight"), "gpu", None);
+        let own = band_of(&named, &unknown, Some("tight"), "gpu", Omit::Nothing);
         assert!((own.high.ln() - 1.2816 * 0.05).abs() < 1e-4, "{own:?}");
         assert!(own.own_stack);
         // One source of its own: the errors of predicting without knowing the stack.
-        let thin = band_of(&named, &unknown, Some("thin"), "gpu", None);
+        let thin = band_of(&named, &unknown, Some("thin"), "gpu", Omit::Nothing);
         assert!((thin.high.ln() - 1.2816 * 0.4).abs() < 1e-4, "{thin:?}");
         // Leaving a source out can leave a stack under three sources.
-        let left = band_of(&named, &unknown, Some("tight"), "gpu", Some("a"));
+        let left = band_of(&named, &unknown, Some("tight"), "gpu", Omit::Source("a"));
         assert!((left.high.ln() - 1.2816 * 0.4).abs() < 1e-4, "{left:?}");
         assert_eq!(left.residuals, 3);
         assert!(!left.own_stack);

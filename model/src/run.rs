@@ -293,7 +293,7 @@ pub fn modelled_with(
         ));
         if band.class_spread > 0.0 {
             notes.push(format!(
-                "band widened: no published run is on {} hardware, so the spread of a stack's factor between the hardware classes it was fitted on ({:.2} in ln, as `flopcal calibrate` fits them) is added in quadrature",
+                "band widened: no published run is on {} hardware, so what not knowing the class adds to the error ({:.2} in ln: published runs predicted from a fit without their whole hardware class, against their source alone left out; `flopcal calibrate` prints it) is added in quadrature",
                 hw.class, band.class_spread
             ));
         }

@@ -78,9 +78,10 @@ pub struct StepBand {
     /// Whether the rows were predicted with their layout left to the search (the band
     /// of an estimate given no layout dimension).
     pub layout_unknown: bool,
-    /// Where no published run is on the hardware's class: the spread (standard
-    /// deviation in `ln`) of one stack's factor between the classes of its device
-    /// family, added in quadrature to the residuals' scale; 0 otherwise.
+    /// Where no published run is on the hardware's class: what not knowing the class
+    /// adds to the error (a standard deviation in `ln`, from published runs predicted
+    /// without their whole class), added in quadrature to the residuals' scale; 0
+    /// otherwise.
     pub class_spread: f64,
 }
 
@@ -122,7 +123,7 @@ impl StepBand {
     }
 
     /// The band widened for a class no published run is on: its scale `√(rms² + s²)`,
-    /// `s` the spread of a stack's factor between classes ([`StepBand::class_spread`]).
+    /// `s` what not knowing the class adds ([`StepBand::class_spread`]).
     /// A band with nothing fitted behind it stays as it is.
     pub fn widened(self, spread: f64) -> StepBand {
         if self.residuals < 2 || spread <= 0.0 {

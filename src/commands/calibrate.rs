@@ -187,6 +187,19 @@ fn print_table(c: &Calibration) -> Result<()> {
         st.band_level * 100.0,
         st.band_coverage * 100.0,
     );
+    outln!(
+        out,
+        "leave-one-out by whole hardware class (each of {} classes in turn, as for hardware no published run is on): median |ln(pred/pub)| = {}; {} of {} runs inside their band, widened by what not knowing the class adds ({}; built without the class)",
+        st.class_out_classes,
+        opt(st.class_out_median_abs_log_error, |x| format!("{x:.3}")),
+        st.class_out_in_band,
+        st.runs_checked,
+        st.class_spread
+            .iter()
+            .map(|(fam, x)| format!("{fam} {x:.2} in ln"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     if !st.excluded.is_empty() {
         outln!(
             out,
