@@ -486,26 +486,19 @@ impl StepFit {
         }
     }
 
+    /// The fit on the runs `keep` keeps.
+    fn refit(&self, keep: impl Fn(&Point) -> bool) -> StepFit {
+        StepFit::from_points(self.points.iter().filter(|p| keep(p)).cloned().collect())
+    }
+
     /// The fit without every run on hardware class `class`: how a class that no
     /// published run is on is predicted.
     fn without_class(&self, class: &str) -> StepFit {
-        StepFit::from_points(
-            self.points
-                .iter()
-                .filter(|p| p.class != class)
-                .cloned()
-                .collect(),
-        )
+        self.refit(|p| p.class != class)
     }
 
     fn without_group(&self, group: &str) -> StepFit {
-        StepFit::from_points(
-            self.points
-                .iter()
-                .filter(|p| p.group != group)
-                .cloned()
-                .collect(),
-        )
+        self.refit(|p| p.group != group)
     }
 
     /// For a class that no published run is on, what not knowing the class adds to
