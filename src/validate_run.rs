@@ -369,6 +369,7 @@ fn interleave(
             }
             let mut exec = KernelExecutor::new(k.prepared.as_mut());
             let got = validate::time_slice(&mut exec, 1, k.iters_per_sample, kernel_slice)?;
+            k.prepared.idle();
             k.samples.extend(got);
         }
         if interrupt::requested() {

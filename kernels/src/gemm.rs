@@ -134,6 +134,10 @@ impl Matmul {
             a,
             b,
             out: None,
+            pooled: Vec::new(),
+            next: 0,
+            recent: std::collections::VecDeque::new(),
+            ring_bytes: 0,
         })
     }
 
@@ -208,6 +212,47 @@ impl Kernel for Matmul {
     fn prepare(&self, device: &Device) -> Result<Box<dyn Prepared>> {
         Ok(Box::new(self.prepare_matmul(device)?))
     }
+
+    fn prepare_pooled(&self, device: &Device, pool: &Tensor) -> Option<Result<Box<dyn Prepared>>> {
+        self.prepare_matmul_pooled(device, pool)
+            .map(|p| p.map(|p| Box::new(p) as Box<dyn Prepared>))
+    }
+}
+
+impl Matmul {
+    /// [`Kernel::prepare_pooled`] for a matmul: its operand pairs cut one after another
+    /// from `pool` (as many whole pairs as fit), `None` where not one fits or the dtype
+    /// differs.
+    pub fn prepare_matmul_pooled(
+        &self,
+        device: &Device,
+        pool: &Tensor,
+    ) -> Option<Result<PreparedMatmul>> {
+        let (a, b) = (
+            self.shape_of(self.stored_a()),
+            self.shape_of(self.stored_b()),
+        );
+        let (na, nb): (usize, usize) = (a.iter().product(), b.iter().product());
+        let pair = na + nb;
+        let len = pool.elem_count();
+        if pool.dtype() != self.dtype || pool.rank() != 1 || pair == 0 || pair > len {
+            return None;
+        }
+        let view = |offset: usize, n: usize, shape: &[usize]| -> Result<Tensor> {
+            Ok(pool.narrow(0, offset, n)?.reshape(shape)?)
+        };
+        let pairs: Result<Vec<(Tensor, Tensor)>> = (0..len / pair)
+            .map(|i| Ok((view(i * pair, na, &a)?, view(i * pair + na, nb, &b)?)))
+            .collect();
+        Some(pairs.and_then(|pooled| {
+            let mut p = self.prepare_matmul(device)?;
+            // Verification runs on the first pair (the operands the first run gets).
+            (p.a, p.b) = pooled[0].clone();
+            p.pooled = pooled;
+            p.ring_bytes = len * dtype_size(self.dtype) as usize;
+            Ok(p)
+        }))
+    }
 }
 
 /// A [`Matmul`] with its operands allocated.
@@ -217,6 +262,16 @@ pub struct PreparedMatmul {
     a: Tensor,
     b: Tensor,
     out: Option<Tensor>,
+    /// Operand pairs taken in turn, run after run ([`Kernel::prepare_pooled`]); empty:
+    /// `a` and `b` every run.
+    pooled: Vec<(Tensor, Tensor)>,
+    next: usize,
+    /// Recent outputs kept alive, up to `ring_bytes`, so that each run writes its
+    /// output to memory it has not touched for that many bytes (in a training step a
+    /// GEMM's output is a fresh tensor while earlier activations are still held);
+    /// released by [`Prepared::idle`].
+    recent: std::collections::VecDeque<Tensor>,
+    ring_bytes: usize,
 }
 
 impl PreparedMatmul {
@@ -267,9 +322,25 @@ impl PreparedMatmul {
 
 impl Prepared for PreparedMatmul {
     fn run(&mut self) -> Result<()> {
+        if let Some((a, b)) = self.pooled.get(self.next) {
+            (self.a, self.b) = (a.clone(), b.clone());
+            self.next = (self.next + 1) % self.pooled.len();
+        }
         let (a, b) = self.operands()?;
-        self.out = Some(a.matmul(&b)?);
+        let out = a.matmul(&b)?;
+        if self.ring_bytes > 0 {
+            let bytes = out.elem_count() * out.dtype().size_in_bytes();
+            self.recent.push_back(out.clone());
+            while self.recent.len() * bytes > self.ring_bytes {
+                self.recent.pop_front();
+            }
+        }
+        self.out = Some(out);
         Ok(())
+    }
+
+    fn idle(&mut self) {
+        self.recent.clear();
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -305,6 +376,40 @@ mod tests {
             assert!(v.passed, "{layout:?}: {v:?}");
             assert!(v.checked > 100);
         }
+    }
+
+    #[test]
+    fn a_pooled_matmul_verifies_and_takes_each_run_the_next_operands_of_the_pool() {
+        let k = small(GemmPass::GradInput, DType::F32);
+        let pair = 37 * 41 + 29 * 41;
+        let pool = crate::randn(&[3 * pair + 5], DType::F32, &Device::Cpu).unwrap();
+        let mut p = k
+            .prepare_matmul_pooled(&Device::Cpu, &pool)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.pooled.len(), 3);
+        let first = |p: &PreparedMatmul| p.a.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        let at = |i: usize| pool.to_vec1::<f32>().unwrap()[i * pair];
+        // Runs take pairs 0, 1, 2, then 0 again; each output checks against its own.
+        for i in [0, 1, 2, 0] {
+            p.run().unwrap();
+            assert_eq!(first(&p), at(i));
+            assert!(p.verify().unwrap().passed);
+        }
+        // Recent outputs stay alive up to the pool's bytes (37 x 29 f32 each, against
+        // the pool's 3 pairs), so each run writes fresh memory; idle releases them.
+        let ring = (3 * pair + 5) / (37 * 29);
+        for _ in 0..ring + 3 {
+            p.run().unwrap();
+        }
+        assert_eq!(p.recent.len(), ring);
+        p.idle();
+        assert!(p.recent.is_empty());
+        // A pool smaller than one pair, or of another dtype, is declined.
+        let short = crate::randn(&[pair - 1], DType::F32, &Device::Cpu).unwrap();
+        assert!(k.prepare_pooled(&Device::Cpu, &short).is_none());
+        let half = pool.to_dtype(DType::BF16).unwrap();
+        assert!(k.prepare_pooled(&Device::Cpu, &half).is_none());
     }
 
     #[test]

@@ -97,6 +97,18 @@ pub trait Kernel: Send + Sync {
     /// Allocate random-normal inputs on `device` and return a runnable instance.
     fn prepare(&self, device: &Device) -> Result<Box<dyn Prepared>>;
 
+    /// A runnable instance whose operands are views into `pool` (random values of
+    /// this kernel's dtype, shared by every caller), taken in turn run after run across
+    /// the whole pool: each run finds its operands out of cache, as in a training step,
+    /// without a copy of them per run. `None`: this kernel has its own operands only.
+    fn prepare_pooled(
+        &self,
+        _device: &Device,
+        _pool: &candle_core::Tensor,
+    ) -> Option<Result<Box<dyn Prepared>>> {
+        None
+    }
+
     /// Human-readable shape, e.g. `m=4096 n=3072 k=1024`.
     fn shape(&self) -> String {
         self.dims()
@@ -134,6 +146,11 @@ pub trait Prepared {
     fn synchronize(&self) -> Result<()>;
     /// Run once (if not yet run) and check the output against an f64 reference.
     fn verify(&mut self) -> Result<Verification>;
+    /// Release what the instance keeps only so that its next runs find their memory
+    /// out of cache (a pooled matmul's recent outputs); a caller that keeps several
+    /// instances prepared calls it after each one's turn, so that only the one running
+    /// holds that memory.
+    fn idle(&mut self) {}
 }
 
 /// Parse a dtype name as used on the command line (`f32`, `f16`, `bf16`, `f64`).

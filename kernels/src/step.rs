@@ -808,12 +808,74 @@ impl Prepared for PreparedTrainOp {
     }
 }
 
-/// Bytes of operands a [`HandoverKernel`] rotates through: more than a large L3 cache
-/// (32 MiB), so that each GEMM finds its operands out of cache, as in the step.
+/// Bytes of operands a [`HandoverKernel`] rotates through at least: more than a large
+/// L3 cache (32 MiB), so that each GEMM finds its operands out of cache, as in the step.
 pub const COLD_BYTES: u64 = 40 << 20;
 
-/// Most GEMM copies a [`HandoverKernel`] rotates through (bounds its memory).
+/// Most bytes of the shared operand pool ([`cold_pool_bytes`]).
+pub const MAX_POOL_BYTES: u64 = 1 << 30;
+
+/// Most GEMM copies a [`HandoverKernel`] rotates through where its GEMM cannot take
+/// operands from the shared pool (bounds its memory).
 pub const MAX_COPIES: u64 = 16;
+
+/// The largest CPU cache this machine reports (`/sys/devices/system/cpu/cpu0/cache`,
+/// each `index*/size` such as `491520K`); `None` where it reports none.
+pub fn last_level_cache_bytes() -> Option<u64> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
+        .filter_map(|s| parse_cache_size(s.trim()))
+        .max()
+}
+
+/// `32K`, `2048K`, `480M` or a plain byte count, as sysfs prints a cache size.
+fn parse_cache_size(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// Bytes of the operand pool the hand-over GEMMs share on `device`: on a CPU, twice
+/// its last-level cache (a VM may report its host's whole L3: 480 MiB on this
+/// project's 2-core VMs), within [`COLD_BYTES`] and [`MAX_POOL_BYTES`]; elsewhere
+/// [`COLD_BYTES`].
+pub fn cold_pool_bytes(device: &Device) -> u64 {
+    match (device.is_cpu(), last_level_cache_bytes()) {
+        (true, Some(llc)) => llc.saturating_mul(2).clamp(COLD_BYTES, MAX_POOL_BYTES),
+        _ => COLD_BYTES,
+    }
+}
+
+/// The shared pool of random operands of `dtype` on `device` (one per process, made
+/// on first use): every hand-over GEMM takes views into it, so its memory is paid once,
+/// not per kernel.
+fn cold_pool(device: &Device, dtype: DType) -> Result<Tensor> {
+    use std::sync::{Mutex, OnceLock};
+    type Pools = Mutex<Vec<(String, DType, Tensor)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
+    let key = format!("{:?}", device.location());
+    let pools = POOLS.get_or_init(|| Mutex::new(Vec::new()));
+    let mut pools = pools
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, _, t)) = pools.iter().find(|(k, d, _)| *k == key && *d == dtype) {
+        return Ok(t.clone());
+    }
+    let elems = (cold_pool_bytes(device) / dtype_size(dtype).max(1)) as usize;
+    let t = crate::randn(&[elems], dtype, device)?;
+    pools.push((key, dtype, t.clone()));
+    Ok(t)
+}
 
 /// A GEMM as the step runs it: right after a gradient accumulation (`zeros + add`)
 /// over its first operand's size, and with its operands out of cache.
@@ -826,9 +888,10 @@ pub const MAX_COPIES: u64 = 16;
 ///   has to be woken;
 /// - the step touches hundreds of megabytes between two uses of a weight, so each GEMM
 ///   streams its weight from memory, while a GEMM repeated on its own finds it in
-///   cache. The kernel rotates through enough prepared copies of the GEMM (at least
-///   [`COLD_BYTES`] of operands, at most [`MAX_COPIES`]) that each run finds its operands
-///   evicted.
+///   cache. The GEMM takes its operands in turn from a pool of random values twice
+///   the last-level cache ([`cold_pool_bytes`]), shared by every hand-over kernel, so
+///   each run finds them evicted (a GEMM that cannot rotates through prepared copies
+///   of itself: at least [`COLD_BYTES`], at most [`MAX_COPIES`]).
 ///
 /// `time(handover) − time(GEMM) − time(accumulation)` is the GEMM's overhead in the
 /// step, measured for each GEMM shape.
@@ -873,14 +936,21 @@ impl crate::Kernel for HandoverKernel {
             },
             dtype: self.dtype(),
         };
-        let copies = COLD_BYTES
-            .div_ceil(self.gemm.memory_bytes().max(1))
-            .clamp(1, MAX_COPIES) as usize;
+        let pool = cold_pool(device, self.dtype())?;
+        let gemms = match self.gemm.prepare_pooled(device, &pool) {
+            Some(pooled) => vec![pooled?],
+            None => {
+                let copies = COLD_BYTES
+                    .div_ceil(self.gemm.memory_bytes().max(1))
+                    .clamp(1, MAX_COPIES) as usize;
+                (0..copies)
+                    .map(|_| self.gemm.prepare(device))
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
         Ok(Box::new(PreparedHandover {
             accumulate: crate::Kernel::prepare(&accumulate, device)?,
-            gemms: (0..copies)
-                .map(|_| self.gemm.prepare(device))
-                .collect::<Result<Vec<_>>>()?,
+            gemms,
             next: 0,
         }))
     }
@@ -914,6 +984,12 @@ impl Prepared for PreparedHandover {
         }
     }
 
+    fn idle(&mut self) {
+        for g in &mut self.gemms {
+            g.idle();
+        }
+    }
+
     /// The first GEMM copy's own check (the copies run the same code on other
     /// random inputs), and the accumulation's.
     fn verify(&mut self) -> Result<Verification> {
@@ -932,6 +1008,31 @@ impl Prepared for PreparedHandover {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_sizes_read_as_sysfs_prints_them() {
+        assert_eq!(parse_cache_size("32K"), Some(32 << 10));
+        assert_eq!(parse_cache_size("491520K"), Some(480 << 20));
+        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
+        assert_eq!(parse_cache_size("4096"), Some(4096));
+        assert_eq!(parse_cache_size("12X"), None);
+        assert_eq!(parse_cache_size(""), None);
+    }
+
+    #[test]
+    fn the_pool_is_twice_the_cache_within_its_bounds_and_shared() {
+        let bytes = cold_pool_bytes(&Device::Cpu);
+        assert!((COLD_BYTES..=MAX_POOL_BYTES).contains(&bytes), "{bytes}");
+        if let Some(llc) = last_level_cache_bytes() {
+            assert_eq!(bytes, (2 * llc).clamp(COLD_BYTES, MAX_POOL_BYTES));
+        }
+        let (a, b) = (
+            cold_pool(&Device::Cpu, DType::F32).unwrap(),
+            cold_pool(&Device::Cpu, DType::F32).unwrap(),
+        );
+        assert_eq!(a.id(), b.id());
+        assert_eq!(a.elem_count() as u64 * 4, bytes);
+    }
 
     fn tiny(dtype: DType, causal: bool) -> StepConfig {
         StepConfig {
