@@ -138,7 +138,7 @@ impl Omit<'_> {
 }
 
 /// The band of a prediction for `framework` (`None`: unknown) on hardware of device
-/// family `fam`, leaving out the rows of source `without`: from the stack's own
+/// family `fam`, leaving out the rows `without` names: from the stack's own
 /// left-out residuals on that family (`named`) where they span
 /// [`MIN_BAND_SOURCES`] sources (a stack's errors are its own: Megatron's tables sit
 /// within ±15%, the 2018–19 TPU seeds within ×2); else, with too little evidence of the
