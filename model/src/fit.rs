@@ -527,6 +527,22 @@ impl StepFit {
             .unwrap_or(0.0)
     }
 
+    /// Each hardware class with a fitted cell, and the fit without it
+    /// ([`StepFit::without_class`]).
+    fn class_folds(&self) -> Vec<(String, StepFit)> {
+        use rayon::prelude::*;
+        let mut classes: Vec<String> = self.parameters.iter().map(|p| p.class.clone()).collect();
+        classes.sort();
+        classes.dedup();
+        classes
+            .into_par_iter()
+            .map(|c| {
+                let fold = self.without_class(&c);
+                (c, fold)
+            })
+            .collect()
+    }
+
     /// The sources behind the fit.
     pub fn groups(&self) -> Vec<String> {
         let mut g: Vec<String> = self.points.iter().map(|p| p.group.clone()).collect();
@@ -1164,13 +1180,7 @@ fn fit_of(solved: &[SolvedRun<'_>], dropped: Vec<(String, String)>) -> StepFit {
         family: family(&p.hw.class).to_string(),
         value,
     };
-    let mut classes: Vec<&str> = fit.parameters.iter().map(|p| p.class.as_str()).collect();
-    classes.sort_unstable();
-    classes.dedup();
-    let class_folds: Vec<(&str, StepFit)> = classes
-        .par_iter()
-        .map(|c| (*c, fit.without_class(c)))
-        .collect();
+    let class_folds = fit.class_folds();
     fit.class_out_residuals = solved
         .par_iter()
         .filter_map(|(p, _, layouts)| {
@@ -1216,11 +1226,7 @@ pub fn fit_steps_with(
         .iter()
         .map(|g| (g.clone(), fit.without_group(g)))
         .collect();
-    let mut classes: Vec<&str> = fit.parameters.iter().map(|p| p.class.as_str()).collect();
-    classes.sort_unstable();
-    classes.dedup();
-    let class_folds: Vec<(&str, StepFit)> =
-        classes.iter().map(|c| (*c, fit.without_class(c))).collect();
+    let class_folds = fit.class_folds();
     // Left-out predictions of every row through the forecast `estimate` runs.
     type Loo = (f64, f64, String, Option<f64>, f64);
     let loo: Vec<Loo> = prepared
@@ -1241,10 +1247,17 @@ pub fn fit_steps_with(
             Ok((named, unknown, chosen.basis, free, fold.layout_gap))
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
+    let class_outs: Vec<(f64, bool)> = prepared
+        .par_iter()
+        .map(|p| class_out(&fit, &class_folds, p))
+        .collect::<Result<Vec<_>, ModelError>>()?;
     let mut checks = vec![];
-    for (p, (loo_s, loo_unknown, loo_basis, loo_free, loo_gap)) in prepared.iter().zip(loo) {
+    for (
+        (p, (loo_s, loo_unknown, loo_basis, loo_free, loo_gap)),
+        (class_out_predicted_s, class_out_in_band),
+    ) in prepared.iter().zip(loo).zip(class_outs)
+    {
         let (predicted, best, _) = p.predict(&fit, true)?;
-        let (class_out_predicted_s, class_out_in_band) = class_out(&fit, &class_folds, p)?;
         // A row whose class no other source is on is predicted as for an unseen
         // class, its band widened by the fold's spread between classes.
         let spread = folds
@@ -1317,7 +1330,7 @@ pub fn fit_steps_with(
 /// classes, as `estimate` does for a class no published run is on.
 fn class_out(
     fit: &StepFit,
-    folds: &[(&str, StepFit)],
+    folds: &[(String, StepFit)],
     p: &Prepared<'_>,
 ) -> Result<(f64, bool), ModelError> {
     let class = p.hw.class.as_str();
