@@ -128,7 +128,12 @@ impl Matmul {
         self.check()?;
         let a = randn(&self.shape_of(self.stored_a()), self.dtype, device)?;
         let b = randn(&self.shape_of(self.stored_b()), self.dtype, device)?;
-        Ok(PreparedMatmul {
+        Ok(self.with_operands(device, a, b))
+    }
+
+    /// A runnable instance on the stored operands `a` and `b`.
+    fn with_operands(&self, device: &Device, a: Tensor, b: Tensor) -> PreparedMatmul {
+        PreparedMatmul {
             spec: self.clone(),
             device: device.clone(),
             a,
@@ -138,7 +143,7 @@ impl Matmul {
             next: 0,
             recent: std::collections::VecDeque::new(),
             ring_bytes: 0,
-        })
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -228,6 +233,9 @@ impl Matmul {
         device: &Device,
         pool: &Tensor,
     ) -> Option<Result<PreparedMatmul>> {
+        if let Err(e) = self.check() {
+            return Some(Err(e));
+        }
         let (a, b) = (
             self.shape_of(self.stored_a()),
             self.shape_of(self.stored_b()),
@@ -244,13 +252,14 @@ impl Matmul {
         let pairs: Result<Vec<(Tensor, Tensor)>> = (0..len / pair)
             .map(|i| Ok((view(i * pair, na, &a)?, view(i * pair + na, nb, &b)?)))
             .collect();
-        Some(pairs.and_then(|pooled| {
-            let mut p = self.prepare_matmul(device)?;
+        Some(pairs.map(|pooled| {
             // Verification runs on the first pair (the operands the first run gets).
-            (p.a, p.b) = pooled[0].clone();
-            p.pooled = pooled;
-            p.ring_bytes = len * dtype_size(self.dtype) as usize;
-            Ok(p)
+            let (a0, b0) = pooled[0].clone();
+            PreparedMatmul {
+                pooled,
+                ring_bytes: len * dtype_size(self.dtype) as usize,
+                ..self.with_operands(device, a0, b0)
+            }
         }))
     }
 }
