@@ -582,6 +582,7 @@ fn model_step(
         hbm: 1.0,
         gemm: 1.0,
         dp_overlap: true,
+        tp_overlap: false,
     };
     let seq = step.seq as u64;
     let m = StepModel::new(&cfg, &sys, &rates, &shape, eff, seq).with_ops(&ops);

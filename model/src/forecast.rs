@@ -239,6 +239,7 @@ pub fn forecast_measured(req: &ForecastRequest<'_>, m: &Measured) -> Result<Fore
                     hbm: 1.0,
                     gemm: 1.0,
                     dp_overlap: true,
+                    tp_overlap: false,
                 },
             )
         }

@@ -52,6 +52,10 @@ pub struct Framework {
     /// does not ask for it, with the reason.
     #[serde(default)]
     pub no_sequence_parallel: Vec<ClassRule>,
+    /// Hardware classes on which its sequence-parallel tensor-parallel all-gathers and
+    /// reduce-scatters overlap the GEMMs they feed, with the reason.
+    #[serde(default)]
+    pub tp_overlap: Vec<ClassRule>,
 }
 
 /// A stack's behaviour on some hardware classes, with the reason.
@@ -69,6 +73,14 @@ impl Framework {
     pub fn overlaps_dp_on(&self, class: &str) -> bool {
         !self
             .dp_reduce_after_backward
+            .iter()
+            .any(|r| r.classes.iter().any(|c| c == class))
+    }
+
+    /// Whether its sequence-parallel tensor-parallel collectives overlap the GEMMs on
+    /// `class`.
+    pub fn overlaps_tp_on(&self, class: &str) -> bool {
+        self.tp_overlap
             .iter()
             .any(|r| r.classes.iter().any(|c| c == class))
     }
@@ -168,5 +180,14 @@ mod tests {
             Some(Attention::Materialized)
         );
         assert!(m.attention_on("gpu-2022").is_none());
+    }
+
+    #[test]
+    fn megatron_overlaps_tensor_parallel_traffic_on_hopper_and_later_only() {
+        let m = lookup("megatron").unwrap().unwrap();
+        assert!(!m.overlaps_tp_on("gpu-2020"));
+        assert!(m.overlaps_tp_on("gpu-2022"));
+        assert!(m.overlaps_tp_on("gpu-2024"));
+        assert!(!lookup("fsdp").unwrap().unwrap().overlaps_tp_on("gpu-2022"));
     }
 }

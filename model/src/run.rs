@@ -258,6 +258,17 @@ pub fn modelled_with(
             f.efficiency.layout_gap
         ));
     }
+    if let Some(st) = framework.filter(|st| {
+        measured.is_none()
+            && st.overlaps_tp_on(&hw.class)
+            && f.best.layout.tp > 1
+            && f.best.layout.sequence_parallel
+    }) {
+        notes.push(format!(
+            "tensor-parallel traffic overlapped: {} on {} splits each sequence-parallel all-gather and reduce-scatter into tp chunks pipelined with the GEMM it feeds (Transformer Engine userbuffers, on in NVIDIA's H100 and B200 recipes); one chunk stays exposed, and what the GEMMs cannot cover",
+            st.id, hw.class
+        ));
+    }
     if own_system {
         notes.push(
             "this machine as profiled: its measured FMA peak and memory bandwidth, one device; usable memory 95% of capacity".into(),

@@ -28,14 +28,17 @@ pub fn efficiency(gemm: f64) -> Efficiency {
         hbm: HBM_EFFICIENCY,
         gemm,
         dp_overlap: true,
+        tp_overlap: false,
     }
 }
 
 /// [`efficiency`] for a stack on hardware of `class`: the stack states whether its
-/// gradient reduction overlaps the backward pass there.
+/// gradient reduction overlaps the backward pass there, and whether its tensor-parallel
+/// collectives overlap the GEMMs (an unknown stack: not).
 pub fn stack_efficiency(gemm: f64, framework: Option<&Framework>, class: &str) -> Efficiency {
     Efficiency {
         dp_overlap: framework.is_none_or(|f| f.overlaps_dp_on(class)),
+        tp_overlap: framework.is_some_and(|f| f.overlaps_tp_on(class)),
         ..efficiency(gemm)
     }
 }

@@ -23,8 +23,10 @@
 //! - **tensor parallel**: per layer, forward and backward, one all-reduce (or
 //!   reduce-scatter + all-gather with sequence parallelism, the same bytes) of the
 //!   micro-batch's `b·s·h` activations after attention and one after the FFN (one
-//!   in all for a parallel block); full recomputation repeats the forward's. Not
-//!   overlapped.
+//!   in all for a parallel block); full recomputation repeats the forward's. A stack
+//!   that overlaps them ([`Efficiency::tp_overlap`], sequence parallelism only) splits
+//!   each into `t` chunks pipelined with the weight GEMMs: one chunk stays exposed,
+//!   and what the GEMMs cannot cover.
 //! - **expert parallel**: per MoE layer a dispatch and a combine all-to-all forward and
 //!   backward of `b·s·h·top_k`.
 //! - **pipeline**: per micro-batch `2·v` sends of `b·s·h/t` (Megatron's scatter/gather)
@@ -74,6 +76,10 @@ pub struct Efficiency {
     /// Whether the data-parallel gradient reduction overlaps the backward pass (a
     /// property of the software stack, [`crate::framework`]).
     pub dp_overlap: bool,
+    /// Whether sequence-parallel tensor-parallel collectives overlap the weight GEMMs
+    /// they feed (Transformer Engine's userbuffers; a property of the software stack on
+    /// a hardware class, [`crate::framework`]).
+    pub tp_overlap: bool,
 }
 
 /// The batch of one step.
@@ -560,7 +566,7 @@ impl<'a> StepModel<'a> {
                 } else {
                     2.0
                 };
-            passes
+            let time = passes
                 * comm::time_with(
                     RingCollective::AllReduce,
                     n,
@@ -568,7 +574,20 @@ impl<'a> StepModel<'a> {
                     tier,
                     self.eff.link,
                     self.network,
-                )
+                );
+            if self.eff.tp_overlap && sp {
+                // Each all-gather or reduce-scatter is split in `t` chunks pipelined
+                // with the GEMM it feeds: one chunk stays exposed, and what the weight
+                // GEMMs (recomputed forward included) cannot cover.
+                let recomputed = if layout.recompute == Recompute::Full {
+                    gemm_f
+                } else {
+                    0.0
+                };
+                (time - (gemm_f + gemm_b + recomputed)).max(time / tf)
+            } else {
+                time
+            }
         } else {
             0.0
         };
@@ -953,6 +972,7 @@ mod tests {
                 hbm: 1.0,
                 gemm: 1.0,
                 dp_overlap: true,
+                tp_overlap: false,
             },
         )
     }
@@ -1205,6 +1225,7 @@ mod tests {
             hbm: 1.0,
             gemm: 1.0,
             dp_overlap: true,
+            tp_overlap: false,
         };
         let m = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
         let items = m.layer_items(&Layout::single(4), 64);
@@ -1276,5 +1297,44 @@ mod tests {
         );
         assert!((mb.activations / ma.activations - 0.5).abs() < 0.01);
         assert_eq!(mb.optimizer, ma.optimizer);
+    }
+
+    #[test]
+    fn an_overlapping_stack_hides_sequence_parallel_traffic_under_the_gemms_but_one_chunk() {
+        let c = cfg();
+        let sys = system();
+        let (shape, eff) = ideal(&sys);
+        let rates = RateSource::Shape(shape.clone());
+        let overlapping = Efficiency {
+            tp_overlap: true,
+            ..eff
+        };
+        let plain = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
+        let hiding = StepModel::new(&c, &sys, &rates, &shape, overlapping, 64);
+        let sp = Layout {
+            tp: 2,
+            sequence_parallel: true,
+            ..Layout::single(4)
+        };
+        let (a, b) = (plain.layer_cost(&sp, 64), hiding.layer_cost(&sp, 64));
+        // At 1 GB/s the collectives take far less than the weight GEMMs, so all but one
+        // of the `t = 2` chunks hides; the GEMMs themselves are unchanged.
+        assert!(a.tp > 0.0);
+        assert!((b.tp - a.tp / 2.0).abs() < 1e-15, "{} vs {}", b.tp, a.tp);
+        assert_eq!(b.gemm, a.gemm);
+        // Without sequence parallelism there are all-reduces, which it does not split.
+        let ar = Layout {
+            sequence_parallel: false,
+            ..sp
+        };
+        assert_eq!(hiding.layer_cost(&ar, 64).tp, plain.layer_cost(&ar, 64).tp);
+        // On a link slow enough (1 MB/s) that the traffic outlasts the GEMMs, what
+        // they cannot cover stays exposed.
+        let mut slow = system();
+        slow.tiers[0].bw = 1e6;
+        let plain = StepModel::new(&c, &slow, &rates, &shape, eff, 64);
+        let hiding = StepModel::new(&c, &slow, &rates, &shape, overlapping, 64);
+        let (a, b) = (plain.layer_cost(&sp, 64), hiding.layer_cost(&sp, 64));
+        assert!(b.tp > a.tp / 2.0 && b.tp < a.tp, "{} vs {}", b.tp, a.tp);
     }
 }
