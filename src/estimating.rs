@@ -732,6 +732,7 @@ pub fn compute_full(req: &EstimateRequest) -> Result<Computed> {
                 network: network.as_ref(),
                 framework: framework_of(req)?,
                 fit: own_fit.as_ref(),
+                production_layout: true,
             },
             profiled.as_ref(),
         )?

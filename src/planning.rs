@@ -294,6 +294,7 @@ pub fn default_run_table(file: &ResultFile) -> String {
                         None,
                         &SearchOptions {
                             keep: 1,
+                            production_layout: true,
                             ..SearchOptions::default()
                         },
                     ) {

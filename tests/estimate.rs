@@ -1322,3 +1322,36 @@ fn hardware_no_published_run_is_on_gets_a_wider_band_that_says_why() {
     assert!(!seen_note && unseen_note);
     assert!(unseen > seen * 1.02, "{unseen} vs {seen}");
 }
+
+#[test]
+fn an_estimate_given_no_layout_prices_a_production_runs_recomputation_and_says_so() {
+    let at = |extra: &[&str]| {
+        let mut args = vec![
+            "--model",
+            "llama2-7b",
+            "--tokens",
+            "1e11",
+            "--hardware",
+            "a100",
+            "--devices",
+            "64",
+        ];
+        args.extend_from_slice(extra);
+        common::json_of("estimate", &args)
+    };
+    // No layout dimension: the production run's full recomputation, stated.
+    let free = at(&[]);
+    assert_eq!(free["layout"]["recompute"], "full", "{free}");
+    let notes = free["assumptions"].to_string();
+    assert!(notes.contains("recomputation held to `full`"), "{notes}");
+    // The user's layout is priced as given: no recomputation was needed here.
+    let given = at(&["--recompute", "none"]);
+    assert_eq!(given["layout"]["recompute"], "none", "{given}");
+    assert!(!given["assumptions"]
+        .to_string()
+        .contains("recomputation held"));
+    assert!(common::f(&given, "step_time_s") < common::f(&free, "step_time_s"));
+    // TensorFlow 1.x kept its activations (BERT's README), so its production runs do.
+    let tf = at(&["--framework", "tensorflow"]);
+    assert_eq!(tf["layout"]["recompute"], "none", "{tf}");
+}

@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
         gemm_efficiency: None,
         network: None,
         framework: None,
+        production_layout: false,
     };
     c.bench_function("plan_llama3_405b_16384_h100", |b| {
         b.iter(|| forecast(&req(&llama, h100, 16384, &phases), step_fit).map(|f| f.mfu))
@@ -74,6 +75,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut r = req(&seven_b, h100, 512, &phases_7);
             r.keep = 1;
+            r.production_layout = true;
             let mid = forecast(&r, step_fit).ok()?;
             Some(mid.mfu * mid.efficiency.band.width())
         })
@@ -85,6 +87,7 @@ fn bench(c: &mut Criterion) {
         let f = fit::fit_parameters(cat).ok()?;
         let mut r = req(cfg, hw, devices, phases);
         r.keep = 1;
+        r.production_layout = true;
         let mid = forecast(&r, &f).ok()?;
         Some(mid.mfu * mid.efficiency.band.width())
     };

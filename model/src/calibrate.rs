@@ -338,6 +338,7 @@ pub fn check_range(cat: &Catalog, g: &CostRange) -> Result<RangeCheck, ModelErro
         gemm_efficiency: None,
         network: None,
         framework: None,
+        production_layout: true,
     };
     let f = forecast::forecast(&req, step_fit)?;
     let band = f.efficiency.band;

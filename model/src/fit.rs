@@ -247,9 +247,10 @@ pub struct StepFit {
     stack_families: Vec<(String, String, f64)>,
     /// The population value (mean over sources).
     pub population: f64,
-    /// Best-layout step over stated-layout step, the geometric mean over the production
-    /// sources that state their layouts (each the mean of its rows), at most 1: how
-    /// much slower than the best layout flopcal finds real training runs ran. A
+    /// Best-layout step (among those a production run takes,
+    /// [`forecast::PRODUCTION_RECOMPUTE`]) over stated-layout step, the geometric mean
+    /// over the production sources that state their layouts (each the mean of its
+    /// rows), at most 1: how much slower than that layout real training runs ran. A
     /// forecast that fixes no layout dimension divides its step by it (benchmark
     /// tables tune their layouts, production runs choose theirs for a long run; an
     /// estimate is for the latter).
@@ -268,7 +269,7 @@ pub struct StepFit {
     #[serde(skip)]
     unknown_residuals: Vec<Residual>,
     /// The same, for production rows predicted as `estimate` does given neither their
-    /// layout nor their stack (the search's best layout over the layout gap).
+    /// layout nor their stack (the best production layout over the layout gap).
     #[serde(skip)]
     free_residuals: Vec<Residual>,
     /// Every row predicted with its stack named from the fit without its whole
@@ -653,6 +654,37 @@ impl StepFit {
         ))
     }
 
+    /// With the stack unknown and no layout given, the recomputation of a production
+    /// run on `class`: the one every stack with a production run there states
+    /// ([`crate::framework::Framework::production_recompute`]), `None` where they do
+    /// not agree, state none, or no stack has a production run there.
+    fn production_recompute_on(&self, class: &str) -> Option<crate::flops::Recompute> {
+        let stated: Vec<Option<crate::flops::Recompute>> = self
+            .parameters
+            .iter()
+            .filter(|c| {
+                c.class == class
+                    && self
+                        .points
+                        .iter()
+                        .any(|p| p.production && c.runs.contains(&p.id))
+            })
+            .map(|c| {
+                framework::lookup(&c.framework)
+                    .ok()
+                    .flatten()
+                    .and_then(|f| f.production_recompute.as_ref())
+                    .map(|r| r.recompute)
+            })
+            .collect();
+        let first = *stated.first()?;
+        stated
+            .iter()
+            .all(|s| *s == first)
+            .then_some(first)
+            .flatten()
+    }
+
     /// The factor for hardware of `class` run by `framework` (`None`: unknown), with
     /// the band from the left-out residuals of predictions made the same way.
     pub fn choose(&self, class: &str, framework: Option<&str>) -> Result<Chosen, ModelError> {
@@ -688,6 +720,10 @@ impl StepFit {
             free_factor: framework
                 .is_none()
                 .then(|| self.production_value(class))
+                .flatten(),
+            free_recompute: framework
+                .is_none()
+                .then(|| self.production_recompute_on(class))
                 .flatten(),
         })
     }
@@ -824,6 +860,7 @@ impl Prepared<'_> {
             gemm_efficiency: None,
             network: None,
             framework: self.stack(),
+            production_layout: true,
         }
     }
 
@@ -885,10 +922,14 @@ impl Prepared<'_> {
     }
 
     /// `ln(best layout's step / stated layout's step)` at factor `eta`: what leaving
-    /// the layout to the search (as `estimate` without layout flags, with the stack's
-    /// stated defaults) gains over the layout the source ran.
+    /// the layout to the search (as `estimate` without layout flags: the stack's stated
+    /// defaults, recomputation held to [`forecast::production_recompute`]) gains over
+    /// the layout the source ran.
     fn gap_at(&self, layouts: &[Layout], eta: f64) -> Result<f64, ModelError> {
-        let free = forecast::with_stack_defaults(Constraints::default(), self.hw, self.stack());
+        let free = Constraints {
+            recompute: Some(forecast::production_recompute(self.stack())),
+            ..forecast::with_stack_defaults(Constraints::default(), self.hw, self.stack())
+        };
         let mut best = 0.0;
         for (ph, r) in self.phases.iter().zip(self.search_phases(&free, eta)?) {
             let top = r.plans.first().ok_or_else(|| {

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+use crate::flops::Recompute;
 use crate::layout::Attention;
 
 const FRAMEWORKS_TOML: &str = include_str!("catalog/frameworks.toml");
@@ -56,6 +57,20 @@ pub struct Framework {
     /// reduce-scatters overlap the GEMMs they feed, with the reason.
     #[serde(default)]
     pub tp_overlap: Vec<ClassRule>,
+    /// The recomputation its production runs take where the layout is not given, if it
+    /// is not [`crate::forecast::PRODUCTION_RECOMPUTE`], with the reason.
+    #[serde(default)]
+    pub production_recompute: Option<RecomputeRule>,
+}
+
+/// A stack's recomputation in production runs, with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecomputeRule {
+    /// The policy.
+    pub recompute: Recompute,
+    /// Why, with the source.
+    pub why: String,
 }
 
 /// A stack's behaviour on some hardware classes, with the reason.

@@ -88,6 +88,10 @@ pub struct SearchOptions<'a> {
     pub framework: Option<&'a crate::framework::Framework>,
     /// The step model's fit with a team's own runs (`--own-runs`); `None`: the embedded fit.
     pub fit: Option<&'a fit::StepFit>,
+    /// With no layout dimension given, price a production run's layout
+    /// ([`forecast::PRODUCTION_RECOMPUTE`]), as `estimate` does; `plan` lists every
+    /// layout. Not for a profiled device, whose forecast is what it measured.
+    pub production_layout: bool,
 }
 
 /// The step model's estimate of `plan` on `chips` of `hw`, or `None` where it cannot
@@ -123,6 +127,7 @@ pub fn modelled_with(
         network,
         framework,
         fit: own_fit,
+        production_layout,
     } = *search;
     let own_system = measured.is_some_and(|m| m.system.is_some());
     if chips.fract() != 0.0 || chips < 1.0 {
@@ -229,6 +234,7 @@ pub fn modelled_with(
         gemm_efficiency: None,
         network: links.as_ref(),
         framework,
+        production_layout: production_layout && measured.is_none(),
     };
     let f = match measured {
         Some(m) => forecast::forecast_measured(&req, m)?,
@@ -252,9 +258,23 @@ pub fn modelled_with(
         )
     };
     notes.push(format!("GEMM rates: {}", f.rate_source));
-    if measured.is_none() && !constraints.fixes_layout() && f.efficiency.layout_gap < 1.0 {
+    if measured.is_none() && !constraints.fixes_layout() && !production_layout {
+        if f.efficiency.layout_gap < 1.0 {
+            notes.push(format!(
+                "layout left to the search: its time is divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them; `flopcal calibrate` prints it)",
+                f.efficiency.layout_gap
+            ));
+        }
+    } else if measured.is_none() && !constraints.fixes_layout() {
+        let recompute = f.best.layout.recompute;
         notes.push(format!(
-            "layout left to the search: the step is its best layout's divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them; `flopcal calibrate` prints it); give --tp, --pp, --recompute, ... to price the layout you will run",
+            "layout left to the search, priced as a production run's: recomputation held to `{}` ({}), and the step is the best such layout's divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them so; `flopcal calibrate` prints it); give --tp, --pp, --recompute, ... to price the layout you will run",
+            recompute.as_str(),
+            match framework {
+                _ if recompute == forecast::PRODUCTION_RECOMPUTE => "every production run that states its layout recomputed activations: Pythia's GPT-NeoX configs every layer, MT-NLG in full, PaLM 89 of 118 layers".to_string(),
+                Some(st) => format!("what {} states for its production runs", st.id),
+                None => "what the stack seen in production runs on this hardware states".to_string(),
+            },
             f.efficiency.layout_gap
         ));
     }
@@ -296,7 +316,7 @@ pub fn modelled_with(
             band.high,
             band.residuals,
             match framework {
-                _ if band.layout_unknown => "predicted with neither their layout nor their framework (production training runs; the search's best layout over the layout gap)".to_string(),
+                _ if band.layout_unknown => "predicted with neither their layout nor their framework (production training runs; the best production layout over the layout gap)".to_string(),
                 Some(f) if band.own_stack => format!("on {}", f.id),
                 Some(_) => format!("predicted with the framework unknown{} (fewer than 3 sources of its own)", on_family(&band, hw)),
                 None => format!("predicted with the framework unknown{}", on_family(&band, hw)),
@@ -438,6 +458,7 @@ pub fn plan(inp: &PlanInputs, top: usize) -> Result<PlanReport, ModelError> {
             network: inp.network.as_ref(),
             framework: inp.framework,
             fit: inp.fit.as_ref(),
+            production_layout: false,
         },
     )?
     .ok_or_else(|| {

@@ -178,6 +178,10 @@ pub struct Chosen {
     /// over the stacks seen in production runs on the class (`None`: the same as
     /// [`Chosen::gemm_efficiency`]).
     pub free_factor: Option<(f64, String)>,
+    /// With the stack unknown, the recomputation of such a forecast where the stacks
+    /// seen in production runs on the class state theirs (`None`: the default,
+    /// [`crate::forecast::PRODUCTION_RECOMPUTE`]).
+    pub free_recompute: Option<crate::flops::Recompute>,
 }
 
 #[cfg(test)]

@@ -240,7 +240,7 @@ fn print_table(c: &Calibration) -> Result<()> {
     }
     outln!(
         out,
-        "layout gap {:.3}: the best layout flopcal finds for a production run steps this fraction of the time of the layout the run stated (geometric mean over {} production sources); an estimate given no layout dimension divides its step by it. Left to the search so (as `estimate` without layout flags or --framework), the {} rows that state a layout are predicted, left out, with median |ln(pred/pub)| = {} and median bias {}: production runs {} / {}, benchmark tables {} / {}; {} of {} production runs fall inside their 80% no-layout band (built without their source)",
+        "layout gap {:.3}: the best layout flopcal finds for a production run, with recomputation held to what production runs do (full, or what the stack states), steps this fraction of the time of the layout the run stated (geometric mean over {} production sources); an estimate given no layout dimension prices that layout and divides its step by it. Left to the search so (as `estimate` without layout flags or --framework), the {} rows that state a layout are predicted, left out, with median |ln(pred/pub)| = {} and median bias {}: production runs {} / {}, benchmark tables {} / {}; {} of {} production runs fall inside their 80% no-layout band (built without their source)",
         st.layout_gap,
         st.layout_gap_sources,
         st.free_layout_runs,
