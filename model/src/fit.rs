@@ -673,8 +673,7 @@ impl StepFit {
                 framework::lookup(&c.framework)
                     .ok()
                     .flatten()
-                    .and_then(|f| f.production_recompute.as_ref())
-                    .map(|r| r.recompute)
+                    .and_then(Framework::stated_production_recompute)
             })
             .collect();
         let first = *stated.first()?;

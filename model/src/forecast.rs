@@ -285,8 +285,8 @@ pub fn forecast_measured(req: &ForecastRequest<'_>, m: &Measured) -> Result<Fore
 /// the stack states, else [`PRODUCTION_RECOMPUTE`].
 pub fn production_recompute(framework: Option<&Framework>) -> Recompute {
     framework
-        .and_then(|f| f.production_recompute.as_ref())
-        .map_or(PRODUCTION_RECOMPUTE, |r| r.recompute)
+        .and_then(Framework::stated_production_recompute)
+        .unwrap_or(PRODUCTION_RECOMPUTE)
 }
 
 /// `req`'s constraints, held to the recomputation of a production run where it prices

@@ -100,6 +100,11 @@ impl Framework {
             .any(|r| r.classes.iter().any(|c| c == class))
     }
 
+    /// The recomputation its production runs take, where it states one.
+    pub fn stated_production_recompute(&self) -> Option<Recompute> {
+        self.production_recompute.as_ref().map(|r| r.recompute)
+    }
+
     /// Whether it runs without sequence parallelism on `class` unless asked.
     pub fn no_sequence_parallel_on(&self, class: &str) -> bool {
         self.no_sequence_parallel
