@@ -338,7 +338,19 @@ fn run(
             global_batch: ph.batch,
             seq: ph.seq,
         };
-        let r = search(&m, req.devices, batch, &constraints, req.keep.max(1))?;
+        let mut r = search(&m, req.devices, batch, &constraints, req.keep.max(1))?;
+        // A stack's own production recomputation that fits no layout gives way to the
+        // default, which needs the least memory.
+        if r.plans.is_empty()
+            && constraints.recompute != req.constraints.recompute
+            && constraints.recompute != Some(PRODUCTION_RECOMPUTE)
+        {
+            let fallback = Constraints {
+                recompute: Some(PRODUCTION_RECOMPUTE),
+                ..constraints
+            };
+            r = search(&m, req.devices, batch, &fallback, req.keep.max(1))?;
+        }
         let Some(top) = r.plans.first().cloned() else {
             return Err(no_plan(req, sys, ph, &r));
         };
@@ -701,6 +713,18 @@ mod tests {
         assert_eq!(
             production(tpu_v3, None, open).best.layout.recompute,
             Recompute::None
+        );
+        // Where keeping every activation fits no layout (GPT-3 175B on 16 GB V100s,
+        // where only TensorFlow was seen), the default recomputation gives way.
+        let gpt3 = cat.model("gpt3-175b").unwrap().config();
+        let v100 = cat.hardware("v100").unwrap();
+        let r = ForecastRequest {
+            production_layout: true,
+            ..req(&gpt3, &ph, v100, 1024)
+        };
+        assert_eq!(
+            forecast(&r, fit).unwrap().best.layout.recompute,
+            PRODUCTION_RECOMPUTE
         );
         // A layout dimension given is the user's layout: nothing is held.
         let tp = Constraints {
