@@ -583,6 +583,7 @@ fn model_step(
         gemm: 1.0,
         dp_overlap: true,
         tp_overlap: false,
+        unfused_loss: false,
     };
     let seq = step.seq as u64;
     let m = StepModel::new(&cfg, &sys, &rates, &shape, eff, seq).with_ops(&ops);

@@ -1354,4 +1354,12 @@ fn an_estimate_given_no_layout_prices_a_production_runs_recomputation_and_says_s
     // TensorFlow 1.x kept its activations (BERT's README), so its production runs do.
     let tf = at(&["--framework", "tensorflow"]);
     assert_eq!(tf["layout"]["recompute"], "none", "{tf}");
+    // With the stack unknown, the run is taken to use the one stack seen in
+    // production runs on A100 (DeepSpeed: Pythia and MT-NLG), its loss included.
+    assert!(notes.contains("taken to be deepspeed"), "{notes}");
+    assert!(
+        notes.contains("unfused vocabulary-parallel cross entropy"),
+        "{notes}"
+    );
+    assert!(!given["assumptions"].to_string().contains("taken to be"));
 }

@@ -654,12 +654,11 @@ impl StepFit {
         ))
     }
 
-    /// With the stack unknown and no layout given, the recomputation of a production
-    /// run on `class`: the one every stack with a production run there states
-    /// ([`crate::framework::Framework::production_recompute`]), `None` where they do
-    /// not agree, state none, or no stack has a production run there.
-    fn production_recompute_on(&self, class: &str) -> Option<crate::flops::Recompute> {
-        let stated: Vec<Option<crate::flops::Recompute>> = self
+    /// With the stack unknown and no layout given, the stack a production run on
+    /// `class` is taken to run: the one stack with a production run there (`None`
+    /// where there are several, or none).
+    fn production_stack_on(&self, class: &str) -> Option<String> {
+        let mut stacks: Vec<&str> = self
             .parameters
             .iter()
             .filter(|c| {
@@ -669,19 +668,13 @@ impl StepFit {
                         .iter()
                         .any(|p| p.production && c.runs.contains(&p.id))
             })
-            .map(|c| {
-                framework::lookup(&c.framework)
-                    .ok()
-                    .flatten()
-                    .and_then(Framework::stated_production_recompute)
-            })
+            .map(|c| c.framework.as_str())
             .collect();
-        let first = *stated.first()?;
-        stated
-            .iter()
-            .all(|s| *s == first)
-            .then_some(first)
-            .flatten()
+        stacks.dedup();
+        match stacks.as_slice() {
+            [one] => Some((*one).to_string()),
+            _ => None,
+        }
     }
 
     /// The factor for hardware of `class` run by `framework` (`None`: unknown), with
@@ -720,9 +713,9 @@ impl StepFit {
                 .is_none()
                 .then(|| self.production_value(class))
                 .flatten(),
-            free_recompute: framework
+            free_stack: framework
                 .is_none()
-                .then(|| self.production_recompute_on(class))
+                .then(|| self.production_stack_on(class))
                 .flatten(),
         })
     }

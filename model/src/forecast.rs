@@ -218,6 +218,14 @@ pub fn forecast(req: &ForecastRequest<'_>, fit: &dyn FactorSource) -> Result<For
         None => rate_source(req.hw, req.dtype, &shape),
     };
     let mut req = req.clone();
+    // With the stack unknown too, the run is taken to use the stack seen in production
+    // runs on this class, where there is one: its recomputation, loss and overlaps.
+    if req.framework.is_none() && req.production_layout && !req.constraints.fixes_layout() {
+        req.framework = chosen
+            .free_stack
+            .as_deref()
+            .and_then(|f| crate::framework::lookup(f).ok().flatten());
+    }
     req.constraints = with_stack_defaults(req.constraints, req.hw, req.framework);
     let eff = stack::stack_efficiency(chosen.gemm_efficiency, req.framework, &req.hw.class);
     run(&req, &sys, &rates, &shape, eff, None, chosen)
@@ -253,6 +261,7 @@ pub fn forecast_measured(req: &ForecastRequest<'_>, m: &Measured) -> Result<Fore
                     gemm: 1.0,
                     dp_overlap: true,
                     tp_overlap: false,
+                    unfused_loss: false,
                 },
             )
         }
@@ -275,7 +284,7 @@ pub fn forecast_measured(req: &ForecastRequest<'_>, m: &Measured) -> Result<Fore
         layout_gap: 1.0,
         free_band: StepBand::none(),
         free_factor: None,
-        free_recompute: None,
+        free_stack: None,
     };
     let rates = RateSource::Profile(m.rates.clone());
     run(req, &sys, &rates, &shape, eff, Some(&m.ops), chosen)
@@ -289,18 +298,12 @@ pub fn production_recompute(framework: Option<&Framework>) -> Recompute {
         .unwrap_or(PRODUCTION_RECOMPUTE)
 }
 
-/// `req`'s constraints, held to the recomputation of a production run where it prices
-/// one and fixes no layout dimension: its stack's [`production_recompute`], or with the
-/// stack unknown what the stacks seen in production on the class state
-/// ([`Chosen::free_recompute`]).
-fn production_constraints(req: &ForecastRequest<'_>, chosen: &Chosen) -> Constraints {
+/// `req`'s constraints, held to its stack's [`production_recompute`] where it prices a
+/// production run and fixes no layout dimension.
+fn production_constraints(req: &ForecastRequest<'_>) -> Constraints {
     if req.production_layout && !req.constraints.fixes_layout() {
-        let recompute = match req.framework {
-            None => chosen.free_recompute.unwrap_or(PRODUCTION_RECOMPUTE),
-            stack => production_recompute(stack),
-        };
         Constraints {
-            recompute: Some(recompute),
+            recompute: Some(production_recompute(req.framework)),
             ..req.constraints
         }
     } else {
@@ -323,7 +326,7 @@ fn run(
         ));
     }
     let free = !req.constraints.fixes_layout();
-    let constraints = production_constraints(req, &chosen);
+    let constraints = production_constraints(req);
     let mut phases = vec![];
     let (mut seconds, mut model_flops) = (0.0, 0.0);
     let mut best: Option<(f64, Prediction)> = None;

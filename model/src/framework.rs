@@ -57,6 +57,10 @@ pub struct Framework {
     /// reduce-scatters overlap the GEMMs they feed, with the reason.
     #[serde(default)]
     pub tp_overlap: Vec<ClassRule>,
+    /// Hardware classes on which its loss is the unfused vocabulary-parallel cross
+    /// entropy on fp32 logits ([`crate::op_rate::UNFUSED_LOSS_BYTES`]), with the reason.
+    #[serde(default)]
+    pub unfused_loss: Vec<ClassRule>,
     /// The recomputation its production runs take where the layout is not given, if it
     /// is not [`crate::forecast::PRODUCTION_RECOMPUTE`], with the reason.
     #[serde(default)]
@@ -96,6 +100,13 @@ impl Framework {
     /// `class`.
     pub fn overlaps_tp_on(&self, class: &str) -> bool {
         self.tp_overlap
+            .iter()
+            .any(|r| r.classes.iter().any(|c| c == class))
+    }
+
+    /// Whether its loss is the unfused vocabulary-parallel cross entropy on `class`.
+    pub fn unfused_loss_on(&self, class: &str) -> bool {
+        self.unfused_loss
             .iter()
             .any(|r| r.classes.iter().any(|c| c == class))
     }
@@ -209,5 +220,16 @@ mod tests {
         assert!(m.overlaps_tp_on("gpu-2022"));
         assert!(m.overlaps_tp_on("gpu-2024"));
         assert!(!lookup("fsdp").unwrap().unwrap().overlaps_tp_on("gpu-2022"));
+    }
+
+    #[test]
+    fn the_stacks_built_on_megatrons_old_cross_entropy_state_its_unfused_loss() {
+        let stack = |n: &str| lookup(n).unwrap().unwrap();
+        assert!(stack("deepspeed").unfused_loss_on("gpu-2020"));
+        assert!(stack("deepspeed").unfused_loss_on("gpu-2022"));
+        assert!(stack("megatron").unfused_loss_on("gpu-2020"));
+        assert!(!stack("megatron").unfused_loss_on("gpu-2022"));
+        assert!(!stack("fsdp").unfused_loss_on("gpu-2020"));
+        assert!(!stack("jax").unfused_loss_on("tpu-2021"));
     }
 }

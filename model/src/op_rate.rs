@@ -40,6 +40,15 @@ pub enum MemOp {
     Permute,
 }
 
+/// Bytes per logit of the vocabulary-parallel cross entropy that Megatron-LM (its
+/// 2021-22 papers' code) and GPT-NeoX run on fp32 logits, forward and backward, each
+/// pass reading its input and writing its output once (`megatron/mpu/cross_entropy.py`
+/// in both; the caller casts the logits with `output.float()`): the cast (2 read, 4
+/// written), the max (4), the shift (8), the exp in place (8), the sum (4) and the
+/// division in place (8) forward; the gradient's multiply in place (8) and its cast back
+/// (6), so 52. Fused kernels move [`MemOp::Loss`]'s 20.
+pub const UNFUSED_LOSS_BYTES: f64 = 52.0;
+
 impl MemOp {
     /// Every op, in the order the step model reports them.
     pub const ALL: [MemOp; 9] = [
@@ -80,7 +89,9 @@ impl MemOp {
     /// - activation: read and write forward (4 bytes; 6 with a gate), so 12 (18);
     /// - softmax with dropout: softmax read and write, dropout read, write and mask
     ///   forward (9 bytes), so 27;
-    /// - loss: 20 bytes per logit in all (fp32 logits, log-softmax and its gradient);
+    /// - loss: 20 bytes per logit in all (fp32 logits, log-softmax and its gradient),
+    ///   as a fused kernel moves them; a stack that runs the unfused vocabulary-parallel
+    ///   cross entropy moves [`UNFUSED_LOSS_BYTES`];
     /// - MoE permute: the dispatch reads and writes each routed value, the combine
     ///   reads it (6 bytes forward; the combine's `tokens × hidden` output, a `1/top_k`
     ///   share, is left out), so 18.

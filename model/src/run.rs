@@ -258,27 +258,59 @@ pub fn modelled_with(
         )
     };
     notes.push(format!("GEMM rates: {}", f.rate_source));
-    if measured.is_none() && !constraints.fixes_layout() && !production_layout {
-        if f.efficiency.layout_gap < 1.0 {
-            notes.push(format!(
-                "layout left to the search: its time is divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them; `flopcal calibrate` prints it)",
-                f.efficiency.layout_gap
-            ));
-        }
-    } else if measured.is_none() && !constraints.fixes_layout() {
+    if measured.is_none()
+        && !constraints.fixes_layout()
+        && !production_layout
+        && f.efficiency.layout_gap < 1.0
+    {
+        notes.push(format!(
+            "layout left to the search: its time is divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them; `flopcal calibrate` prints it)",
+            f.efficiency.layout_gap
+        ));
+    }
+    // With no stack named and no layout given, the forecast took the run to use the
+    // stack seen in production runs on this class.
+    let free_stack = (framework.is_none()
+        && production_layout
+        && measured.is_none()
+        && !constraints.fixes_layout())
+    .then(|| {
+        f.efficiency
+            .free_stack
+            .as_deref()
+            .and_then(|s| crate::framework::lookup(s).ok().flatten())
+    })
+    .flatten();
+    if let Some(st) = free_stack {
+        notes.push(format!(
+            "stack unknown and no layout given: taken to be {}, the one stack seen in production runs on {} (its recomputation, loss and overlaps; the factor is the MFU source's); name --framework to change it",
+            st.id, hw.class
+        ));
+    }
+    let stack = framework.or(free_stack);
+    if production_layout && measured.is_none() && !constraints.fixes_layout() {
         let recompute = f.best.layout.recompute;
         notes.push(format!(
             "layout left to the search, priced as a production run's: recomputation held to `{}` ({}), and the step is the best such layout's divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them so; `flopcal calibrate` prints it); give --tp, --pp, --recompute, ... to price the layout you will run",
             recompute.as_str(),
-            match framework {
-                _ if recompute == forecast::PRODUCTION_RECOMPUTE => "every production run that states its layout recomputed activations: Pythia's GPT-NeoX configs every layer, MT-NLG in full, PaLM 89 of 118 layers".to_string(),
-                Some(st) => format!("what {} states for its production runs", st.id),
-                None => "what the stack seen in production runs on this hardware states".to_string(),
+            match stack {
+                Some(st) if recompute != forecast::PRODUCTION_RECOMPUTE => {
+                    format!("what {} states for its production runs", st.id)
+                }
+                _ => "every production run that states its layout recomputed activations: Pythia's GPT-NeoX configs every layer, MT-NLG in full, PaLM 89 of 118 layers".to_string(),
             },
             f.efficiency.layout_gap
         ));
     }
-    if let Some(st) = framework.filter(|st| {
+    if let Some(st) = stack.filter(|st| measured.is_none() && st.unfused_loss_on(&hw.class)) {
+        notes.push(format!(
+            "loss: {} on {} runs the unfused vocabulary-parallel cross entropy on fp32 logits, {:.0} bytes per logit at HBM speed (megatron/mpu/cross_entropy.py: a cast and five passes forward, two backward), where a fused kernel moves 20",
+            st.id,
+            hw.class,
+            crate::op_rate::UNFUSED_LOSS_BYTES
+        ));
+    }
+    if let Some(st) = stack.filter(|st| {
         measured.is_none()
             && st.overlaps_tp_on(&hw.class)
             && f.best.layout.tp > 1

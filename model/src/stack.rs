@@ -29,16 +29,19 @@ pub fn efficiency(gemm: f64) -> Efficiency {
         gemm,
         dp_overlap: true,
         tp_overlap: false,
+        unfused_loss: false,
     }
 }
 
 /// [`efficiency`] for a stack on hardware of `class`: the stack states whether its
-/// gradient reduction overlaps the backward pass there, and whether its tensor-parallel
-/// collectives overlap the GEMMs (an unknown stack: not).
+/// gradient reduction overlaps the backward pass there, whether its tensor-parallel
+/// collectives overlap the GEMMs, and whether its loss is unfused (an unknown stack:
+/// neither).
 pub fn stack_efficiency(gemm: f64, framework: Option<&Framework>, class: &str) -> Efficiency {
     Efficiency {
         dp_overlap: framework.is_none_or(|f| f.overlaps_dp_on(class)),
         tp_overlap: framework.is_some_and(|f| f.overlaps_tp_on(class)),
+        unfused_loss: framework.is_some_and(|f| f.unfused_loss_on(class)),
         ..efficiency(gemm)
     }
 }
@@ -178,10 +181,10 @@ pub struct Chosen {
     /// over the stacks seen in production runs on the class (`None`: the same as
     /// [`Chosen::gemm_efficiency`]).
     pub free_factor: Option<(f64, String)>,
-    /// With the stack unknown, the recomputation of such a forecast where the stacks
-    /// seen in production runs on the class state theirs (`None`: the default,
-    /// [`crate::forecast::PRODUCTION_RECOMPUTE`]).
-    pub free_recompute: Option<crate::flops::Recompute>,
+    /// With the stack unknown, the stack such a forecast takes the run to use: the one
+    /// seen in production runs on the class (its recomputation, loss and overlap; the
+    /// factor is [`Chosen::free_factor`]). `None`: several or none, so no stack's rules.
+    pub free_stack: Option<String>,
 }
 
 #[cfg(test)]

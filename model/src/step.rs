@@ -80,6 +80,10 @@ pub struct Efficiency {
     /// they feed (Transformer Engine's userbuffers; a property of the software stack on
     /// a hardware class, [`crate::framework`]).
     pub tp_overlap: bool,
+    /// Whether the loss is the unfused vocabulary-parallel cross entropy on fp32 logits
+    /// ([`crate::op_rate::UNFUSED_LOSS_BYTES`] per logit; a property of the software
+    /// stack on a hardware class, [`crate::framework`]).
+    pub unfused_loss: bool,
 }
 
 /// The batch of one step.
@@ -689,7 +693,16 @@ impl<'a> StepModel<'a> {
             sink(o.name(), "train", x);
             mem += x;
         };
-        op(MemOp::Loss, tk * self.cfg.vocab as f64 / t as f64, 1.0);
+        let loss_passes = if self.eff.unfused_loss {
+            crate::op_rate::UNFUSED_LOSS_BYTES / MemOp::Loss.train_bytes(false)
+        } else {
+            1.0
+        };
+        op(
+            MemOp::Loss,
+            tk * self.cfg.vocab as f64 / t as f64,
+            loss_passes,
+        );
         op(MemOp::LayerNorm, tk * h, 1.0);
         op(MemOp::Embedding, tk * h, 1.0);
         let accum = self.mem_op(MemOp::GradAccum, (tokens * vm.k) as f64, 1.0)
@@ -973,6 +986,7 @@ mod tests {
                 gemm: 1.0,
                 dp_overlap: true,
                 tp_overlap: false,
+                unfused_loss: false,
             },
         )
     }
@@ -1226,6 +1240,7 @@ mod tests {
             gemm: 1.0,
             dp_overlap: true,
             tp_overlap: false,
+            unfused_loss: false,
         };
         let m = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
         let items = m.layer_items(&Layout::single(4), 64);
@@ -1336,5 +1351,36 @@ mod tests {
         let hiding = StepModel::new(&c, &slow, &rates, &shape, overlapping, 64);
         let (a, b) = (plain.layer_cost(&sp, 64), hiding.layer_cost(&sp, 64));
         assert!(b.tp > a.tp / 2.0 && b.tp < a.tp, "{} vs {}", b.tp, a.tp);
+    }
+
+    #[test]
+    fn a_stack_running_the_unfused_cross_entropy_moves_its_bytes_per_logit() {
+        let c = cfg();
+        let sys = system();
+        let (shape, eff) = ideal(&sys);
+        let rates = RateSource::Shape(shape.clone());
+        let unfused = Efficiency {
+            unfused_loss: true,
+            ..eff
+        };
+        let fused = StepModel::new(&c, &sys, &rates, &shape, eff, 64);
+        let plain = StepModel::new(&c, &sys, &rates, &shape, unfused, 64);
+        let layout = Layout::single(4);
+        let loss = |m: &StepModel<'_>| {
+            m.vocab_items(&layout, 64)
+                .iter()
+                .find(|i| i.name == "loss")
+                .map(|i| i.seconds)
+                .unwrap()
+        };
+        // 4 x 64 positions x 2,048 logits at 20 bytes and at 52, over 10 GB/s.
+        let logits = 4.0 * 64.0 * 2048.0;
+        assert!((loss(&fused) - logits * 20.0 / 1e10).abs() < 1e-12);
+        assert!((loss(&plain) - logits * crate::op_rate::UNFUSED_LOSS_BYTES / 1e10).abs() < 1e-12);
+        // Only the loss moves: the projection's GEMMs are the same.
+        assert_eq!(
+            plain.vocab_cost(&layout, 64).0,
+            fused.vocab_cost(&layout, 64).0
+        );
     }
 }
