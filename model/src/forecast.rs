@@ -51,13 +51,13 @@ pub struct ForecastRequest<'a> {
 }
 
 /// The recomputation a forecast given no layout dimension holds its search to, where
-/// it prices a production run ([`ForecastRequest::production_layout`]): every
-/// production run that states its layout recomputed activations (Pythia's GPT-NeoX
+/// it prices a production run ([`ForecastRequest::production_layout`]): the production
+/// runs that state their recomputation all recompute activations (Pythia's GPT-NeoX
 /// configs checkpoint every layer, MT-NLG recomputes in full, PaLM rematerialised 89
 /// of 118 layers). The best layout that recomputes in full steps in 93% to 105% of
-/// their time, where the best of all layouts takes 71% to 98% (`flopcal calibrate`
-/// prints the layout gap that is left). A stack may state its
-/// own ([`Framework::production_recompute`]).
+/// the time of the layouts the production runs state, where the best of all layouts
+/// takes 71% to 98% (`flopcal calibrate` prints the layout gap that is left). A stack
+/// may state its own ([`Framework::production_recompute`]).
 pub const PRODUCTION_RECOMPUTE: Recompute = Recompute::Full;
 
 /// One phase's plans.

@@ -297,7 +297,7 @@ pub fn modelled_with(
                 Some(st) if recompute != forecast::PRODUCTION_RECOMPUTE => {
                     format!("what {} states for its production runs", st.id)
                 }
-                _ => "every production run that states its layout recomputed activations: Pythia's GPT-NeoX configs every layer, MT-NLG in full, PaLM 89 of 118 layers".to_string(),
+                _ => "the production runs that state their recomputation all recompute activations: Pythia's GPT-NeoX configs every layer, MT-NLG in full, PaLM 89 of 118 layers".to_string(),
             },
             f.efficiency.layout_gap
         ));
