@@ -628,21 +628,9 @@ impl StepFit {
     /// `class`: the mean over the stacks with a production run there, where they are
     /// not all the stacks seen there (`None` otherwise).
     fn production_value(&self, class: &str) -> Option<(f64, String)> {
-        let cells: Vec<&StackParameter> = self
-            .parameters
-            .iter()
-            .filter(|p| p.class == class)
-            .collect();
-        let produced: Vec<&StackParameter> = cells
-            .iter()
-            .copied()
-            .filter(|c| {
-                self.points
-                    .iter()
-                    .any(|p| p.production && c.runs.contains(&p.id))
-            })
-            .collect();
-        if produced.is_empty() || produced.len() == cells.len() {
+        let cells = self.parameters.iter().filter(|p| p.class == class).count();
+        let produced = self.production_cells(class);
+        if produced.is_empty() || produced.len() == cells {
             return None;
         }
         let (v, listed) = stacks_mean(&produced);
@@ -658,8 +646,15 @@ impl StepFit {
     /// `class` is taken to run: the one stack with a production run there (`None`
     /// where there are several, or none).
     fn production_stack_on(&self, class: &str) -> Option<String> {
-        let mut stacks: Vec<&str> = self
-            .parameters
+        match self.production_cells(class).as_slice() {
+            [one] => Some(one.framework.clone()),
+            _ => None,
+        }
+    }
+
+    /// The (stack, class) cells of `class` with a production run among their runs.
+    fn production_cells(&self, class: &str) -> Vec<&StackParameter> {
+        self.parameters
             .iter()
             .filter(|c| {
                 c.class == class
@@ -668,13 +663,7 @@ impl StepFit {
                         .iter()
                         .any(|p| p.production && c.runs.contains(&p.id))
             })
-            .map(|c| c.framework.as_str())
-            .collect();
-        stacks.dedup();
-        match stacks.as_slice() {
-            [one] => Some((*one).to_string()),
-            _ => None,
-        }
+            .collect()
     }
 
     /// The factor for hardware of `class` run by `framework` (`None`: unknown), with

@@ -220,11 +220,12 @@ pub fn forecast(req: &ForecastRequest<'_>, fit: &dyn FactorSource) -> Result<For
     let mut req = req.clone();
     // With the stack unknown too, the run is taken to use the stack seen in production
     // runs on this class, where there is one: its recomputation, loss and overlaps.
-    if req.framework.is_none() && req.production_layout && !req.constraints.fixes_layout() {
-        req.framework = chosen
-            .free_stack
-            .as_deref()
-            .and_then(|f| crate::framework::lookup(f).ok().flatten());
+    // `chosen.free_stack` then says which stack the forecast took.
+    if req.framework.is_some() || !req.production_layout || req.constraints.fixes_layout() {
+        chosen.free_stack = None;
+    }
+    if let Some(taken) = chosen.free_stack.as_deref() {
+        req.framework = crate::framework::lookup(taken).ok().flatten();
     }
     req.constraints = with_stack_defaults(req.constraints, req.hw, req.framework);
     let eff = stack::stack_efficiency(chosen.gemm_efficiency, req.framework, &req.hw.class);

@@ -87,28 +87,26 @@ pub struct ClassRule {
     pub why: String,
 }
 
+/// Whether one of `rules` covers hardware `class`.
+fn covers(rules: &[ClassRule], class: &str) -> bool {
+    rules.iter().any(|r| r.classes.iter().any(|c| c == class))
+}
+
 impl Framework {
     /// Whether its gradient reduction overlaps the backward pass on `class`.
     pub fn overlaps_dp_on(&self, class: &str) -> bool {
-        !self
-            .dp_reduce_after_backward
-            .iter()
-            .any(|r| r.classes.iter().any(|c| c == class))
+        !covers(&self.dp_reduce_after_backward, class)
     }
 
     /// Whether its sequence-parallel tensor-parallel collectives overlap the GEMMs on
     /// `class`.
     pub fn overlaps_tp_on(&self, class: &str) -> bool {
-        self.tp_overlap
-            .iter()
-            .any(|r| r.classes.iter().any(|c| c == class))
+        covers(&self.tp_overlap, class)
     }
 
     /// Whether its loss is the unfused vocabulary-parallel cross entropy on `class`.
     pub fn unfused_loss_on(&self, class: &str) -> bool {
-        self.unfused_loss
-            .iter()
-            .any(|r| r.classes.iter().any(|c| c == class))
+        covers(&self.unfused_loss, class)
     }
 
     /// The recomputation its production runs take, where it states one.
@@ -118,9 +116,7 @@ impl Framework {
 
     /// Whether it runs without sequence parallelism on `class` unless asked.
     pub fn no_sequence_parallel_on(&self, class: &str) -> bool {
-        self.no_sequence_parallel
-            .iter()
-            .any(|r| r.classes.iter().any(|c| c == class))
+        covers(&self.no_sequence_parallel, class)
     }
 
     /// The attention kernel this stack runs on hardware of `class`, if it states one.

@@ -258,29 +258,21 @@ pub fn modelled_with(
         )
     };
     notes.push(format!("GEMM rates: {}", f.rate_source));
-    if measured.is_none()
-        && !constraints.fixes_layout()
-        && !production_layout
-        && f.efficiency.layout_gap < 1.0
-    {
+    // The search chose the layout on catalog hardware: the layout gap applies.
+    let searched = measured.is_none() && !constraints.fixes_layout();
+    if searched && !production_layout && f.efficiency.layout_gap < 1.0 {
         notes.push(format!(
             "layout left to the search: its time is divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them; `flopcal calibrate` prints it)",
             f.efficiency.layout_gap
         ));
     }
-    // With no stack named and no layout given, the forecast took the run to use the
-    // stack seen in production runs on this class.
-    let free_stack = (framework.is_none()
-        && production_layout
-        && measured.is_none()
-        && !constraints.fixes_layout())
-    .then(|| {
-        f.efficiency
-            .free_stack
-            .as_deref()
-            .and_then(|s| crate::framework::lookup(s).ok().flatten())
-    })
-    .flatten();
+    // With no stack named and no layout given, the stack seen in production runs on
+    // this class that the forecast took the run to use.
+    let free_stack = f
+        .efficiency
+        .free_stack
+        .as_deref()
+        .and_then(|s| crate::framework::lookup(s).ok().flatten());
     if let Some(st) = free_stack {
         notes.push(format!(
             "stack unknown and no layout given: taken to be {}, the one stack seen in production runs on {} (its recomputation, loss and overlaps; the factor is the MFU source's); name --framework to change it",
@@ -288,7 +280,7 @@ pub fn modelled_with(
         ));
     }
     let stack = framework.or(free_stack);
-    if production_layout && measured.is_none() && !constraints.fixes_layout() {
+    if searched && production_layout {
         let recompute = f.best.layout.recompute;
         notes.push(format!(
             "layout left to the search, priced as a production run's: recomputation held to `{}` ({}), and the step is the best such layout's divided by the layout gap {:.3} (the production runs that state their layout ran that much slower than the best layout flopcal finds for them so; `flopcal calibrate` prints it); give --tp, --pp, --recompute, ... to price the layout you will run",

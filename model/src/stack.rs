@@ -184,6 +184,7 @@ pub struct Chosen {
     /// With the stack unknown, the stack such a forecast takes the run to use: the one
     /// seen in production runs on the class (its recomputation, loss and overlap; the
     /// factor is [`Chosen::free_factor`]). `None`: several or none, so no stack's rules.
+    /// In a forecast's result, the stack it took (`None`: it took none).
     pub free_stack: Option<String>,
 }
 
