@@ -462,33 +462,10 @@ fn measure_fma(isa: Isa, dtype: Dtype, opts: &PeakOptions) -> crate::Result<Comp
 
 /// Sizes of the last-level cache and of one core's L2 from sysfs (Linux), bytes.
 fn cache_sizes() -> (Option<u64>, Option<u64>) {
-    let mut llc: Option<u64> = None;
-    let mut l2: Option<u64> = None;
-    for i in 0..8 {
-        let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{i}");
-        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok();
-        let (Some(level), Some(size)) = (read("level"), read("size")) else {
-            continue;
-        };
-        if read("type").is_some_and(|t| t.trim() == "Instruction") {
-            continue;
-        }
-        let size = size.trim();
-        let bytes = if let Some(k) = size.strip_suffix('K') {
-            k.parse::<u64>().ok().map(|k| k << 10)
-        } else if let Some(m) = size.strip_suffix('M') {
-            m.parse::<u64>().ok().map(|m| m << 20)
-        } else {
-            size.parse::<u64>().ok()
-        };
-        let Some(bytes) = bytes else { continue };
-        if level.trim() == "2" {
-            l2 = Some(bytes);
-        }
-        if llc.is_none_or(|b| bytes > b) {
-            llc = Some(bytes);
-        }
-    }
+    let caches = flopcal_kernels::cpu_cache::cpu0_caches();
+    let data = caches.iter().filter(|c| !c.instruction);
+    let llc = data.clone().map(|c| c.bytes).max();
+    let l2 = data.filter(|c| c.level == 2).map(|c| c.bytes).next_back();
     (llc, l2)
 }
 

@@ -7,6 +7,7 @@
 
 pub mod attention;
 pub mod ceilings;
+pub mod cpu_cache;
 pub mod elementwise;
 pub mod error;
 pub mod gemm;

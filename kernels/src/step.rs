@@ -819,38 +819,12 @@ pub const MAX_POOL_BYTES: u64 = 1 << 30;
 /// operands from the shared pool (bounds its memory).
 pub const MAX_COPIES: u64 = 16;
 
-/// The largest CPU cache this machine reports (`/sys/devices/system/cpu/cpu0/cache`,
-/// each `index*/size` such as `491520K`); `None` where it reports none.
-pub fn last_level_cache_bytes() -> Option<u64> {
-    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
-    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
-        .filter_map(|s| parse_cache_size(s.trim()))
-        .max()
-}
-
-/// `32K`, `2048K`, `480M` or a plain byte count, as sysfs prints a cache size.
-fn parse_cache_size(s: &str) -> Option<u64> {
-    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => s.split_at(i),
-        None => (s, ""),
-    };
-    let n: u64 = digits.parse().ok()?;
-    let scale = match unit {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(scale)
-}
-
 /// Bytes of the operand pool the hand-over GEMMs share on `device`: on a CPU, twice
 /// its last-level cache (a VM may report its host's whole L3: 480 MiB on this
 /// project's 2-core VMs), within [`COLD_BYTES`] and [`MAX_POOL_BYTES`]; elsewhere
 /// [`COLD_BYTES`].
 pub fn cold_pool_bytes(device: &Device) -> u64 {
-    match (device.is_cpu(), last_level_cache_bytes()) {
+    match (device.is_cpu(), crate::cpu_cache::last_level_cache_bytes()) {
         (true, Some(llc)) => llc.saturating_mul(2).clamp(COLD_BYTES, MAX_POOL_BYTES),
         _ => COLD_BYTES,
     }
@@ -1010,20 +984,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cache_sizes_read_as_sysfs_prints_them() {
-        assert_eq!(parse_cache_size("32K"), Some(32 << 10));
-        assert_eq!(parse_cache_size("491520K"), Some(480 << 20));
-        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
-        assert_eq!(parse_cache_size("4096"), Some(4096));
-        assert_eq!(parse_cache_size("12X"), None);
-        assert_eq!(parse_cache_size(""), None);
-    }
-
-    #[test]
     fn the_pool_is_twice_the_cache_within_its_bounds_and_shared() {
         let bytes = cold_pool_bytes(&Device::Cpu);
         assert!((COLD_BYTES..=MAX_POOL_BYTES).contains(&bytes), "{bytes}");
-        if let Some(llc) = last_level_cache_bytes() {
+        if let Some(llc) = crate::cpu_cache::last_level_cache_bytes() {
             assert_eq!(bytes, (2 * llc).clamp(COLD_BYTES, MAX_POOL_BYTES));
         }
         let (a, b) = (
